@@ -1,0 +1,544 @@
+//! The messages of the worker <-> engine protocol (protocol.md section 2), both directions.
+//!
+//! Decoding goes through one flat struct holding every field any message can carry, then picks
+//! the variant by `type`. That keeps decoding a single pass, makes unknown fields free to ignore,
+//! and lets payloads stay raw JSON (`RawValue`) until a handler needs them. (serde cannot keep a
+//! `RawValue` inside an internally tagged enum, which is why the derive is not used to decode.)
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Raw JSON kept as text. `None` in an optional payload position means JSON `null`.
+pub type Json = Box<RawValue>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacktrace: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code: code.into(), message: message.into(), stacktrace: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum TriggerAction {
+    Enqueue { queue: String },
+    Void,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisterFunction {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_format: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<Json>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisterService {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_service_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisterTriggerType {
+    pub id: String,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_request_format: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_request_format: Option<Json>,
+}
+
+/// A trigger binding. `config` is always written, as `null` when absent: the engine drops a
+/// `registertrigger` without it (protocol.md 1.5).
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisterTrigger {
+    pub id: String,
+    pub trigger_type: String,
+    pub function_id: String,
+    pub config: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Json>,
+}
+
+/// A call. `data` is always written, as `null` when absent: the engine drops an
+/// `invokefunction` without it (protocol.md 1.5).
+#[derive(Debug, Clone, Serialize)]
+pub struct InvokeFunction {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    pub function_id: String,
+    pub data: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baggage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<TriggerAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Json>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InvocationResult {
+    pub invocation_id: String,
+    pub function_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baggage: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerRegistrationResult {
+    pub id: String,
+    pub trigger_type: String,
+    pub function_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistrationRejected {
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_worker_id: Option<String>,
+}
+
+/// Every message of protocol.md, in either direction.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Message {
+    WorkerRegistered {
+        worker_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reattach_token: Option<String>,
+    },
+    RegisterFunction(RegisterFunction),
+    UnregisterFunction {
+        id: String,
+    },
+    RegisterService(RegisterService),
+    RegisterTriggerType(RegisterTriggerType),
+    UnregisterTriggerType {
+        id: String,
+    },
+    RegisterTrigger(RegisterTrigger),
+    UnregisterTrigger {
+        id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trigger_type: Option<String>,
+    },
+    TriggerRegistrationResult(TriggerRegistrationResult),
+    InvokeFunction(InvokeFunction),
+    InvocationResult(InvocationResult),
+    Ping,
+    Pong,
+    Error {
+        error: ErrorBody,
+    },
+    Reattach {
+        previous_worker_id: String,
+        reattach_token: String,
+    },
+    RegistrationRejected(RegistrationRejected),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not a JSON object, or a field had the wrong JSON type.
+    Malformed(String),
+    /// A `type` this SDK does not know. Newer engines add message types; they are skipped.
+    UnknownType(String),
+    /// A known type without one of its required fields.
+    MissingField { kind: &'static str, field: &'static str },
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Malformed(e) => write!(f, "malformed frame: {e}"),
+            DecodeError::UnknownType(t) => write!(f, "unknown message type {t:?}"),
+            DecodeError::MissingField { kind, field } => {
+                write!(f, "{kind} frame without required field {field:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// The union of every field of every message.
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    worker_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reattach_token: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    previous_worker_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    invocation_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    trigger_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    description: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    parent_service_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    traceparent: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    baggage: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    code: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    worker_name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    owner_worker_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    action: Option<TriggerAction>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    result: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    config: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    metadata: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    request_format: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    response_format: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    invocation: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    trigger_request_format: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    call_request_format: Option<&'a RawValue>,
+}
+
+fn own(v: Option<Cow<'_, str>>) -> Option<String> {
+    v.map(Cow::into_owned)
+}
+
+fn own_json(v: Option<&RawValue>) -> Option<Json> {
+    v.map(RawValue::to_owned)
+}
+
+fn need(v: Option<Cow<'_, str>>, kind: &'static str, field: &'static str) -> Result<String, DecodeError> {
+    v.map(Cow::into_owned).ok_or(DecodeError::MissingField { kind, field })
+}
+
+impl Message {
+    /// Decodes one frame. Unknown fields are ignored; unknown types give `UnknownType`.
+    pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
+        let f: Fields<'_> =
+            serde_json::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let msg = match f.kind.as_ref() {
+            "invokefunction" => Message::InvokeFunction(InvokeFunction {
+                invocation_id: own(f.invocation_id),
+                function_id: need(f.function_id, "invokefunction", "function_id")?,
+                data: own_json(f.data),
+                traceparent: own(f.traceparent),
+                baggage: own(f.baggage),
+                action: f.action,
+                metadata: own_json(f.metadata),
+            }),
+            "invocationresult" => Message::InvocationResult(InvocationResult {
+                invocation_id: need(f.invocation_id, "invocationresult", "invocation_id")?,
+                function_id: own(f.function_id).unwrap_or_default(),
+                result: own_json(f.result),
+                error: f.error,
+                traceparent: own(f.traceparent),
+                baggage: own(f.baggage),
+            }),
+            "workerregistered" => Message::WorkerRegistered {
+                worker_id: need(f.worker_id, "workerregistered", "worker_id")?,
+                reattach_token: own(f.reattach_token),
+            },
+            "ping" => Message::Ping,
+            "pong" => Message::Pong,
+            "registerfunction" => Message::RegisterFunction(RegisterFunction {
+                id: need(f.id, "registerfunction", "id")?,
+                description: own(f.description),
+                request_format: own_json(f.request_format),
+                response_format: own_json(f.response_format),
+                metadata: own_json(f.metadata),
+                invocation: own_json(f.invocation),
+            }),
+            "unregisterfunction" => {
+                Message::UnregisterFunction { id: need(f.id, "unregisterfunction", "id")? }
+            }
+            "registerservice" => Message::RegisterService(RegisterService {
+                id: need(f.id, "registerservice", "id")?,
+                name: own(f.name),
+                description: own(f.description),
+                parent_service_id: own(f.parent_service_id),
+            }),
+            "registertriggertype" => Message::RegisterTriggerType(RegisterTriggerType {
+                id: need(f.id, "registertriggertype", "id")?,
+                description: own(f.description).unwrap_or_default(),
+                trigger_request_format: own_json(f.trigger_request_format),
+                call_request_format: own_json(f.call_request_format),
+            }),
+            "unregistertriggertype" => {
+                Message::UnregisterTriggerType { id: need(f.id, "unregistertriggertype", "id")? }
+            }
+            "registertrigger" => Message::RegisterTrigger(RegisterTrigger {
+                id: need(f.id, "registertrigger", "id")?,
+                trigger_type: need(f.trigger_type, "registertrigger", "trigger_type")?,
+                function_id: need(f.function_id, "registertrigger", "function_id")?,
+                config: own_json(f.config),
+                metadata: own_json(f.metadata),
+            }),
+            "unregistertrigger" => Message::UnregisterTrigger {
+                id: need(f.id, "unregistertrigger", "id")?,
+                trigger_type: own(f.trigger_type),
+            },
+            "triggerregistrationresult" => {
+                Message::TriggerRegistrationResult(TriggerRegistrationResult {
+                    id: need(f.id, "triggerregistrationresult", "id")?,
+                    trigger_type: own(f.trigger_type).unwrap_or_default(),
+                    function_id: own(f.function_id).unwrap_or_default(),
+                    error: f.error,
+                })
+            }
+            "error" => Message::Error {
+                error: f.error.ok_or(DecodeError::MissingField { kind: "error", field: "error" })?,
+            },
+            "reattach" => Message::Reattach {
+                previous_worker_id: need(f.previous_worker_id, "reattach", "previous_worker_id")?,
+                reattach_token: need(f.reattach_token, "reattach", "reattach_token")?,
+            },
+            "registrationrejected" => Message::RegistrationRejected(RegistrationRejected {
+                code: need(f.code, "registrationrejected", "code")?,
+                namespace: own(f.namespace),
+                worker_name: own(f.worker_name),
+                function_id: own(f.function_id),
+                owner_worker_id: own(f.owner_worker_id),
+            }),
+            other => return Err(DecodeError::UnknownType(other.to_owned())),
+        };
+        Ok(msg)
+    }
+
+    /// Encodes the message as the text of one WebSocket frame.
+    pub fn encode(&self) -> String {
+        // Serialising these types cannot fail: keys are strings and raw values are valid JSON.
+        serde_json::to_string(self).expect("protocol messages always serialise")
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::WorkerRegistered { .. } => "workerregistered",
+            Message::RegisterFunction(_) => "registerfunction",
+            Message::UnregisterFunction { .. } => "unregisterfunction",
+            Message::RegisterService(_) => "registerservice",
+            Message::RegisterTriggerType(_) => "registertriggertype",
+            Message::UnregisterTriggerType { .. } => "unregistertriggertype",
+            Message::RegisterTrigger(_) => "registertrigger",
+            Message::UnregisterTrigger { .. } => "unregistertrigger",
+            Message::TriggerRegistrationResult(_) => "triggerregistrationresult",
+            Message::InvokeFunction(_) => "invokefunction",
+            Message::InvocationResult(_) => "invocationresult",
+            Message::Ping => "ping",
+            Message::Pong => "pong",
+            Message::Error { .. } => "error",
+            Message::Reattach { .. } => "reattach",
+            Message::RegistrationRejected(_) => "registrationrejected",
+        }
+    }
+}
+
+/// Parses a JSON text into an owned raw value, checking it is valid JSON.
+pub fn raw_json(text: &str) -> Result<Json, serde_json::Error> {
+    RawValue::from_string(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(msg: &Message) -> Message {
+        Message::decode(msg.encode().as_bytes()).expect("decodes what it encodes")
+    }
+
+    #[test]
+    fn invoke_function_always_carries_data() {
+        let msg = Message::InvokeFunction(InvokeFunction {
+            invocation_id: None,
+            function_id: "a::b".into(),
+            data: None,
+            traceparent: None,
+            baggage: None,
+            action: Some(TriggerAction::Void),
+            metadata: None,
+        });
+        let text = msg.encode();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["type"], "invokefunction");
+        assert!(v.as_object().unwrap().contains_key("data"), "{text}");
+        assert!(v["data"].is_null());
+        assert_eq!(v["action"], serde_json::json!({"type": "void"}));
+        assert!(!v.as_object().unwrap().contains_key("invocation_id"));
+    }
+
+    #[test]
+    fn register_trigger_always_carries_config() {
+        let msg = Message::RegisterTrigger(RegisterTrigger {
+            id: "t".into(),
+            trigger_type: "cron".into(),
+            function_id: "f".into(),
+            config: None,
+            metadata: None,
+        });
+        let v: serde_json::Value = serde_json::from_str(&msg.encode()).unwrap();
+        assert!(v.as_object().unwrap().contains_key("config"));
+        assert!(v["config"].is_null());
+        assert!(!v.as_object().unwrap().contains_key("metadata"));
+    }
+
+    #[test]
+    fn payload_stays_verbatim() {
+        let data = raw_json(r#"{"a": [1, 2.5, "x\u00e9"], "b": null}"#).unwrap();
+        let msg = Message::InvokeFunction(InvokeFunction {
+            invocation_id: Some("73b2d337-6e4c-4c2b-8be5-fc9745713579".into()),
+            function_id: "f".into(),
+            data: Some(data.clone()),
+            traceparent: None,
+            baggage: None,
+            action: Some(TriggerAction::Enqueue { queue: "default".into() }),
+            metadata: None,
+        });
+        match roundtrip(&msg) {
+            Message::InvokeFunction(inv) => {
+                assert_eq!(inv.data.unwrap().get(), data.get());
+                assert_eq!(inv.action, Some(TriggerAction::Enqueue { queue: "default".into() }));
+            }
+            other => panic!("wrong variant {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_engine_result_with_error_and_unknown_fields() {
+        let frame = br#"{"type":"invocationresult","invocation_id":"c7f90bc4-0000-4000-8000-000000000000",
+            "function_id":"probe::echo","future_field":{"x":1},
+            "error":{"code":"invocation_failed","message":"boom","stacktrace":"Traceback"}}"#;
+        match Message::decode(frame).unwrap() {
+            Message::InvocationResult(r) => {
+                assert_eq!(r.error.as_ref().unwrap().code, "invocation_failed");
+                assert_eq!(r.error.unwrap().stacktrace.as_deref(), Some("Traceback"));
+                assert!(r.result.is_none());
+            }
+            other => panic!("wrong variant {other:?}"),
+        }
+    }
+
+    #[test]
+    fn null_result_is_none() {
+        let frame = br#"{"type":"invocationresult","invocation_id":"x","function_id":"f","result":null}"#;
+        match Message::decode(frame).unwrap() {
+            Message::InvocationResult(r) => assert!(r.result.is_none()),
+            other => panic!("wrong variant {other:?}"),
+        }
+    }
+
+    #[test]
+    fn escaped_strings_decode() {
+        let frame = br#"{"type":"invokefunction","invocation_id":"i","function_id":"a\"b\\c","data":1}"#;
+        match Message::decode(frame).unwrap() {
+            Message::InvokeFunction(inv) => assert_eq!(inv.function_id, "a\"b\\c"),
+            other => panic!("wrong variant {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_bad_frames_without_panicking() {
+        assert!(matches!(Message::decode(b"not json"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(Message::decode(b"[1,2]"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(Message::decode(b"{}"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            Message::decode(br#"{"type":"Ping"}"#),
+            Err(DecodeError::UnknownType(t)) if t == "Ping"
+        ));
+        assert!(matches!(
+            Message::decode(br#"{"type":"invocationresult","function_id":"f"}"#),
+            Err(DecodeError::MissingField { field: "invocation_id", .. })
+        ));
+        assert!(matches!(
+            Message::decode(br#"{"type":"invokefunction","function_id":5,"data":1}"#),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn decodes_head_engine_messages() {
+        let frame = br#"{"type":"workerregistered","worker_id":"w1","reattach_token":"tok"}"#;
+        match Message::decode(frame).unwrap() {
+            Message::WorkerRegistered { worker_id, reattach_token } => {
+                assert_eq!(worker_id, "w1");
+                assert_eq!(reattach_token.as_deref(), Some("tok"));
+            }
+            other => panic!("wrong variant {other:?}"),
+        }
+        let frame = br#"{"type":"registrationrejected","code":"WORKER_NAMESPACE_CONFLICT","namespace":"default","owner_worker_id":"o"}"#;
+        assert!(matches!(
+            Message::decode(frame).unwrap(),
+            Message::RegistrationRejected(r) if r.code == "WORKER_NAMESPACE_CONFLICT"
+        ));
+        let reattach = Message::Reattach { previous_worker_id: "p".into(), reattach_token: "t".into() };
+        assert_eq!(
+            reattach.encode(),
+            r#"{"type":"reattach","previous_worker_id":"p","reattach_token":"t"}"#
+        );
+    }
+
+    #[test]
+    fn unit_messages_encode_as_bare_type() {
+        assert_eq!(Message::Ping.encode(), r#"{"type":"ping"}"#);
+        assert_eq!(Message::decode(br#"{"type":"pong"}"#).unwrap().kind(), "pong");
+    }
+}

@@ -1,0 +1,9 @@
+//! Wire format of the iii engine protocol: message types and their JSON encoding.
+
+mod message;
+
+pub use message::{
+    raw_json, DecodeError, ErrorBody, InvocationResult, InvokeFunction, Json, Message,
+    RegisterFunction, RegisterService, RegisterTrigger, RegisterTriggerType, RegistrationRejected,
+    TriggerAction, TriggerRegistrationResult,
+};
