@@ -1,0 +1,110 @@
+"""Configuration objects accepted by :func:`iii.register_worker` and friends.
+
+All of these are plain dataclasses so they can be built with keyword arguments and compared
+by value. Field names and defaults follow the public API of the official ``iii-sdk`` 0.11.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "FunctionRef",
+    "IIIConnectionState",
+    "InitOptions",
+    "OtelConfig",
+    "ReconnectionConfig",
+    "TelemetryOptions",
+]
+
+#: Connection states reported by ``III.get_connection_state()``.
+IIIConnectionState = Literal["disconnected", "connecting", "connected", "reconnecting", "failed"]
+
+#: Largest WebSocket message the client accepts from the engine (64 MiB).
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+
+@dataclass
+class ReconnectionConfig:
+    """How the client retries after losing its engine connection.
+
+    The delay before attempt ``n`` (starting at 0) is
+    ``min(initial_delay_ms * backoff_multiplier ** n, max_delay_ms)``, spread by up to
+    ``jitter_factor`` of itself in either direction. ``max_retries = -1`` retries forever.
+    """
+
+    initial_delay_ms: int = 1000
+    max_delay_ms: int = 30000
+    backoff_multiplier: float = 2.0
+    jitter_factor: float = 0.3
+    max_retries: int = -1
+
+
+@dataclass
+class TelemetryOptions:
+    """Descriptive metadata sent to the engine when the worker announces itself."""
+
+    language: str | None = None
+    project_name: str | None = None
+    framework: str | None = None
+    amplitude_api_key: str | None = None
+
+
+@dataclass
+class OtelConfig:
+    """OpenTelemetry settings. ``None`` fields fall back to environment variables or defaults.
+
+    - ``enabled``: on unless ``OTEL_ENABLED`` is ``false``/``0``/``no``/``off``.
+    - ``service_name``: ``OTEL_SERVICE_NAME`` or ``"iii-python-sdk"``.
+    - ``service_version``: ``SERVICE_VERSION`` or ``"unknown"``.
+    - ``service_instance_id``: a random UUID.
+    - ``engine_ws_url``: ``III_URL`` or ``"ws://localhost:49134"``.
+    - ``logs_enabled``: on whenever OpenTelemetry is on.
+    - ``logs_flush_interval_ms`` / ``logs_batch_size``: 100 ms / 1 record when unset.
+    """
+
+    enabled: bool | None = None
+    service_name: str | None = None
+    service_version: str | None = None
+    service_namespace: str | None = None
+    service_instance_id: str | None = None
+    engine_ws_url: str | None = None
+    fetch_instrumentation_enabled: bool = True
+    logs_enabled: bool | None = None
+    logs_flush_interval_ms: int | None = None
+    logs_batch_size: int | None = None
+    metrics_enabled: bool = True
+    metrics_export_interval_ms: int = 60000
+
+
+@dataclass
+class InitOptions:
+    """Options for a worker connection.
+
+    ``worker_name`` defaults to ``"<hostname>:<pid>"`` when left as ``None``.
+    ``invocation_timeout_ms`` is the default timeout of ``trigger()`` calls.
+    ``otel`` may be an :class:`OtelConfig` or a dict with the same keys.
+    ``headers`` are extra HTTP headers sent with the WebSocket upgrade request.
+    ``max_message_size`` (an addition of this implementation) bounds the size of a single
+    message received from the engine, in bytes.
+    """
+
+    worker_name: str | None = None
+    enable_metrics_reporting: bool = True
+    invocation_timeout_ms: int = 30000
+    reconnection_config: ReconnectionConfig | None = None
+    otel: OtelConfig | dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
+    telemetry: TelemetryOptions | None = None
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+
+
+@dataclass
+class FunctionRef:
+    """Handle returned by ``register_function``: the function id and a way to remove it."""
+
+    id: str
+    unregister: Callable[[], None]

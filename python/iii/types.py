@@ -1,0 +1,445 @@
+"""Pydantic models for the data the SDK exchanges with the engine and with user code.
+
+Field names and defaults follow the public API of the official ``iii-sdk`` 0.11.0. The
+listing models (:class:`FunctionInfo`, :class:`TriggerInfo`, :class:`TriggerTypeInfo`,
+:class:`WorkerInfo`) are deliberately lenient: every field has a default, ``null`` values for
+non-nullable fields fall back to that default, and unknown fields are kept, so the entry shapes
+of both engine 0.11.0 and newer engines parse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Any, Generic, Literal, TypeVar, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ApiRequest",
+    "ApiResponse",
+    "AuthInput",
+    "AuthResult",
+    "EnqueueResult",
+    "FunctionInfo",
+    "FunctionsAvailableCallback",
+    "HttpAuthApiKey",
+    "HttpAuthBearer",
+    "HttpAuthConfig",
+    "HttpAuthHmac",
+    "HttpInvocationConfig",
+    "MessageType",
+    "MiddlewareFunctionInput",
+    "OnFunctionRegistrationInput",
+    "OnFunctionRegistrationResult",
+    "OnTriggerRegistrationInput",
+    "OnTriggerRegistrationResult",
+    "OnTriggerTypeRegistrationInput",
+    "OnTriggerTypeRegistrationResult",
+    "RegisterFunctionFormat",
+    "RegisterFunctionInput",
+    "RegisterFunctionMessage",
+    "RegisterServiceInput",
+    "RegisterTriggerInput",
+    "RegisterTriggerMessage",
+    "RegisterTriggerTypeInput",
+    "RegisterTriggerTypeMessage",
+    "RemoteFunctionHandler",
+    "StreamChannelRef",
+    "TriggerAction",
+    "TriggerActionEnqueue",
+    "TriggerActionType",
+    "TriggerActionVoid",
+    "TriggerInfo",
+    "TriggerRequest",
+    "TriggerTypeInfo",
+    "WorkerInfo",
+    "WorkerStatus",
+]
+
+TBody = TypeVar("TBody")
+
+#: A function handler: receives the payload, returns a value or an awaitable of one.
+RemoteFunctionHandler = Callable[[Any], Awaitable[Any]]
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class MessageType(str, Enum):
+    """Values of the ``type`` field of protocol messages."""
+
+    REGISTER_FUNCTION = "registerfunction"
+    UNREGISTER_FUNCTION = "unregisterfunction"
+    REGISTER_SERVICE = "registerservice"
+    INVOKE_FUNCTION = "invokefunction"
+    INVOCATION_RESULT = "invocationresult"
+    REGISTER_TRIGGER_TYPE = "registertriggertype"
+    REGISTER_TRIGGER = "registertrigger"
+    UNREGISTER_TRIGGER = "unregistertrigger"
+    UNREGISTER_TRIGGER_TYPE = "unregistertriggertype"
+    TRIGGER_REGISTRATION_RESULT = "triggerregistrationresult"
+    WORKER_REGISTERED = "workerregistered"
+    # Protocol-level keepalive.
+    PING = "ping"
+    PONG = "pong"
+    # Sent once by RBAC listeners when authentication fails, right before closing.
+    ERROR = "error"
+    # Newer engines only (ignored by 0.11.0).
+    REATTACH = "reattach"
+    REGISTRATION_REJECTED = "registrationrejected"
+
+
+# --------------------------------------------------------------------------- HTTP functions
+
+
+class HttpAuthHmac(BaseModel):
+    """Sign requests with HMAC-SHA256; ``secret_key`` names an engine environment variable."""
+
+    type: Literal["hmac"] = "hmac"
+    secret_key: str
+
+
+class HttpAuthBearer(BaseModel):
+    """Send ``Authorization: Bearer``; ``token_key`` names an engine environment variable."""
+
+    type: Literal["bearer"] = "bearer"
+    token_key: str
+
+
+class HttpAuthApiKey(BaseModel):
+    """Send the value of the engine environment variable ``value_key`` in header ``header``."""
+
+    type: Literal["api_key"] = "api_key"
+    header: str
+    value_key: str
+
+
+HttpAuthConfig = Union[HttpAuthHmac, HttpAuthBearer, HttpAuthApiKey]
+
+
+class HttpInvocationConfig(BaseModel):
+    """Makes the engine execute a function by calling ``url`` instead of a worker handler."""
+
+    url: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    timeout_ms: int | None = None
+    headers: dict[str, str] | None = None
+    auth: HttpAuthConfig | None = None
+
+
+# --------------------------------------------------------------------------- registration
+
+
+class RegisterFunctionFormat(BaseModel):
+    """A simple field-by-field description of a function's input or output."""
+
+    name: str
+    type: str
+    description: str | None = None
+    body: list[RegisterFunctionFormat] | None = None
+    items: RegisterFunctionFormat | None = None
+    required: bool = False
+
+
+class RegisterFunctionInput(BaseModel):
+    """What ``register_function`` accepts as its first argument."""
+
+    id: str
+    description: str | None = None
+    request_format: RegisterFunctionFormat | dict[str, Any] | None = None
+    response_format: RegisterFunctionFormat | dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    invocation: HttpInvocationConfig | None = None
+
+
+class RegisterServiceInput(BaseModel):
+    """A service: an organisational group of functions, optionally nested."""
+
+    id: str
+    name: str | None = None
+    description: str | None = None
+    parent_service_id: str | None = None
+
+
+class RegisterTriggerInput(BaseModel):
+    """Binds ``function_id`` to a trigger of type ``type`` with a type-specific ``config``."""
+
+    type: str
+    function_id: str
+    config: Any = None
+    metadata: dict[str, Any] | None = None
+
+
+class RegisterTriggerTypeInput(BaseModel):
+    """A custom trigger type; the formats may be JSON Schemas or pydantic model classes."""
+
+    id: str
+    description: str
+    trigger_request_format: Any | None = None
+    call_request_format: Any | None = None
+
+
+class RegisterFunctionMessage(RegisterFunctionInput):
+    """The ``registerfunction`` message (``type`` is exposed as ``message_type``)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    message_type: MessageType = Field(default=MessageType.REGISTER_FUNCTION, alias="type")
+
+
+class RegisterTriggerMessage(BaseModel):
+    """The ``registertrigger`` message; ``config`` is required by the engine (may be null)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    trigger_type: str
+    function_id: str
+    config: Any
+    metadata: dict[str, Any] | None = None
+    message_type: MessageType = Field(default=MessageType.REGISTER_TRIGGER, alias="type")
+
+
+class RegisterTriggerTypeMessage(RegisterTriggerTypeInput):
+    """The ``registertriggertype`` message."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    message_type: MessageType = Field(default=MessageType.REGISTER_TRIGGER_TYPE, alias="type")
+
+
+# --------------------------------------------------------------------------- invocations
+
+
+class TriggerActionEnqueue(BaseModel):
+    """Route the call through the named queue; the caller gets an :class:`EnqueueResult`."""
+
+    type: Literal["enqueue"] = "enqueue"
+    queue: str
+
+
+class TriggerActionVoid(BaseModel):
+    """Fire and forget: the caller gets no result."""
+
+    type: Literal["void"] = "void"
+
+
+TriggerActionType = Union[TriggerActionEnqueue, TriggerActionVoid]
+
+
+class TriggerAction:
+    """Constructors for the ``action`` of a :class:`TriggerRequest`."""
+
+    @staticmethod
+    def Enqueue(*, queue: str) -> TriggerActionEnqueue:  # noqa: N802 - public API name
+        return TriggerActionEnqueue(queue=queue)
+
+    @staticmethod
+    def Void() -> TriggerActionVoid:  # noqa: N802 - public API name
+        return TriggerActionVoid()
+
+
+class TriggerRequest(BaseModel):
+    """Argument of ``trigger()``; no ``action`` means a call that waits for the result."""
+
+    function_id: str
+    payload: Any = None
+    action: TriggerActionEnqueue | TriggerActionVoid | None = None
+    timeout_ms: int | None = None
+
+
+class EnqueueResult(BaseModel):
+    """Receipt returned when a call was accepted by a queue."""
+
+    model_config = ConfigDict(extra="allow")
+
+    messageReceiptId: str  # noqa: N815 - wire name
+
+
+class StreamChannelRef(BaseModel):
+    """A serialisable reference to one end of a channel."""
+
+    channel_id: str
+    access_key: str
+    direction: Literal["read", "write"]
+
+
+# --------------------------------------------------------------------------- HTTP triggers
+
+
+class ApiRequest(BaseModel, Generic[TBody]):
+    """An HTTP request as delivered to a function bound to an ``http`` trigger."""
+
+    path_params: dict[str, str] = Field(default_factory=dict)
+    query_params: dict[str, str | list[str]] = Field(default_factory=dict)
+    body: TBody | None = None
+    headers: dict[str, str | list[str]] = Field(default_factory=dict)
+    method: str = "GET"
+
+
+class ApiResponse(BaseModel, Generic[TBody]):
+    """An HTTP response returned by a function bound to an ``http`` trigger."""
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+
+    status_code: int = Field(alias="statusCode")
+    body: TBody | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- RBAC hooks
+
+
+class AuthInput(BaseModel):
+    """Input of an RBAC authentication function (the WebSocket upgrade request)."""
+
+    headers: dict[str, str]
+    query_params: dict[str, list[str]]
+    ip_address: str
+
+
+class AuthResult(BaseModel):
+    """Output of an RBAC authentication function: what the session may do."""
+
+    allowed_functions: list[str]
+    forbidden_functions: list[str]
+    allowed_trigger_types: list[str] | None = None
+    allow_trigger_type_registration: bool
+    allow_function_registration: bool = True
+    function_registration_prefix: str | None = None
+    context: dict[str, Any]
+
+
+class MiddlewareFunctionInput(BaseModel):
+    """Input of an RBAC middleware function, called instead of the target."""
+
+    function_id: str
+    payload: dict[str, Any]
+    action: TriggerActionEnqueue | TriggerActionVoid | None = None
+    context: dict[str, Any]
+
+
+class OnTriggerTypeRegistrationInput(BaseModel):
+    trigger_type_id: str
+    description: str
+    context: dict[str, Any]
+
+
+class OnTriggerTypeRegistrationResult(BaseModel):
+    trigger_type_id: str | None = None
+    description: str | None = None
+
+
+class OnTriggerRegistrationInput(BaseModel):
+    trigger_id: str
+    trigger_type: str
+    function_id: str
+    config: Any = None
+    metadata: dict[str, Any] | None = None
+    context: dict[str, Any]
+
+
+class OnTriggerRegistrationResult(BaseModel):
+    trigger_id: str | None = None
+    trigger_type: str | None = None
+    function_id: str | None = None
+    config: Any = None
+
+
+class OnFunctionRegistrationInput(BaseModel):
+    function_id: str
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+    context: dict[str, Any]
+
+
+class OnFunctionRegistrationResult(BaseModel):
+    function_id: str | None = None
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------- listings
+
+#: Worker status values known to engine 0.11.0 (WorkerInfo.status accepts any string).
+WorkerStatus = Literal["connected", "available", "busy", "disconnected"]
+
+
+class _Listing(BaseModel):
+    """Base of the listing models: keeps unknown fields and tolerates missing or null ones."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            key: value
+            for key, value in data.items()
+            if not (value is None and key in fields and fields[key].default is not None)
+        }
+
+
+class FunctionInfo(_Listing):
+    """One entry of ``list_functions()`` / ``on_functions_available`` callbacks.
+
+    Newer engines omit the formats and add ``namespace`` and ``worker_name`` (kept as extras).
+    """
+
+    function_id: str = ""
+    description: str | None = None
+    request_format: Any = None
+    response_format: Any = None
+    metadata: Any = None
+
+
+class TriggerInfo(_Listing):
+    """One entry of ``list_triggers()``.
+
+    Engine 0.11.0 lists bindings (``id``, ``trigger_type``, ``function_id``, ``config``); newer
+    engines list trigger types here (``id``, ``namespace``, ``worker_name``, ``description``).
+    """
+
+    id: str = ""
+    trigger_type: str = ""
+    function_id: str = ""
+    config: Any = None
+    metadata: Any = None
+
+
+class TriggerTypeInfo(_Listing):
+    """One entry of ``list_trigger_types()``."""
+
+    id: str = ""
+    description: str = ""
+    trigger_request_format: Any = None
+    call_request_format: Any = None
+
+
+class WorkerInfo(_Listing):
+    """One entry of ``list_workers()``.
+
+    Engine 0.11.0 also reports ``pid`` and ``latest_metrics``; newer engines drop
+    ``functions`` and add ``namespace``, ``description`` and ``isolation``. Unlisted fields are
+    kept as extras.
+    """
+
+    id: str = ""
+    name: str | None = None
+    runtime: str | None = None
+    version: str | None = None
+    os: str | None = None
+    ip_address: str | None = None
+    status: str = "connected"
+    connected_at_ms: int = 0
+    function_count: int = 0
+    functions: list[str] = Field(default_factory=list)
+    active_invocations: int = 0
+
+
+#: Callback of ``on_functions_available``: receives the complete function list.
+FunctionsAvailableCallback = Callable[[list[FunctionInfo]], None]
