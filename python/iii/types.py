@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Any, Generic, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from .stream import IStream
+    from .triggers import Trigger, TriggerHandler
 
 __all__ = [
     "ApiRequest",
@@ -28,6 +32,7 @@ __all__ = [
     "HttpAuthConfig",
     "HttpAuthHmac",
     "HttpInvocationConfig",
+    "IIIClient",
     "MessageType",
     "MiddlewareFunctionInput",
     "OnFunctionRegistrationInput",
@@ -443,3 +448,44 @@ class WorkerInfo(_Listing):
 
 #: Callback of ``on_functions_available``: receives the complete function list.
 FunctionsAvailableCallback = Callable[[list[FunctionInfo]], None]
+
+
+# --------------------------------------------------------------------------- client protocol
+
+
+class IIIClient(Protocol):
+    """The client surface that helper objects (e.g. ``TriggerTypeRef``) rely on."""
+
+    def register_function(
+        self,
+        func: RegisterFunctionInput | dict[str, Any] | str,
+        handler_or_invocation: RemoteFunctionHandler | HttpInvocationConfig,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any: ...
+
+    def register_trigger(self, trigger: RegisterTriggerInput | dict[str, Any]) -> Trigger: ...
+
+    def register_service(self, service: RegisterServiceInput | dict[str, Any]) -> None: ...
+
+    def register_trigger_type(
+        self, trigger_type: RegisterTriggerTypeInput | dict[str, Any], handler: TriggerHandler[Any]
+    ) -> Any: ...
+
+    def unregister_trigger_type(self, trigger_type: RegisterTriggerTypeInput | dict[str, Any]) -> None: ...
+
+    def trigger(self, request: dict[str, Any] | TriggerRequest) -> Any: ...
+
+    def list_functions(self) -> list[FunctionInfo]: ...
+
+    def list_triggers(self, include_internal: bool = False) -> list[TriggerInfo]: ...
+
+    def list_trigger_types(self, include_internal: bool = False) -> list[TriggerTypeInfo]: ...
+
+    def create_channel(self, buffer_size: int | None = None) -> Any: ...
+
+    def create_stream(self, stream_name: str, stream: IStream[Any]) -> None: ...
+
+    def on_functions_available(self, callback: FunctionsAvailableCallback) -> Callable[[], None]: ...
+
+    def shutdown(self) -> None: ...
