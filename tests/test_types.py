@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from iii.options import FunctionRef, InitOptions, OtelConfig, ReconnectionConfig, TelemetryOptions
+from iii.rbac import AuthResult
 from iii.stream import (
     IStream,
     StreamChangeEvent,
@@ -312,3 +313,16 @@ def test_istream_requires_all_methods() -> None:
     with pytest.raises(TypeError):
         Partial()  # type: ignore[abstract]
     assert StreamSetResult[int](new_value=3).old_value is None
+
+
+def test_rbac_auth_result_defaults() -> None:
+    res = AuthResult.model_validate(
+        {
+            "allowed_functions": ["a::*"],
+            "forbidden_functions": [],
+            "allow_trigger_type_registration": False,
+            "context": {"user": "u"},
+        }
+    )
+    assert res.allow_function_registration is True
+    assert res.allowed_trigger_types is None and res.function_registration_prefix is None

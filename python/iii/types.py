@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ApiRequest",
     "ApiResponse",
-    "AuthInput",
-    "AuthResult",
     "EnqueueResult",
     "FunctionInfo",
     "FunctionsAvailableCallback",
@@ -34,13 +32,6 @@ __all__ = [
     "HttpInvocationConfig",
     "IIIClient",
     "MessageType",
-    "MiddlewareFunctionInput",
-    "OnFunctionRegistrationInput",
-    "OnFunctionRegistrationResult",
-    "OnTriggerRegistrationInput",
-    "OnTriggerRegistrationResult",
-    "OnTriggerTypeRegistrationInput",
-    "OnTriggerTypeRegistrationResult",
     "RegisterFunctionFormat",
     "RegisterFunctionInput",
     "RegisterFunctionMessage",
@@ -291,78 +282,6 @@ class ApiResponse(BaseModel, Generic[TBody]):
     status_code: int = Field(alias="statusCode")
     body: TBody | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- RBAC hooks
-
-
-class AuthInput(BaseModel):
-    """Input of an RBAC authentication function (the WebSocket upgrade request)."""
-
-    headers: dict[str, str]
-    query_params: dict[str, list[str]]
-    ip_address: str
-
-
-class AuthResult(BaseModel):
-    """Output of an RBAC authentication function: what the session may do."""
-
-    allowed_functions: list[str]
-    forbidden_functions: list[str]
-    allowed_trigger_types: list[str] | None = None
-    allow_trigger_type_registration: bool
-    allow_function_registration: bool = True
-    function_registration_prefix: str | None = None
-    context: dict[str, Any]
-
-
-class MiddlewareFunctionInput(BaseModel):
-    """Input of an RBAC middleware function, called instead of the target."""
-
-    function_id: str
-    payload: dict[str, Any]
-    action: TriggerActionEnqueue | TriggerActionVoid | None = None
-    context: dict[str, Any]
-
-
-class OnTriggerTypeRegistrationInput(BaseModel):
-    trigger_type_id: str
-    description: str
-    context: dict[str, Any]
-
-
-class OnTriggerTypeRegistrationResult(BaseModel):
-    trigger_type_id: str | None = None
-    description: str | None = None
-
-
-class OnTriggerRegistrationInput(BaseModel):
-    trigger_id: str
-    trigger_type: str
-    function_id: str
-    config: Any = None
-    metadata: dict[str, Any] | None = None
-    context: dict[str, Any]
-
-
-class OnTriggerRegistrationResult(BaseModel):
-    trigger_id: str | None = None
-    trigger_type: str | None = None
-    function_id: str | None = None
-    config: Any = None
-
-
-class OnFunctionRegistrationInput(BaseModel):
-    function_id: str
-    description: str | None = None
-    metadata: dict[str, Any] | None = None
-    context: dict[str, Any]
-
-
-class OnFunctionRegistrationResult(BaseModel):
-    function_id: str | None = None
-    description: str | None = None
-    metadata: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- listings
