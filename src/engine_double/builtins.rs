@@ -1,0 +1,264 @@
+//! Engine functions answered by the engine itself (protocol.md 6.1-6.6).
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::{to_raw_value, RawValue};
+
+use super::routing::Outcome;
+use super::state::{now_ms, Conn, Engine, Reply, WorkerMeta};
+use super::triggers::fire_worker_event;
+use crate::protocol::{ErrorBody, Json};
+
+const FUNCTIONS_LIST: &str = "engine::functions::list";
+const WORKERS_LIST: &str = "engine::workers::list";
+const TRIGGERS_LIST: &str = "engine::triggers::list";
+const TRIGGER_TYPES_LIST: &str = "engine::trigger-types::list";
+const WORKERS_REGISTER: &str = "engine::workers::register";
+
+const BUILTINS: [&str; 5] =
+    [FUNCTIONS_LIST, WORKERS_LIST, TRIGGERS_LIST, TRIGGER_TYPES_LIST, WORKERS_REGISTER];
+
+pub(crate) fn is_builtin(function_id: &str) -> bool {
+    function_id.starts_with("engine::") && BUILTINS.contains(&function_id)
+}
+
+pub(crate) fn call(engine: &Arc<Engine>, conn: &Arc<Conn>, function_id: &str, data: Option<&RawValue>) -> Outcome {
+    let text = data.map_or("null", RawValue::get);
+    let out = match function_id {
+        FUNCTIONS_LIST => {
+            let input: Internal = input(function_id, text)?;
+            let functions = function_entries(engine, input.include_internal.unwrap_or(false));
+            object1("functions", functions)
+        }
+        WORKERS_LIST => {
+            let input: WorkerFilter = input(function_id, text)?;
+            workers_list(engine, conn, input.worker_id.as_deref())
+        }
+        TRIGGERS_LIST => {
+            let input: Internal = input(function_id, text)?;
+            triggers_list(engine, input.include_internal.unwrap_or(false))
+        }
+        TRIGGER_TYPES_LIST => {
+            let input: Internal = input(function_id, text)?;
+            trigger_types_list(engine, input.include_internal.unwrap_or(false))
+        }
+        WORKERS_REGISTER => {
+            if !text.trim_start().starts_with('{') {
+                return Err(bad_input(function_id, "expected an object with _caller_worker_id"));
+            }
+            let input: RegisterInput = input(function_id, text)?;
+            register_worker(engine, conn, input);
+            object1("success", true)
+        }
+        _ => return Err(super::routing::not_found(function_id)),
+    };
+    out.map(Some).map_err(|e| ErrorBody::new("serialization_error", e.to_string()))
+}
+
+fn bad_input(function_id: &str, detail: impl std::fmt::Display) -> ErrorBody {
+    ErrorBody::new(
+        "deserialization_error",
+        format!("Failed to deserialize input for {function_id}: {detail}"),
+    )
+}
+
+fn object1(key: &'static str, value: impl Serialize) -> serde_json::Result<Json> {
+    to_raw_value(&std::collections::BTreeMap::from([(key, value)]))
+}
+
+fn input<T: DeserializeOwned>(function_id: &str, text: &str) -> Result<T, ErrorBody> {
+    serde_json::from_str(text).map_err(|e| bad_input(function_id, e))
+}
+
+#[derive(Deserialize)]
+struct Internal {
+    #[serde(default)]
+    include_internal: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct WorkerFilter {
+    #[serde(default)]
+    worker_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RegisterInput {
+    runtime: Option<String>,
+    version: Option<String>,
+    name: Option<String>,
+    os: Option<String>,
+    pid: Option<u32>,
+    telemetry: Option<Json>,
+}
+
+#[derive(Serialize)]
+struct FunctionInfo<'a> {
+    function_id: &'a str,
+    description: Option<&'a str>,
+    request_format: Option<&'a RawValue>,
+    response_format: Option<&'a RawValue>,
+    metadata: Option<&'a RawValue>,
+}
+
+/// `engine::functions::list` entries, also the `functions` of a functions-available event.
+pub(crate) fn function_entries(engine: &Engine, include_internal: bool) -> Json {
+    let state = engine.state.lock();
+    let mut entries: Vec<FunctionInfo<'_>> = state
+        .functions
+        .iter()
+        .filter(|(id, _)| include_internal || !id.starts_with("engine::"))
+        .map(|(id, f)| FunctionInfo {
+            function_id: id,
+            description: f.description.as_deref(),
+            request_format: f.request_format.as_deref(),
+            response_format: f.response_format.as_deref(),
+            metadata: f.metadata.as_deref(),
+        })
+        .collect();
+    if include_internal {
+        entries.extend(BUILTINS.iter().filter(|id| !state.functions.contains_key(**id)).map(|id| {
+            FunctionInfo {
+                function_id: id,
+                description: None,
+                request_format: None,
+                response_format: None,
+                metadata: None,
+            }
+        }));
+    }
+    entries.sort_by_key(|e| e.function_id);
+    to_raw_value(&entries).unwrap_or_default()
+}
+
+fn workers_list(engine: &Engine, caller: &Arc<Conn>, only: Option<&str>) -> serde_json::Result<Json> {
+    #[derive(Serialize)]
+    struct WorkerInfo<'a> {
+        id: &'a str,
+        name: Option<&'a str>,
+        runtime: Option<&'a str>,
+        version: Option<&'a str>,
+        os: Option<&'a str>,
+        ip_address: &'a str,
+        status: &'a str,
+        connected_at_ms: u64,
+        function_count: usize,
+        functions: Vec<&'a str>,
+        active_invocations: usize,
+        latest_metrics: Option<()>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+    }
+    let state = engine.state.lock();
+    let mut workers: Vec<WorkerInfo<'_>> = state
+        .workers
+        .values()
+        .filter(|w| match only {
+            Some(id) => id == w.conn.id,
+            None => true,
+        })
+        .map(|w| {
+            let conn = &w.conn;
+            let in_flight = state
+                .pending
+                .values()
+                .filter(|p| {
+                    Arc::ptr_eq(&p.callee, conn)
+                        || matches!(&p.reply, Reply::Caller(c) if Arc::ptr_eq(c, conn))
+                })
+                .count();
+            WorkerInfo {
+                id: &conn.id,
+                name: w.meta.name.as_deref(),
+                runtime: w.meta.runtime.as_deref(),
+                version: w.meta.version.as_deref(),
+                os: w.meta.os.as_deref(),
+                ip_address: &conn.ip,
+                status: "connected",
+                connected_at_ms: conn.connected_at_ms,
+                function_count: w.functions.len(),
+                functions: w.functions.iter().map(String::as_str).collect(),
+                active_invocations: in_flight + usize::from(Arc::ptr_eq(conn, caller)),
+                latest_metrics: None,
+                pid: w.meta.pid,
+            }
+        })
+        .collect();
+    workers.sort_by(|a, b| (a.connected_at_ms, a.id).cmp(&(b.connected_at_ms, b.id)));
+    #[derive(Serialize)]
+    struct Listing<'a> {
+        timestamp: u64,
+        workers: Vec<WorkerInfo<'a>>,
+    }
+    to_raw_value(&Listing { timestamp: now_ms(), workers })
+}
+
+fn triggers_list(engine: &Engine, include_internal: bool) -> serde_json::Result<Json> {
+    #[derive(Serialize)]
+    struct TriggerInfo<'a> {
+        id: &'a str,
+        trigger_type: &'a str,
+        function_id: &'a str,
+        config: Option<&'a RawValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metadata: Option<&'a RawValue>,
+    }
+    let state = engine.state.lock();
+    let mut triggers: Vec<TriggerInfo<'_>> = state
+        .triggers
+        .iter()
+        .filter(|(_, b)| include_internal || !b.function_id.starts_with("engine::"))
+        .map(|(id, b)| TriggerInfo {
+            id,
+            trigger_type: &b.trigger_type,
+            function_id: &b.function_id,
+            config: b.config.as_deref(),
+            metadata: b.metadata.as_deref(),
+        })
+        .collect();
+    triggers.sort_by_key(|t| t.id);
+    object1("triggers", triggers)
+}
+
+fn trigger_types_list(engine: &Engine, include_internal: bool) -> serde_json::Result<Json> {
+    #[derive(Serialize)]
+    struct TypeInfo<'a> {
+        id: &'a str,
+        description: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trigger_request_format: Option<&'a RawValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        call_request_format: Option<&'a RawValue>,
+    }
+    let state = engine.state.lock();
+    let mut types: Vec<TypeInfo<'_>> = state
+        .trigger_types
+        .iter()
+        .filter(|(id, _)| include_internal || !id.starts_with("engine::"))
+        .map(|(id, t)| TypeInfo {
+            id,
+            description: &t.description,
+            trigger_request_format: t.trigger_request_format.as_deref(),
+            call_request_format: t.call_request_format.as_deref(),
+        })
+        .collect();
+    types.sort_by_key(|t| t.id);
+    object1("trigger_types", types)
+}
+
+fn register_worker(engine: &Arc<Engine>, conn: &Arc<Conn>, input: RegisterInput) {
+    let meta = WorkerMeta {
+        runtime: Some(input.runtime.unwrap_or_else(|| "unknown".into())),
+        version: input.version,
+        name: input.name,
+        os: input.os,
+        pid: input.pid,
+        telemetry: input.telemetry,
+    };
+    if let Some(worker) = engine.state.lock().workers.get_mut(&conn.id) {
+        worker.meta = meta;
+    }
+    fire_worker_event(engine, "worker_metadata_updated", &conn.id);
+}

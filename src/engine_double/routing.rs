@@ -1,0 +1,252 @@
+//! Routing of `invokefunction` and `invocationresult` (protocol.md 2.11, 2.12, 3, 4).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::state::{new_id, Conn, Engine, Pending, Reply, State};
+use super::{builtins, queues};
+use crate::protocol::{ErrorBody, InvocationResult, InvokeFunction, Json, Message, TriggerAction};
+
+const CALLER_KEY: &str = "\"_caller_worker_id\"";
+
+pub(crate) type Outcome = Result<Option<Json>, ErrorBody>;
+
+pub(crate) fn not_found(function_id: &str) -> ErrorBody {
+    ErrorBody::new("function_not_found", format!("Function {function_id} not found"))
+}
+
+fn valid_id(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok()
+}
+
+pub(crate) async fn invoke(engine: &Arc<Engine>, conn: &Arc<Conn>, mut inv: InvokeFunction) {
+    if let Some(id) = inv.invocation_id.as_deref().filter(|id| !valid_id(id)) {
+        return engine.log(format!("dropped invokefunction from {}: bad invocation_id {id:?}", conn.id));
+    }
+    match inv.action.take() {
+        Some(TriggerAction::Enqueue { queue }) => queues::enqueue(engine, conn, inv, &queue).await,
+        Some(TriggerAction::Void) => void_call(engine, conn, inv).await,
+        None if inv.invocation_id.is_none() => void_call(engine, conn, inv).await,
+        None => sync_call(engine, conn, inv).await,
+    }
+}
+
+/// Looks the function up and records the call as pending on its owner, atomically.
+fn route(state: &mut State, function_id: &str, id: &str, reply: Reply) -> Result<Arc<Conn>, ErrorBody> {
+    let f = state.functions.get(function_id).ok_or_else(|| not_found(function_id))?;
+    if f.invocation.is_some() {
+        return Err(ErrorBody::new(
+            "http_request_failed",
+            format!("Function {function_id} is HTTP-invoked; the test engine cannot call HTTP functions"),
+        ));
+    }
+    let callee = f.owner.clone();
+    let pending = Pending { callee: callee.clone(), function_id: function_id.to_owned(), reply };
+    state.pending.insert(id.to_owned(), pending);
+    Ok(callee)
+}
+
+async fn sync_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) {
+    let id = inv.invocation_id.as_deref().unwrap_or_default();
+    let fid = inv.function_id.as_str();
+    if builtins::is_builtin(fid) {
+        let out = builtins::call(engine, conn, fid, inv.data.as_deref());
+        return conn.send(result_frame(id, fid, out)).await;
+    }
+    let routed = route(&mut engine.state.lock(), fid, id, Reply::Caller(conn.clone()));
+    let callee = match routed {
+        Ok(callee) => callee,
+        Err(e) => return conn.send(result_frame(id, fid, Err(e))).await,
+    };
+    let data = with_caller(inv.data.as_deref(), &conn.id);
+    let frame = invoke_frame(id, fid, &data, inv.traceparent.as_deref(), inv.baggage.as_deref());
+    if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
+        let lost = engine.state.lock().pending.remove(id);
+        if lost.is_some() {
+            let e = ErrorBody::new("channel_send_failed", "callee connection closed");
+            conn.send(result_frame(id, fid, Err(e))).await;
+        }
+    }
+}
+
+async fn void_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) {
+    let fid = inv.function_id.as_str();
+    if builtins::is_builtin(fid) {
+        if let Err(e) = builtins::call(engine, conn, fid, inv.data.as_deref()) {
+            engine.log(format!("void call of {fid} failed: {}: {}", e.code, e.message));
+        }
+        return;
+    }
+    let id = new_id();
+    let routed = route(&mut engine.state.lock(), fid, &id, Reply::Discard);
+    let callee = match routed {
+        Ok(callee) => callee,
+        Err(e) => return engine.log(format!("void call of {fid} failed: {}: {}", e.code, e.message)),
+    };
+    let data = with_caller(inv.data.as_deref(), &conn.id);
+    let frame = invoke_frame(&id, fid, &data, inv.traceparent.as_deref(), inv.baggage.as_deref());
+    if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
+        engine.state.lock().pending.remove(&id);
+    }
+}
+
+/// A call made by the engine itself (queues, notifications): no `_caller_worker_id`, fresh id.
+pub(crate) async fn call_from_engine(
+    engine: &Engine,
+    function_id: &str,
+    data: &str,
+    traceparent: Option<&str>,
+    baggage: Option<&str>,
+    reply: Reply,
+) -> Result<(), ErrorBody> {
+    let id = new_id();
+    let callee = route(&mut engine.state.lock(), function_id, &id, reply)?;
+    let frame = invoke_frame(&id, function_id, data, traceparent, baggage);
+    if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
+        engine.state.lock().pending.remove(&id);
+        return Err(ErrorBody::new("channel_send_failed", "callee connection closed"));
+    }
+    Ok(())
+}
+
+pub(crate) async fn result(engine: &Arc<Engine>, conn: &Arc<Conn>, mut res: InvocationResult) {
+    if !valid_id(&res.invocation_id) {
+        return engine.log(format!("dropped invocationresult from {}: bad invocation_id", conn.id));
+    }
+    let Some(pending) = engine.state.lock().pending.remove(&res.invocation_id) else {
+        return engine.log(format!("invocationresult for unknown invocation {}", res.invocation_id));
+    };
+    if res.error.is_some() {
+        res.result = None;
+    }
+    if res.function_id.is_empty() {
+        res.function_id = pending.function_id;
+    }
+    match pending.reply {
+        Reply::Caller(caller) => caller.send(Message::InvocationResult(res).encode()).await,
+        Reply::Await(tx) => {
+            let _ = tx.send(match res.error {
+                Some(e) => Err(e),
+                None => Ok(res.result),
+            });
+        }
+        Reply::Discard => {
+            if let Some(e) = res.error {
+                engine.log(format!("invocation of {} failed: {}: {}", res.function_id, e.code, e.message));
+            }
+        }
+    }
+}
+
+pub(crate) fn result_frame(id: &str, function_id: &str, outcome: Outcome) -> String {
+    let (result, error) = match outcome {
+        Ok(result) => (result.filter(|r| r.get() != "null"), None),
+        Err(e) => (None, Some(e)),
+    };
+    Message::InvocationResult(InvocationResult {
+        invocation_id: id.to_owned(),
+        function_id: function_id.to_owned(),
+        result,
+        error,
+        traceparent: None,
+        baggage: None,
+    })
+    .encode()
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    // Serialising a str cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+}
+
+/// Writes the E→W `invokefunction` by hand so the payload text is copied, never re-parsed.
+pub(crate) fn invoke_frame(
+    id: &str,
+    function_id: &str,
+    data: &str,
+    traceparent: Option<&str>,
+    baggage: Option<&str>,
+) -> String {
+    let mut out = String::with_capacity(data.len() + function_id.len() + 128);
+    out.push_str(r#"{"type":"invokefunction","invocation_id":"#);
+    push_json_str(&mut out, id);
+    out.push_str(r#","function_id":"#);
+    push_json_str(&mut out, function_id);
+    out.push_str(r#","data":"#);
+    out.push_str(data);
+    if let Some(tp) = traceparent {
+        out.push_str(r#","traceparent":"#);
+        push_json_str(&mut out, tp);
+    }
+    if let Some(b) = baggage {
+        out.push_str(r#","baggage":"#);
+        push_json_str(&mut out, b);
+    }
+    out.push('}');
+    out
+}
+
+/// Adds `_caller_worker_id` to an object payload by splicing its text; other payloads pass as is.
+pub(crate) fn with_caller<'a>(data: Option<&'a RawValue>, caller: &str) -> Cow<'a, str> {
+    let Some(raw) = data else { return Cow::Borrowed("null") };
+    let text = raw.get().trim_start();
+    let Some(rest) = text.strip_prefix('{') else { return Cow::Borrowed(raw.get()) };
+    if text.contains(CALLER_KEY) {
+        // The key may already be there: replace it the slow way rather than duplicate it.
+        if let Ok(mut map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
+            map.insert("_caller_worker_id".into(), caller.into());
+            return Cow::Owned(serde_json::Value::Object(map).to_string());
+        }
+    }
+    let rest = rest.trim_start();
+    let mut out = String::with_capacity(text.len() + caller.len() + 24);
+    out.push('{');
+    out.push_str(CALLER_KEY);
+    out.push(':');
+    push_json_str(&mut out, caller);
+    if !rest.starts_with('}') {
+        out.push(',');
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn splices_caller_into_objects_only() {
+        let v = |s: &str| with_caller(Some(&raw(s)), "w1").into_owned();
+        assert_eq!(v("{}"), r#"{"_caller_worker_id":"w1"}"#);
+        assert_eq!(v("{ }"), r#"{"_caller_worker_id":"w1"}"#);
+        assert_eq!(v(r#"{"x":1}"#), r#"{"_caller_worker_id":"w1","x":1}"#);
+        assert_eq!(v("[1,2]"), "[1,2]");
+        assert_eq!(v("\"s\""), "\"s\"");
+        assert_eq!(with_caller(None, "w1"), "null");
+        let replaced: serde_json::Value =
+            serde_json::from_str(&v(r#"{"_caller_worker_id":"old","a":1}"#)).unwrap();
+        assert_eq!(replaced, serde_json::json!({"_caller_worker_id": "w1", "a": 1}));
+    }
+
+    #[test]
+    fn hand_written_invoke_frame_decodes() {
+        let frame = invoke_frame("i\"d", "a::b", r#"{"k":[1]}"#, Some("00-x"), None);
+        match Message::decode(frame.as_bytes()).unwrap() {
+            Message::InvokeFunction(inv) => {
+                assert_eq!(inv.invocation_id.as_deref(), Some("i\"d"));
+                assert_eq!(inv.data.unwrap().get(), r#"{"k":[1]}"#);
+                assert_eq!(inv.traceparent.as_deref(), Some("00-x"));
+                assert!(inv.action.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Trigger types, bindings and the engine's own notification types (protocol.md 2.6-2.10, 5, 6.7).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::builtins::function_entries;
+use super::routing::call_from_engine;
+use super::state::{Binding, Conn, Engine, Reply, State, TriggerType};
+use crate::protocol::{raw_json, Message, RegisterTrigger, RegisterTriggerType};
+
+pub(crate) const FUNCTIONS_AVAILABLE: &str = "engine::functions-available";
+pub(crate) const WORKERS_AVAILABLE: &str = "engine::workers-available";
+
+/// Engine-provided types. Only the two `engine::` ones do anything here; the others exist so
+/// bindings to them are accepted and listed as on a real engine with its default modules.
+const BUILTIN_TYPES: [(&str, &str, &str); 6] = [
+    (FUNCTIONS_AVAILABLE, "Fires when the set of registered functions changes", r#"{"type":"object"}"#),
+    (WORKERS_AVAILABLE, "Fires when workers connect, disconnect or update their metadata", r#"{"type":"object"}"#),
+    ("http", "HTTP API trigger", r#"{"type":"object","properties":{"api_path":{"type":"string"},"http_method":{"type":"string"}},"required":["api_path"]}"#),
+    ("cron", "Cron schedule trigger", r#"{"type":"object","properties":{"expression":{"type":"string"}},"required":["expression"]}"#),
+    ("durable:subscriber", "Durable queue subscription", r#"{"type":"object","properties":{"topic":{"type":"string"}},"required":["topic"]}"#),
+    ("subscribe", "Pub/sub topic subscription", r#"{"type":"object","properties":{"topic":{"type":"string"}},"required":["topic"]}"#),
+];
+
+pub(crate) fn install_builtin_types(state: &mut State) {
+    for (id, description, schema) in BUILTIN_TYPES {
+        let tt = TriggerType {
+            provider: None,
+            description: description.to_owned(),
+            trigger_request_format: raw_json(schema).ok(),
+            call_request_format: raw_json(r#"{"type":"object"}"#).ok(),
+        };
+        state.trigger_types.insert(id.to_owned(), tt);
+    }
+}
+
+fn binding_frame(id: &str, b: &Binding) -> String {
+    Message::RegisterTrigger(RegisterTrigger {
+        id: id.to_owned(),
+        trigger_type: b.trigger_type.clone(),
+        function_id: b.function_id.clone(),
+        config: b.config.clone(),
+        metadata: b.metadata.clone(),
+    })
+    .encode()
+}
+
+/// Makes the connection the provider and replays the bindings already stored for the type.
+pub(crate) async fn register_type(engine: &Engine, conn: &Arc<Conn>, t: RegisterTriggerType) {
+    let replay = {
+        let mut state = engine.state.lock();
+        let mut replay: Vec<(&String, &Binding)> =
+            state.triggers.iter().filter(|(_, b)| b.trigger_type == t.id).collect();
+        replay.sort_by_key(|(id, _)| *id);
+        let frames: Vec<String> = replay.into_iter().map(|(id, b)| binding_frame(id, b)).collect();
+        let tt = TriggerType {
+            provider: Some(conn.clone()),
+            description: t.description,
+            trigger_request_format: t.trigger_request_format,
+            call_request_format: t.call_request_format,
+        };
+        state.trigger_types.insert(t.id, tt);
+        frames
+    };
+    for frame in replay {
+        conn.send(frame).await;
+    }
+}
+
+pub(crate) async fn register(engine: &Engine, conn: &Arc<Conn>, t: RegisterTrigger) {
+    let forward = {
+        let mut state = engine.state.lock();
+        let Some(tt) = state.trigger_types.get(&t.trigger_type) else {
+            drop(state);
+            return engine.log(format!(
+                "Trigger type not found: {} (binding {} from {} dropped)",
+                t.trigger_type, t.id, conn.id
+            ));
+        };
+        let binding = Binding {
+            trigger_type: t.trigger_type,
+            function_id: t.function_id,
+            config: t.config,
+            metadata: t.metadata,
+            owner: conn.clone(),
+        };
+        let forward = tt.provider.clone().map(|p| (p, binding_frame(&t.id, &binding)));
+        state.triggers.insert(t.id, binding);
+        forward
+    };
+    if let Some((provider, frame)) = forward {
+        provider.send(frame).await;
+    }
+}
+
+pub(crate) async fn unregister(engine: &Engine, id: &str) {
+    let forward = {
+        let mut state = engine.state.lock();
+        let Some(b) = state.triggers.remove(id) else {
+            drop(state);
+            return engine.log(format!("unregistertrigger for unknown trigger {id}"));
+        };
+        let provider = state.trigger_types.get(&b.trigger_type).and_then(|t| t.provider.clone());
+        provider.map(|p| (p, b.trigger_type))
+    };
+    if let Some((provider, trigger_type)) = forward {
+        let msg = Message::UnregisterTrigger { id: id.to_owned(), trigger_type: Some(trigger_type) };
+        provider.send(msg.encode()).await;
+    }
+}
+
+fn bound_functions(engine: &Engine, trigger_type: &str) -> Vec<String> {
+    let state = engine.state.lock();
+    let mut bound: Vec<(&String, &Binding)> =
+        state.triggers.iter().filter(|(_, b)| b.trigger_type == trigger_type).collect();
+    bound.sort_by_key(|(id, _)| *id);
+    bound.into_iter().map(|(_, b)| b.function_id.clone()).collect()
+}
+
+/// Engine-originated calls whose result nobody needs; failures only reach the log.
+async fn notify(engine: &Engine, functions: Vec<String>, payload: &str) {
+    for fid in functions {
+        if let Err(e) = call_from_engine(engine, &fid, payload, None, None, Reply::Discard).await {
+            engine.log(format!("notification to {fid} failed: {}: {}", e.code, e.message));
+        }
+    }
+}
+
+pub(crate) fn fire_worker_event(engine: &Arc<Engine>, event: &str, worker_id: &str) {
+    let functions = bound_functions(engine, WORKERS_AVAILABLE);
+    if functions.is_empty() {
+        return;
+    }
+    #[derive(Serialize)]
+    struct Event<'a> {
+        event: &'a str,
+        worker_id: &'a str,
+    }
+    let payload = serde_json::to_string(&Event { event, worker_id }).unwrap_or_default();
+    let engine = engine.clone();
+    tokio::spawn(async move { notify(&engine, functions, &payload).await });
+}
+
+/// Polls the function set like the real engine and notifies `engine::functions-available`.
+pub(crate) async fn poll_functions(engine: Arc<Engine>) {
+    let mut last = engine.function_ids();
+    let mut ticker = tokio::time::interval(engine.config.functions_poll_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let now = engine.function_ids();
+        if now == last {
+            continue;
+        }
+        last = now;
+        let functions = bound_functions(&engine, FUNCTIONS_AVAILABLE);
+        if functions.is_empty() {
+            continue;
+        }
+        #[derive(Serialize)]
+        struct Changed<'a, T: Serialize> {
+            event: &'a str,
+            functions: T,
+        }
+        let entries = function_entries(&engine, true);
+        let payload = serde_json::to_string(&Changed { event: "functions_changed", functions: entries })
+            .unwrap_or_default();
+        notify(&engine, functions, &payload).await;
+    }
+}
