@@ -1,5 +1,6 @@
 //! Wire format of the iii engine protocol: message types and their JSON encoding.
 
+pub mod frames;
 mod message;
 
 pub use message::{

@@ -1,0 +1,93 @@
+"""Exceptions raised by the SDK. Everything derives from :class:`IIIError`."""
+
+from __future__ import annotations
+
+
+class IIIError(Exception):
+    """Base class of every error raised by the iii SDK."""
+
+
+class IIIConnectionError(IIIError, ConnectionError):
+    """The engine could not be reached, or the link to it was lost."""
+
+
+class ConnectionLostError(IIIConnectionError):
+    """The link dropped while the call was in flight; it may or may not have run."""
+
+
+class NotConnectedError(IIIConnectionError):
+    """The client is not connected and will not be (it gave up, or the engine refused it)."""
+
+
+class OfflineQueueFullError(NotConnectedError):
+    """The client is reconnecting and its queue of outgoing messages is full."""
+
+
+class ClientShutdownError(IIIConnectionError):
+    """``shutdown()`` was called on the client."""
+
+
+class InvocationTimeoutError(IIIError, TimeoutError):
+    """No result arrived within the call's timeout."""
+
+    def __init__(self, message: str, function_id: str = "", timeout_ms: int = 0) -> None:
+        super().__init__(message)
+        self.function_id = function_id
+        self.timeout_ms = timeout_ms
+
+
+class InvocationError(IIIError):
+    """The called function (or the engine) answered with an error.
+
+    ``code`` is machine-readable (``invocation_failed``, ``function_not_found``, ...),
+    ``message`` is for humans, ``stacktrace`` is the remote traceback when there is one.
+    """
+
+    def __init__(self, code: str, message: str, stacktrace: str | None = None) -> None:
+        super().__init__(code, message, stacktrace)
+        self.code = code
+        self.message = message
+        self.stacktrace = stacktrace
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"InvocationError(code={self.code!r}, message={self.message!r})"
+
+
+class ProtocolError(IIIError):
+    """The engine sent something this SDK cannot make sense of."""
+
+
+class PayloadError(IIIError, ValueError):
+    """A payload or result cannot be sent."""
+
+
+class PayloadNotSerializableError(PayloadError, TypeError):
+    """A value in the payload has no JSON representation."""
+
+
+class PayloadTooLargeError(PayloadError):
+    """The encoded message is larger than ``InitOptions.max_message_size``."""
+
+    def __init__(self, message: str, size: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+__all__ = [
+    "IIIError",
+    "IIIConnectionError",
+    "ConnectionLostError",
+    "NotConnectedError",
+    "OfflineQueueFullError",
+    "ClientShutdownError",
+    "InvocationTimeoutError",
+    "InvocationError",
+    "ProtocolError",
+    "PayloadError",
+    "PayloadNotSerializableError",
+    "PayloadTooLargeError",
+]

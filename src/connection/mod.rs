@@ -1,0 +1,317 @@
+//! The client side of one engine connection.
+//!
+//! `Client` is a cheap handle. One actor task (see `actor`) owns the socket: it connects,
+//! replays registrations, writes outbound frames in batches and reconnects; a separate reader
+//! task decodes inbound frames so reading never waits for writing. Calls go straight into the
+//! shared pending table and their frames into the actor's queue, so a call costs one lock and
+//! one channel send on the caller's thread.
+
+mod actor;
+mod config;
+mod ledger;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+pub use config::{ClientConfig, ReconnectPolicy};
+pub use ledger::Kind as RegistrationKind;
+use ledger::Ledger;
+
+use crate::invocations::{CallError, Completion, PendingTable};
+use crate::protocol::{frames, ErrorBody, InvokeFunction, Message, TriggerAction};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Disconnected,
+    Connecting,
+    Connected,
+    Reconnecting,
+    Failed,
+}
+
+impl ConnectionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Connected => "connected",
+            ConnectionState::Reconnecting => "reconnecting",
+            ConnectionState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Where the connection delivers what the engine sends. Called on runtime threads: an
+/// implementation must not block.
+pub trait EventSink: Send + Sync + 'static {
+    /// The engine asks this worker to run one of its functions.
+    fn invocation(&self, client: &Client, call: InvokeFunction);
+    /// Any other message for the worker: `registertrigger` / `unregistertrigger` for a trigger
+    /// type it provides, `triggerregistrationresult`, `registrationrejected`.
+    fn message(&self, client: &Client, message: Message);
+    fn state_changed(&self, state: ConnectionState);
+    fn log(&self, level: LogLevel, text: &str);
+}
+
+/// How the actor treats a queued frame when the link is down or after a replay.
+#[derive(Debug, Clone, Copy)]
+enum FrameKind {
+    /// A call waiting for a result: dropped if its caller already gave up.
+    Call(Uuid),
+    /// A registration change with its ledger sequence number: the replay covers it.
+    Ledger(u64),
+    Plain,
+}
+
+enum Command {
+    Send(String, FrameKind),
+    Shutdown,
+}
+
+struct StateInfo {
+    state: ConnectionState,
+    last_error: Option<String>,
+    worker_id: Option<String>,
+    reattach_token: Option<String>,
+    connected_at: Option<Instant>,
+}
+
+struct Shared {
+    config: ClientConfig,
+    tx: mpsc::UnboundedSender<Command>,
+    pending: PendingTable,
+    ledger: Mutex<Ledger>,
+    info: Mutex<StateInfo>,
+    state_changed: Condvar,
+    /// Number of the current link; calls record it so a lost link fails exactly its calls.
+    epoch: AtomicU64,
+    connected: AtomicBool,
+    offline_len: AtomicUsize,
+    shutting_down: AtomicBool,
+    sink: Arc<dyn EventSink>,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl Client {
+    /// Starts connecting in the background on `runtime`.
+    pub fn start(runtime: &tokio::runtime::Handle, config: ClientConfig, sink: Arc<dyn EventSink>) -> Client {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            config,
+            tx,
+            pending: PendingTable::new(),
+            ledger: Mutex::new(Ledger::default()),
+            info: Mutex::new(StateInfo {
+                state: ConnectionState::Connecting,
+                last_error: None,
+                worker_id: None,
+                reattach_token: None,
+                connected_at: None,
+            }),
+            state_changed: Condvar::new(),
+            epoch: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            offline_len: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            sink,
+        });
+        let client = Client { shared };
+        runtime.spawn(actor::run(client.clone(), rx));
+        client
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.shared.config
+    }
+
+    fn check_size(&self, frame: &str) -> Result<(), CallError> {
+        let limit = self.shared.config.max_message_size;
+        if frame.len() > limit {
+            return Err(CallError::TooLarge { size: frame.len(), limit });
+        }
+        Ok(())
+    }
+
+    fn check_offline_room(&self) -> Result<(), CallError> {
+        if let Some(err) = self.shared.pending.closed_reason() {
+            return Err(err);
+        }
+        let limit = self.shared.config.offline_queue_limit;
+        if !self.shared.connected.load(Ordering::Acquire)
+            && self.shared.offline_len.load(Ordering::Acquire) >= limit
+        {
+            return Err(CallError::OfflineQueueFull { limit });
+        }
+        Ok(())
+    }
+
+    /// Sends a call that expects an answer (sync or enqueue). `data` is JSON text. The outcome
+    /// reaches `completion`, exactly once; an error returned here means nothing was sent.
+    pub fn call(
+        &self,
+        function_id: &str,
+        data: Option<&str>,
+        action: Option<&TriggerAction>,
+        timeout: Duration,
+        completion: Box<dyn Completion>,
+    ) -> Result<Uuid, CallError> {
+        let id = Uuid::new_v4();
+        let mut buf = Uuid::encode_buffer();
+        let id_text = id.hyphenated().encode_lower(&mut buf);
+        let frame = frames::invoke_function(Some(id_text), function_id, data, action, None, None);
+        self.check_size(&frame)?;
+        self.check_offline_room()?;
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        self.shared.pending.insert(id, function_id, timeout, epoch, completion).map_err(|(_, e)| e)?;
+        if self.shared.tx.send(Command::Send(frame, FrameKind::Call(id))).is_err() {
+            self.shared.pending.fail(&id, CallError::Shutdown);
+        }
+        Ok(id)
+    }
+
+    /// Fire-and-forget call (`action: void`, no invocation id).
+    pub fn call_void(&self, function_id: &str, data: Option<&str>) -> Result<(), CallError> {
+        let frame = frames::invoke_function(None, function_id, data, Some(&TriggerAction::Void), None, None);
+        self.check_size(&frame)?;
+        self.check_offline_room()?;
+        self.send(frame, FrameKind::Plain)
+    }
+
+    /// Answers an invocation the engine sent to this worker. A result too large to send is
+    /// replaced by an error, so the caller is never left waiting.
+    pub fn send_result(&self, invocation_id: &str, function_id: &str, outcome: Result<Option<&str>, &ErrorBody>) {
+        let mut frame = frames::invocation_result(invocation_id, function_id, outcome);
+        if let Err(err) = self.check_size(&frame) {
+            let body = ErrorBody::new("invocation_failed", format!("the function's result could not be sent: {err}"));
+            frame = frames::invocation_result(invocation_id, function_id, Err(&body));
+        }
+        let _ = self.send(frame, FrameKind::Plain);
+    }
+
+    /// Sends a message that is neither a call nor a registration.
+    pub fn send_message(&self, message: &Message) -> Result<(), CallError> {
+        let frame = message.encode();
+        self.check_size(&frame)?;
+        self.send(frame, FrameKind::Plain)
+    }
+
+    fn send(&self, frame: String, kind: FrameKind) -> Result<(), CallError> {
+        if let Some(err) = self.shared.pending.closed_reason() {
+            return Err(err);
+        }
+        self.shared.tx.send(Command::Send(frame, kind)).map_err(|_| CallError::Shutdown)
+    }
+
+    /// Records a registration (replayed after every reconnect) and sends it now if connected.
+    pub fn register(&self, kind: RegistrationKind, id: &str, message: &Message) -> Result<(), CallError> {
+        self.register_frame(kind, id, message.encode())
+    }
+
+    /// `register` with the message already encoded as JSON text.
+    pub fn register_frame(&self, kind: RegistrationKind, id: &str, frame: String) -> Result<(), CallError> {
+        self.check_size(&frame)?;
+        let mut ledger = self.shared.ledger.lock();
+        let seq = ledger.put(kind, id, frame.clone());
+        // Sent under the ledger lock so frames reach the actor in sequence order.
+        let _ = self.shared.tx.send(Command::Send(frame, FrameKind::Ledger(seq)));
+        Ok(())
+    }
+
+    /// Forgets a registration and sends `frame` (its unregister message, if any).
+    pub fn unregister(&self, kind: RegistrationKind, id: &str, frame: Option<String>) {
+        let mut ledger = self.shared.ledger.lock();
+        let seq = ledger.remove(kind, id);
+        if let Some(frame) = frame {
+            let _ = self.shared.tx.send(Command::Send(frame, FrameKind::Ledger(seq)));
+        }
+    }
+
+    pub fn is_registered(&self, kind: RegistrationKind, id: &str) -> bool {
+        self.shared.ledger.lock().contains(kind, id)
+    }
+
+    pub fn registered_ids(&self, kind: RegistrationKind) -> Vec<String> {
+        self.shared.ledger.lock().ids(kind)
+    }
+
+    pub fn state(&self) -> ConnectionState {
+        self.shared.info.lock().state
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.info.lock().last_error.clone()
+    }
+
+    /// The id the engine gave the current (or last) connection.
+    pub fn worker_id(&self) -> Option<String> {
+        self.shared.info.lock().worker_id.clone()
+    }
+
+    /// Blocks until `done(state)` holds or `timeout` passes; returns the state then.
+    pub fn wait_for(&self, timeout: Duration, done: impl Fn(ConnectionState) -> bool) -> ConnectionState {
+        let deadline = Instant::now() + timeout;
+        let mut info = self.shared.info.lock();
+        while !done(info.state) {
+            if self.shared.state_changed.wait_until(&mut info, deadline).timed_out() {
+                break;
+            }
+        }
+        info.state
+    }
+
+    pub fn pending_calls(&self) -> usize {
+        self.shared.pending.len()
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Fails every pending call, closes the socket and stops reconnecting. Idempotent.
+    pub fn shutdown(&self) {
+        if self.shared.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.shared.pending.close(CallError::Shutdown);
+        let _ = self.shared.tx.send(Command::Shutdown);
+    }
+
+    fn set_state(&self, state: ConnectionState, error: Option<String>) {
+        {
+            let mut info = self.shared.info.lock();
+            if info.state == state && error.is_none() {
+                return;
+            }
+            info.state = state;
+            if state == ConnectionState::Connected {
+                info.connected_at = Some(Instant::now());
+            }
+            if error.is_some() {
+                info.last_error = error;
+            }
+        }
+        self.shared.state_changed.notify_all();
+        self.shared.sink.state_changed(state);
+    }
+
+    fn log(&self, level: LogLevel, text: &str) {
+        self.shared.sink.log(level, text);
+    }
+}

@@ -1,0 +1,311 @@
+//! Python objects <-> JSON text, in one pass each way, without the `json` module.
+//!
+//! Encoding takes what users return from handlers and pass as payloads: the JSON types, tuples,
+//! pydantic models (`model_dump(mode="json")`), dataclasses, enums, dates and times, UUIDs,
+//! decimals, sets, and ints of any size. Anything else raises `PayloadNotSerializableError`
+//! naming the type and where it sits in the payload.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::errors;
+
+const MAX_DEPTH: usize = 200;
+
+struct Encoder<'py> {
+    py: Python<'py>,
+    out: Vec<u8>,
+    path: Vec<PathPart>,
+}
+
+enum PathPart {
+    Key(String),
+    Index(usize),
+}
+
+fn path_text(path: &[PathPart]) -> String {
+    if path.is_empty() {
+        return "the payload".to_owned();
+    }
+    let mut s = String::from("payload");
+    for p in path {
+        match p {
+            PathPart::Key(k) => s.push_str(&format!("[{k:?}]")),
+            PathPart::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+struct Helpers {
+    dataclasses_is_dataclass: Py<PyAny>,
+    dataclasses_asdict: Py<PyAny>,
+    enum_type: Py<PyAny>,
+    isoformat_types: Py<PyAny>,
+    str_types: Py<PyAny>,
+}
+
+static HELPERS: PyOnceLock<Helpers> = PyOnceLock::new();
+
+fn helpers(py: Python<'_>) -> PyResult<&Helpers> {
+    HELPERS.get_or_try_init(py, || {
+        let dataclasses = py.import("dataclasses")?;
+        let datetime = py.import("datetime")?;
+        let isoformat_types = PyTuple::new(
+            py,
+            [datetime.getattr("datetime")?, datetime.getattr("date")?, datetime.getattr("time")?],
+        )?;
+        let str_types = PyTuple::new(
+            py,
+            [py.import("uuid")?.getattr("UUID")?, py.import("decimal")?.getattr("Decimal")?, py.import("pathlib")?.getattr("PurePath")?],
+        )?;
+        Ok::<_, PyErr>(Helpers {
+            dataclasses_is_dataclass: dataclasses.getattr("is_dataclass")?.unbind(),
+            dataclasses_asdict: dataclasses.getattr("asdict")?.unbind(),
+            enum_type: py.import("enum")?.getattr("Enum")?.unbind(),
+            isoformat_types: isoformat_types.into_any().unbind(),
+            str_types: str_types.into_any().unbind(),
+        })
+    })
+}
+
+impl<'py> Encoder<'py> {
+    fn fail(&self, what: impl fmt::Display) -> PyErr {
+        errors::not_serialisable(self.py, &format!("{} {what}", path_text(&self.path)))
+    }
+
+    fn write_str(&mut self, s: &str) {
+        serde_json::to_writer(&mut self.out, s).expect("strings always serialise");
+    }
+
+    fn key_text(&self, key: &Bound<'py, PyAny>) -> PyResult<Cow<'py, str>> {
+        if let Ok(s) = key.cast::<PyString>() {
+            return Ok(Cow::Owned(s.to_str()?.to_owned()));
+        }
+        if key.is_none() {
+            return Ok(Cow::Borrowed("null"));
+        }
+        if let Ok(b) = key.cast::<PyBool>() {
+            return Ok(Cow::Borrowed(if b.is_true() { "true" } else { "false" }));
+        }
+        if key.is_instance_of::<PyInt>() || key.is_instance_of::<PyFloat>() {
+            return Ok(Cow::Owned(key.str()?.to_str()?.to_owned()));
+        }
+        Err(self.fail(format_args!(
+            "has a key of type {} (JSON object keys must be str, int, float, bool or None)",
+            type_name(key)
+        )))
+    }
+
+    fn encode(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        if self.path.len() > MAX_DEPTH {
+            return Err(self.fail(format_args!("is nested more than {MAX_DEPTH} levels deep (a circular reference?)")));
+        }
+        if let Ok(s) = obj.cast::<PyString>() {
+            let text = s.to_str()?;
+            self.write_str(text);
+        } else if obj.is_none() {
+            self.out.extend_from_slice(b"null");
+        } else if let Ok(b) = obj.cast::<PyBool>() {
+            self.out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
+        } else if let Ok(i) = obj.cast::<PyInt>() {
+            match i.extract::<i64>() {
+                Ok(v) => self.out.extend_from_slice(itoa_i64(v).as_bytes()),
+                Err(_) => self.out.extend_from_slice(i.str()?.to_str()?.as_bytes()),
+            }
+        } else if let Ok(f) = obj.cast::<PyFloat>() {
+            let v = f.value();
+            if !v.is_finite() {
+                return Err(self.fail(format_args!("is the float {v}, which JSON cannot represent")));
+            }
+            serde_json::to_writer(&mut self.out, &v).expect("finite floats serialise");
+        } else if let Ok(d) = obj.cast::<PyDict>() {
+            self.out.push(b'{');
+            for (n, (k, v)) in d.iter().enumerate() {
+                if n > 0 {
+                    self.out.push(b',');
+                }
+                let key = self.key_text(&k)?;
+                self.write_str(&key);
+                self.out.push(b':');
+                self.path.push(PathPart::Key(key.into_owned()));
+                self.encode(&v)?;
+                self.path.pop();
+            }
+            self.out.push(b'}');
+        } else if let Ok(l) = obj.cast::<PyList>() {
+            self.encode_seq(l.iter())?;
+        } else if let Ok(t) = obj.cast::<PyTuple>() {
+            self.encode_seq(t.iter())?;
+        } else {
+            self.encode_other(obj)?;
+        }
+        Ok(())
+    }
+
+    fn encode_seq(&mut self, items: impl Iterator<Item = Bound<'py, PyAny>>) -> PyResult<()> {
+        self.out.push(b'[');
+        for (n, item) in items.enumerate() {
+            if n > 0 {
+                self.out.push(b',');
+            }
+            self.path.push(PathPart::Index(n));
+            self.encode(&item)?;
+            self.path.pop();
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    /// The slow path: objects that stand for JSON values.
+    fn encode_other(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        let h = helpers(py)?;
+        if let Ok(dump) = obj.getattr(pyo3::intern!(py, "model_dump")) {
+            if !obj.is_instance_of::<pyo3::types::PyType>() {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("mode", "json")?;
+                let dumped = dump.call((), Some(&kwargs))?;
+                return self.encode(&dumped);
+            }
+        }
+        if obj.is_instance(h.enum_type.bind(py))? {
+            return self.encode(&obj.getattr("value")?);
+        }
+        if obj.is_instance(h.isoformat_types.bind(py))? {
+            let text = obj.call_method0("isoformat")?;
+            return self.encode(&text);
+        }
+        if obj.is_instance(h.str_types.bind(py))? {
+            let text = obj.str()?;
+            return self.encode(text.as_any());
+        }
+        if obj.is_instance_of::<pyo3::types::PySet>() || obj.is_instance_of::<pyo3::types::PyFrozenSet>() {
+            return self.encode_seq(obj.try_iter()?.collect::<PyResult<Vec<_>>>()?.into_iter());
+        }
+        if h.dataclasses_is_dataclass.bind(py).call1((obj,))?.is_truthy()?
+            && !obj.is_instance_of::<pyo3::types::PyType>()
+        {
+            let as_dict = h.dataclasses_asdict.bind(py).call1((obj,))?;
+            return self.encode(&as_dict);
+        }
+        if let Ok(mapping) = obj.cast::<pyo3::types::PyMapping>() {
+            let d = PyDict::new(py);
+            for item in mapping.items()?.iter() {
+                let (k, v): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item.extract()?;
+                d.set_item(k, v)?;
+            }
+            return self.encode(d.as_any());
+        }
+        Err(self.fail(format_args!("is of type {}, which is not JSON-serialisable", type_name(obj))))
+    }
+}
+
+fn itoa_i64(v: i64) -> String {
+    v.to_string()
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".to_owned())
+}
+
+/// Encodes a Python object as JSON text.
+pub fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    let mut enc = Encoder { py: obj.py(), out: Vec::with_capacity(128), path: Vec::new() };
+    enc.encode(obj)?;
+    // Only valid UTF-8 is ever written: str contents (checked by Python) and ASCII.
+    Ok(String::from_utf8(enc.out).expect("encoder writes UTF-8"))
+}
+
+/// `None` for Python `None` (sent as JSON null), else the JSON text.
+pub fn to_json_opt(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    if obj.is_none() {
+        Ok(None)
+    } else {
+        to_json(obj).map(Some)
+    }
+}
+
+struct Seed<'py>(Python<'py>);
+
+impl<'de, 'py> DeserializeSeed<'de> for Seed<'py> {
+    type Value = Bound<'py, PyAny>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, 'py> Visitor<'de> for Seed<'py> {
+    type Value = Bound<'py, PyAny>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(self.0.None().into_bound(self.0))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(PyBool::new(self.0, v).to_owned().into_any())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into_pyobject(self.0).expect("int conversion").into_any())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into_pyobject(self.0).expect("int conversion").into_any())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(PyFloat::new(self.0, v).into_any())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(PyString::new(self.0, v).into_any())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let list = PyList::empty(self.0);
+        while let Some(item) = seq.next_element_seed(Seed(self.0))? {
+            list.append(item).map_err(serde::de::Error::custom)?;
+        }
+        Ok(list.into_any())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let dict = PyDict::new(self.0);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value = map.next_value_seed(Seed(self.0))?;
+            dict.set_item(PyString::new(self.0, &key), value).map_err(serde::de::Error::custom)?;
+        }
+        Ok(dict.into_any())
+    }
+}
+
+/// Decodes JSON text into Python objects.
+pub fn from_json<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = Seed(py).deserialize(&mut de).map_err(|e| errors::protocol(py, &format!("invalid JSON from the engine: {e}")))?;
+    Ok(value)
+}
+
+/// `None` (JSON null / absent) becomes Python `None`.
+pub fn from_json_opt<'py>(py: Python<'py>, text: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+    match text {
+        Some(t) => from_json(py, t),
+        None => Ok(py.None().into_bound(py)),
+    }
+}
+
+#[pyfunction]
+#[pyo3(name = "dumps")]
+/// Encodes a Python object as JSON text the way the SDK encodes payloads.
+pub fn py_dumps(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    to_json(obj)
+}
+
+#[pyfunction]
+#[pyo3(name = "loads")]
+/// Decodes JSON text the way the SDK decodes payloads.
+pub fn py_loads<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    from_json(py, text)
+}
