@@ -67,7 +67,7 @@ async fn raw_frames_can_be_injected() {
     assert_eq!(client.recv().await, json!({"type": "bogus"}));
     assert!(engine.send_raw_binary(&client.id, vec![1, 2, 3]));
     let frame = tokio::time::timeout(Duration::from_secs(5), client.ws.next()).await.unwrap();
-    assert!(matches!(frame, Some(Ok(WsMessage::Binary(b))) if &b[..] == [1, 2, 3]));
+    assert!(matches!(frame, Some(Ok(WsMessage::Binary(b))) if b[..] == [1, 2, 3]));
     assert!(!engine.send_raw("no-such-worker", "{}".into()));
 }
 

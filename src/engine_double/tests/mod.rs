@@ -3,6 +3,7 @@
 mod builtins;
 mod lifecycle;
 mod routing;
+mod throughput;
 mod triggers;
 
 use std::time::Duration;

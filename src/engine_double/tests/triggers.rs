@@ -62,7 +62,7 @@ async fn stored_bindings_are_replayed_to_a_new_provider() {
 
     // The binder leaves: its bindings go and the provider hears about each.
     drop(binder);
-    let mut gone = vec![successor.recv().await, successor.recv().await];
+    let mut gone = [successor.recv().await, successor.recv().await];
     gone.sort_by_key(|m| m["id"].as_str().unwrap().to_owned());
     assert_eq!(gone[0], json!({"type": "unregistertrigger", "id": "b1", "trigger_type": "webhook"}));
     assert_eq!(gone[1]["id"], "b2");
