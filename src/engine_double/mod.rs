@@ -143,7 +143,11 @@ impl EngineHandle {
     }
 
     pub fn worker_ids(&self) -> Vec<String> {
-        self.engine().map_or_else(Vec::new, |e| e.connections().iter().map(|c| c.id.clone()).collect())
+        self.engine().map_or_else(Vec::new, |e| {
+            let mut conns = e.connections();
+            conns.sort_by(|a, b| (a.connected_at_ms, &a.id).cmp(&(b.connected_at_ms, &b.id)));
+            conns.iter().map(|c| c.id.clone()).collect()
+        })
     }
 
     pub fn function_ids(&self) -> Vec<String> {

@@ -83,14 +83,21 @@ async fn serve(engine: Arc<Engine>, tcp: TcpStream, peer: SocketAddr) {
     );
     triggers::fire_worker_event(&engine, "worker_connected", &conn.id);
 
+    let mut writer_done = false;
     let stopped = tokio::select! {
         _ = read_loop(&engine, &conn, stream) => false,
-        _ = &mut writer => false,
+        _ = &mut writer => {
+            writer_done = true;
+            false
+        }
         _ = conn.kill.notified() => false,
         _ = shutdown.wait_for(|s| *s) => true,
     };
-    writer.abort();
-    let _ = writer.await;
+    if !writer_done {
+        // Awaiting the aborted task guarantees the sink, and so the socket, is gone.
+        writer.abort();
+        let _ = writer.await;
+    }
     if !stopped && !engine.is_shut_down() {
         registry::teardown(&engine, &conn).await;
     }

@@ -115,3 +115,9 @@ pub(super) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 pub(super) async fn has_function(engine: &EngineHandle, id: &str) {
     until(id, || engine.function_ids().iter().any(|f| f == id)).await;
 }
+
+#[test]
+fn the_handle_can_be_shared_across_threads() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<EngineHandle>();
+}
