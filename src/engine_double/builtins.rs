@@ -24,7 +24,12 @@ pub(crate) fn is_builtin(function_id: &str) -> bool {
     function_id.starts_with("engine::") && BUILTINS.contains(&function_id)
 }
 
-pub(crate) fn call(engine: &Arc<Engine>, conn: &Arc<Conn>, function_id: &str, data: Option<&RawValue>) -> Outcome {
+pub(crate) fn call(
+    engine: &Arc<Engine>,
+    conn: &Arc<Conn>,
+    function_id: &str,
+    data: Option<&RawValue>,
+) -> Outcome {
     let text = data.map_or("null", RawValue::get);
     let out = match function_id {
         FUNCTIONS_LIST => {

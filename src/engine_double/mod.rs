@@ -164,8 +164,7 @@ impl EngineHandle {
 
     /// Message `type`s received from workers, oldest first (the last 10 000).
     pub fn received_kinds(&self) -> Vec<String> {
-        self.engine()
-            .map_or_else(Vec::new, |e| e.kinds.lock().iter().map(|k| (*k).to_owned()).collect())
+        self.engine().map_or_else(Vec::new, |e| e.kinds.lock().iter().map(|k| (*k).to_owned()).collect())
     }
 
     /// What the engine would have written to its log (dropped frames, ignored results, ...).

@@ -90,7 +90,16 @@ async fn deliver(engine: &Engine, queue: &Queue, job: Job, _permit: OwnedSemapho
     for attempt in 1..=attempts {
         let (tx, rx) = oneshot::channel();
         let tp = job.traceparent.as_deref();
-        let outcome = match call_from_engine(engine, &job.function_id, data, tp, job.baggage.as_deref(), Reply::Await(tx)).await {
+        let outcome = match call_from_engine(
+            engine,
+            &job.function_id,
+            data,
+            tp,
+            job.baggage.as_deref(),
+            Reply::Await(tx),
+        )
+        .await
+        {
             Ok(()) => rx.await.unwrap_or_else(|_| Err(ErrorBody::new("invocation_error", "call lost"))),
             Err(e) => Err(e),
         };

@@ -80,9 +80,7 @@ pub(crate) async fn teardown(engine: &Arc<Engine>, conn: &Arc<Conn>) {
                 }
             }
         }
-        state
-            .trigger_types
-            .retain(|_, t| !matches!(&t.provider, Some(p) if Arc::ptr_eq(p, conn)));
+        state.trigger_types.retain(|_, t| !matches!(&t.provider, Some(p) if Arc::ptr_eq(p, conn)));
     }
 
     for (id, function_id, reply) in stopped {

@@ -16,11 +16,31 @@ pub(crate) const WORKERS_AVAILABLE: &str = "engine::workers-available";
 /// bindings to them are accepted and listed as on a real engine with its default modules.
 const BUILTIN_TYPES: [(&str, &str, &str); 6] = [
     (FUNCTIONS_AVAILABLE, "Fires when the set of registered functions changes", r#"{"type":"object"}"#),
-    (WORKERS_AVAILABLE, "Fires when workers connect, disconnect or update their metadata", r#"{"type":"object"}"#),
-    ("http", "HTTP API trigger", r#"{"type":"object","properties":{"api_path":{"type":"string"},"http_method":{"type":"string"}},"required":["api_path"]}"#),
-    ("cron", "Cron schedule trigger", r#"{"type":"object","properties":{"expression":{"type":"string"}},"required":["expression"]}"#),
-    ("durable:subscriber", "Durable queue subscription", r#"{"type":"object","properties":{"topic":{"type":"string"}},"required":["topic"]}"#),
-    ("subscribe", "Pub/sub topic subscription", r#"{"type":"object","properties":{"topic":{"type":"string"}},"required":["topic"]}"#),
+    (
+        WORKERS_AVAILABLE,
+        "Fires when workers connect, disconnect or update their metadata",
+        r#"{"type":"object"}"#,
+    ),
+    (
+        "http",
+        "HTTP API trigger",
+        r#"{"type":"object","properties":{"api_path":{"type":"string"},"http_method":{"type":"string"}},"required":["api_path"]}"#,
+    ),
+    (
+        "cron",
+        "Cron schedule trigger",
+        r#"{"type":"object","properties":{"expression":{"type":"string"}},"required":["expression"]}"#,
+    ),
+    (
+        "durable:subscriber",
+        "Durable queue subscription",
+        r#"{"type":"object","properties":{"topic":{"type":"string"}},"required":["topic"]}"#,
+    ),
+    (
+        "subscribe",
+        "Pub/sub topic subscription",
+        r#"{"type":"object","properties":{"topic":{"type":"string"}},"required":["topic"]}"#,
+    ),
 ];
 
 pub(crate) fn install_builtin_types(state: &mut State) {

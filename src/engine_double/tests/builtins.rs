@@ -26,7 +26,10 @@ async fn malformed_frames_are_dropped_and_the_connection_survives() {
     client.silence(100).await;
     assert!(engine.trigger_ids().is_empty(), "registertrigger without config is dropped");
     assert!(engine.logs().len() >= 6, "{:?}", engine.logs());
-    assert_eq!(engine.received_kinds(), ["invokefunction", "invokefunction", "registertrigger", "unregistertriggertype", "ping"]);
+    assert_eq!(
+        engine.received_kinds(),
+        ["invokefunction", "invokefunction", "registertrigger", "unregistertriggertype", "ping"]
+    );
 }
 
 #[tokio::test]
@@ -61,8 +64,21 @@ async fn worker_metadata_and_worker_listing() {
     assert_eq!(workers.len(), 2);
     let mine = workers.iter().find(|w| w["id"] == me.id.as_str()).unwrap();
     let keys: Vec<&str> = mine.as_object().unwrap().keys().map(String::as_str).collect();
-    let mut expected = ["id", "name", "runtime", "version", "os", "ip_address", "status", "connected_at_ms",
-        "function_count", "functions", "active_invocations", "latest_metrics", "pid"];
+    let mut expected = [
+        "id",
+        "name",
+        "runtime",
+        "version",
+        "os",
+        "ip_address",
+        "status",
+        "connected_at_ms",
+        "function_count",
+        "functions",
+        "active_invocations",
+        "latest_metrics",
+        "pid",
+    ];
     expected.sort();
     let mut keys_sorted = keys.clone();
     keys_sorted.sort();
@@ -107,8 +123,12 @@ async fn function_listing_hides_engine_functions_by_default() {
              "response_format": null, "metadata": {"k": 1}}]})
     );
     let res = client.call("engine::functions::list", json!({"include_internal": true})).await;
-    let ids: Vec<&str> =
-        res["result"]["functions"].as_array().unwrap().iter().map(|f| f["function_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = res["result"]["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["function_id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&"engine::workers::register") && ids.contains(&"probe::f1"), "{ids:?}");
 
     let res = client.call("ext::http", json!({})).await;
@@ -128,8 +148,10 @@ async fn trigger_and_trigger_type_listings() {
     let engine = engine().await;
     let mut client = Client::connect(&engine).await;
     client
-        .send(json!({"type": "registertrigger", "id": "t1", "trigger_type": "http", "function_id": "api::get",
-            "config": {"api_path": "/x"}, "metadata": {"m": 1}}))
+        .send(
+            json!({"type": "registertrigger", "id": "t1", "trigger_type": "http", "function_id": "api::get",
+            "config": {"api_path": "/x"}, "metadata": {"m": 1}}),
+        )
         .await;
     client
         .send(json!({"type": "registertrigger", "id": "t2", "trigger_type": "cron", "function_id": "engine::hidden",
@@ -143,8 +165,11 @@ async fn trigger_and_trigger_type_listings() {
             "config": {"api_path": "/x"}, "metadata": {"m": 1}}]})
     );
     let res = client.call("engine::triggers::list", json!({"include_internal": true})).await;
-    assert_eq!(res["result"]["triggers"][1], json!({"id": "t2", "trigger_type": "cron",
-        "function_id": "engine::hidden", "config": null}));
+    assert_eq!(
+        res["result"]["triggers"][1],
+        json!({"id": "t2", "trigger_type": "cron",
+        "function_id": "engine::hidden", "config": null})
+    );
 
     let res = client.call("engine::trigger-types::list", json!({})).await;
     let types = res["result"]["trigger_types"].as_array().unwrap();

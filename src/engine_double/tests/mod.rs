@@ -70,8 +70,10 @@ impl Client {
     /// A sync call; returns the `invocationresult`.
     pub async fn call(&mut self, function_id: &str, data: Value) -> Value {
         let id = uuid::Uuid::new_v4().to_string();
-        self.send(json!({"type": "invokefunction", "invocation_id": id, "function_id": function_id, "data": data}))
-            .await;
+        self.send(
+            json!({"type": "invokefunction", "invocation_id": id, "function_id": function_id, "data": data}),
+        )
+        .await;
         let res = self.recv().await;
         assert_eq!(res["type"], "invocationresult", "{res}");
         assert_eq!(res["invocation_id"], id.as_str());
@@ -82,13 +84,13 @@ impl Client {
     pub async fn reply(&mut self, inv: &Value, result: Value) {
         self.send(json!({"type": "invocationresult", "invocation_id": inv["invocation_id"],
             "function_id": inv["function_id"], "result": result}))
-        .await;
+            .await;
     }
 
     pub async fn reply_error(&mut self, inv: &Value, code: &str) {
         self.send(json!({"type": "invocationresult", "invocation_id": inv["invocation_id"],
             "function_id": inv["function_id"], "error": {"code": code, "message": "boom"}}))
-        .await;
+            .await;
     }
 }
 

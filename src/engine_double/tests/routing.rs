@@ -38,7 +38,8 @@ async fn sync_call_keeps_the_id_and_injects_the_caller() {
     assert!(res.get("error").is_none());
 
     // Non-object payloads are untouched; an empty object still gets the caller.
-    for (sent, seen) in [(json!([1, 2]), json!([1, 2])), (json!({}), json!({"_caller_worker_id": caller.id}))] {
+    for (sent, seen) in [(json!([1, 2]), json!([1, 2])), (json!({}), json!({"_caller_worker_id": caller.id}))]
+    {
         let pending = tokio::spawn(async move {
             let res = caller.call("probe::echo", sent).await;
             (caller, res)
@@ -116,8 +117,10 @@ async fn void_calls_get_a_fresh_id_and_no_reply() {
     assert_eq!(second["data"], json!(7));
     callee.reply(&first, json!(1)).await;
     callee.reply_error(&second, "invocation_failed").await;
-    caller.send(json!({"type": "invokefunction", "function_id": "missing::fn", "data": null,
-        "action": {"type": "void"}})).await;
+    caller
+        .send(json!({"type": "invokefunction", "function_id": "missing::fn", "data": null,
+        "action": {"type": "void"}}))
+        .await;
     caller.silence(150).await;
 }
 

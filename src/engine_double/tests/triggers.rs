@@ -15,16 +15,26 @@ async fn bindings_are_forwarded_to_the_provider_and_unbindings_too() {
     provider.send(json!({"type": "registertriggertype", "id": "webhook", "description": "hooks"})).await;
     until("type", || engine.received_kinds().contains(&"registertriggertype".to_owned())).await;
 
-    binder.send(json!({"type": "registertrigger", "id": "late-1", "trigger_type": "webhook",
-        "function_id": "user::handler", "config": {"path": "/hook"}, "metadata": {"m": 1}})).await;
+    binder
+        .send(json!({"type": "registertrigger", "id": "late-1", "trigger_type": "webhook",
+        "function_id": "user::handler", "config": {"path": "/hook"}, "metadata": {"m": 1}}))
+        .await;
     let reg = provider.recv().await;
-    assert_eq!(reg, json!({"type": "registertrigger", "id": "late-1", "trigger_type": "webhook",
-        "function_id": "user::handler", "config": {"path": "/hook"}, "metadata": {"m": 1}}));
-    provider.send(json!({"type": "triggerregistrationresult", "id": "late-1", "trigger_type": "webhook",
-        "function_id": "user::handler", "error": {"code": "trigger_registration_failed", "message": "no"}})).await;
+    assert_eq!(
+        reg,
+        json!({"type": "registertrigger", "id": "late-1", "trigger_type": "webhook",
+        "function_id": "user::handler", "config": {"path": "/hook"}, "metadata": {"m": 1}})
+    );
+    provider
+        .send(json!({"type": "triggerregistrationresult", "id": "late-1", "trigger_type": "webhook",
+        "function_id": "user::handler", "error": {"code": "trigger_registration_failed", "message": "no"}}))
+        .await;
 
     binder.send(json!({"type": "unregistertrigger", "id": "late-1"})).await;
-    assert_eq!(provider.recv().await, json!({"type": "unregistertrigger", "id": "late-1", "trigger_type": "webhook"}));
+    assert_eq!(
+        provider.recv().await,
+        json!({"type": "unregistertrigger", "id": "late-1", "trigger_type": "webhook"})
+    );
     assert!(engine.trigger_ids().is_empty());
 
     // A type nobody provides: the binding is dropped, not parked.
@@ -56,8 +66,11 @@ async fn stored_bindings_are_replayed_to_a_new_provider() {
     successor.send(json!({"type": "registertriggertype", "id": "webhook", "description": "hooks v2"})).await;
     let first = successor.recv().await;
     let second = successor.recv().await;
-    assert_eq!(first, json!({"type": "registertrigger", "id": "b1", "trigger_type": "webhook",
-        "function_id": "user::one", "config": {"path": "/hook"}}));
+    assert_eq!(
+        first,
+        json!({"type": "registertrigger", "id": "b1", "trigger_type": "webhook",
+        "function_id": "user::one", "config": {"path": "/hook"}})
+    );
     assert_eq!(second["id"], "b2");
 
     // The binder leaves: its bindings go and the provider hears about each.
@@ -79,9 +92,16 @@ async fn functions_available_fires_when_the_set_changes() {
     assert_eq!(inv["function_id"], "iii.on_functions_available.1");
     assert_eq!(inv["data"]["event"], "functions_changed");
     assert!(inv["data"].get("_caller_worker_id").is_none());
-    let ids: Vec<&str> =
-        inv["data"]["functions"].as_array().unwrap().iter().map(|f| f["function_id"].as_str().unwrap()).collect();
-    assert!(ids.contains(&"iii.on_functions_available.1") && ids.contains(&"engine::functions::list"), "{ids:?}");
+    let ids: Vec<&str> = inv["data"]["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["function_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"iii.on_functions_available.1") && ids.contains(&"engine::functions::list"),
+        "{ids:?}"
+    );
     watcher.reply(&inv, json!(null)).await;
     watcher.silence(250).await;
 
@@ -106,8 +126,10 @@ async fn workers_available_fires_on_connect_metadata_and_disconnect() {
     let connected = watcher.recv().await;
     assert_eq!(connected["data"], json!({"event": "worker_connected", "worker_id": other.id}));
     watcher.reply(&connected, json!(null)).await;
-    other.send(json!({"type": "invokefunction", "function_id": "engine::workers::register",
-        "action": {"type": "void"}, "data": {"runtime": "rust"}})).await;
+    other
+        .send(json!({"type": "invokefunction", "function_id": "engine::workers::register",
+        "action": {"type": "void"}, "data": {"runtime": "rust"}}))
+        .await;
     let updated = watcher.recv().await;
     assert_eq!(updated["data"], json!({"event": "worker_metadata_updated", "worker_id": other.id}));
     watcher.reply(&updated, json!(null)).await;
