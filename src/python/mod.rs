@@ -1,6 +1,7 @@
 //! PyO3 bindings: the only code that knows about Python.
 
 mod dispatch;
+mod engine;
 mod errors;
 mod json;
 mod runtime;
@@ -11,6 +12,7 @@ use pyo3::prelude::*;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::Worker>()?;
     m.add_class::<dispatch::LoopQueue>()?;
+    m.add_class::<engine::TestEngine>()?;
     m.add_class::<dispatch::SyncQueue>()?;
     m.add_function(wrap_pyfunction!(json::py_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(json::py_loads, m)?)?;

@@ -1,0 +1,152 @@
+"""iii SDK for Python: workers for the iii engine, with a Rust core.
+
+    from iii import register_worker, InitOptions
+    iii = register_worker("ws://localhost:49134", InitOptions(worker_name="my-worker"))
+"""
+
+from .client import III, register_worker
+from .errors import (
+    ClientShutdownError,
+    ConnectionLostError,
+    IIIConnectionError,
+    IIIError,
+    InvocationError,
+    InvocationTimeoutError,
+    NotConnectedError,
+    OfflineQueueFullError,
+    PayloadError,
+    PayloadNotSerializableError,
+    PayloadTooLargeError,
+    ProtocolError,
+)
+from .format import extract_request_format, extract_response_format, python_type_to_format
+from .logger import Logger
+from .options import FunctionRef, IIIConnectionState, InitOptions, OtelConfig, ReconnectionConfig, TelemetryOptions
+from .rbac import (
+    AuthInput,
+    AuthResult,
+    MiddlewareFunctionInput,
+    OnFunctionRegistrationInput,
+    OnFunctionRegistrationResult,
+    OnTriggerRegistrationInput,
+    OnTriggerRegistrationResult,
+    OnTriggerTypeRegistrationInput,
+    OnTriggerTypeRegistrationResult,
+)
+from .stream import (
+    IStream,
+    StreamChangeEvent,
+    StreamChangeEventDetail,
+    StreamJoinLeaveEvent,
+    StreamJoinLeaveTriggerConfig,
+    StreamTriggerConfig,
+)
+from .triggers import Trigger, TriggerConfig, TriggerHandler, TriggerTypeRef
+from .types import (
+    ApiRequest,
+    ApiResponse,
+    EnqueueResult,
+    FunctionInfo,
+    HttpAuthConfig,
+    HttpInvocationConfig,
+    IIIClient,
+    MessageType,
+    RegisterFunctionFormat,
+    RegisterFunctionInput,
+    RegisterFunctionMessage,
+    RegisterServiceInput,
+    RegisterTriggerInput,
+    RegisterTriggerMessage,
+    RegisterTriggerTypeInput,
+    RegisterTriggerTypeMessage,
+    RemoteFunctionHandler,
+    StreamChannelRef,
+    TriggerAction,
+    TriggerActionEnqueue,
+    TriggerActionVoid,
+    TriggerInfo,
+    TriggerRequest,
+    TriggerTypeInfo,
+    WorkerInfo,
+)
+
+__version__ = "0.11.0"
+
+__all__ = [
+    # client
+    "III",
+    "register_worker",
+    "InitOptions",
+    "ReconnectionConfig",
+    "TelemetryOptions",
+    "OtelConfig",
+    "FunctionRef",
+    "IIIConnectionState",
+    "TriggerAction",
+    # errors
+    "IIIError",
+    "IIIConnectionError",
+    "ConnectionLostError",
+    "NotConnectedError",
+    "OfflineQueueFullError",
+    "ClientShutdownError",
+    "InvocationError",
+    "InvocationTimeoutError",
+    "ProtocolError",
+    "PayloadError",
+    "PayloadNotSerializableError",
+    "PayloadTooLargeError",
+    # RBAC
+    "AuthInput",
+    "AuthResult",
+    "MiddlewareFunctionInput",
+    "OnFunctionRegistrationInput",
+    "OnFunctionRegistrationResult",
+    "OnTriggerRegistrationInput",
+    "OnTriggerRegistrationResult",
+    "OnTriggerTypeRegistrationInput",
+    "OnTriggerTypeRegistrationResult",
+    # messages and types
+    "ApiRequest",
+    "ApiResponse",
+    "EnqueueResult",
+    "FunctionInfo",
+    "HttpAuthConfig",
+    "HttpInvocationConfig",
+    "IIIClient",
+    "MessageType",
+    "RegisterFunctionFormat",
+    "RegisterFunctionInput",
+    "RegisterFunctionMessage",
+    "RegisterServiceInput",
+    "RegisterTriggerInput",
+    "RegisterTriggerMessage",
+    "RegisterTriggerTypeInput",
+    "RegisterTriggerTypeMessage",
+    "RemoteFunctionHandler",
+    "StreamChannelRef",
+    "TriggerActionEnqueue",
+    "TriggerActionVoid",
+    "TriggerInfo",
+    "TriggerRequest",
+    "TriggerTypeInfo",
+    "WorkerInfo",
+    # logger
+    "Logger",
+    # triggers
+    "Trigger",
+    "TriggerConfig",
+    "TriggerHandler",
+    "TriggerTypeRef",
+    # streams
+    "IStream",
+    "StreamChangeEvent",
+    "StreamChangeEventDetail",
+    "StreamJoinLeaveEvent",
+    "StreamJoinLeaveTriggerConfig",
+    "StreamTriggerConfig",
+    # format extraction
+    "extract_request_format",
+    "extract_response_format",
+    "python_type_to_format",
+]
