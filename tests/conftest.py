@@ -1,0 +1,71 @@
+"""Shared fixtures: an engine (the built-in test engine, or a real one via ``III_URL``) and
+workers connected to it that are shut down after each test."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from iii import III, InitOptions, ReconnectionConfig, register_worker
+from iii.testing import Engine
+
+REAL_ENGINE_URL = os.environ.get("III_URL")
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    """The built-in test engine. Tests that control the engine itself use this directly."""
+    if REAL_ENGINE_URL:
+        pytest.skip("needs control over the engine (not possible with III_URL)")
+    with Engine(functions_poll_interval_ms=100) as e:
+        yield e
+
+
+@pytest.fixture
+def engine_url() -> Iterator[str]:
+    if REAL_ENGINE_URL:
+        yield REAL_ENGINE_URL
+        return
+    with Engine(functions_poll_interval_ms=100) as e:
+        yield e.url
+
+
+WorkerFactory = Callable[..., III]
+
+
+@pytest.fixture
+def make_worker(engine_url: str) -> Iterator[WorkerFactory]:
+    created: list[III] = []
+
+    def make(url: str | None = None, **options: object) -> III:
+        options.setdefault("worker_name", f"test-{uuid.uuid4().hex[:8]}")
+        options.setdefault("reconnection_config", ReconnectionConfig(initial_delay_ms=50, max_delay_ms=200))
+        worker = register_worker(url or engine_url, InitOptions(**options))  # type: ignore[arg-type]
+        created.append(worker)
+        return worker
+
+    yield make
+    for worker in created:
+        worker.shutdown()
+
+
+def unique(prefix: str = "t") -> str:
+    """A function id no other test (or earlier run against a real engine) uses."""
+    return f"{prefix}::{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within %.1f s" % timeout)
+        time.sleep(interval)
+
+
+def wait_registered(caller: III, function_id: str, timeout: float = 5.0) -> None:
+    """Registrations are not acknowledged: poll the engine's function list."""
+    wait_until(lambda: any(f.function_id == function_id for f in caller.list_functions()), timeout)

@@ -1,0 +1,350 @@
+"""Calls in every mode: results, errors, timeouts, payload handling, registration forms."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from pydantic import BaseModel
+
+from iii import (
+    EnqueueResult,
+    IIIError,
+    InvocationError,
+    InvocationTimeoutError,
+    PayloadNotSerializableError,
+    RegisterFunctionInput,
+    TriggerAction,
+    TriggerRequest,
+)
+
+from conftest import unique, wait_registered, wait_until
+
+
+class Greeting(BaseModel):
+    name: str
+
+
+class Reply(BaseModel):
+    message: str
+
+
+def strip(data):
+    """The engine adds the caller's worker id to object payloads (protocol.md 2.11)."""
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k != "_caller_worker_id"}
+    return data
+
+
+def test_sync_and_async_handlers_return_results(make_worker):
+    server, client = make_worker(), make_worker()
+    fs, fa = unique("sync"), unique("async")
+    server.register_function(fs, lambda d: {"got": strip(d)})
+
+    async def handler(d):
+        await asyncio.sleep(0)
+        return [strip(d), "async"]
+
+    server.register_function(fa, handler)
+    wait_registered(client, fa)
+    wait_registered(client, fs)
+    assert client.trigger({"function_id": fs, "payload": {"x": 1}}) == {"got": {"x": 1}}
+    assert client.trigger({"function_id": fa, "payload": {"y": [1, 2.5, None]}}) == [{"y": [1, 2.5, None]}, "async"]
+    assert client.trigger(TriggerRequest(function_id=fa, payload="text")) == ["text", "async"]
+
+
+def test_caller_worker_id_is_injected_into_object_payloads(make_worker):
+    server, client = make_worker(), make_worker()
+    fid = unique()
+    server.register_function(fid, lambda d: d)
+    wait_registered(client, fid)
+    got = client.trigger({"function_id": fid, "payload": {"a": 1}})
+    assert got["_caller_worker_id"] == client.worker_id
+    assert client.trigger({"function_id": fid, "payload": [1]}) == [1]
+
+
+def test_missing_or_none_payload_is_sent_as_null(make_worker):
+    server, client = make_worker(), make_worker()
+    seen = []
+    fid = unique()
+
+    def handler(d):
+        seen.append(d)
+        return "ok"
+
+    server.register_function(fid, handler)
+    wait_registered(client, fid)
+    assert client.trigger({"function_id": fid}) == "ok"
+    assert client.trigger({"function_id": fid, "payload": None}) == "ok"
+    assert seen == [None, None]
+
+
+def test_handler_returning_none_gives_none(make_worker):
+    server, client = make_worker(), make_worker()
+    fid = unique()
+    server.register_function(fid, lambda d: None)
+    wait_registered(client, fid)
+    assert client.trigger({"function_id": fid, "payload": 1}) is None
+
+
+def test_pydantic_models_in_and_out(make_worker):
+    server, client = make_worker(), make_worker()
+    received = []
+
+    async def greet(data: Greeting) -> Reply:
+        received.append(data)
+        return Reply(message=f"Hello, {data.name}!")
+
+    fid = unique("greet")
+    ref = server.register_function(fid, greet, description="Greets")
+    assert ref.id == fid
+    wait_registered(client, fid)
+    assert client.trigger({"function_id": fid, "payload": Greeting(name="Ada")}) == {"message": "Hello, Ada!"}
+    assert isinstance(received[0], Greeting) and received[0].name == "Ada"
+    info = next(f for f in client.list_functions() if f.function_id == fid)
+    assert info.description == "Greets"
+    assert info.request_format["properties"]["name"]["type"] == "string"
+    assert info.response_format["properties"]["message"]["type"] == "string"
+
+
+def test_three_registration_forms_and_unregister(make_worker):
+    server, client = make_worker(), make_worker()
+    a, b, c = unique("dict"), unique("model"), unique("str")
+    ra = server.register_function({"id": a, "description": "from dict"}, lambda d: "a")
+    server.register_function(RegisterFunctionInput(id=b, metadata={"k": 1}), lambda d: "b")
+    server.register_function(c, lambda d: "c", description="from str", metadata={"m": True})
+    wait_registered(client, c)
+    infos = {f.function_id: f for f in client.list_functions()}
+    assert infos[a].description == "from dict"
+    assert infos[b].metadata == {"k": 1}
+    assert infos[c].metadata == {"m": True}
+    assert [client.trigger({"function_id": f, "payload": {}}) for f in (a, b, c)] == ["a", "b", "c"]
+    ra.unregister()
+    wait_until(lambda: all(f.function_id != a for f in client.list_functions()))
+    with pytest.raises(InvocationError) as err:
+        client.trigger({"function_id": a, "payload": {}})
+    assert err.value.code == "function_not_found"
+
+
+def test_enqueue_returns_receipt_and_delivers(make_worker):
+    server, client = make_worker(), make_worker()
+    got = []
+    fid = unique("job")
+    server.register_function(fid, lambda d: got.append(d))
+    wait_registered(client, fid)
+    receipt = client.trigger({"function_id": fid, "payload": {"n": 1}, "action": TriggerAction.Enqueue(queue="default")})
+    assert isinstance(receipt, EnqueueResult)
+    assert len(receipt.messageReceiptId) == 36
+    receipt2 = client.trigger({"function_id": fid, "payload": {"n": 2}, "action": {"type": "enqueue", "queue": "default"}})
+    assert receipt2.messageReceiptId != receipt.messageReceiptId
+    wait_until(lambda: len(got) == 2)
+    assert sorted(d["n"] for d in got) == [1, 2]
+    # Queue deliveries come from the engine, not from a worker: no caller id is added.
+    assert all("_caller_worker_id" not in d for d in got)
+
+
+def test_enqueue_to_unknown_queue_is_an_error(make_worker):
+    client = make_worker()
+    with pytest.raises(InvocationError) as err:
+        client.trigger({"function_id": "x", "payload": 1, "action": TriggerAction.Enqueue(queue="no-such-queue")})
+    assert err.value.code == "enqueue_error"
+    assert "no-such-queue" in err.value.message
+
+
+def test_void_returns_none_at_once_and_is_delivered(make_worker):
+    server, client = make_worker(), make_worker()
+    got = []
+    release = threading.Event()
+    fid = unique("void")
+
+    def slow(d):
+        release.wait(5)
+        got.append(d)
+
+    server.register_function(fid, slow)
+    wait_registered(client, fid)
+    started = time.monotonic()
+    assert client.trigger({"function_id": fid, "payload": {"v": 1}, "action": TriggerAction.Void()}) is None
+    assert client.trigger({"function_id": fid, "payload": {"v": 2}, "action": {"type": "void"}}) is None
+    assert time.monotonic() - started < 1.0
+    release.set()
+    wait_until(lambda: len(got) == 2)
+
+
+def test_invalid_actions_and_requests_are_rejected(make_worker):
+    client = make_worker()
+    with pytest.raises(ValueError, match="invalid action"):
+        client.trigger({"function_id": "f", "action": {"type": "later"}})
+    with pytest.raises(ValueError, match="function_id"):
+        client.trigger({"payload": 1})
+    with pytest.raises(ValueError, match="timeout_ms"):
+        client.trigger({"function_id": "f", "timeout_ms": -5})
+
+
+def test_handler_exception_reaches_caller(make_worker):
+    server, client = make_worker(), make_worker()
+    fid, afid = unique("boom"), unique("aboom")
+
+    def boom(d):
+        raise ValueError("card declined")
+
+    async def aboom(d):
+        await asyncio.sleep(0.001)
+        raise KeyError("missing")
+
+    server.register_function(fid, boom)
+    server.register_function(afid, aboom)
+    wait_registered(client, afid)
+    with pytest.raises(InvocationError) as err:
+        client.trigger({"function_id": fid, "payload": {}})
+    e = err.value
+    assert isinstance(e, IIIError)
+    assert e.code == "invocation_failed"
+    assert e.message == "card declined"
+    assert "ValueError: card declined" in e.stacktrace
+    assert "boom" in e.stacktrace
+    assert str(e) == "invocation_failed: card declined"
+    with pytest.raises(InvocationError) as err:
+        client.trigger({"function_id": afid, "payload": {}})
+    assert err.value.code == "invocation_failed" and "missing" in err.value.message
+    # The worker keeps serving after its handlers raised.
+    server.register_function(unique(), lambda d: 1)
+    assert client.trigger({"function_id": "engine::workers::list", "payload": {}})["workers"]
+
+
+def test_unknown_function_error(make_worker):
+    client = make_worker()
+    with pytest.raises(InvocationError) as err:
+        client.trigger({"function_id": unique("missing"), "payload": {}})
+    assert err.value.code == "function_not_found"
+
+
+def test_timeout_is_a_builtin_timeout_error(make_worker):
+    server = make_worker()
+    client = make_worker(invocation_timeout_ms=300)
+    fid = unique("slow")
+
+    async def slow(d):
+        await asyncio.sleep(3)
+
+    server.register_function(fid, slow)
+    wait_registered(client, fid)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError) as err:
+        client.trigger({"function_id": fid, "payload": {}, "timeout_ms": 200})
+    elapsed = time.monotonic() - started
+    assert isinstance(err.value, InvocationTimeoutError)
+    assert str(err.value) == f"Invocation of '{fid}' timed out after 200ms"
+    assert 0.19 <= elapsed < 1.0
+    started = time.monotonic()
+    with pytest.raises(InvocationTimeoutError):
+        client.trigger({"function_id": fid, "payload": {}})  # InitOptions.invocation_timeout_ms
+    assert 0.29 <= time.monotonic() - started < 1.5
+
+    async def run():
+        with pytest.raises(InvocationTimeoutError):
+            await client.trigger_async({"function_id": fid, "payload": {}, "timeout_ms": 100})
+
+    asyncio.run(run())
+
+
+def test_unserialisable_payload_raises_before_sending(make_worker):
+    server, client = make_worker(), make_worker()
+    calls = []
+    fid = unique()
+    server.register_function(fid, lambda d: calls.append(d))
+    wait_registered(client, fid)
+    with pytest.raises(PayloadNotSerializableError, match=r"payload\[\"bad\"\]\[1\].*object"):
+        client.trigger({"function_id": fid, "payload": {"bad": [1, object()]}})
+    with pytest.raises(PayloadNotSerializableError, match="NaN"):
+        client.trigger({"function_id": fid, "payload": float("nan"), "action": TriggerAction.Void()})
+    with pytest.raises(TypeError):  # also a TypeError, like json.dumps
+        asyncio.run(client.trigger_async({"function_id": fid, "payload": {1j}}))
+    assert client.trigger({"function_id": fid, "payload": 1}) is None
+    assert calls == [1]
+
+
+def test_unserialisable_result_becomes_an_error_for_the_caller(make_worker):
+    server, client = make_worker(), make_worker()
+    fid = unique()
+    server.register_function(fid, lambda d: {"x": object()})
+    wait_registered(client, fid)
+    with pytest.raises(InvocationError) as err:
+        client.trigger({"function_id": fid, "payload": {}})
+    assert err.value.code == "invocation_failed"
+    assert "cannot be sent" in err.value.message
+
+
+def test_trigger_from_many_threads(make_worker):
+    server, client = make_worker(), make_worker()
+    fid = unique()
+    server.register_function(fid, lambda d: d["i"] * 2)
+    wait_registered(client, fid)
+    results: dict[int, int] = {}
+
+    def run(base):
+        for i in range(base, base + 50):
+            results[i] = client.trigger({"function_id": fid, "payload": {"i": i}})
+
+    threads = [threading.Thread(target=run, args=(n * 50,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == {i: i * 2 for i in range(400)}
+
+
+def test_trigger_async_from_foreign_loops(make_worker):
+    server, client = make_worker(), make_worker()
+    fid = unique()
+
+    async def echo(d):
+        return d
+
+    server.register_function(fid, echo)
+    wait_registered(client, fid)
+
+    async def burst(tag):
+        return await asyncio.gather(*(client.trigger_async({"function_id": fid, "payload": [tag, i]}) for i in range(100)))
+
+    assert asyncio.run(burst("main")) == [["main", i] for i in range(100)]
+    out = {}
+
+    def in_thread(tag):
+        out[tag] = asyncio.run(burst(tag))
+
+    threads = [threading.Thread(target=in_thread, args=(f"t{n}",)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert out == {f"t{n}": [[f"t{n}", i] for i in range(100)] for n in range(3)}
+
+
+def test_handlers_call_other_functions(make_worker):
+    server, client = make_worker(), make_worker()
+    leaf, via_async, via_sync = unique("leaf"), unique("via_async"), unique("via_sync")
+    server.register_function(leaf, lambda d: d["n"] + 1)
+
+    async def outer_async(d):
+        return await server.trigger_async({"function_id": leaf, "payload": {"n": d["n"]}}) * 10
+
+    def outer_sync(d):
+        return server.trigger({"function_id": leaf, "payload": {"n": d["n"]}}) * 100
+
+    server.register_function(via_async, outer_async)
+    server.register_function(via_sync, outer_sync)
+    wait_registered(client, via_sync)
+    assert client.trigger({"function_id": via_async, "payload": {"n": 1}}) == 20
+    assert client.trigger({"function_id": via_sync, "payload": {"n": 1}}) == 200
+
+
+def test_handler_receives_metadata_when_it_asks(make_worker):
+    server, client = make_worker(), make_worker()
+    fid = unique()
+    server.register_function(fid, lambda data, metadata: {"metadata": metadata})
+    wait_registered(client, fid)
+    # Engine v0.11.0 sends no invocation metadata: the handler gets None.
+    assert client.trigger({"function_id": fid, "payload": {}}) == {"metadata": None}

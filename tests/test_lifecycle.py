@@ -1,0 +1,179 @@
+"""Connection state, shutdown, engine loss, hostile frames, and process lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from conftest import unique, wait_registered, wait_until
+
+from iii import (
+    ClientShutdownError,
+    ConnectionLostError,
+    IIIConnectionError,
+    InitOptions,
+    NotConnectedError,
+    ReconnectionConfig,
+    register_worker,
+)
+
+
+def test_connection_state_and_worker_metadata(make_worker):
+    worker = make_worker(worker_name="metadata-probe")
+    assert worker.get_connection_state() == "connected"
+    wait_until(lambda: any(w.name == "metadata-probe" for w in worker.list_workers()))
+    me = next(w for w in worker.list_workers() if w.name == "metadata-probe")
+    assert me.runtime == "python"
+    assert me.id == worker.worker_id
+    worker.shutdown()
+    assert worker.get_connection_state() == "disconnected"
+    with pytest.raises(ClientShutdownError):
+        worker.trigger({"function_id": "x", "payload": 1})
+    with pytest.raises(ClientShutdownError):
+        worker.register_function(unique(), lambda d: d)
+
+
+def test_shutdown_fails_calls_in_flight_promptly(make_worker):
+    server, client = make_worker(), make_worker()
+    fid = unique("slow")
+
+    async def slow(d):
+        await asyncio.sleep(10)
+
+    server.register_function(fid, slow)
+    wait_registered(client, fid)
+    errors = []
+
+    def call():
+        try:
+            client.trigger({"function_id": fid, "payload": {}})
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(5)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: client._worker.pending_calls() == 5)
+    started = time.monotonic()
+    client.shutdown()
+    for t in threads:
+        t.join(5)
+    assert time.monotonic() - started < 1.0
+    assert len(errors) == 5 and all(isinstance(e, ClientShutdownError) for e in errors)
+
+
+def test_engine_disappearing_mid_call_fails_the_call_within_a_second(engine, make_worker):
+    server, client = make_worker(engine.url), make_worker(engine.url)
+    fid = unique("slow")
+
+    async def slow(d):
+        await asyncio.sleep(10)
+
+    server.register_function(fid, slow)
+    wait_registered(client, fid)
+    errors = []
+
+    async def call():
+        try:
+            await client.trigger_async({"function_id": fid, "payload": {}})
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=lambda: asyncio.run(call()))
+    thread.start()
+    wait_until(lambda: client._worker.pending_calls() == 1)
+    started = time.monotonic()
+    engine.stop()
+    thread.join(5)
+    assert time.monotonic() - started < 1.0
+    assert len(errors) == 1
+    assert isinstance(errors[0], ConnectionLostError) and isinstance(errors[0], IIIConnectionError)
+    assert fid in str(errors[0])
+
+
+def test_unreachable_engine_fails_register_worker_clearly():
+    started = time.monotonic()
+    with pytest.raises(NotConnectedError) as err:
+        register_worker(
+            "ws://127.0.0.1:9",
+            InitOptions(reconnection_config=ReconnectionConfig(initial_delay_ms=10, max_retries=2)),
+        )
+    assert time.monotonic() - started < 5
+    assert "127.0.0.1:9" in str(err.value)
+    assert not [t for t in threading.enumerate() if t.name == "iii-loop" and t.is_alive()]
+
+
+def test_malformed_frames_from_the_engine_are_survived(engine, make_worker):
+    server, client = make_worker(engine.url), make_worker(engine.url)
+    fid = unique()
+    server.register_function(fid, lambda d: "alive")
+    wait_registered(client, fid)
+    wid = server.worker_id
+    for frame in [
+        "not json",
+        "[1,2,3]",
+        '{"type":"no-such-type"}',
+        '{"type":"invocationresult"}',
+        '{"type":"invocationresult","invocation_id":"not-a-uuid","function_id":"f","result":1}',
+        '{"type":"invokefunction","function_id":5,"data":null}',
+        '{"type":"registertrigger","id":"t"}',
+        "",
+        '{"type":"Ping"}',
+    ]:
+        assert engine.send_raw(wid, frame)
+    assert engine.send_raw(wid, b"\xff\xfe binary garbage")
+    assert engine.send_raw(wid, '{"type":"invokefunction","invocation_id":"8a3b2e55-0000-4000-8000-000000000000",'
+                                '"function_id":"nope","data":null}')
+    time.sleep(0.2)
+    assert server.get_connection_state() == "connected"
+    assert client.trigger({"function_id": fid, "payload": {}}) == "alive"
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, threading
+    from iii import register_worker, InitOptions
+
+    iii = register_worker(sys.argv[1], InitOptions(worker_name="child"))
+
+    def work(d):
+        return {"main_alive": threading.main_thread().is_alive(), "n": d["n"]}
+
+    def stop(d):
+        threading.Timer(0.1, iii.shutdown).start()
+        return "stopping"
+
+    iii.register_function(sys.argv[2], work)
+    iii.register_function(sys.argv[2] + "::stop", stop)
+    print("ready", flush=True)
+    """
+)
+
+
+def test_process_stays_alive_after_main_returns_and_exits_after_shutdown(engine_url, make_worker):
+    client = make_worker()
+    fid = unique("child")
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, engine_url, fid],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        wait_registered(client, fid)
+        wait_until(lambda: client.trigger({"function_id": fid, "payload": {"n": 0}})["main_alive"] is False)
+        # The main thread has returned; the process and its sync handlers keep working.
+        assert client.trigger({"function_id": fid, "payload": {"n": 7}}) == {"main_alive": False, "n": 7}
+        assert child.poll() is None
+        assert client.trigger({"function_id": fid + "::stop", "payload": {}}) == "stopping"
+        assert child.wait(10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()

@@ -1,0 +1,106 @@
+"""Many calls in flight, large payloads, and the message size limit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from conftest import unique, wait_registered
+
+from iii import PayloadTooLargeError, TriggerAction
+
+MIB = 1024 * 1024
+
+
+def test_2000_concurrent_trigger_async_from_inside_an_async_handler(make_worker):
+    server, client = make_worker(), make_worker()
+    echo, fan = unique("echo"), unique("fan")
+
+    async def echo_handler(d):
+        return d["i"]
+
+    async def fan_out(d):
+        calls = [server.trigger_async({"function_id": echo, "payload": {"i": i}}) for i in range(d["n"])]
+        return sum(await asyncio.gather(*calls))
+
+    server.register_function(echo, echo_handler)
+    server.register_function(fan, fan_out)
+    wait_registered(client, fan)
+    assert client.trigger({"function_id": fan, "payload": {"n": 2000}, "timeout_ms": 60000}) == sum(range(2000))
+
+
+def test_fan_out_of_1000_in_flight_16k_calls_between_two_workers(make_worker):
+    """The reader must not wait for the writer: both directions are full of large frames."""
+    server, client = make_worker(), make_worker()
+    fid = unique("big")
+    blob = "x" * (16 * 1024)
+
+    async def echo(d):
+        return d
+
+    server.register_function(fid, echo)
+    wait_registered(client, fid)
+
+    async def run():
+        calls = [client.trigger_async({"function_id": fid, "payload": {"i": i, "blob": blob}}) for i in range(1000)]
+        return await asyncio.gather(*calls)
+
+    results = asyncio.run(run())
+    assert [r["i"] for r in results] == list(range(1000))
+    assert all(r["blob"] == blob for r in results)
+
+
+def test_sync_handlers_fan_out(make_worker):
+    server, client = make_worker(), make_worker()
+    fid = unique("sync")
+    server.register_function(fid, lambda d: d * 2)
+    wait_registered(client, fid)
+
+    async def run():
+        return await asyncio.gather(*(client.trigger_async({"function_id": fid, "payload": i}) for i in range(1000)))
+
+    assert asyncio.run(run()) == [i * 2 for i in range(1000)]
+
+
+def test_5_mib_payload_both_ways(make_worker):
+    server, client = make_worker(), make_worker()
+    fid = unique("mirror")
+    server.register_function(fid, lambda d: {"back": d["data"][::-1], "len": len(d["data"])})
+    wait_registered(client, fid)
+    data = "ab" * (5 * MIB // 2)
+    out = client.trigger({"function_id": fid, "payload": {"data": data}, "timeout_ms": 30000})
+    assert out["len"] == len(data) == 5 * MIB
+    assert out["back"] == data[::-1]
+
+
+def test_payload_over_the_limit_fails_at_once_and_the_connection_stays_up(make_worker):
+    server = make_worker()
+    client = make_worker(max_message_size=1 * MIB)
+    fid = unique()
+    server.register_function(fid, lambda d: "ok")
+    wait_registered(client, fid)
+    started = time.monotonic()
+    with pytest.raises(PayloadTooLargeError) as err:
+        client.trigger({"function_id": fid, "payload": "y" * (2 * MIB)})
+    assert time.monotonic() - started < 0.5
+    assert "1048576" in str(err.value) and "max_message_size" in str(err.value)
+    assert err.value.limit == MIB and err.value.size > 2 * MIB
+    with pytest.raises(PayloadTooLargeError):
+        client.trigger({"function_id": fid, "payload": "y" * (2 * MIB), "action": TriggerAction.Void()})
+    assert client.get_connection_state() == "connected"
+    assert client.trigger({"function_id": fid, "payload": "small"}) == "ok"
+
+
+def test_result_over_the_callee_limit_becomes_an_error(make_worker):
+    server = make_worker(max_message_size=1 * MIB)
+    client = make_worker()
+    fid = unique()
+    server.register_function(fid, lambda d: "z" * (2 * MIB))
+    wait_registered(client, fid)
+    from iii import InvocationError
+
+    with pytest.raises(InvocationError) as err:
+        client.trigger({"function_id": fid, "payload": {}})
+    assert err.value.code == "invocation_failed"
+    assert "maximum message size" in err.value.message
