@@ -226,8 +226,8 @@ async fn serve(
         info.worker_id = None;
         info.reattach_token = None;
     }
+    // Frames flow from now on; the state turns `connected` when `workerregistered` arrives.
     shared.connected.store(true, Ordering::Release);
-    client.set_state(ConnectionState::Connected, None);
 
     for frame in replay {
         if let Err(e) = sink.feed(WsMessage::text(frame)).await {
@@ -354,9 +354,12 @@ fn handle_frame(client: &Client, bytes: &[u8]) -> Option<End> {
         },
         Message::InvokeFunction(call) => shared.sink.invocation(client, call),
         Message::WorkerRegistered { worker_id, reattach_token } => {
-            let mut info = shared.info.lock();
-            info.worker_id = Some(worker_id);
-            info.reattach_token = reattach_token;
+            {
+                let mut info = shared.info.lock();
+                info.worker_id = Some(worker_id);
+                info.reattach_token = reattach_token;
+            }
+            client.set_state(ConnectionState::Connected, None);
         }
         Message::Ping => {
             let _ = shared.tx.send(Command::Send(Message::Pong.encode(), FrameKind::Plain));

@@ -9,6 +9,8 @@
 mod actor;
 mod config;
 mod ledger;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -86,7 +88,6 @@ struct StateInfo {
     last_error: Option<String>,
     worker_id: Option<String>,
     reattach_token: Option<String>,
-    connected_at: Option<Instant>,
 }
 
 struct Shared {
@@ -123,7 +124,6 @@ impl Client {
                 last_error: None,
                 worker_id: None,
                 reattach_token: None,
-                connected_at: None,
             }),
             state_changed: Condvar::new(),
             epoch: AtomicU64::new(0),
@@ -300,9 +300,6 @@ impl Client {
                 return;
             }
             info.state = state;
-            if state == ConnectionState::Connected {
-                info.connected_at = Some(Instant::now());
-            }
             if error.is_some() {
                 info.last_error = error;
             }

@@ -1,0 +1,223 @@
+//! The connection against the engine double: calls, replay order, link loss, offline queue.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::*;
+use crate::engine_double::{EngineConfig, EngineHandle};
+use crate::invocations::Outcome;
+
+#[derive(Default)]
+struct Echo {
+    logs: Mutex<Vec<String>>,
+    states: Mutex<Vec<ConnectionState>>,
+}
+
+/// Answers every invocation with its own payload.
+impl EventSink for Echo {
+    fn invocation(&self, client: &Client, call: InvokeFunction) {
+        if let Some(id) = &call.invocation_id {
+            client.send_result(id, &call.function_id, Ok(call.data.as_deref().map(|d| d.get())));
+        }
+    }
+    fn message(&self, _client: &Client, _message: Message) {}
+    fn state_changed(&self, state: ConnectionState) {
+        self.states.lock().push(state);
+    }
+    fn log(&self, _level: LogLevel, text: &str) {
+        self.logs.lock().push(text.to_owned());
+    }
+}
+
+struct Chan(std::sync::mpsc::Sender<Outcome>);
+
+impl Completion for Chan {
+    fn complete(self: Box<Self>, outcome: Outcome) {
+        let _ = self.0.send(outcome);
+    }
+}
+
+fn config(url: &str) -> ClientConfig {
+    let mut c = ClientConfig::new(url);
+    c.reconnect.initial_delay_ms = 20;
+    c.reconnect.max_delay_ms = 50;
+    c.worker_metadata = Some(r#"{"runtime":"rust-test","name":"t"}"#.into());
+    c
+}
+
+fn register_echo(client: &Client, id: &str) {
+    let msg = Message::RegisterFunction(crate::protocol::RegisterFunction {
+        id: id.into(),
+        description: None,
+        request_format: None,
+        response_format: None,
+        metadata: None,
+        invocation: None,
+    });
+    client.register(RegistrationKind::Function, id, &msg).unwrap();
+}
+
+fn call(client: &Client, function_id: &str, data: &str, timeout: Duration) -> std::sync::mpsc::Receiver<Outcome> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    client.call(function_id, Some(data), None, timeout, Box::new(Chan(tx))).unwrap();
+    rx
+}
+
+fn connected(client: &Client) {
+    assert_eq!(client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Connected), ConnectionState::Connected);
+}
+
+/// Calls until the function answers (registrations are not acknowledged).
+fn call_until_served(client: &Client, function_id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match call(client, function_id, "[1]", Duration::from_secs(5)).recv().unwrap() {
+            Ok(v) => return v.map(|v| v.get().to_owned()).unwrap_or_default(),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("never served: {e}"),
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn calls_round_trip_between_two_clients() {
+    let rt = runtime();
+    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
+    let server = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    let caller = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    connected(&server);
+    connected(&caller);
+    assert!(server.worker_id().is_some());
+    register_echo(&server, "echo");
+    assert_eq!(call_until_served(&caller, "echo"), "[1]");
+    let outcome = call(&caller, "missing", "1", Duration::from_secs(5)).recv().unwrap();
+    match outcome {
+        Err(CallError::Remote(e)) => assert_eq!(e.code, "function_not_found"),
+        other => panic!("unexpected {other:?}"),
+    }
+    caller.shutdown();
+    server.shutdown();
+}
+
+#[test]
+fn replays_registrations_in_protocol_order_after_a_reconnect() {
+    let rt = runtime();
+    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
+    let client = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    connected(&client);
+    let tt = Message::RegisterTriggerType(crate::protocol::RegisterTriggerType {
+        id: "tt".into(),
+        description: "d".into(),
+        trigger_request_format: None,
+        call_request_format: None,
+    });
+    let trigger = Message::RegisterTrigger(crate::protocol::RegisterTrigger {
+        id: "trig-1".into(),
+        trigger_type: "tt".into(),
+        function_id: "f".into(),
+        config: None,
+        metadata: None,
+    });
+    client.register(RegistrationKind::Trigger, "trig-1", &trigger).unwrap();
+    register_echo(&client, "f");
+    client.register(RegistrationKind::TriggerType, "tt", &tt).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = engine.received_kinds().len();
+    engine.disconnect_all();
+    // Wait for the new connection and its replay.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while engine.received_kinds().len() < before + 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let kinds = engine.received_kinds()[before..].to_vec();
+    assert_eq!(
+        kinds,
+        vec!["registertriggertype", "registerfunction", "registertrigger", "invokefunction"],
+        "replay order, then worker metadata"
+    );
+    assert_eq!(engine.trigger_ids(), vec!["trig-1".to_owned()]);
+    client.shutdown();
+}
+
+#[test]
+fn link_loss_fails_calls_in_flight_at_once_and_reconnects() {
+    let rt = runtime();
+    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
+    // A server that never answers.
+    struct Silent;
+    impl EventSink for Silent {
+        fn invocation(&self, _: &Client, _: InvokeFunction) {}
+        fn message(&self, _: &Client, _: Message) {}
+        fn state_changed(&self, _: ConnectionState) {}
+        fn log(&self, _: LogLevel, _: &str) {}
+    }
+    let server = Client::start(rt.handle(), config(&engine.url()), Arc::new(Silent));
+    let caller = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    connected(&server);
+    connected(&caller);
+    register_echo(&server, "hang");
+    std::thread::sleep(Duration::from_millis(100));
+    let pending = call(&caller, "hang", "1", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    engine.disconnect_all();
+    let outcome = pending.recv_timeout(Duration::from_secs(2)).expect("failed promptly");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(matches!(outcome, Err(CallError::ConnectionLost { .. }) | Err(CallError::Remote(_))), "{outcome:?}");
+    connected(&caller);
+    assert_eq!(caller.pending_calls(), 0);
+    caller.shutdown();
+    server.shutdown();
+}
+
+#[test]
+fn calls_made_while_offline_are_sent_after_the_replay() {
+    let rt = runtime();
+    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
+    // The client calls its own function: the replay re-registers it before the queued call
+    // goes out, on the same connection, so the call is served.
+    let client = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    connected(&client);
+    register_echo(&client, "echo");
+    call_until_served(&client, "echo");
+    rt.block_on(engine.stop());
+    assert_ne!(client.wait_for(Duration::from_secs(2), |s| s != ConnectionState::Connected), ConnectionState::Connected);
+    let waiting = call(&client, "echo", r#"{"late":true}"#, Duration::from_secs(10));
+    rt.block_on(engine.restart()).unwrap();
+    let outcome = waiting.recv_timeout(Duration::from_secs(8)).expect("answered after the replay");
+    let value = outcome.expect("served").expect("has a result");
+    assert!(value.get().contains(r#""late":true"#), "{}", value.get());
+    client.shutdown();
+}
+
+#[test]
+fn offline_queue_is_bounded_and_gives_up_after_max_retries() {
+    let rt = runtime();
+    let mut c = config("ws://127.0.0.1:9");
+    c.offline_queue_limit = 2;
+    c.reconnect.max_retries = 3;
+    c.reconnect.initial_delay_ms = 100;
+    let client = Client::start(rt.handle(), c, Arc::new(Echo::default()));
+    let a = call(&client, "f", "1", Duration::from_secs(30));
+    let b = call(&client, "f", "2", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(50));
+    let (tx, _rx) = std::sync::mpsc::channel();
+    let third = client.call("f", Some("3"), None, Duration::from_secs(30), Box::new(Chan(tx)));
+    assert!(matches!(third, Err(CallError::OfflineQueueFull { limit: 2 })), "{third:?}");
+    assert_eq!(client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Failed), ConnectionState::Failed);
+    for waiting in [a, b] {
+        let outcome = waiting.recv_timeout(Duration::from_secs(1)).unwrap();
+        assert!(matches!(outcome, Err(CallError::NotConnected(ref m)) if m.contains("after 4 attempts")), "{outcome:?}");
+    }
+    assert!(client.last_error().unwrap().contains("127.0.0.1:9"));
+}
