@@ -1,0 +1,74 @@
+"""Helpers shared by serve.py and drive.py. Uses only the API both SDKs (ours and the official
+pure-Python ``iii-sdk`` 0.11.0) share: ``register_worker``, ``InitOptions``, ``register_function``,
+``trigger``, ``trigger_async``, ``TriggerAction.Void()``, ``shutdown``."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """SIGKILL this process when the process that started it dies (Linux), and also when
+    its stdin (a pipe from the orchestrator) closes."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent is already gone
+        os._exit(3)
+
+    def watch_stdin() -> None:
+        try:
+            while sys.stdin.buffer.read(1):
+                pass
+        except (OSError, ValueError):
+            pass
+        os._exit(4)
+
+    threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
+
+
+def watchdog(seconds: float) -> None:
+    """Hard limit on the lifetime of this process."""
+    timer = threading.Timer(seconds, lambda: (emit("FATAL", {"error": f"watchdog after {seconds:g} s"}), os._exit(5)))
+    timer.daemon = True
+    timer.start()
+
+
+def cpu() -> float:
+    """CPU seconds (user + system) used by this whole process so far, every thread included."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def sdk_info() -> dict:
+    import iii
+
+    path = os.path.dirname(getattr(iii, "__file__", "") or "")
+    kind = "ours" if os.path.exists(os.path.join(path, "client.py")) else "official"
+    return {"sdk": kind, "path": path, "python": sys.version.split()[0], "executable": sys.executable}
+
+
+def connect(url: str, name: str):
+    from iii import InitOptions, register_worker
+
+    return register_worker(url, InitOptions(worker_name=name, otel={"enabled": False}))
+
+
+_emit_lock = threading.Lock()
+
+
+def emit(tag: str, value: dict) -> None:
+    """One line on stdout for the orchestrator: ``TAG {json}``."""
+    with _emit_lock:
+        sys.stdout.write(f"{tag} {json.dumps(value)}\n")
+        sys.stdout.flush()

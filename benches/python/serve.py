@@ -1,0 +1,66 @@
+"""Serving worker of the end-to-end benchmark (run by bench.py with either SDK's interpreter).
+
+Registers ``<ns>::echo_async``, ``<ns>::echo_sync``, ``<ns>::sink`` (void target, counted) and
+``<ns>::stats`` ({"served", "sink", "cpu"}), prints ``READY {...}`` and serves until stdin
+closes or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import connect, cpu, die_with_parent, emit, sdk_info, watchdog  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--ns", required=True, help="function id namespace, e.g. bench-ours-1234")
+    parser.add_argument("--max-seconds", type=float, default=1800.0)
+    args = parser.parse_args()
+    die_with_parent()
+    watchdog(args.max_seconds)
+
+    iii = connect(args.url, f"{args.ns}-serve")
+    counts = {"async": 0, "sink": 0, "sync": 0}
+    sync_lock = threading.Lock()  # sync handlers run on threads
+
+    async def echo_async(data):
+        counts["async"] += 1
+        return data
+
+    def echo_sync(data):
+        with sync_lock:
+            counts["sync"] += 1
+        return data
+
+    async def sink(data):
+        counts["sink"] += 1
+        return None
+
+    async def stats(data):
+        return {"served": counts["async"] + counts["sync"] + counts["sink"], "sink": counts["sink"], "cpu": cpu()}
+
+    iii.register_function(f"{args.ns}::echo_async", echo_async)
+    iii.register_function(f"{args.ns}::echo_sync", echo_sync)
+    iii.register_function(f"{args.ns}::sink", sink)
+    iii.register_function(f"{args.ns}::stats", stats)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    emit("READY", {"role": "serve", "pid": os.getpid(), **sdk_info()})
+    while not stop.wait(0.5):
+        pass
+    done = threading.Event()
+    threading.Thread(target=lambda: (iii.shutdown(), done.set()), daemon=True).start()
+    done.wait(3.0)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
