@@ -1,6 +1,8 @@
 //! Wire format of the iii engine protocol: message types and their JSON encoding.
 
 pub mod frames;
+#[cfg(test)]
+mod fuzz;
 mod message;
 
 pub use message::{
