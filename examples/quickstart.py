@@ -9,10 +9,9 @@ import asyncio
 import os
 import time
 
-from pydantic import BaseModel
-
 from iii import InitOptions, InvocationError, TriggerAction, register_worker
 from iii.testing import Engine
+from pydantic import BaseModel
 
 
 class Order(BaseModel):
@@ -30,7 +29,9 @@ def main(url: str) -> None:
     print(f"connected to {url} as worker {iii.worker_id}")
 
     # A sync handler, registered with a dict.
-    iii.register_function({"id": "quickstart::greet", "description": "Greets"}, lambda d: f"Hello, {d['name']}!")
+    iii.register_function(
+        {"id": "quickstart::greet", "description": "Greets"}, lambda d: f"Hello, {d['name']}!"
+    )
 
     # An async handler with pydantic models; formats come from the type hints.
     async def price(order: Order) -> Receipt:
@@ -49,19 +50,37 @@ def main(url: str) -> None:
     time.sleep(0.2)  # registrations are not acknowledged by the engine
 
     print("sync call    ->", iii.trigger({"function_id": "quickstart::greet", "payload": {"name": "World"}}))
-    print("model call   ->", iii.trigger({"function_id": "quickstart::price", "payload": Order(sku="A-1", quantity=4)}))
+    print(
+        "model call   ->",
+        iii.trigger({"function_id": "quickstart::price", "payload": Order(sku="A-1", quantity=4)}),
+    )
     receipt = iii.trigger(
-        {"function_id": "quickstart::audit", "payload": {"event": "queued"}, "action": TriggerAction.Enqueue(queue="default")}
+        {
+            "function_id": "quickstart::audit",
+            "payload": {"event": "queued"},
+            "action": TriggerAction.Enqueue(queue="default"),
+        }
     )
     print("enqueue      ->", receipt)
-    print("void         ->", iii.trigger({"function_id": "quickstart::audit", "payload": {"event": "fired"}, "action": TriggerAction.Void()}))
+    print(
+        "void         ->",
+        iii.trigger(
+            {
+                "function_id": "quickstart::audit",
+                "payload": {"event": "fired"},
+                "action": TriggerAction.Void(),
+            }
+        ),
+    )
     try:
         iii.trigger({"function_id": "quickstart::fail", "payload": {}})
     except InvocationError as err:
         print("error        ->", err)
 
     async def concurrently() -> list:
-        calls = [iii.trigger_async({"function_id": "quickstart::greet", "payload": {"name": n}}) for n in "abc"]
+        calls = [
+            iii.trigger_async({"function_id": "quickstart::greet", "payload": {"name": n}}) for n in "abc"
+        ]
         return await asyncio.gather(*calls)
 
     print("trigger_async->", asyncio.run(concurrently()))
@@ -69,7 +88,10 @@ def main(url: str) -> None:
     while len(audit) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     print("audit log    ->", sorted(a["event"] for a in audit))
-    print("functions    ->", sorted(f.function_id for f in iii.list_functions() if f.function_id.startswith("quickstart")))
+    print(
+        "functions    ->",
+        sorted(f.function_id for f in iii.list_functions() if f.function_id.startswith("quickstart")),
+    )
     iii.shutdown()
 
 

@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from iii import III, InitOptions, ReconnectionConfig, register_worker
 from iii.testing import Engine
 
@@ -62,7 +61,7 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: 
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %.1f s" % timeout)
+            raise AssertionError(f"condition not met within {timeout:.1f} s")
         time.sleep(interval)
 
 

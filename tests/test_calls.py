@@ -7,8 +7,7 @@ import threading
 import time
 
 import pytest
-from pydantic import BaseModel
-
+from conftest import unique, wait_registered, wait_until
 from iii import (
     EnqueueResult,
     IIIError,
@@ -19,8 +18,7 @@ from iii import (
     TriggerAction,
     TriggerRequest,
 )
-
-from conftest import unique, wait_registered, wait_until
+from pydantic import BaseModel
 
 
 class Greeting(BaseModel):
@@ -51,7 +49,10 @@ def test_sync_and_async_handlers_return_results(make_worker):
     wait_registered(client, fa)
     wait_registered(client, fs)
     assert client.trigger({"function_id": fs, "payload": {"x": 1}}) == {"got": {"x": 1}}
-    assert client.trigger({"function_id": fa, "payload": {"y": [1, 2.5, None]}}) == [{"y": [1, 2.5, None]}, "async"]
+    assert client.trigger({"function_id": fa, "payload": {"y": [1, 2.5, None]}}) == [
+        {"y": [1, 2.5, None]},
+        "async",
+    ]
     assert client.trigger(TriggerRequest(function_id=fa, payload="text")) == ["text", "async"]
 
 
@@ -134,10 +135,14 @@ def test_enqueue_returns_receipt_and_delivers(make_worker):
     fid = unique("job")
     server.register_function(fid, lambda d: got.append(d))
     wait_registered(client, fid)
-    receipt = client.trigger({"function_id": fid, "payload": {"n": 1}, "action": TriggerAction.Enqueue(queue="default")})
+    receipt = client.trigger(
+        {"function_id": fid, "payload": {"n": 1}, "action": TriggerAction.Enqueue(queue="default")}
+    )
     assert isinstance(receipt, EnqueueResult)
     assert len(receipt.messageReceiptId) == 36
-    receipt2 = client.trigger({"function_id": fid, "payload": {"n": 2}, "action": {"type": "enqueue", "queue": "default"}})
+    receipt2 = client.trigger(
+        {"function_id": fid, "payload": {"n": 2}, "action": {"type": "enqueue", "queue": "default"}}
+    )
     assert receipt2.messageReceiptId != receipt.messageReceiptId
     wait_until(lambda: len(got) == 2)
     assert sorted(d["n"] for d in got) == [1, 2]
@@ -148,7 +153,9 @@ def test_enqueue_returns_receipt_and_delivers(make_worker):
 def test_enqueue_to_unknown_queue_is_an_error(make_worker):
     client = make_worker()
     with pytest.raises(InvocationError) as err:
-        client.trigger({"function_id": "x", "payload": 1, "action": TriggerAction.Enqueue(queue="no-such-queue")})
+        client.trigger(
+            {"function_id": "x", "payload": 1, "action": TriggerAction.Enqueue(queue="no-such-queue")}
+        )
     assert err.value.code == "enqueue_error"
     assert "no-such-queue" in err.value.message
 
@@ -307,7 +314,9 @@ def test_trigger_async_from_foreign_loops(make_worker):
     wait_registered(client, fid)
 
     async def burst(tag):
-        return await asyncio.gather(*(client.trigger_async({"function_id": fid, "payload": [tag, i]}) for i in range(100)))
+        return await asyncio.gather(
+            *(client.trigger_async({"function_id": fid, "payload": [tag, i]}) for i in range(100))
+        )
 
     assert asyncio.run(burst("main")) == [["main", i] for i in range(100)]
     out = {}

@@ -12,7 +12,6 @@ import time
 
 import pytest
 from conftest import unique, wait_registered, wait_until
-
 from iii import (
     ClientShutdownError,
     ConnectionLostError,
@@ -128,8 +127,11 @@ def test_malformed_frames_from_the_engine_are_survived(engine, make_worker):
     ]:
         assert engine.send_raw(wid, frame)
     assert engine.send_raw(wid, b"\xff\xfe binary garbage")
-    assert engine.send_raw(wid, '{"type":"invokefunction","invocation_id":"8a3b2e55-0000-4000-8000-000000000000",'
-                                '"function_id":"nope","data":null}')
+    assert engine.send_raw(
+        wid,
+        '{"type":"invokefunction","invocation_id":"8a3b2e55-0000-4000-8000-000000000000",'
+        '"function_id":"nope","data":null}',
+    )
     time.sleep(0.2)
     assert server.get_connection_state() == "connected"
     assert client.trigger({"function_id": fid, "payload": {}}) == "alive"

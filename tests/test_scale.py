@@ -7,7 +7,6 @@ import time
 
 import pytest
 from conftest import unique, wait_registered
-
 from iii import PayloadTooLargeError, TriggerAction
 
 MIB = 1024 * 1024
@@ -27,7 +26,9 @@ def test_2000_concurrent_trigger_async_from_inside_an_async_handler(make_worker)
     server.register_function(echo, echo_handler)
     server.register_function(fan, fan_out)
     wait_registered(client, fan)
-    assert client.trigger({"function_id": fan, "payload": {"n": 2000}, "timeout_ms": 60000}) == sum(range(2000))
+    assert client.trigger({"function_id": fan, "payload": {"n": 2000}, "timeout_ms": 60000}) == sum(
+        range(2000)
+    )
 
 
 def test_fan_out_of_1000_in_flight_16k_calls_between_two_workers(make_worker):
@@ -43,7 +44,9 @@ def test_fan_out_of_1000_in_flight_16k_calls_between_two_workers(make_worker):
     wait_registered(client, fid)
 
     async def run():
-        calls = [client.trigger_async({"function_id": fid, "payload": {"i": i, "blob": blob}}) for i in range(1000)]
+        calls = [
+            client.trigger_async({"function_id": fid, "payload": {"i": i, "blob": blob}}) for i in range(1000)
+        ]
         return await asyncio.gather(*calls)
 
     results = asyncio.run(run())
@@ -58,7 +61,9 @@ def test_sync_handlers_fan_out(make_worker):
     wait_registered(client, fid)
 
     async def run():
-        return await asyncio.gather(*(client.trigger_async({"function_id": fid, "payload": i}) for i in range(1000)))
+        return await asyncio.gather(
+            *(client.trigger_async({"function_id": fid, "payload": i}) for i in range(1000))
+        )
 
     assert asyncio.run(run()) == [i * 2 for i in range(1000)]
 

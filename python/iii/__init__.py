@@ -1,11 +1,13 @@
 """iii SDK for Python: workers for the iii engine, with a Rust core.
 
-    from iii import register_worker, InitOptions
-    iii = register_worker("ws://localhost:49134", InitOptions(worker_name="my-worker"))
+from iii import register_worker, InitOptions
+iii = register_worker("ws://localhost:49134", InitOptions(worker_name="my-worker"))
 """
 
+from .channels import Channel, ChannelReader, ChannelWriter
 from .client import III, register_worker
 from .errors import (
+    ChannelError,
     ClientShutdownError,
     ConnectionLostError,
     IIIConnectionError,
@@ -20,8 +22,16 @@ from .errors import (
     ProtocolError,
 )
 from .format import extract_request_format, extract_response_format, python_type_to_format
+from .http_trigger import HttpRequest, HttpResponse, InternalHttpRequest, http
 from .logger import Logger
-from .options import FunctionRef, IIIConnectionState, InitOptions, OtelConfig, ReconnectionConfig, TelemetryOptions
+from .options import (
+    FunctionRef,
+    IIIConnectionState,
+    InitOptions,
+    OtelConfig,
+    ReconnectionConfig,
+    TelemetryOptions,
+)
 from .rbac import (
     AuthInput,
     AuthResult,
@@ -83,7 +93,16 @@ __all__ = [
     "FunctionRef",
     "IIIConnectionState",
     "TriggerAction",
+    # channels and http
+    "Channel",
+    "ChannelReader",
+    "ChannelWriter",
+    "HttpRequest",
+    "HttpResponse",
+    "InternalHttpRequest",
+    "http",
     # errors
+    "ChannelError",
     "IIIError",
     "IIIConnectionError",
     "ConnectionLostError",

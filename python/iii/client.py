@@ -25,9 +25,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import _iii
+from .channels import Channel, ChannelReader, ChannelWriter, resolve_refs
 from .errors import ClientShutdownError, NotConnectedError
 from .format import extract_request_format, extract_response_format, handler_input_model
 from .options import FunctionRef, IIIConnectionState, InitOptions
+from .stream import (
+    IStream,
+    StreamDeleteInput,
+    StreamGetInput,
+    StreamListGroupsInput,
+    StreamListInput,
+    StreamSetInput,
+)
 from .triggers import Trigger, TriggerConfig, TriggerHandler, TriggerTypeRef
 from .types import (
     EnqueueResult,
@@ -37,6 +46,7 @@ from .types import (
     RegisterServiceInput,
     RegisterTriggerInput,
     RegisterTriggerTypeInput,
+    StreamChannelRef,
     TriggerActionEnqueue,
     TriggerActionVoid,
     TriggerInfo,
@@ -54,7 +64,12 @@ SYNC_HANDLER_THREADS = int(os.environ.get("III_SYNC_HANDLER_THREADS", "64"))
 SDK_VERSION = _iii.__version__
 _CALLER_KEY = "_caller_worker_id"
 _VOID = object()
-_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 @types.coroutine
@@ -76,7 +91,8 @@ def _resume(coro: Any, yielded: Any) -> Any:
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with an async __call__
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
 def _wants_metadata(fn: Callable[..., Any]) -> bool:
@@ -145,7 +161,9 @@ class III:
         self._loop = asyncio.new_event_loop()
         self._loop_queue = _iii.LoopQueue()
         self._loop.add_reader(self._loop_queue.fd, self._on_wake)
-        self._loop_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._loop_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
         self._loop_queues[self._loop] = self._loop_queue
         self._sync_queue = _iii.SyncQueue(SYNC_HANDLER_THREADS)
         self._sync_threads = 0
@@ -246,7 +264,8 @@ class III:
         for item in items:
             tag = item[0]
             if tag == "i":
-                self._dispatch_async(item[1], item[2], item[3], item[4])
+                data = resolve_refs(self._address, item[3]) if item[5] else item[3]
+                self._dispatch_async(item[1], item[2], data, item[4])
             elif tag == "m":
                 self._on_message(item[1], item[2])
             elif tag == "s":
@@ -318,9 +337,11 @@ class III:
             job = queue.next()
             if job is None:
                 return
-            invocation_id, function_id, data, metadata, grow = job
+            invocation_id, function_id, data, metadata, has_refs, grow = job
             if grow:
                 self._start_sync_thread(reserved=True)
+            if has_refs:
+                data = resolve_refs(self._address, data)
             self._run_sync(invocation_id, function_id, data, metadata)
 
     def _run_sync(self, invocation_id: str | None, function_id: str, data: Any, metadata: Any) -> None:
@@ -436,10 +457,14 @@ class III:
         elif isinstance(func_or_id, dict):
             spec = RegisterFunctionInput.model_validate(func_or_id)
         else:
-            raise TypeError(f"expected a function id, dict or RegisterFunctionInput, not {type(func_or_id).__name__}")
+            raise TypeError(
+                f"expected a function id, dict or RegisterFunctionInput, not {type(func_or_id).__name__}"
+            )
         if not spec.id:
             raise ValueError("a function needs a non-empty id")
-        invocation = handler_or_invocation if isinstance(handler_or_invocation, HttpInvocationConfig) else None
+        invocation = (
+            handler_or_invocation if isinstance(handler_or_invocation, HttpInvocationConfig) else None
+        )
         if invocation is None and spec.invocation is not None and not callable(handler_or_invocation):
             invocation = spec.invocation
         message = _message(
@@ -473,7 +498,11 @@ class III:
     def register_service(self, service: RegisterServiceInput | dict[str, Any]) -> None:
         """Registers an organisational service (shown in the engine's dashboard)."""
         self._check_open()
-        spec = service if isinstance(service, RegisterServiceInput) else RegisterServiceInput.model_validate(service)
+        spec = (
+            service
+            if isinstance(service, RegisterServiceInput)
+            else RegisterServiceInput.model_validate(service)
+        )
         message = _message(
             "registerservice",
             id=spec.id,
@@ -486,9 +515,15 @@ class III:
     def register_trigger(self, trigger: RegisterTriggerInput | dict[str, Any]) -> Trigger:
         """Binds a trigger (``type``, ``function_id``, ``config``) to a function."""
         self._check_open()
-        spec = trigger if isinstance(trigger, RegisterTriggerInput) else RegisterTriggerInput.model_validate(trigger)
+        spec = (
+            trigger
+            if isinstance(trigger, RegisterTriggerInput)
+            else RegisterTriggerInput.model_validate(trigger)
+        )
         trigger_id = str(uuid.uuid4())
-        message = _message("registertrigger", id=trigger_id, trigger_type=spec.type, function_id=spec.function_id)
+        message = _message(
+            "registertrigger", id=trigger_id, trigger_type=spec.type, function_id=spec.function_id
+        )
         # Always present, null when unset: the engine drops a registertrigger without it.
         message["config"] = _format_json(spec.config)
         if spec.metadata is not None:
@@ -530,7 +565,9 @@ class III:
         The handler is dropped locally at once. The ``unregistertriggertype`` message is sent,
         but engine v0.11.0 ignores it: the engine forgets the type when this worker disconnects.
         """
-        type_id = trigger_type.id if isinstance(trigger_type, RegisterTriggerTypeInput) else trigger_type["id"]
+        type_id = (
+            trigger_type.id if isinstance(trigger_type, RegisterTriggerTypeInput) else trigger_type["id"]
+        )
         self._trigger_types.pop(type_id, None)
         self._worker.unregister("trigger_type", type_id, _message("unregistertriggertype", id=type_id))
 
@@ -567,10 +604,18 @@ class III:
 
     async def _bind(self, message: dict[str, Any]) -> None:
         trigger_id, type_id = message["id"], message["trigger_type"]
-        reply = _message("triggerregistrationresult", id=trigger_id, trigger_type=type_id, function_id=message["function_id"])
+        reply = _message(
+            "triggerregistrationresult",
+            id=trigger_id,
+            trigger_type=type_id,
+            function_id=message["function_id"],
+        )
         handler = self._trigger_types.get(type_id)
         if handler is None:
-            reply["error"] = {"code": "trigger_type_not_found", "message": f"Trigger type '{type_id}' not found"}
+            reply["error"] = {
+                "code": "trigger_type_not_found",
+                "message": f"Trigger type '{type_id}' not found",
+            }
         else:
             config = TriggerConfig(
                 id=trigger_id,
@@ -625,7 +670,10 @@ class III:
 
     def list_trigger_types(self, include_internal: bool = False) -> list[TriggerTypeInfo]:
         """Every trigger type (``include_internal`` adds ``engine::*`` ones)."""
-        request = {"function_id": "engine::trigger-types::list", "payload": {"include_internal": include_internal}}
+        request = {
+            "function_id": "engine::trigger-types::list",
+            "payload": {"include_internal": include_internal},
+        }
         try:
             return _trigger_types(self.trigger(request))
         except Exception as exc:
@@ -636,7 +684,10 @@ class III:
         return _trigger_types(self.trigger(request), key="triggers")
 
     async def list_trigger_types_async(self, include_internal: bool = False) -> list[TriggerTypeInfo]:
-        request = {"function_id": "engine::trigger-types::list", "payload": {"include_internal": include_internal}}
+        request = {
+            "function_id": "engine::trigger-types::list",
+            "payload": {"include_internal": include_internal},
+        }
         try:
             return _trigger_types(await self.trigger_async(request))
         except Exception as exc:
@@ -681,14 +732,34 @@ class III:
 
     # -- channels and streams ---------------------------------------------------------------
 
-    def create_channel(self, buffer_size: int | None = None) -> Any:
-        raise NotImplementedError("channels are not implemented yet in this SDK")
+    def create_channel(self, buffer_size: int | None = None) -> Channel:
+        """Creates a channel; pass ``writer_ref`` / ``reader_ref`` to other functions in payloads."""
+        return self._channel(self.trigger(_channel_request(buffer_size)))
 
-    async def create_channel_async(self, buffer_size: int | None = None) -> Any:
-        raise NotImplementedError("channels are not implemented yet in this SDK")
+    async def create_channel_async(self, buffer_size: int | None = None) -> Channel:
+        return self._channel(await self.trigger_async(_channel_request(buffer_size)))
 
-    def create_stream(self, stream_name: str, stream: Any) -> None:
-        raise NotImplementedError("custom streams are not implemented yet in this SDK")
+    def _channel(self, refs: dict[str, Any]) -> Channel:
+        writer_ref = StreamChannelRef.model_validate(refs["writer"])
+        reader_ref = StreamChannelRef.model_validate(refs["reader"])
+        return Channel(
+            writer=ChannelWriter(self._address, writer_ref),
+            reader=ChannelReader(self._address, reader_ref),
+            writer_ref=writer_ref,
+            reader_ref=reader_ref,
+        )
+
+    def create_stream(self, stream_name: str, stream: IStream[Any]) -> None:
+        """Serves the stream ``stream_name`` from ``stream`` instead of the engine's store.
+
+        Registers ``stream::get(<name>)``, ``set``, ``delete``, ``list`` and ``list_groups``;
+        the engine routes its built-in ``stream::*`` calls for that stream to them. ``update``
+        is applied by the engine's own store, as with the official SDK.
+        """
+        for op, model in _STREAM_OPS.items():
+            self.register_function(
+                {"id": f"stream::{op}({stream_name})"}, _stream_handler(getattr(stream, op), model)
+            )
 
     # -- shutdown ------------------------------------------------------------------------------
 
@@ -743,6 +814,27 @@ async def _logged(awaitable: Awaitable[Any], what: str) -> None:
         await awaitable
     except Exception:
         log.exception("%s raised", what)
+
+
+_STREAM_OPS = {
+    "get": StreamGetInput,
+    "set": StreamSetInput,
+    "delete": StreamDeleteInput,
+    "list": StreamListInput,
+    "list_groups": StreamListGroupsInput,
+}
+
+
+def _stream_handler(method: Callable[[Any], Any], model: type[BaseModel]) -> Callable[[Any], Awaitable[Any]]:
+    async def handler(data: Any) -> Any:
+        return await _awaited(method(model.model_validate(data)))
+
+    return handler
+
+
+def _channel_request(buffer_size: int | None) -> dict[str, Any]:
+    payload = {} if buffer_size is None else {"buffer_size": buffer_size}
+    return {"function_id": "engine::channels::create", "payload": payload}
 
 
 def _parse_action(action: Any) -> Any:

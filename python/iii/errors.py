@@ -27,6 +27,10 @@ class ClientShutdownError(IIIConnectionError):
     """``shutdown()`` was called on the client."""
 
 
+class ChannelError(IIIConnectionError):
+    """A channel socket could not be opened, or failed while streaming."""
+
+
 class InvocationTimeoutError(IIIError, TimeoutError):
     """No result arrived within the call's timeout."""
 
@@ -84,6 +88,7 @@ __all__ = [
     "NotConnectedError",
     "OfflineQueueFullError",
     "ClientShutdownError",
+    "ChannelError",
     "InvocationTimeoutError",
     "InvocationError",
     "ProtocolError",

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyBool, PyList, PyTuple};
 
 use super::errors;
 use super::json::{from_json, from_json_opt};
@@ -77,6 +77,8 @@ fn level_name(level: LogLevel) -> &'static str {
 pub(crate) fn invocation_tuple<'py>(py: Python<'py>, call: &InvokeFunction) -> PyResult<Bound<'py, PyTuple>> {
     let data = from_json_opt(py, call.data.as_deref().map(|d| d.get()))?;
     let metadata = from_json_opt(py, call.metadata.as_deref().map(|d| d.get()))?;
+    // Channel refs are rare: a substring test spares Python a walk over every payload.
+    let has_channel_refs = call.data.as_deref().is_some_and(|d| d.get().contains("\"access_key\""));
     PyTuple::new(
         py,
         [
@@ -84,6 +86,7 @@ pub(crate) fn invocation_tuple<'py>(py: Python<'py>, call: &InvokeFunction) -> P
             call.function_id.as_str().into_pyobject(py)?.into_any(),
             data,
             metadata,
+            PyBool::new(py, has_channel_refs).to_owned().into_any(),
         ],
     )
 }
@@ -105,7 +108,7 @@ impl LoopQueue {
     }
 
     /// Resolves the futures of finished calls and returns the other items as tuples:
-    /// `("i", invocation_id, function_id, data, metadata)`, `("m", type, message)`,
+    /// `("i", invocation_id, function_id, data, metadata, has_channel_refs)`, `("m", type, message)`,
     /// `("s", state)`, `("l", level, text)`. Returns None when there is nothing else.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
         // Consume wake-ups before taking the batch, so a push racing with us re-arms one.
@@ -245,7 +248,7 @@ impl SyncQueue {
     }
 
     /// Waits (without the GIL) for the next job: `(invocation_id, function_id, data, metadata,
-    /// start_another_thread)`. Returns None once the queue is closed.
+    /// has_channel_refs, start_another_thread)`. Returns None once the queue is closed.
     fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let inner = self.inner.clone();
         let taken = py.detach(move || {
@@ -271,7 +274,7 @@ impl SyncQueue {
         let Some((call, grow)) = taken else { return Ok(None) };
         let t = invocation_tuple(py, &call)?;
         let mut v: Vec<Bound<'py, PyAny>> = t.iter().collect();
-        v.push(pyo3::types::PyBool::new(py, grow).to_owned().into_any());
+        v.push(PyBool::new(py, grow).to_owned().into_any());
         Ok(Some(PyTuple::new(py, v)?))
     }
 

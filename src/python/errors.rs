@@ -46,3 +46,8 @@ pub fn call_error(py: Python<'_>, err: &CallError) -> PyErr {
         CallError::TooLarge { size, limit } => make(py, "PayloadTooLargeError", (text, *size, *limit)),
     }
 }
+
+/// An error on a channel socket (connection refused, closed mid-stream...).
+pub fn channel_error(text: String) -> PyErr {
+    Python::attach(|py| make(py, "ChannelError", (text,)))
+}

@@ -1,5 +1,6 @@
 //! PyO3 bindings: the only code that knows about Python.
 
+mod channel;
 mod dispatch;
 mod engine;
 mod errors;
@@ -12,6 +13,7 @@ use pyo3::prelude::*;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::Worker>()?;
     m.add_class::<dispatch::LoopQueue>()?;
+    m.add_class::<channel::ChannelSocket>()?;
     m.add_class::<engine::TestEngine>()?;
     m.add_class::<dispatch::SyncQueue>()?;
     m.add_function(wrap_pyfunction!(json::py_dumps, m)?)?;

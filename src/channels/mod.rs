@@ -1,0 +1,143 @@
+//! The channel data plane (protocol.md 8): one WebSocket per channel end at
+//! `<engine>/ws/channels/<id>?key=<access_key>&dir=<read|write>`.
+//!
+//! Outbound and inbound frames go through bounded queues, so a slow peer slows the producer
+//! (the engine applies TCP backpressure on its side too) instead of growing memory.
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Binary writes are split into frames of at most this size, like the official SDKs.
+pub const MAX_CHUNK: usize = 64 * 1024;
+const QUEUE: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Binary(Vec<u8>),
+    Text(String),
+}
+
+enum Out {
+    Frame(Frame),
+    Close(oneshot::Sender<()>),
+}
+
+/// The URL of one channel end. `base` is the engine URL the worker connected to.
+pub fn channel_url(base: &str, channel_id: &str, access_key: &str, direction: &str) -> String {
+    let base = base.trim_end_matches('/');
+    format!("{base}/ws/channels/{}?key={}&dir={direction}", encode_component(channel_id), encode_component(access_key))
+}
+
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One open channel end.
+pub struct ChannelSocket {
+    out: mpsc::Sender<Out>,
+    inbound: Mutex<mpsc::Receiver<Result<Frame, String>>>,
+}
+
+impl ChannelSocket {
+    /// Opens the socket; fails with the engine's answer (e.g. 404 for an unknown channel).
+    pub async fn connect(url: &str, max_message_size: usize) -> Result<ChannelSocket, String> {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(max_message_size))
+            .max_frame_size(Some(max_message_size));
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            .await
+            .map_err(|e| format!("cannot open channel {url}: {e}"))?;
+        let (mut sink, mut stream) = ws.split();
+        let (out_tx, mut out_rx) = mpsc::channel::<Out>(QUEUE);
+        let (in_tx, in_rx) = mpsc::channel(QUEUE);
+        tokio::spawn(async move {
+            while let Some(next) = stream.next().await {
+                let frame = match next {
+                    Ok(WsMessage::Binary(b)) => Ok(Frame::Binary(b.to_vec())),
+                    Ok(WsMessage::Text(t)) => Ok(Frame::Text(t.as_str().to_owned())),
+                    Ok(WsMessage::Close(_)) => break,
+                    Ok(_) => continue,
+                    Err(e) => Err(e.to_string()),
+                };
+                let failed = frame.is_err();
+                if in_tx.send(frame).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(out) = out_rx.recv().await {
+                match out {
+                    Out::Frame(Frame::Binary(b)) => {
+                        if sink.send(WsMessage::binary(b)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Out::Frame(Frame::Text(t)) => {
+                        if sink.send(WsMessage::text(t)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Out::Close(done) => {
+                        // Give the engine a moment to take the last data frames before the
+                        // Close frame: it stops draining shortly after a Close arrives.
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        let _ = sink.close().await;
+                        let _ = done.send(());
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(ChannelSocket { out: out_tx, inbound: Mutex::new(in_rx) })
+    }
+
+    /// Queues a frame, waiting while the outbound queue is full.
+    pub async fn send(&self, frame: Frame) -> Result<(), String> {
+        self.out.send(Out::Frame(frame)).await.map_err(|_| "the channel is closed".to_owned())
+    }
+
+    /// Writes `data` as binary frames of at most `MAX_CHUNK` bytes.
+    pub async fn write(&self, data: &[u8]) -> Result<(), String> {
+        for chunk in data.chunks(MAX_CHUNK) {
+            self.send(Frame::Binary(chunk.to_vec())).await?;
+        }
+        Ok(())
+    }
+
+    /// The next frame, or `None` once the other side closed the channel.
+    pub async fn recv(&self) -> Option<Result<Frame, String>> {
+        self.inbound.lock().await.recv().await
+    }
+
+    /// Sends the Close frame after everything queued before it.
+    pub async fn close(&self) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.out.send(Out::Close(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_escapes_the_key() {
+        assert_eq!(
+            channel_url("ws://h:1/", "c-1", "a b/+", "read"),
+            "ws://h:1/ws/channels/c-1?key=a%20b%2F%2B&dir=read"
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! `ChannelSocket`: blocking channel operations (GIL released) for `iii/channels.py`, which
+//! runs them in executor threads for its async API.
+
+use pyo3::exceptions::PyConnectionError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::runtime;
+use crate::channels::{ChannelSocket as Socket, Frame};
+
+#[pyclass(frozen, module = "iii._iii")]
+pub struct ChannelSocket {
+    socket: Socket,
+}
+
+fn closed(e: String) -> PyErr {
+    crate::python::errors::channel_error(e)
+}
+
+#[pymethods]
+impl ChannelSocket {
+    /// Opens one channel end (blocking, GIL released).
+    #[new]
+    fn new(py: Python<'_>, url: String, max_message_size: usize) -> PyResult<Self> {
+        let socket = py
+            .detach(|| runtime::handle().block_on(Socket::connect(&url, max_message_size)))
+            .map_err(PyConnectionError::new_err)?;
+        Ok(Self { socket })
+    }
+
+    /// Writes bytes as binary frames (64 KiB each at most).
+    fn write(&self, py: Python<'_>, data: Vec<u8>) -> PyResult<()> {
+        py.detach(|| runtime::handle().block_on(self.socket.write(&data))).map_err(closed)
+    }
+
+    /// Sends one text message.
+    fn send_text(&self, py: Python<'_>, text: String) -> PyResult<()> {
+        py.detach(|| runtime::handle().block_on(self.socket.send(Frame::Text(text)))).map_err(closed)
+    }
+
+    /// Next frame: bytes, str, or None when the channel is closed.
+    fn recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match py.detach(|| runtime::handle().block_on(self.socket.recv())) {
+            None => Ok(None),
+            Some(Ok(Frame::Binary(b))) => Ok(Some(PyBytes::new(py, &b).into_any())),
+            Some(Ok(Frame::Text(t))) => Ok(Some(t.into_pyobject(py)?.into_any())),
+            Some(Err(e)) => Err(closed(e)),
+        }
+    }
+
+    /// Closes the channel end after the frames queued before.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| runtime::handle().block_on(self.socket.close()));
+    }
+}
