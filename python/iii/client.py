@@ -96,13 +96,16 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 def _wants_metadata(fn: Callable[..., Any]) -> bool:
-    """True when the handler takes a second positional argument (the invocation metadata)."""
+    """True when the handler asks for the invocation metadata: a parameter named ``metadata``
+    or a second required positional parameter (one with a default is left alone)."""
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return False
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+    if any(p.name == "metadata" for p in params[1:]):
+        return True
+    required = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    return len(required) >= 2
 
 
 class _Handler:
