@@ -182,7 +182,11 @@ class III:
         r = o.reconnection_config
         opts: dict[str, Any] = {
             "headers": dict(o.headers) if o.headers else None,
-            "max_message_size": getattr(o, "max_message_size", None),
+            "max_message_size": o.max_message_size,
+            "connect_timeout_ms": o.connect_timeout_ms,
+            "ping_interval_ms": o.ping_interval_ms,
+            "idle_timeout_ms": o.idle_timeout_ms,
+            "offline_queue_limit": o.offline_queue_limit,
             "worker_metadata": self._worker_metadata(),
         }
         if r is not None:
@@ -193,10 +197,6 @@ class III:
                 jitter_factor=r.jitter_factor,
                 max_retries=r.max_retries,
             )
-        for key in ("connect_timeout_ms", "ping_interval_ms", "idle_timeout_ms", "offline_queue_limit"):
-            value = getattr(o, key, None)
-            if value is not None:
-                opts[key] = value
         return opts
 
     def _worker_metadata(self) -> dict[str, Any]:
@@ -577,6 +577,11 @@ class III:
     # -- messages from the engine ----------------------------------------------------------------
 
     def _on_state(self, state: str) -> None:
+        if state == "failed":
+            # The core gave up for good: calls already fail at once. Let the process exit by
+            # stopping the SDK's own threads, as shutdown() would.
+            self._sync_queue.close()
+            self._loop.call_soon(self._loop.stop)
         for listener in list(self._state_listeners):
             try:
                 result = listener(state)

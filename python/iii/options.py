@@ -88,8 +88,17 @@ class InitOptions:
     ``invocation_timeout_ms`` is the default timeout of ``trigger()`` calls.
     ``otel`` may be an :class:`OtelConfig` or a dict with the same keys.
     ``headers`` are extra HTTP headers sent with the WebSocket upgrade request.
-    ``max_message_size`` (an addition of this implementation) bounds the size of a single
-    message received from the engine, in bytes.
+
+    Additions of this implementation (not in the official SDK):
+
+    - ``max_message_size``: largest message sent or received, in bytes (64 MiB). A payload
+      over it raises ``PayloadTooLargeError`` before anything is sent.
+    - ``connect_timeout_ms``: how long one connection attempt may take (10 s).
+    - ``ping_interval_ms`` / ``idle_timeout_ms``: WebSocket pings are sent every
+      ``ping_interval_ms``; a link silent for ``idle_timeout_ms`` is treated as dead and
+      replaced (10 s / 30 s), so a half-open connection is noticed within seconds.
+    - ``offline_queue_limit``: calls and results kept while disconnected (1000); beyond it
+      calls fail with ``OfflineQueueFullError``.
     """
 
     worker_name: str | None = None
@@ -100,6 +109,10 @@ class InitOptions:
     headers: dict[str, str] | None = None
     telemetry: TelemetryOptions | None = None
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    connect_timeout_ms: int = 10000
+    ping_interval_ms: int = 10000
+    idle_timeout_ms: int = 30000
+    offline_queue_limit: int = 1000
 
 
 @dataclass
