@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::{to_raw_value, RawValue};
 
+use super::channels;
 use super::routing::Outcome;
 use super::state::{now_ms, Conn, Engine, Reply, WorkerMeta};
 use super::triggers::fire_worker_event;
@@ -15,10 +16,11 @@ const FUNCTIONS_LIST: &str = "engine::functions::list";
 const WORKERS_LIST: &str = "engine::workers::list";
 const TRIGGERS_LIST: &str = "engine::triggers::list";
 const TRIGGER_TYPES_LIST: &str = "engine::trigger-types::list";
-const WORKERS_REGISTER: &str = "engine::workers::register";
+pub(crate) const WORKERS_REGISTER: &str = "engine::workers::register";
+const CHANNELS_CREATE: &str = "engine::channels::create";
 
-const BUILTINS: [&str; 5] =
-    [FUNCTIONS_LIST, WORKERS_LIST, TRIGGERS_LIST, TRIGGER_TYPES_LIST, WORKERS_REGISTER];
+const BUILTINS: [&str; 6] =
+    [FUNCTIONS_LIST, WORKERS_LIST, TRIGGERS_LIST, TRIGGER_TYPES_LIST, WORKERS_REGISTER, CHANNELS_CREATE];
 
 pub(crate) fn is_builtin(function_id: &str) -> bool {
     function_id.starts_with("engine::") && BUILTINS.contains(&function_id)
@@ -49,6 +51,7 @@ pub(crate) fn call(
             let input: Internal = input(function_id, text)?;
             trigger_types_list(engine, input.include_internal.unwrap_or(false))
         }
+        CHANNELS_CREATE => channels::create(engine, input(function_id, text)?),
         WORKERS_REGISTER => {
             if !text.trim_start().starts_with('{') {
                 return Err(bad_input(function_id, "expected an object with _caller_worker_id"));

@@ -2,11 +2,14 @@
 //! test suite and the README quickstart. It is a test tool, not a production engine.
 
 mod builtins;
+mod channels;
+mod http_functions;
 mod queues;
 mod registry;
 mod routing;
 mod server;
 mod state;
+mod streams;
 mod triggers;
 
 #[cfg(test)]
@@ -32,6 +35,10 @@ pub struct EngineConfig {
     pub queues: Vec<QueueConfig>,
     /// How often `engine::functions-available` looks for changes (the real engine: 5 s).
     pub functions_poll_interval: Duration,
+    /// Newer-engine ("HEAD", protocol.md Part B) behaviours: `reattach_token` in
+    /// `workerregistered`, the `reattach` message, and `registrationrejected` for worker-name
+    /// and function-id conflicts.
+    pub head_protocol: bool,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +48,7 @@ impl Default for EngineConfig {
             port: 0,
             queues: vec![QueueConfig::default()],
             functions_poll_interval: Duration::from_secs(5),
+            head_protocol: false,
         }
     }
 }
@@ -152,6 +160,11 @@ impl EngineHandle {
 
     pub fn function_ids(&self) -> Vec<String> {
         self.engine().map_or_else(Vec::new, |e| e.function_ids())
+    }
+
+    /// Channels created by `engine::channels::create` in this run (they are never removed).
+    pub fn channel_count(&self) -> usize {
+        self.engine().map_or(0, |e| e.channels.lock().len())
     }
 
     pub fn trigger_ids(&self) -> Vec<String> {

@@ -24,7 +24,7 @@ pub(crate) fn register_function(engine: &Engine, conn: &Arc<Conn>, f: RegisterFu
         request_format: f.request_format,
         response_format: f.response_format,
         metadata: f.metadata,
-        invocation: f.invocation,
+        http: f.invocation.map(|_| Arc::new(super::http_functions::HttpFunction {})),
     };
     state.functions.insert(f.id, entry);
 }

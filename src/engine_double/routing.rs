@@ -37,7 +37,7 @@ pub(crate) async fn invoke(engine: &Arc<Engine>, conn: &Arc<Conn>, mut inv: Invo
 /// Looks the function up and records the call as pending on its owner, atomically.
 fn route(state: &mut State, function_id: &str, id: &str, reply: Reply) -> Result<Arc<Conn>, ErrorBody> {
     let f = state.functions.get(function_id).ok_or_else(|| not_found(function_id))?;
-    if f.invocation.is_some() {
+    if f.http.is_some() {
         return Err(ErrorBody::new(
             "http_request_failed",
             format!("Function {function_id} is HTTP-invoked; the test engine cannot call HTTP functions"),

@@ -1,7 +1,9 @@
 //! The WebSocket listener and the per-connection reader/writer tasks.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -15,11 +17,14 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
+use super::channels::{self, Channel, Dir};
 use super::state::{new_id, now_ms, Conn, Engine, Worker};
 use super::{registry, routing, triggers};
 use crate::protocol::Message;
 
 const OUTBOUND_CAPACITY: usize = 64;
+/// How long a worker gets to answer the engine's Close frame before its socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const TELEMETRY_PREFIXES: [&[u8]; 3] = [b"OTLP", b"MTRC", b"LOGS"];
 
 type Ws = WebSocketStream<TcpStream>;
@@ -43,10 +48,22 @@ fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default().max_message_size(Some(64 << 20)).max_frame_size(Some(16 << 20))
 }
 
+/// What an upgrade request asked for.
+enum Route {
+    Worker,
+    Channel(Arc<Channel>, Dir),
+}
+
 #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
-fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
-    if req.uri().path() == "/" {
-        return Ok(resp);
+fn check_path(engine: &Engine, req: &Request, route: &mut Route) -> Result<(), ErrorResponse> {
+    let path = req.uri().path();
+    if path == "/" {
+        return Ok(());
+    }
+    if let Some(rest) = path.strip_prefix(channels::PATH_PREFIX) {
+        let (channel, dir) = channels::lookup(engine, rest, req.uri().query())?;
+        *route = Route::Channel(channel, dir);
+        return Ok(());
     }
     let mut not_found = ErrorResponse::new(Some("Not Found".into()));
     *not_found.status_mut() = StatusCode::NOT_FOUND;
@@ -56,7 +73,9 @@ fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> 
 async fn serve(engine: Arc<Engine>, tcp: TcpStream, peer: SocketAddr) {
     let _live = engine.live_guard();
     let mut shutdown = engine.shutdown.clone();
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(tcp, check_path, Some(ws_config()));
+    let mut route = Route::Worker;
+    let callback = |req: &Request, resp: Response| check_path(&engine, req, &mut route).map(|()| resp);
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(ws_config()));
     let ws = tokio::select! {
         ws = handshake => match ws {
             Ok(ws) => ws,
@@ -64,17 +83,31 @@ async fn serve(engine: Arc<Engine>, tcp: TcpStream, peer: SocketAddr) {
         },
         _ = shutdown.wait_for(|s| *s) => return,
     };
+    match route {
+        Route::Worker => serve_worker(engine, ws, peer).await,
+        Route::Channel(channel, dir) => tokio::select! {
+            _ = channels::serve(channel, dir, ws) => {}
+            _ = shutdown.wait_for(|s| *s) => {}
+        },
+    }
+}
+
+async fn serve_worker(engine: Arc<Engine>, ws: Ws, peer: SocketAddr) {
+    let mut shutdown = engine.shutdown.clone();
     let (sink, stream) = ws.split();
     let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+    let reattach_token = engine.config.head_protocol.then(new_id);
     let conn = Arc::new(Conn {
         id: new_id(),
         tx,
         kill: Notify::new(),
         ip: peer.ip().to_string(),
         connected_at_ms: now_ms(),
+        reattach_token: reattach_token.clone(),
+        closing: AtomicBool::new(false),
     });
     // Queued before the connection becomes visible, so nothing can overtake it.
-    let hello = Message::WorkerRegistered { worker_id: conn.id.clone(), reattach_token: None };
+    let hello = Message::WorkerRegistered { worker_id: conn.id.clone(), reattach_token };
     let _ = conn.tx.try_send(WsMessage::Text(hello.encode().into()));
     let mut writer = tokio::spawn(write_loop(sink, rx));
     engine.state.lock().workers.insert(
@@ -83,16 +116,24 @@ async fn serve(engine: Arc<Engine>, tcp: TcpStream, peer: SocketAddr) {
     );
     triggers::fire_worker_event(&engine, "worker_connected", &conn.id);
 
+    let read = read_loop(&engine, &conn, stream);
+    tokio::pin!(read);
     let mut writer_done = false;
+    let mut graceful = false;
     let stopped = tokio::select! {
-        _ = read_loop(&engine, &conn, stream) => false,
-        _ = &mut writer => {
+        _ = &mut read => false,
+        closed = &mut writer => {
             writer_done = true;
+            graceful = matches!(closed, Ok(true));
             false
         }
         _ = conn.kill.notified() => false,
         _ = shutdown.wait_for(|s| *s) => true,
     };
+    if graceful {
+        // The engine sent Close: give the peer a moment to answer it.
+        let _ = tokio::time::timeout(CLOSE_GRACE, &mut read).await;
+    }
     if !writer_done {
         // Awaiting the aborted task guarantees the sink, and so the socket, is gone.
         writer.abort();
@@ -103,23 +144,41 @@ async fn serve(engine: Arc<Engine>, tcp: TcpStream, peer: SocketAddr) {
     }
 }
 
-/// The only owner of the sink: sends whatever is queued, one flush per batch.
-async fn write_loop(mut sink: SplitSink<Ws, WsMessage>, mut rx: mpsc::Receiver<WsMessage>) {
+/// The only owner of the sink: sends whatever is queued, one flush per batch. Returns true
+/// when it stopped after writing a Close frame.
+async fn write_loop(mut sink: SplitSink<Ws, WsMessage>, mut rx: mpsc::Receiver<WsMessage>) -> bool {
     let mut batch = Vec::with_capacity(OUTBOUND_CAPACITY);
     while rx.recv_many(&mut batch, OUTBOUND_CAPACITY).await > 0 {
+        let mut closed = false;
         for msg in batch.drain(..) {
+            closed = matches!(msg, WsMessage::Close(_));
             if sink.feed(msg).await.is_err() {
-                return;
+                return false;
+            }
+            if closed {
+                break;
             }
         }
         if sink.flush().await.is_err() {
-            return;
+            return false;
+        }
+        if closed {
+            return true;
         }
     }
+    false
 }
 
 async fn read_loop(engine: &Arc<Engine>, conn: &Arc<Conn>, mut stream: SplitStream<Ws>) {
-    while let Some(frame) = stream.next().await {
+    let mut paused = engine.paused.subscribe();
+    loop {
+        if !conn.is_closing() {
+            wait_unpaused(&mut paused).await;
+        }
+        let Some(frame) = stream.next().await else { return };
+        if conn.is_closing() {
+            continue;
+        }
         match frame {
             Ok(WsMessage::Text(text)) => handle_frame(engine, conn, text.as_bytes()).await,
             Ok(WsMessage::Binary(bytes)) => {
@@ -133,6 +192,13 @@ async fn read_loop(engine: &Arc<Engine>, conn: &Arc<Conn>, mut stream: SplitStre
                 return;
             }
         }
+    }
+}
+
+async fn wait_unpaused(paused: &mut tokio::sync::watch::Receiver<bool>) {
+    let is_paused = *paused.borrow();
+    if is_paused {
+        let _ = paused.wait_for(|p| !*p).await;
     }
 }
 

@@ -4,15 +4,19 @@
 //! tearing down a connection (unregister + failing its calls) can never interleave.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use super::channels::Channel;
+use super::http_functions::HttpFunction;
 use super::queues::Queue;
+use super::streams::Store;
 use super::EngineConfig;
 use crate::protocol::{ErrorBody, Json};
 
@@ -27,11 +31,25 @@ pub(crate) struct Conn {
     pub kill: Notify,
     pub ip: String,
     pub connected_at_ms: u64,
+    /// Given in `workerregistered` in HEAD mode; a later `reattach` must present it.
+    pub reattach_token: Option<String>,
+    /// Set once the engine queued a Close frame: incoming frames are no longer handled.
+    pub closing: AtomicBool,
 }
 
 impl Conn {
     pub async fn send(&self, text: String) {
         let _ = self.tx.send(WsMessage::Text(text.into())).await;
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Queues a Close frame; the connection ends once it is written (see `server::write_loop`).
+    pub async fn close(&self, frame: Option<CloseFrame>) {
+        self.closing.store(true, Ordering::Relaxed);
+        let _ = self.tx.send(WsMessage::Close(frame)).await;
     }
 }
 
@@ -59,8 +77,8 @@ pub(crate) struct Function {
     pub request_format: Option<Json>,
     pub response_format: Option<Json>,
     pub metadata: Option<Json>,
-    /// Set for HTTP-invoked functions, which the double lists but cannot call.
-    pub invocation: Option<Json>,
+    /// Set for HTTP-invoked functions: the engine calls the URL instead of a worker.
+    pub http: Option<Arc<HttpFunction>>,
 }
 
 #[allow(dead_code)] // stored for completeness; services only matter to dashboards
@@ -119,6 +137,13 @@ pub(crate) struct Engine {
     pub logs: Mutex<VecDeque<String>>,
     pub kinds: Mutex<VecDeque<&'static str>>,
     pub shutdown: watch::Receiver<bool>,
+    /// `engine::channels::create` channels by id; they live as long as the engine run.
+    pub channels: Mutex<HashMap<String, Arc<Channel>>>,
+    /// The `stream::*` and `state::*` in-memory stores.
+    pub streams: Mutex<Store>,
+    pub states: Mutex<Store>,
+    /// While true, worker sockets are not read (`EngineHandle::pause_reading`).
+    pub paused: watch::Sender<bool>,
     live: AtomicUsize,
 }
 
@@ -135,6 +160,10 @@ impl Engine {
             logs: Mutex::new(VecDeque::new()),
             kinds: Mutex::new(VecDeque::new()),
             shutdown,
+            channels: Mutex::new(HashMap::new()),
+            streams: Mutex::new(Store::default()),
+            states: Mutex::new(Store::default()),
+            paused: watch::Sender::new(false),
             live: AtomicUsize::new(0),
         }
     }

@@ -1,6 +1,7 @@
 //! Tests driving the engine double with raw WebSocket clients.
 
 mod builtins;
+mod channels;
 mod lifecycle;
 mod routing;
 mod throughput;
