@@ -221,3 +221,24 @@ fn offline_queue_is_bounded_and_gives_up_after_max_retries() {
     }
     assert!(client.last_error().unwrap().contains("127.0.0.1:9"));
 }
+
+/// Not a benchmark (nothing is asserted about speed): prints the round-trip time of the core
+/// alone, to tell its latency apart from the Python layer's. Run with `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn print_core_round_trip() {
+    let rt = runtime();
+    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
+    let server = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    let caller = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    connected(&server);
+    connected(&caller);
+    register_echo(&server, "echo");
+    call_until_served(&caller, "echo");
+    let n = 2000;
+    let started = Instant::now();
+    for _ in 0..n {
+        call(&caller, "echo", r#"{"x":1}"#, Duration::from_secs(5)).recv().unwrap().unwrap();
+    }
+    println!("core round trip: {:.1} us", started.elapsed().as_secs_f64() * 1e6 / n as f64);
+}
