@@ -1,0 +1,67 @@
+"""Channels: create, pass refs in payloads, stream bytes and messages between workers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conftest import unique, wait_registered
+
+from iii import Channel, ChannelReader, ChannelWriter
+
+
+def test_channel_streams_bytes_and_messages_between_workers(make_worker):
+    producer_side, consumer_side = make_worker(), make_worker()
+    fid = unique("producer")
+    blob = bytes(range(256)) * 1024  # 256 KiB: several 64 KiB frames
+
+    async def produce(data):
+        writer = data["output"]
+        assert isinstance(writer, ChannelWriter)
+        await writer.send_message_async("starting")
+        await writer.write(blob)
+        writer.stream.write(b"tail")
+        await writer.close_async()
+        return {"sent": len(blob) + 4}
+
+    producer_side.register_function(fid, produce)
+    wait_registered(consumer_side, fid)
+    channel = consumer_side.create_channel(buffer_size=8)
+    assert isinstance(channel, Channel)
+    assert channel.writer_ref.channel_id == channel.reader_ref.channel_id
+    assert (channel.writer_ref.direction, channel.reader_ref.direction) == ("write", "read")
+    messages: list[str] = []
+    channel.reader.on_message(messages.append)
+
+    async def run():
+        call = asyncio.ensure_future(
+            consumer_side.trigger_async({"function_id": fid, "payload": {"output": channel.writer_ref}})
+        )
+        received = await channel.reader.read_all()
+        return received, await call
+
+    received, result = asyncio.run(run())
+    assert received == blob + b"tail"
+    assert result == {"sent": len(blob) + 4}
+    assert messages == ["starting"]
+
+
+def test_sync_handler_reads_a_channel(make_worker):
+    server, client = make_worker(), make_worker()
+    fid = unique("consumer")
+
+    def consume(data):
+        reader = data["input"]
+        assert isinstance(reader, ChannelReader)
+        return len(reader.read_all_sync())
+
+    server.register_function(fid, consume)
+    wait_registered(client, fid)
+
+    async def run():
+        channel = await client.create_channel_async()
+        call = asyncio.ensure_future(client.trigger_async({"function_id": fid, "payload": {"input": channel.reader_ref}}))
+        await channel.writer.write(b"x" * 100_000)
+        await channel.writer.close_async()
+        return await call
+
+    assert asyncio.run(run()) == 100_000
