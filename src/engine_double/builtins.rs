@@ -7,10 +7,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::{to_raw_value, RawValue};
 
 use super::channels;
-use super::routing::Outcome;
+use super::routing::{result_frame, Answer, Outcome};
 use super::state::{now_ms, Conn, Engine, Reply, WorkerMeta};
 use super::triggers::fire_worker_event;
-use crate::protocol::{ErrorBody, Json};
+use super::{state_fns, streams};
+use crate::protocol::{ErrorBody, Json, Message, RegistrationRejected};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 const FUNCTIONS_LIST: &str = "engine::functions::list";
 const WORKERS_LIST: &str = "engine::workers::list";
@@ -26,12 +29,64 @@ pub(crate) fn is_builtin(function_id: &str) -> bool {
     function_id.starts_with("engine::") && BUILTINS.contains(&function_id)
 }
 
-pub(crate) fn call(
+/// Answers a call to a function the engine provides itself; `None` for any other id.
+pub(crate) async fn dispatch(
     engine: &Arc<Engine>,
     conn: &Arc<Conn>,
     function_id: &str,
+    invocation_id: Option<&str>,
     data: Option<&RawValue>,
-) -> Outcome {
+) -> Option<Answer> {
+    let text = data.map_or("null", RawValue::get);
+    if streams::is_stream_function(function_id) {
+        return Some(streams::call(engine, function_id, text));
+    }
+    if state_fns::is_state_function(function_id) {
+        return Some(Answer::Now(state_fns::call(engine, function_id, text)));
+    }
+    if !is_builtin(function_id) {
+        return None;
+    }
+    if function_id == WORKERS_REGISTER && engine.config.head_protocol {
+        if let Some(rejected) = name_conflict(engine, conn, text) {
+            // HEAD: `{"success": false}`, then `registrationrejected`, then the engine closes.
+            if let Some(id) = invocation_id {
+                let out = object1("success", false)
+                    .map(Some)
+                    .map_err(|e| ErrorBody::new("serialization_error", e.to_string()));
+                conn.send(result_frame(id, function_id, out)).await;
+            }
+            conn.send(rejected).await;
+            conn.close(Some(CloseFrame {
+                code: CloseCode::Policy,
+                reason: "WORKER_NAMESPACE_CONFLICT".into(),
+            }))
+            .await;
+            return Some(Answer::Handled);
+        }
+    }
+    Some(Answer::Now(call(engine, conn, function_id, data)))
+}
+
+/// HEAD: the `name` announced by `engine::workers::register` is held by another live worker.
+fn name_conflict(engine: &Engine, conn: &Conn, text: &str) -> Option<String> {
+    let name = serde_json::from_str::<RegisterInput>(text).ok()?.name?;
+    let state = engine.state.lock();
+    let owner = state
+        .workers
+        .values()
+        .find(|w| w.conn.id != conn.id && w.meta.name.as_deref() == Some(name.as_str()))?;
+    let msg = Message::RegistrationRejected(RegistrationRejected {
+        code: "WORKER_NAMESPACE_CONFLICT".into(),
+        namespace: Some("default".into()),
+        worker_name: Some(name.clone()),
+        function_id: None,
+        owner_worker_id: Some(owner.conn.id.clone()),
+    });
+    Some(msg.encode())
+}
+
+fn call(engine: &Arc<Engine>, conn: &Arc<Conn>, function_id: &str, data: Option<&RawValue>) -> Outcome {
     let text = data.map_or("null", RawValue::get);
     let out = match function_id {
         FUNCTIONS_LIST => {
@@ -126,6 +181,15 @@ pub(crate) fn function_entries(engine: &Engine, include_internal: bool) -> Json 
             metadata: f.metadata.as_deref(),
         })
         .collect();
+    // `stream::*` and `state::*` are always listed, like the real engine's modules' functions.
+    let modules = streams::FUNCTIONS.iter().chain(state_fns::FUNCTIONS.iter());
+    entries.extend(modules.filter(|id| !state.functions.contains_key(**id)).map(|id| FunctionInfo {
+        function_id: id,
+        description: None,
+        request_format: None,
+        response_format: None,
+        metadata: None,
+    }));
     if include_internal {
         entries.extend(BUILTINS.iter().filter(|id| !state.functions.contains_key(**id)).map(|id| {
             FunctionInfo {

@@ -4,11 +4,13 @@
 mod builtins;
 mod channels;
 mod http_functions;
+mod kv;
 mod queues;
 mod registry;
 mod routing;
 mod server;
 mod state;
+mod state_fns;
 mod streams;
 mod triggers;
 

@@ -1,6 +1,8 @@
 //! Routing of `invokefunction` and `invocationresult` (protocol.md 2.11, 2.12, 3, 4).
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -13,6 +15,15 @@ use crate::protocol::{ErrorBody, InvocationResult, InvokeFunction, Json, Message
 const CALLER_KEY: &str = "\"_caller_worker_id\"";
 
 pub(crate) type Outcome = Result<Option<Json>, ErrorBody>;
+
+/// How an engine-answered call completes: at once, or after work that must not hold up the
+/// caller's connection (custom streams, HTTP functions).
+pub(crate) enum Answer {
+    Now(Outcome),
+    Later(Pin<Box<dyn Future<Output = Outcome> + Send>>),
+    /// Already answered on the wire.
+    Handled,
+}
 
 pub(crate) fn not_found(function_id: &str) -> ErrorBody {
     ErrorBody::new("function_not_found", format!("Function {function_id} not found"))
@@ -52,9 +63,17 @@ fn route(state: &mut State, function_id: &str, id: &str, reply: Reply) -> Result
 async fn sync_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) {
     let id = inv.invocation_id.as_deref().unwrap_or_default();
     let fid = inv.function_id.as_str();
-    if builtins::is_builtin(fid) {
-        let out = builtins::call(engine, conn, fid, inv.data.as_deref());
-        return conn.send(result_frame(id, fid, out)).await;
+    if let Some(answer) =
+        builtins::dispatch(engine, conn, fid, inv.invocation_id.as_deref(), inv.data.as_deref()).await
+    {
+        return match answer {
+            Answer::Now(out) => conn.send(result_frame(id, fid, out)).await,
+            Answer::Handled => {}
+            Answer::Later(later) => {
+                let (conn, id, fid) = (conn.clone(), id.to_owned(), fid.to_owned());
+                tokio::spawn(async move { conn.send(result_frame(&id, &fid, later.await)).await });
+            }
+        };
     }
     let routed = route(&mut engine.state.lock(), fid, id, Reply::Caller(conn.clone()));
     let callee = match routed {
@@ -72,13 +91,25 @@ async fn sync_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) 
     }
 }
 
+fn log_failure(engine: &Engine, fid: &str, out: &Outcome) {
+    if let Err(e) = out {
+        engine.log(format!("void call of {fid} failed: {}: {}", e.code, e.message));
+    }
+}
+
 async fn void_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) {
     let fid = inv.function_id.as_str();
-    if builtins::is_builtin(fid) {
-        if let Err(e) = builtins::call(engine, conn, fid, inv.data.as_deref()) {
-            engine.log(format!("void call of {fid} failed: {}: {}", e.code, e.message));
-        }
-        return;
+    if let Some(answer) =
+        builtins::dispatch(engine, conn, fid, inv.invocation_id.as_deref(), inv.data.as_deref()).await
+    {
+        return match answer {
+            Answer::Now(out) => log_failure(engine, fid, &out),
+            Answer::Handled => {}
+            Answer::Later(later) => {
+                let (engine, fid) = (engine.clone(), fid.to_owned());
+                tokio::spawn(async move { log_failure(&engine, &fid, &later.await) });
+            }
+        };
     }
     let id = new_id();
     let routed = route(&mut engine.state.lock(), fid, &id, Reply::Discard);

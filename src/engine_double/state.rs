@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::channels::Channel;
 use super::http_functions::HttpFunction;
+use super::kv::Store;
 use super::queues::Queue;
-use super::streams::Store;
 use super::EngineConfig;
 use crate::protocol::{ErrorBody, Json};
 

@@ -14,7 +14,7 @@ pub(crate) const WORKERS_AVAILABLE: &str = "engine::workers-available";
 
 /// Engine-provided types. Only the two `engine::` ones do anything here; the others exist so
 /// bindings to them are accepted and listed as on a real engine with its default modules.
-const BUILTIN_TYPES: [(&str, &str, &str); 6] = [
+const BUILTIN_TYPES: [(&str, &str, &str); 8] = [
     (FUNCTIONS_AVAILABLE, "Fires when the set of registered functions changes", r#"{"type":"object"}"#),
     (
         WORKERS_AVAILABLE,
@@ -35,6 +35,16 @@ const BUILTIN_TYPES: [(&str, &str, &str); 6] = [
         "durable:subscriber",
         "Durable queue subscription",
         r#"{"type":"object","properties":{"topic":{"type":"string"}},"required":["topic"]}"#,
+    ),
+    (
+        "stream",
+        "Stream item changes and events",
+        r#"{"type":"object","properties":{"stream_name":{"type":"string"},"group_id":{"type":"string"},"item_id":{"type":"string"}}}"#,
+    ),
+    (
+        "state",
+        "State changes",
+        r#"{"type":"object","properties":{"scope":{"type":"string"},"key":{"type":"string"}}}"#,
     ),
     (
         "subscribe",
@@ -145,6 +155,40 @@ async fn notify(engine: &Engine, functions: Vec<String>, payload: &str) {
             engine.log(format!("notification to {fid} failed: {}: {}", e.code, e.message));
         }
     }
+}
+
+/// Calls, in the background, every function bound to `trigger_type` whose config matches:
+/// each `(key, actual)` of `filter` matches when the config's `key` is absent, empty or equal.
+pub(crate) fn fire_matching(
+    engine: &Arc<Engine>,
+    trigger_type: &str,
+    filter: &[(&str, &str)],
+    payload: String,
+) {
+    let functions: Vec<String> = {
+        let state = engine.state.lock();
+        let mut bound: Vec<(&String, &Binding)> = state
+            .triggers
+            .iter()
+            .filter(|(_, b)| b.trigger_type == trigger_type && config_matches(b.config.as_deref(), filter))
+            .collect();
+        bound.sort_by_key(|(id, _)| *id);
+        bound.into_iter().map(|(_, b)| b.function_id.clone()).collect()
+    };
+    if functions.is_empty() {
+        return;
+    }
+    let engine = engine.clone();
+    tokio::spawn(async move { notify(&engine, functions, &payload).await });
+}
+
+fn config_matches(config: Option<&serde_json::value::RawValue>, filter: &[(&str, &str)]) -> bool {
+    let config: serde_json::Value =
+        config.and_then(|c| serde_json::from_str(c.get()).ok()).unwrap_or_default();
+    filter.iter().all(|(key, actual)| match config.get(*key).and_then(serde_json::Value::as_str) {
+        None | Some("") => true,
+        Some(wanted) => wanted == *actual,
+    })
 }
 
 pub(crate) fn fire_worker_event(engine: &Arc<Engine>, event: &str, worker_id: &str) {

@@ -115,8 +115,19 @@ async fn function_listing_hides_engine_functions_by_default() {
         .await;
     has_function(&engine, "ext::http").await;
     let res = client.call("engine::functions::list", json!({})).await;
+    let mut listed = res["result"].clone();
+    let functions = listed["functions"].as_array_mut().unwrap();
+    // The stream and state modules' functions are always listed, with no metadata.
+    let modules: Vec<_> = functions
+        .iter()
+        .filter(|f| f["function_id"].as_str().unwrap().starts_with("st"))
+        .map(|f| f["function_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(modules.len(), 14, "{modules:?}");
+    assert!(modules.contains(&"stream::list_all".to_owned()) && modules.contains(&"state::set".to_owned()));
+    functions.retain(|f| !f["function_id"].as_str().unwrap().starts_with("st"));
     assert_eq!(
-        res["result"],
+        listed,
         json!({"functions": [
             {"function_id": "ext::http", "description": null, "request_format": null, "response_format": null, "metadata": null},
             {"function_id": "probe::f1", "description": "d", "request_format": {"type": "object"},
@@ -174,8 +185,8 @@ async fn trigger_and_trigger_type_listings() {
     let res = client.call("engine::trigger-types::list", json!({})).await;
     let types = res["result"]["trigger_types"].as_array().unwrap();
     let ids: Vec<&str> = types.iter().map(|t| t["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["cron", "durable:subscriber", "http", "subscribe"]);
+    assert_eq!(ids, ["cron", "durable:subscriber", "http", "state", "stream", "subscribe"]);
     assert!(types[0]["description"].is_string() && types[0]["trigger_request_format"].is_object());
     let res = client.call("engine::trigger-types::list", json!({"include_internal": true})).await;
-    assert_eq!(res["result"]["trigger_types"].as_array().unwrap().len(), 6);
+    assert_eq!(res["result"]["trigger_types"].as_array().unwrap().len(), 8);
 }

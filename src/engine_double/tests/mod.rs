@@ -4,6 +4,7 @@ mod builtins;
 mod channels;
 mod lifecycle;
 mod routing;
+mod streams;
 mod throughput;
 mod triggers;
 
