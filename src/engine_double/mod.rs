@@ -23,8 +23,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use state::Engine;
@@ -148,6 +151,38 @@ impl EngineHandle {
         }
     }
 
+    /// Sends every worker a Close frame (1000) and drops the connection once the worker answered
+    /// (or after a second), like a proxy or an engine shutting down cleanly; waits until they are
+    /// cleaned up (5 s at most). The listener keeps accepting.
+    pub async fn close_all_gracefully(&self) {
+        let Some(engine) = self.engine() else { return };
+        let conns = engine.connections();
+        for conn in &conns {
+            let frame = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+            conn.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Err(TrySendError::Full(msg)) = conn.tx.try_send(WsMessage::Close(Some(frame))) {
+                let conn = conn.clone();
+                self.runtime.spawn(async move {
+                    let _ = conn.tx.send(msg).await;
+                });
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while conns.iter().any(|c| engine.connection(&c.id).is_some())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// While `paused`, the engine reads nothing from any worker socket (connections stay open,
+    /// pings go unanswered, calls stall), so clients see a stalled link. Writes still happen.
+    pub fn pause_reading(&self, paused: bool) {
+        if let Some(engine) = self.engine() {
+            engine.paused.send_replace(paused);
+        }
+    }
+
     pub fn connection_count(&self) -> usize {
         self.engine().map_or(0, |e| e.state.lock().workers.len())
     }
@@ -204,7 +239,7 @@ impl EngineHandle {
         let Some(conn) = self.engine().and_then(|e| e.connection(worker_id)) else { return false };
         match conn.tx.try_send(msg) {
             Ok(()) => true,
-            Err(tokio::sync::mpsc::error::TrySendError::Full(msg)) => {
+            Err(TrySendError::Full(msg)) => {
                 self.runtime.spawn(async move {
                     let _ = conn.tx.send(msg).await;
                 });

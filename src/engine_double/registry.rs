@@ -1,13 +1,19 @@
 //! Function and service registration, and the cleanup when a connection ends (protocol.md 9.1).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::routing::result_frame;
 use super::state::{Conn, Engine, Function, Reply, Service};
 use super::triggers;
-use crate::protocol::{ErrorBody, Message, RegisterFunction, RegisterService};
+use crate::protocol::{ErrorBody, Message, RegisterFunction, RegisterService, RegistrationRejected};
 
-pub(crate) fn register_function(engine: &Engine, conn: &Arc<Conn>, f: RegisterFunction) {
+pub(crate) async fn register_function(engine: &Engine, conn: &Arc<Conn>, f: RegisterFunction) {
+    if engine.config.head_protocol {
+        if let Some(rejected) = function_conflict(engine, conn, &f.id) {
+            return conn.send(rejected).await;
+        }
+    }
     let mut state = engine.state.lock();
     if let Some((service, _)) = f.id.split_once("::") {
         if !state.services.contains_key(service) {
@@ -27,6 +33,34 @@ pub(crate) fn register_function(engine: &Engine, conn: &Arc<Conn>, f: RegisterFu
         http: f.invocation.map(|_| Arc::new(super::http_functions::HttpFunction {})),
     };
     state.functions.insert(f.id, entry);
+}
+
+/// HEAD: an id owned by another live worker is refused with `FUNCTION_NAMESPACE_CONFLICT`.
+fn function_conflict(engine: &Engine, conn: &Conn, id: &str) -> Option<String> {
+    let state = engine.state.lock();
+    let owner = state.functions.get(id).map(|f| &f.owner).filter(|o| o.id != conn.id)?;
+    let msg = Message::RegistrationRejected(RegistrationRejected {
+        code: "FUNCTION_NAMESPACE_CONFLICT".into(),
+        namespace: Some("default".into()),
+        worker_name: None,
+        function_id: Some(id.to_owned()),
+        owner_worker_id: Some(owner.id.clone()),
+    });
+    Some(msg.encode())
+}
+
+/// HEAD `reattach`: with the right token the previous connection is cleaned up (as if it had
+/// disconnected) before this connection's next message is handled; otherwise it is ignored.
+pub(crate) async fn reattach(engine: &Engine, conn: &Conn, previous: &str, token: &str) {
+    let old = engine.connection(previous).filter(|old| old.id != conn.id);
+    let Some(old) = old.filter(|old| old.reattach_token.as_deref() == Some(token)) else {
+        return engine.log(format!("reattach from {} ignored: unknown worker or wrong token", conn.id));
+    };
+    old.kill.notify_one();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while engine.connection(previous).is_some() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 pub(crate) fn unregister_function(engine: &Engine, conn: &Conn, id: &str) {

@@ -172,10 +172,11 @@ async fn write_loop(mut sink: SplitSink<Ws, WsMessage>, mut rx: mpsc::Receiver<W
 async fn read_loop(engine: &Arc<Engine>, conn: &Arc<Conn>, mut stream: SplitStream<Ws>) {
     let mut paused = engine.paused.subscribe();
     loop {
+        let Some(frame) = stream.next().await else { return };
         if !conn.is_closing() {
+            // Paused: hold this frame and read nothing more (no pongs either) until resumed.
             wait_unpaused(&mut paused).await;
         }
-        let Some(frame) = stream.next().await else { return };
         if conn.is_closing() {
             continue;
         }
@@ -219,7 +220,10 @@ async fn handle_frame(engine: &Arc<Engine>, conn: &Arc<Conn>, bytes: &[u8]) {
             routing::invoke(engine, conn, inv).await;
         }
         Message::InvocationResult(res) => routing::result(engine, conn, res).await,
-        Message::RegisterFunction(f) => registry::register_function(engine, conn, f),
+        Message::RegisterFunction(f) => registry::register_function(engine, conn, f).await,
+        Message::Reattach { previous_worker_id, reattach_token } if engine.config.head_protocol => {
+            registry::reattach(engine, conn, &previous_worker_id, &reattach_token).await
+        }
         Message::UnregisterFunction { id } => registry::unregister_function(engine, conn, &id),
         Message::RegisterService(s) => registry::register_service(engine, s),
         Message::RegisterTriggerType(t) => triggers::register_type(engine, conn, t).await,

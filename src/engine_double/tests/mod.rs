@@ -2,6 +2,7 @@
 
 mod builtins;
 mod channels;
+mod head;
 mod lifecycle;
 mod routing;
 mod streams;
@@ -21,20 +22,30 @@ use super::{EngineConfig, EngineHandle, QueueConfig};
 const WAIT: Duration = Duration::from_secs(5);
 
 pub(super) async fn engine() -> EngineHandle {
-    let config = EngineConfig {
+    EngineHandle::start(config()).await.expect("engine starts")
+}
+
+/// An engine with the newer-engine behaviours on (`head_protocol`).
+pub(super) async fn head_engine() -> EngineHandle {
+    EngineHandle::start(EngineConfig { head_protocol: true, ..config() }).await.expect("engine starts")
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
         queues: vec![
             QueueConfig { backoff_ms: 50, ..QueueConfig::default() },
             QueueConfig { name: "serial".into(), concurrency: 1, max_retries: 2, backoff_ms: 20 },
         ],
         functions_poll_interval: Duration::from_millis(100),
         ..EngineConfig::default()
-    };
-    EngineHandle::start(config).await.expect("engine starts")
+    }
 }
 
 pub(super) struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub id: String,
+    /// The `workerregistered` frame.
+    pub hello: Value,
 }
 
 impl Client {
@@ -43,7 +54,7 @@ impl Client {
         let first = next_json(&mut ws).await;
         assert_eq!(first["type"], "workerregistered", "{first}");
         let id = first["worker_id"].as_str().expect("worker_id").to_owned();
-        Client { ws, id }
+        Client { ws, id, hello: first }
     }
 
     pub async fn send(&mut self, msg: Value) {
