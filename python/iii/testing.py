@@ -1,8 +1,11 @@
 """An in-process iii engine for tests and examples: :class:`Engine`.
 
 It implements the engine behaviour the SDK relies on (worker registration, function routing,
-void and enqueue calls, trigger types, listings, notifications) as observed on the real engine
-v0.11.0. It is a test tool, not a production engine: run the real iii engine for that.
+void and enqueue calls, trigger types, listings, notifications, channels, ``stream::*`` and
+``state::*`` with custom-stream redirection, HTTP-invoked functions over plain ``http://``) as
+observed on the real engine v0.11.0. ``head_protocol=True`` adds the newer engine's
+``reattach`` and ``registrationrejected`` behaviours. It is a test tool, not a production
+engine: run the real iii engine for that.
 
     with Engine() as engine:
         iii = register_worker(engine.url)
@@ -21,7 +24,18 @@ from ._iii import TestEngine
 
 
 class Engine:
-    """A test engine on a free loopback port (or ``port``). Stop it with :meth:`close`."""
+    """A test engine on a free loopback port (or ``port``). Stop it with :meth:`close`.
+
+    ``queues`` declares the queues usable with the ``enqueue`` action (names, or dicts with
+    ``name``, ``max_retries``, ``backoff_ms``, ``concurrency``; default: one named
+    ``default``). ``functions_poll_interval_ms`` is how often ``engine::functions-available``
+    looks for changes (5000 on the real engine). ``head_protocol=True`` behaves like a newer
+    engine (protocol.md Part B): ``workerregistered`` carries a ``reattach_token``, a matching
+    ``reattach`` message cleans up the previous connection first, a worker ``name`` or a
+    function id already held by another live worker gets ``registrationrejected``
+    (``WORKER_NAMESPACE_CONFLICT`` then closes the connection; ``FUNCTION_NAMESPACE_CONFLICT``
+    only refuses the function).
+    """
 
     def __init__(
         self,
@@ -30,8 +44,9 @@ class Engine:
         host: str = "127.0.0.1",
         queues: list[str | dict[str, Any]] | None = None,
         functions_poll_interval_ms: int = 5000,
+        head_protocol: bool = False,
     ) -> None:
-        self._engine = TestEngine(host, port, queues, functions_poll_interval_ms)
+        self._engine = TestEngine(host, port, queues, functions_poll_interval_ms, head_protocol)
         self._closed = False
 
     @property
@@ -54,6 +69,22 @@ class Engine:
     def disconnect_all(self) -> None:
         """Drops every worker connection abruptly; the engine keeps listening."""
         self._engine.disconnect_all()
+
+    def close_all_gracefully(self) -> None:
+        """Sends every worker a WebSocket Close frame (code 1000) and drops the connection, like
+        a proxy or an engine shutting down cleanly. Returns once they are cleaned up (at most
+        about 5 s); the engine keeps listening."""
+        self._engine.close_all_gracefully()
+
+    def pause_reading(self, paused: bool = True) -> None:
+        """Stops (or, with ``False``, resumes) reading every worker socket without closing it:
+        calls, protocol pings and WebSocket pings go unanswered, so clients see a stalled link.
+        Frames sent meanwhile are handled after resuming. Reset by :meth:`restart`."""
+        self._engine.pause_reading(paused)
+
+    def channel_count(self) -> int:
+        """Channels created with ``engine::channels::create`` (they live until restart)."""
+        return self._engine.channel_count()
 
     def connection_count(self) -> int:
         return self._engine.connection_count()
@@ -100,8 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=49134)
     parser.add_argument("--queue", action="append", help="queue name to declare (default: 'default')")
+    parser.add_argument(
+        "--head-protocol", action="store_true", help="behave like a newer engine (reattach, conflicts)"
+    )
     args = parser.parse_args(argv)
-    engine = Engine(args.port, host=args.host, queues=args.queue)
+    engine = Engine(args.port, host=args.host, queues=args.queue, head_protocol=args.head_protocol)
     print(f"iii test engine listening on {engine.url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -38,18 +38,20 @@ fn queue_config(spec: &Bound<'_, PyAny>) -> PyResult<QueueConfig> {
 #[pymethods]
 impl TestEngine {
     #[new]
-    #[pyo3(signature = (host="127.0.0.1".to_owned(), port=0, queues=None, functions_poll_interval_ms=5000))]
+    #[pyo3(signature = (host="127.0.0.1".to_owned(), port=0, queues=None, functions_poll_interval_ms=5000, head_protocol=false))]
     fn new(
         py: Python<'_>,
         host: String,
         port: u16,
         queues: Option<Vec<Bound<'_, PyAny>>>,
         functions_poll_interval_ms: u64,
+        head_protocol: bool,
     ) -> PyResult<Self> {
         let mut config = EngineConfig {
             host,
             port,
             functions_poll_interval: Duration::from_millis(functions_poll_interval_ms.max(1)),
+            head_protocol,
             ..EngineConfig::default()
         };
         if let Some(queues) = queues {
@@ -84,6 +86,20 @@ impl TestEngine {
     /// Drops every worker connection abruptly but keeps listening.
     fn disconnect_all(&self) {
         self.handle.disconnect_all();
+    }
+
+    /// Sends every worker a Close frame (1000) and drops it; returns once they are cleaned up.
+    fn close_all_gracefully(&self, py: Python<'_>) {
+        py.detach(|| runtime::handle().block_on(self.handle.close_all_gracefully()));
+    }
+
+    /// Stops (`True`) or resumes (`False`) reading every worker socket, without closing them.
+    fn pause_reading(&self, paused: bool) {
+        self.handle.pause_reading(paused);
+    }
+
+    fn channel_count(&self) -> usize {
+        self.handle.channel_count()
     }
 
     fn connection_count(&self) -> usize {
