@@ -267,6 +267,7 @@ impl Worker {
 
     /// Calls a function; `future` (of the loop that owns `loop_queue`) gets the outcome.
     #[pyo3(signature = (function_id, payload, timeout_ms, queue, future, loop_queue))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python call site one to one
     fn call_async(
         &self,
         py: Python<'_>,
