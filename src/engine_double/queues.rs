@@ -84,7 +84,7 @@ async fn consume(engine: Arc<Engine>, queue: Arc<Queue>, mut rx: mpsc::Unbounded
     }
 }
 
-async fn deliver(engine: &Engine, queue: &Queue, job: Job, _permit: OwnedSemaphorePermit) {
+async fn deliver(engine: &Arc<Engine>, queue: &Queue, job: Job, _permit: OwnedSemaphorePermit) {
     let attempts = queue.config.max_retries.max(1);
     let data = job.data.as_ref().map_or("null", |d| d.get());
     for attempt in 1..=attempts {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::routing::result_frame;
 use super::state::{Conn, Engine, Function, Reply, Service};
-use super::triggers;
+use super::{http_functions, triggers};
 use crate::protocol::{ErrorBody, Message, RegisterFunction, RegisterService, RegistrationRejected};
 
 pub(crate) async fn register_function(engine: &Engine, conn: &Arc<Conn>, f: RegisterFunction) {
@@ -14,6 +14,14 @@ pub(crate) async fn register_function(engine: &Engine, conn: &Arc<Conn>, f: Regi
             return conn.send(rejected).await;
         }
     }
+    let http = match f.invocation.as_deref().map(http_functions::setup) {
+        None => None,
+        Some(Ok(http)) => Some(Arc::new(http)),
+        // No reply on the wire, like the real engine (e.g. `secret_not_found`).
+        Some(Err(e)) => {
+            return engine.log(format!("HTTP function {} from {} not registered: {e}", f.id, conn.id))
+        }
+    };
     let mut state = engine.state.lock();
     if let Some((service, _)) = f.id.split_once("::") {
         if !state.services.contains_key(service) {
@@ -30,7 +38,7 @@ pub(crate) async fn register_function(engine: &Engine, conn: &Arc<Conn>, f: Regi
         request_format: f.request_format,
         response_format: f.response_format,
         metadata: f.metadata,
-        http: f.invocation.map(|_| Arc::new(super::http_functions::HttpFunction {})),
+        http,
     };
     state.functions.insert(f.id, entry);
 }

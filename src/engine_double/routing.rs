@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use super::http_functions::{self, HttpFunction};
 use super::state::{new_id, Conn, Engine, Pending, Reply, State};
 use super::{builtins, queues};
 use crate::protocol::{ErrorBody, InvocationResult, InvokeFunction, Json, Message, TriggerAction};
@@ -45,19 +46,46 @@ pub(crate) async fn invoke(engine: &Arc<Engine>, conn: &Arc<Conn>, mut inv: Invo
     }
 }
 
+/// Where a call goes.
+enum Target {
+    /// The worker that registered the function; the call is recorded as pending on it.
+    Worker(Arc<Conn>),
+    /// An HTTP-invoked function; the engine makes the request and answers `Reply` itself.
+    Http(Arc<HttpFunction>, Reply),
+}
+
 /// Looks the function up and records the call as pending on its owner, atomically.
-fn route(state: &mut State, function_id: &str, id: &str, reply: Reply) -> Result<Arc<Conn>, ErrorBody> {
+fn route(state: &mut State, function_id: &str, id: &str, reply: Reply) -> Result<Target, ErrorBody> {
     let f = state.functions.get(function_id).ok_or_else(|| not_found(function_id))?;
-    if f.http.is_some() {
-        return Err(ErrorBody::new(
-            "http_request_failed",
-            format!("Function {function_id} is HTTP-invoked; the test engine cannot call HTTP functions"),
-        ));
+    if let Some(http) = &f.http {
+        return Ok(Target::Http(http.clone(), reply));
     }
     let callee = f.owner.clone();
     let pending = Pending { callee: callee.clone(), function_id: function_id.to_owned(), reply };
     state.pending.insert(id.to_owned(), pending);
-    Ok(callee)
+    Ok(Target::Worker(callee))
+}
+
+/// Runs an HTTP-invoked function in the background and hands its outcome to `reply`.
+fn spawn_http(
+    engine: &Arc<Engine>,
+    f: Arc<HttpFunction>,
+    id: &str,
+    function_id: &str,
+    body: String,
+    reply: Reply,
+) {
+    let (engine, id, fid) = (engine.clone(), id.to_owned(), function_id.to_owned());
+    tokio::spawn(async move {
+        let out = http_functions::invoke(&f, &fid, &body).await;
+        match reply {
+            Reply::Caller(caller) => caller.send(result_frame(&id, &fid, out)).await,
+            Reply::Await(tx) => {
+                let _ = tx.send(out);
+            }
+            Reply::Discard => log_failure(&engine, &fid, &out),
+        }
+    });
 }
 
 async fn sync_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) {
@@ -76,11 +104,12 @@ async fn sync_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) 
         };
     }
     let routed = route(&mut engine.state.lock(), fid, id, Reply::Caller(conn.clone()));
+    let data = with_caller(inv.data.as_deref(), &conn.id);
     let callee = match routed {
-        Ok(callee) => callee,
+        Ok(Target::Worker(callee)) => callee,
+        Ok(Target::Http(f, reply)) => return spawn_http(engine, f, id, fid, data.into_owned(), reply),
         Err(e) => return conn.send(result_frame(id, fid, Err(e))).await,
     };
-    let data = with_caller(inv.data.as_deref(), &conn.id);
     let frame = invoke_frame(id, fid, &data, inv.traceparent.as_deref(), inv.baggage.as_deref());
     if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
         let lost = engine.state.lock().pending.remove(id);
@@ -113,11 +142,12 @@ async fn void_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) 
     }
     let id = new_id();
     let routed = route(&mut engine.state.lock(), fid, &id, Reply::Discard);
+    let data = with_caller(inv.data.as_deref(), &conn.id);
     let callee = match routed {
-        Ok(callee) => callee,
+        Ok(Target::Worker(callee)) => callee,
+        Ok(Target::Http(f, reply)) => return spawn_http(engine, f, &id, fid, data.into_owned(), reply),
         Err(e) => return engine.log(format!("void call of {fid} failed: {}: {}", e.code, e.message)),
     };
-    let data = with_caller(inv.data.as_deref(), &conn.id);
     let frame = invoke_frame(&id, fid, &data, inv.traceparent.as_deref(), inv.baggage.as_deref());
     if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
         engine.state.lock().pending.remove(&id);
@@ -126,7 +156,7 @@ async fn void_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) 
 
 /// A call made by the engine itself (queues, notifications): no `_caller_worker_id`, fresh id.
 pub(crate) async fn call_from_engine(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     function_id: &str,
     data: &str,
     traceparent: Option<&str>,
@@ -134,7 +164,14 @@ pub(crate) async fn call_from_engine(
     reply: Reply,
 ) -> Result<(), ErrorBody> {
     let id = new_id();
-    let callee = route(&mut engine.state.lock(), function_id, &id, reply)?;
+    let routed = route(&mut engine.state.lock(), function_id, &id, reply)?;
+    let callee = match routed {
+        Target::Worker(callee) => callee,
+        Target::Http(f, reply) => {
+            spawn_http(engine, f, &id, function_id, data.to_owned(), reply);
+            return Ok(());
+        }
+    };
     let frame = invoke_frame(&id, function_id, data, traceparent, baggage);
     if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
         engine.state.lock().pending.remove(&id);

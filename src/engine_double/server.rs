@@ -74,6 +74,7 @@ async fn serve(engine: Arc<Engine>, tcp: TcpStream, peer: SocketAddr) {
     let _live = engine.live_guard();
     let mut shutdown = engine.shutdown.clone();
     let mut route = Route::Worker;
+    #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
     let callback = |req: &Request, resp: Response| check_path(&engine, req, &mut route).map(|()| resp);
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(ws_config()));
     let ws = tokio::select! {

@@ -149,7 +149,7 @@ fn bound_functions(engine: &Engine, trigger_type: &str) -> Vec<String> {
 }
 
 /// Engine-originated calls whose result nobody needs; failures only reach the log.
-async fn notify(engine: &Engine, functions: Vec<String>, payload: &str) {
+async fn notify(engine: &Arc<Engine>, functions: Vec<String>, payload: &str) {
     for fid in functions {
         if let Err(e) = call_from_engine(engine, &fid, payload, None, None, Reply::Discard).await {
             engine.log(format!("notification to {fid} failed: {}: {}", e.code, e.message));

@@ -3,6 +3,7 @@
 mod builtins;
 mod channels;
 mod head;
+mod http_functions;
 mod lifecycle;
 mod routing;
 mod streams;
