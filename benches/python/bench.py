@@ -100,7 +100,9 @@ class Child:
             except queue.Empty:
                 continue
             if line is None:
-                raise RuntimeError(f"{self.name} exited (code {self.proc.poll()}); stderr: {self.stderr_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited (code {self.proc.poll()}); stderr: {self.stderr_tail()}"
+                )
             tag, _, rest = line.partition(" ")
             if tag == "FATAL":
                 raise RuntimeError(f"{self.name}: {rest}; stderr: {self.stderr_tail()}")
@@ -159,9 +161,7 @@ def run_sdk(label: str, python: str, args: argparse.Namespace, deadline: float) 
         url = args.url
         if not url:
             port = free_port()
-            engine = Child(
-                f"engine-{label}", [sys.executable, "-m", "iii.testing", "--port", str(port)], env
-            )
+            engine = Child(f"engine-{label}", [sys.executable, "-m", "iii.testing", "--port", str(port)], env)
             children.append(engine)
             line = engine.lines.get(timeout=20)  # "iii test engine listening on ws://..."
             if not line or "listening" not in line:
@@ -170,7 +170,9 @@ def run_sdk(label: str, python: str, args: argparse.Namespace, deadline: float) 
         out["url"] = url
         max_s = str(int(max(60, deadline - time.monotonic()) + 30))
         serve = Child(
-            f"serve-{label}", [python, os.path.join(HERE, "serve.py"), "--url", url, "--ns", ns, "--max-seconds", max_s], env
+            f"serve-{label}",
+            [python, os.path.join(HERE, "serve.py"), "--url", url, "--ns", ns, "--max-seconds", max_s],
+            env,
         )
         children.append(serve)
         _, info = serve.expect(("READY",), time.monotonic() + 40)
@@ -180,16 +182,26 @@ def run_sdk(label: str, python: str, args: argparse.Namespace, deadline: float) 
             [
                 python,
                 os.path.join(HERE, "drive.py"),
-                "--url", url,
-                "--ns", ns,
-                "--scenarios", ",".join(["warmup", *args.scenarios]),
-                "--calls", str(args.calls),
-                "--concurrency", str(args.concurrency),
-                "--seq-calls", str(args.seq_calls),
-                "--payload-bytes", str(args.payload_bytes),
-                "--call-timeout-ms", str(args.call_timeout_ms),
-                "--scenario-timeout", str(args.scenario_timeout),
-                "--max-seconds", max_s,
+                "--url",
+                url,
+                "--ns",
+                ns,
+                "--scenarios",
+                ",".join(["warmup", *args.scenarios]),
+                "--calls",
+                str(args.calls),
+                "--concurrency",
+                str(args.concurrency),
+                "--seq-calls",
+                str(args.seq_calls),
+                "--payload-bytes",
+                str(args.payload_bytes),
+                "--call-timeout-ms",
+                str(args.call_timeout_ms),
+                "--scenario-timeout",
+                str(args.scenario_timeout),
+                "--max-seconds",
+                max_s,
             ],
             env,
         )
@@ -264,6 +276,11 @@ def print_sdk(res: dict) -> None:
     sdk = res.get("sdk") or "?"
     path = (res.get("drive") or {}).get("path", "")
     print(f"== {res['label']} ({sdk} SDK, {path}) ==")
+    native = (res.get("drive") or {}).get("native")
+    if native:
+        mb = res["drive"]["native_mb"]
+        warn = "  <-- large: a debug build? use `maturin develop --release`" if mb > 20 else ""
+        print(f"   Rust core: {native} ({mb} MB){warn}")
     for p in res["problems"]:
         print(f"   problem: {p}")
     header = f"{'scenario':<52} {'calls/s':>9} {'p50 us':>8} {'p99 us':>8} {'errors':>6} {'serve us/call':>13} {'drive us/call':>13}  notes"
@@ -305,12 +322,23 @@ def comparison(ours: dict, official: dict) -> list[dict]:
             if r is None or "fatal" in r:
                 marks.append(f"{label}: no result")
             elif r.get("errors") or r.get("timed_out") or r.get("bad"):
-                marks.append(f"{label}: {r.get('errors')} errors" + (" + timeout" if r.get("timed_out") else ""))
+                marks.append(
+                    f"{label}: {r.get('errors')} errors" + (" + timeout" if r.get("timed_out") else "")
+                )
         return "; ".join(marks)
 
     def add(metric: str, name: str, key: str, better: str) -> None:
         a, b = get(ours, name, key), get(official, name, key)
-        rows.append({"metric": metric, "ours": a, "official": b, "ratio": ratio(a, b), "better": better, "note": flag(name)})
+        rows.append(
+            {
+                "metric": metric,
+                "ours": a,
+                "official": b,
+                "ratio": ratio(a, b),
+                "better": better,
+                "note": flag(name),
+            }
+        )
 
     add("a round trip p50 (us)", "a", "p50_us", "lower")
     add("a round trip p99 (us)", "a", "p99_us", "lower")
@@ -337,8 +365,14 @@ def print_comparison(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("III_URL"), help="an engine to use (default: start a test engine per SDK)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("III_URL"),
+        help="an engine to use (default: start a test engine per SDK)",
+    )
     parser.add_argument("--official-python", help="interpreter with the official iii-sdk installed")
     parser.add_argument("--skip-ours", action="store_true", help="only run the official SDK")
     parser.add_argument("--calls", type=int, default=20000, help="calls in scenarios b-e")
@@ -347,7 +381,9 @@ def main() -> None:
     parser.add_argument("--payload-bytes", type=int, default=16 * 1024, help="string size in scenario d")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--call-timeout-ms", type=int, default=30000, help="timeout of each call")
-    parser.add_argument("--scenario-timeout", type=float, default=120.0, help="seconds before a scenario is cut short")
+    parser.add_argument(
+        "--scenario-timeout", type=float, default=120.0, help="seconds before a scenario is cut short"
+    )
     parser.add_argument("--timeout", type=float, default=1500.0, help="overall limit in seconds")
     parser.add_argument("--json", help="write every result to this file")
     args = parser.parse_args()

@@ -39,7 +39,9 @@ def die_with_parent() -> None:
 
 def watchdog(seconds: float) -> None:
     """Hard limit on the lifetime of this process."""
-    timer = threading.Timer(seconds, lambda: (emit("FATAL", {"error": f"watchdog after {seconds:g} s"}), os._exit(5)))
+    timer = threading.Timer(
+        seconds, lambda: (emit("FATAL", {"error": f"watchdog after {seconds:g} s"}), os._exit(5))
+    )
     timer.daemon = True
     timer.start()
 
@@ -55,7 +57,13 @@ def sdk_info() -> dict:
 
     path = os.path.dirname(getattr(iii, "__file__", "") or "")
     kind = "ours" if os.path.exists(os.path.join(path, "client.py")) else "official"
-    return {"sdk": kind, "path": path, "python": sys.version.split()[0], "executable": sys.executable}
+    info = {"sdk": kind, "path": path, "python": sys.version.split()[0], "executable": sys.executable}
+    native = getattr(getattr(iii, "_iii", None), "__file__", None)
+    if native:
+        # A debug build of the Rust core is many times larger (and slower) than a release one.
+        info["native"] = native
+        info["native_mb"] = round(os.path.getsize(native) / 1e6, 1)
+    return info
 
 
 def connect(url: str, name: str):

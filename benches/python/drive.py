@@ -68,10 +68,26 @@ def main() -> None:
     call_timeout = args.call_timeout_ms
 
     async def call(function_id: str, payload: object) -> object:
-        return await iii.trigger_async({"function_id": function_id, "payload": payload, "timeout_ms": call_timeout})
+        return await iii.trigger_async(
+            {"function_id": function_id, "payload": payload, "timeout_ms": call_timeout}
+        )
+
+    stats_timeout = int(args.scenario_timeout * 1000) + 30000
 
     async def server_stats() -> dict:
-        return await call(f"{ns}::stats", {})
+        # A long timeout of its own: after a scenario is cut short, the server may still be
+        # working through a backlog.
+        return await iii.trigger_async({"function_id": f"{ns}::stats", "payload": {}, "timeout_ms": stats_timeout})
+
+    async def settle() -> None:
+        """After a scenario cut short: wait (bounded) until the server stops serving leftovers."""
+        last, end = -1, time.monotonic() + 60
+        while time.monotonic() < end:
+            served = (await server_stats())["served"]
+            if served == last:
+                return
+            last = served
+            await asyncio.sleep(0.5)
 
     def check_small(r: object) -> bool:
         return isinstance(r, dict) and r.get("n") == 7
@@ -119,17 +135,19 @@ def main() -> None:
         fid = f"{ns}::sink"
         for _ in range(n):
             try:
-                await iii.trigger_async({"function_id": fid, "payload": SMALL, "action": TriggerAction.Void()})
+                await iii.trigger_async(
+                    {"function_id": fid, "payload": SMALL, "action": TriggerAction.Void()}
+                )
             except Exception as exc:  # noqa: BLE001 - counted
                 t.error(exc)
         extra["sent_s"] = time.perf_counter() - extra["t0"]
         target = base + n - t.errors
         while True:
             s = await server_stats()
-            extra["delivered"] = t.ok = s["sink"] - base
+            extra["delivered"] = s["sink"] - base
             if s["sink"] >= target:
                 break
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.002)
 
     async def warmup() -> dict:
         t = Tally()
@@ -138,7 +156,9 @@ def main() -> None:
         await fan_out(t, 100, 20, f"{ns}::echo_async", big, check_big)
         await sequential(t, 200, f"{ns}::echo_async", SMALL, check_small)
         base = (await server_stats())["sink"]
-        await voids(t, 300, base, {"t0": time.perf_counter()})
+        extra = {"t0": time.perf_counter()}
+        await voids(t, 300, base, extra)
+        t.ok += extra["delivered"]
         return {"ok": t.ok, "errors": t.errors, "bad": t.bad, "error_samples": t.samples}
 
     async def drive(data: dict) -> dict:
@@ -149,16 +169,19 @@ def main() -> None:
         extra: dict = {}
         if name == "a":
             n, desc = args.seq_calls, "sequential round trip, async echo, small payload"
-            job = sequential(t, n, f"{ns}::echo_async", SMALL, check_small)
+            job = lambda: sequential(t, n, f"{ns}::echo_async", SMALL, check_small)
         elif name == "b":
             n, desc = args.calls, f"fan-out x{args.concurrency}, async echo, small payload"
-            job = fan_out(t, n, args.concurrency, f"{ns}::echo_async", SMALL, check_small)
+            job = lambda: fan_out(t, n, args.concurrency, f"{ns}::echo_async", SMALL, check_small)
         elif name == "c":
             n, desc = args.calls, f"fan-out x{args.concurrency}, sync echo, small payload"
-            job = fan_out(t, n, args.concurrency, f"{ns}::echo_sync", SMALL, check_small)
+            job = lambda: fan_out(t, n, args.concurrency, f"{ns}::echo_sync", SMALL, check_small)
         elif name == "d":
-            n, desc = args.calls, f"fan-out x{args.concurrency}, async echo, {args.payload_bytes // 1024} KiB payload"
-            job = fan_out(t, n, args.concurrency, f"{ns}::echo_async", big, check_big)
+            n, desc = (
+                args.calls,
+                f"fan-out x{args.concurrency}, async echo, {args.payload_bytes // 1024} KiB payload",
+            )
+            job = lambda: fan_out(t, n, args.concurrency, f"{ns}::echo_async", big, check_big)
         elif name == "e":
             n, desc = args.calls, "void calls to sink, until all served"
             job = None
@@ -170,14 +193,18 @@ def main() -> None:
         t0 = time.perf_counter()
         if job is None:
             extra["t0"] = t0
-            job = voids(t, n, before["sink"], extra)
+            job = lambda: voids(t, n, before["sink"], extra)  # noqa: E731
         timed_out = False
         try:
-            await asyncio.wait_for(job, args.scenario_timeout)
+            await asyncio.wait_for(job(), args.scenario_timeout)
         except asyncio.TimeoutError:
             timed_out = True
         elapsed = time.perf_counter() - t0
+        if name == "e":
+            t.ok = extra.get("delivered", 0)
         driver_cpu = cpu() - cpu0
+        if timed_out:
+            await settle()
         after = await server_stats()
         extra.pop("t0", None)
         lat = sorted(t.latencies)
@@ -224,7 +251,9 @@ def main() -> None:
     overall = int((args.scenario_timeout + 60) * 1000)
     for name in args.scenarios.split(","):
         try:
-            result = iii.trigger({"function_id": f"{ns}::drive", "payload": {"scenario": name}, "timeout_ms": overall})
+            result = iii.trigger(
+                {"function_id": f"{ns}::drive", "payload": {"scenario": name}, "timeout_ms": overall}
+            )
         except Exception as exc:  # noqa: BLE001 - reported, the next scenario still runs
             result = {"scenario": name, "fatal": f"{type(exc).__name__}: {exc}"[:300]}
         emit("RESULT", result)

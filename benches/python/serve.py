@@ -44,7 +44,11 @@ def main() -> None:
         return None
 
     async def stats(data):
-        return {"served": counts["async"] + counts["sync"] + counts["sink"], "sink": counts["sink"], "cpu": cpu()}
+        return {
+            "served": counts["async"] + counts["sync"] + counts["sink"],
+            "sink": counts["sink"],
+            "cpu": cpu(),
+        }
 
     iii.register_function(f"{args.ns}::echo_async", echo_async)
     iii.register_function(f"{args.ns}::echo_sync", echo_sync)
