@@ -1,5 +1,13 @@
 //! An in-process stand-in for the iii engine (v0.11.0 behaviour, see protocol.md), used by the
 //! test suite and the README quickstart. It is a test tool, not a production engine.
+//!
+//! Covered: worker registration and routing (sync, void, enqueue), trigger types and bindings,
+//! the `engine::*` listings and notifications (`builtins`, `triggers`), channels and their
+//! data-plane sockets (`channels`), `stream::*` / `state::*` with custom-stream redirection
+//! (`streams`, `state_fns`, `kv`), HTTP-invoked functions over plain `http://`
+//! (`http_functions`), and with `EngineConfig::head_protocol` the newer engine's `reattach` and
+//! `registrationrejected` behaviours. Not covered: RBAC, namespaces beyond `default`,
+//! registration buffering of HEAD engines, `condition_function_id`, telemetry.
 
 mod builtins;
 mod channels;
