@@ -83,6 +83,8 @@ struct Inner {
     calls: HashMap<Uuid, Entry>,
     deadlines: BTreeSet<(Instant, Uuid)>,
     closed: Option<CallError>,
+    /// When the timer task will next wake up by itself (`None`: it waits for a notification).
+    timer_wakes_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -119,7 +121,10 @@ impl PendingTable {
         if let Some(err) = &inner.closed {
             return Err((completion, err.clone()));
         }
-        let earliest = inner.deadlines.first().is_none_or(|(d, _)| deadline < *d);
+        // Wake the timer only if it would sleep past this deadline. In steady traffic the timer
+        // is already due earlier (at a deadline of a call that has since completed), so a call
+        // costs no extra wake-up of the runtime thread.
+        let earliest = inner.timer_wakes_at.is_none_or(|at| deadline < at);
         inner.deadlines.insert((deadline, id));
         let entry = Entry {
             completion,
@@ -162,6 +167,14 @@ impl PendingTable {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         self.inner.lock().deadlines.first().map(|(d, _)| *d)
+    }
+
+    /// The next deadline, recorded as the time the timer task will wake up.
+    fn arm_timer(&self) -> Option<Instant> {
+        let mut inner = self.inner.lock();
+        let next = inner.deadlines.first().map(|(d, _)| *d);
+        inner.timer_wakes_at = next;
+        next
     }
 
     /// Fails every call whose deadline is at or before `now`. Returns how many.
@@ -236,7 +249,7 @@ impl PendingTable {
     pub async fn run_timer(&self) {
         loop {
             let notified = self.deadline_changed.notified();
-            match self.next_deadline() {
+            match self.arm_timer() {
                 None => notified.await,
                 Some(deadline) => {
                     tokio::select! {

@@ -255,9 +255,14 @@ class III:
         try:
             self._loop.run_forever()
         finally:
-            for task in asyncio.all_tasks(self._loop):
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
                 task.cancel()
-            self._loop.run_until_complete(asyncio.sleep(0))
+            try:
+                if tasks:
+                    self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            except RuntimeError:
+                pass  # a second stop() (shutdown after a failure) ended the clean-up early
             self._loop.close()
 
     def _on_wake(self) -> None:

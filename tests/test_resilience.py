@@ -1,0 +1,304 @@
+"""Reconnection, replay, calls across disconnects, connection states, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from conftest import unique, wait_registered, wait_until
+from proxy import Proxy
+
+from iii import (
+    ConnectionLostError,
+    IIIConnectionError,
+    InitOptions,
+    InvocationTimeoutError,
+    NotConnectedError,
+    OfflineQueueFullError,
+    ReconnectionConfig,
+    TriggerHandler,
+    register_worker,
+)
+
+FAST = ReconnectionConfig(initial_delay_ms=20, max_delay_ms=100, jitter_factor=0.0)
+
+
+class Provider(TriggerHandler):
+    def __init__(self):
+        self.bound = []
+
+    def register_trigger(self, config):
+        self.bound.append(config.id)
+
+    def unregister_trigger(self, config):
+        pass
+
+
+@pytest.fixture
+def proxy(engine):
+    p = Proxy(engine.port)
+    yield p
+    p.close()
+
+
+def test_replay_after_engine_restart(engine, make_worker):
+    worker = make_worker(engine.url, reconnection_config=FAST)
+    provider = Provider()
+    type_id, fid = unique("tt"), unique("f")
+    worker.register_trigger_type({"id": type_id, "description": "d"}, provider)
+    worker.register_service({"id": "svc"})
+    worker.register_function(fid, lambda d: "back")
+    trigger = worker.register_trigger({"type": type_id, "function_id": fid, "config": {"k": 1}})
+    wait_until(lambda: len(provider.bound) == 1)
+    first_trigger_id = provider.bound[0]
+    old_worker = worker.worker_id
+
+    engine.stop()
+    engine.restart()
+    wait_until(lambda: worker.get_connection_state() == "connected" and worker.worker_id != old_worker)
+    # The provider answers the replayed binding with a triggerregistrationresult.
+    wait_until(lambda: "triggerregistrationresult" in engine.received_kinds())
+    kinds = engine.received_kinds()
+    replay = ["registertriggertype", "registerservice", "registerfunction", "registertrigger", "invokefunction"]
+    assert kinds == replay + ["triggerregistrationresult"], "each registration exactly once, in order"
+    assert fid in engine.function_ids()
+    wait_until(lambda: len(provider.bound) == 2)
+    assert provider.bound[1] == first_trigger_id, "the same trigger id is replayed"
+    assert worker.trigger({"function_id": fid, "payload": {}}) == "back"
+    trigger.unregister()
+    wait_until(lambda: engine.trigger_ids() == [])
+
+
+def test_clean_close_by_the_engine_reconnects(engine, make_worker):
+    worker = make_worker(engine.url, reconnection_config=FAST)
+    fid = unique()
+    worker.register_function(fid, lambda d: 1)
+    wait_registered(worker, fid)
+    old = worker.worker_id
+    engine.close_all_gracefully()
+    wait_until(lambda: worker.worker_id not in (None, old) and worker.get_connection_state() == "connected")
+    assert worker.trigger({"function_id": fid, "payload": {}}) == 1
+
+
+def test_calls_in_flight_fail_at_once_when_the_link_drops(engine, proxy, make_worker):
+    server = make_worker(engine.url)
+    client = make_worker(proxy.url, reconnection_config=FAST)
+    fid = unique("slow")
+
+    async def slow(d):
+        await asyncio.sleep(5)
+
+    server.register_function(fid, slow)
+    wait_registered(client, fid)
+    errors = []
+    t = threading.Thread(target=lambda: _capture(errors, client.trigger, {"function_id": fid, "payload": {}}))
+    t.start()
+    wait_until(lambda: client._worker.pending_calls() == 1)
+    started = time.monotonic()
+    proxy.cut()
+    t.join(5)
+    assert time.monotonic() - started < 1.0
+    assert isinstance(errors[0], ConnectionLostError)
+    wait_until(lambda: client.get_connection_state() == "connected")
+
+
+def test_calls_made_while_disconnected_are_sent_after_the_replay(engine, make_worker):
+    worker = make_worker(engine.url, reconnection_config=FAST)
+    fid = unique()
+    worker.register_function(fid, lambda d: d["n"] + 1)
+    wait_registered(worker, fid)
+    engine.stop()
+    wait_until(lambda: worker.get_connection_state() == "reconnecting")
+    results = []
+    t = threading.Thread(target=lambda: results.append(worker.trigger({"function_id": fid, "payload": {"n": 41}})))
+    t.start()
+    time.sleep(0.2)
+    assert results == []
+    engine.restart()
+    t.join(10)
+    assert results == [42]
+
+
+def test_offline_queue_bound_and_timeouts_while_disconnected(engine, make_worker):
+    worker = make_worker(engine.url, reconnection_config=FAST, offline_queue_limit=3)
+    engine.stop()
+    wait_until(lambda: worker.get_connection_state() == "reconnecting")
+    errors: list[BaseException] = []
+    threads = [
+        threading.Thread(
+            target=_capture, args=(errors, worker.trigger, {"function_id": "f", "payload": i, "timeout_ms": 300})
+        )
+        for i in range(3)
+    ]
+    for t in threads:
+        t.start()
+    wait_until(lambda: worker._worker.pending_calls() == 3)
+    time.sleep(0.05)
+    with pytest.raises(OfflineQueueFullError):
+        worker.trigger({"function_id": "f", "payload": 9})
+    for t in threads:
+        t.join(5)
+    assert len(errors) == 3 and all(isinstance(e, InvocationTimeoutError) for e in errors)
+
+
+def test_state_listener_sees_transitions_and_may_raise(engine, make_worker):
+    worker = make_worker(engine.url, reconnection_config=FAST)
+    states: list[str] = []
+
+    def bad_listener(state):
+        raise RuntimeError("listener bug")
+
+    worker.on_connection_state_change(bad_listener)
+    unsubscribe = worker.on_connection_state_change(states.append)
+    engine.disconnect_all()
+    wait_until(lambda: states[-1:] == ["connected"] and "reconnecting" in states)
+    assert worker.get_connection_state() == "connected"
+    unsubscribe()
+    seen = len(states)
+    old = worker.worker_id
+    engine.disconnect_all()
+    wait_until(lambda: worker.worker_id not in (None, old) and worker.get_connection_state() == "connected")
+    time.sleep(0.1)
+    assert len(states) == seen
+
+
+def test_half_open_link_is_detected_by_the_idle_deadline(engine, proxy, make_worker):
+    worker = make_worker(
+        proxy.url, reconnection_config=FAST, ping_interval_ms=100, idle_timeout_ms=400, connect_timeout_ms=300
+    )
+    fid = unique()
+    worker.register_function(fid, lambda d: "ok")
+    wait_registered(worker, fid)
+    proxy.stall()
+    wait_until(lambda: worker.get_connection_state() != "connected", timeout=3)
+    proxy.resume()
+    wait_until(lambda: worker.get_connection_state() == "connected", timeout=5)
+    wait_registered(worker, fid)
+    assert worker.trigger({"function_id": fid, "payload": {}}) == "ok"
+
+
+def test_reset_in_the_middle_of_a_frame(engine, proxy, make_worker):
+    server = make_worker(engine.url)
+    client = make_worker(proxy.url, reconnection_config=FAST)
+    fid = unique()
+    server.register_function(fid, lambda d: "x" * 50000)
+    wait_registered(client, fid)
+    proxy.reset_after_bytes = 1000
+    with pytest.raises(ConnectionLostError):
+        client.trigger({"function_id": fid, "payload": {}})
+    wait_until(lambda: client.get_connection_state() == "connected")
+    assert len(client.trigger({"function_id": fid, "payload": {}})) == 50000
+
+
+def test_oversized_frame_from_the_engine_is_survived(engine, make_worker):
+    worker = make_worker(engine.url, reconnection_config=FAST, max_message_size=64 * 1024)
+    fid = unique()
+    worker.register_function(fid, lambda d: "fine")
+    wait_registered(worker, fid)
+    old = worker.worker_id
+    assert engine.send_raw(old, '{"type":"pong","pad":"' + "p" * 200_000 + '"}')
+    wait_until(lambda: worker.worker_id not in (None, old) and worker.get_connection_state() == "connected")
+    wait_registered(worker, fid)
+    assert worker.trigger({"function_id": fid, "payload": {}}) == "fine"
+
+
+def test_reattach_is_sent_first_to_a_newer_engine(make_worker):
+    from iii.testing import Engine
+
+    with Engine(head_protocol=True) as engine:
+        worker = make_worker(engine.url, reconnection_config=FAST)
+        fid = unique()
+        worker.register_function(fid, lambda d: 1)
+        wait_until(lambda: fid in engine.function_ids())
+        old = worker.worker_id
+        before = len(engine.received_kinds())
+        engine.disconnect_all()
+        wait_until(lambda: worker.worker_id not in (None, old) and worker.get_connection_state() == "connected")
+        wait_until(lambda: len(engine.received_kinds()) >= before + 3)
+        assert engine.received_kinds()[before] == "reattach"
+        assert worker.trigger({"function_id": fid, "payload": {}}) == 1
+
+
+def test_worker_name_conflict_is_fatal(make_worker):
+    from iii.testing import Engine
+
+    with Engine(head_protocol=True) as engine:
+        make_worker(engine.url, worker_name="only-one")
+        second = register_worker(engine.url, InitOptions(worker_name="only-one", reconnection_config=FAST))
+        try:
+            wait_until(lambda: second.get_connection_state() == "failed")
+            with pytest.raises(NotConnectedError, match="WORKER_NAMESPACE_CONFLICT"):
+                second.trigger({"function_id": "x", "payload": 1})
+            time.sleep(0.3)
+            assert second.get_connection_state() == "failed", "no reconnection after a fatal rejection"
+        finally:
+            second.shutdown()
+
+
+def test_two_clients_and_shutdown_racing_with_calls(make_worker):
+    server, a, b = make_worker(), make_worker(), make_worker()
+    fid = unique()
+
+    async def echo(d):
+        await asyncio.sleep(0.001)
+        return d
+
+    server.register_function(fid, echo)
+    wait_registered(a, fid)
+    outcomes: list[object] = []
+
+    def hammer(client):
+        for i in range(200):
+            try:
+                outcomes.append(client.trigger({"function_id": fid, "payload": i}))
+            except IIIConnectionError as exc:
+                outcomes.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(c,)) for c in (a, a, b, b)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    a.shutdown()
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads)
+    assert len(outcomes) == 800
+    assert sum(isinstance(o, int) for o in outcomes) >= 400  # b's calls all succeed
+    assert b.get_connection_state() == "connected"
+
+
+GIVE_UP = textwrap.dedent(
+    """
+    import sys
+    from iii import register_worker, InitOptions, ReconnectionConfig
+    iii = register_worker(sys.argv[1], InitOptions(
+        reconnection_config=ReconnectionConfig(initial_delay_ms=20, max_retries=2, jitter_factor=0)))
+    print("ready", flush=True)
+    """
+)
+
+
+def test_process_exits_once_retries_are_exhausted(engine):
+    child = subprocess.Popen(
+        [sys.executable, "-c", GIVE_UP, engine.url], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        engine.stop()
+        assert child.wait(10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
+def _capture(errors: list, fn, *args) -> None:
+    try:
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001
+        errors.append(exc)
