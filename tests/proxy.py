@@ -100,8 +100,14 @@ class Proxy:
 
 
 def _reset(s: socket.socket) -> None:
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        s.close()
-    except OSError:
-        pass
+    # shutdown() acts at once even while a pump thread is blocked in recv() on the socket
+    # (close() alone would wait for that recv); the zero linger then turns close() into a RST.
+    for step in (
+        lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)),
+        lambda: s.shutdown(socket.SHUT_RDWR),
+        s.close,
+    ):
+        try:
+            step()
+        except OSError:
+            pass

@@ -335,9 +335,12 @@ class III:
             return
         self._sync_threads += 1
         name = f"iii-sync-{self._sync_threads}"
-        # Daemon threads owned by the SDK (not concurrent.futures, which refuses work once the
+        # Threads owned by the SDK (not concurrent.futures, which refuses work once the
         # interpreter starts exiting): handlers keep running after the main thread returns.
-        threading.Thread(target=self._sync_worker, name=name, daemon=True).start()
+        # Not daemons: they wait inside Rust with the GIL released, and a daemon thread that
+        # is still there when the interpreter finalises is killed in a way that aborts the
+        # process. shutdown() (or a failed connection) ends them, so they never block exit.
+        threading.Thread(target=self._sync_worker, name=name, daemon=False).start()
 
     def _sync_worker(self) -> None:
         queue = self._sync_queue
