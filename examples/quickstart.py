@@ -9,9 +9,10 @@ import asyncio
 import os
 import time
 
+from pydantic import BaseModel
+
 from iii import InitOptions, InvocationError, TriggerAction, register_worker
 from iii.testing import Engine
-from pydantic import BaseModel
 
 
 class Order(BaseModel):

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+
 from iii import III, InitOptions, ReconnectionConfig, register_worker
 from iii.testing import Engine
 

@@ -68,8 +68,19 @@ TYPES = {
         "max_delay_ms": 30000,
         "max_retries": -1,
     },
-    "TelemetryOptions": {"amplitude_api_key": None, "framework": None, "language": None, "project_name": None},
-    "HttpInvocationConfig": {"auth": None, "headers": None, "method": "POST", "timeout_ms": None, "url": REQUIRED},
+    "TelemetryOptions": {
+        "amplitude_api_key": None,
+        "framework": None,
+        "language": None,
+        "project_name": None,
+    },
+    "HttpInvocationConfig": {
+        "auth": None,
+        "headers": None,
+        "method": "POST",
+        "timeout_ms": None,
+        "url": REQUIRED,
+    },
     "RegisterFunctionFormat": {
         "body": None,
         "description": None,

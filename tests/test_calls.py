@@ -7,7 +7,8 @@ import threading
 import time
 
 import pytest
-from conftest import unique, wait_registered, wait_until
+from pydantic import BaseModel
+
 from iii import (
     EnqueueResult,
     IIIError,
@@ -18,7 +19,8 @@ from iii import (
     TriggerAction,
     TriggerRequest,
 )
-from pydantic import BaseModel
+
+from conftest import unique, wait_registered, wait_until
 
 
 class Greeting(BaseModel):

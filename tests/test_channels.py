@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import unique, wait_registered
-
 from iii import Channel, ChannelReader, ChannelWriter
+
+from conftest import unique, wait_registered
 
 
 def test_channel_streams_bytes_and_messages_between_workers(make_worker):
@@ -59,7 +59,9 @@ def test_sync_handler_reads_a_channel(make_worker):
 
     async def run():
         channel = await client.create_channel_async()
-        call = asyncio.ensure_future(client.trigger_async({"function_id": fid, "payload": {"input": channel.reader_ref}}))
+        call = asyncio.ensure_future(
+            client.trigger_async({"function_id": fid, "payload": {"input": channel.reader_ref}})
+        )
         await channel.writer.write(b"x" * 100_000)
         await channel.writer.close_async()
         return await call

@@ -8,7 +8,6 @@ import threading
 import uuid
 
 import pytest
-from conftest import REAL_ENGINE_URL, unique, wait_registered, wait_until
 from pydantic import BaseModel
 
 from iii import (
@@ -24,6 +23,8 @@ from iii import (
     TriggerTypeInfo,
     WorkerInfo,
 )
+
+from conftest import REAL_ENGINE_URL, unique, wait_registered, wait_until
 
 
 class WebhookConfig(BaseModel):
@@ -235,8 +236,12 @@ def test_worker_metadata_after_every_connect(engine, make_worker):
     wait_until(lambda: any(w.name == "meta-again" for w in worker.list_workers()))
     old_id = worker.worker_id
     engine.disconnect_all()
-    wait_until(lambda: worker.get_connection_state() == "connected" and worker.worker_id not in (None, old_id))
-    wait_until(lambda: any(w.name == "meta-again" and w.id == worker.worker_id for w in worker.list_workers()))
+    wait_until(
+        lambda: worker.get_connection_state() == "connected" and worker.worker_id not in (None, old_id)
+    )
+    wait_until(
+        lambda: any(w.name == "meta-again" and w.id == worker.worker_id for w in worker.list_workers())
+    )
 
 
 def test_logger_writes_through_python_logging(caplog):

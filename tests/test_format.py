@@ -12,6 +12,8 @@ import functools
 from typing import Any, Optional, TypedDict, Union
 
 import pytest
+from pydantic import BaseModel, Field
+
 from iii.format import (
     JSON_SCHEMA_DIALECT,
     extract_request_format,
@@ -19,7 +21,6 @@ from iii.format import (
     handler_input_model,
     python_type_to_format,
 )
-from pydantic import BaseModel, Field
 
 D = {"$schema": JSON_SCHEMA_DIALECT}
 

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import unique, wait_registered, wait_until
+
 from iii import (
     ClientShutdownError,
     ConnectionLostError,
@@ -21,6 +21,8 @@ from iii import (
     ReconnectionConfig,
     register_worker,
 )
+
+from conftest import unique, wait_registered, wait_until
 
 
 def test_connection_state_and_worker_metadata(make_worker):

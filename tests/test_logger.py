@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from iii.logger import Logger, get_log_exporter, set_log_exporter
 
 

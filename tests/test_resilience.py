@@ -11,8 +11,6 @@ import threading
 import time
 
 import pytest
-from conftest import unique, wait_registered, wait_until
-from proxy import Proxy
 
 from iii import (
     ConnectionLostError,
@@ -25,6 +23,9 @@ from iii import (
     TriggerHandler,
     register_worker,
 )
+
+from conftest import unique, wait_registered, wait_until
+from proxy import Proxy
 
 FAST = ReconnectionConfig(initial_delay_ms=20, max_delay_ms=100, jitter_factor=0.0)
 
@@ -65,7 +66,13 @@ def test_replay_after_engine_restart(engine, make_worker):
     # The provider answers the replayed binding with a triggerregistrationresult.
     wait_until(lambda: "triggerregistrationresult" in engine.received_kinds())
     kinds = engine.received_kinds()
-    replay = ["registertriggertype", "registerservice", "registerfunction", "registertrigger", "invokefunction"]
+    replay = [
+        "registertriggertype",
+        "registerservice",
+        "registerfunction",
+        "registertrigger",
+        "invokefunction",
+    ]
     assert kinds == replay + ["triggerregistrationresult"], "each registration exactly once, in order"
     assert fid in engine.function_ids()
     wait_until(lambda: len(provider.bound) == 2)
@@ -116,7 +123,9 @@ def test_calls_made_while_disconnected_are_sent_after_the_replay(engine, make_wo
     engine.stop()
     wait_until(lambda: worker.get_connection_state() == "reconnecting")
     results = []
-    t = threading.Thread(target=lambda: results.append(worker.trigger({"function_id": fid, "payload": {"n": 41}})))
+    t = threading.Thread(
+        target=lambda: results.append(worker.trigger({"function_id": fid, "payload": {"n": 41}}))
+    )
     t.start()
     time.sleep(0.2)
     assert results == []
@@ -132,7 +141,8 @@ def test_offline_queue_bound_and_timeouts_while_disconnected(engine, make_worker
     errors: list[BaseException] = []
     threads = [
         threading.Thread(
-            target=_capture, args=(errors, worker.trigger, {"function_id": "f", "payload": i, "timeout_ms": 300})
+            target=_capture,
+            args=(errors, worker.trigger, {"function_id": "f", "payload": i, "timeout_ms": 300}),
         )
         for i in range(3)
     ]
@@ -219,7 +229,9 @@ def test_reattach_is_sent_first_to_a_newer_engine(make_worker):
         old = worker.worker_id
         before = len(engine.received_kinds())
         engine.disconnect_all()
-        wait_until(lambda: worker.worker_id not in (None, old) and worker.get_connection_state() == "connected")
+        wait_until(
+            lambda: worker.worker_id not in (None, old) and worker.get_connection_state() == "connected"
+        )
         wait_until(lambda: len(engine.received_kinds()) >= before + 3)
         assert engine.received_kinds()[before] == "reattach"
         assert worker.trigger({"function_id": fid, "payload": {}}) == 1

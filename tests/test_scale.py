@@ -6,8 +6,10 @@ import asyncio
 import time
 
 import pytest
-from conftest import unique, wait_registered
+
 from iii import PayloadTooLargeError, TriggerAction
+
+from conftest import unique, wait_registered
 
 MIB = 1024 * 1024
 

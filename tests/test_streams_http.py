@@ -8,10 +8,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from conftest import REAL_ENGINE_URL, unique, wait_registered, wait_until
 
 from iii import HttpInvocationConfig, InvocationError, IStream
 from iii.types import HttpAuthBearer
+
+from conftest import REAL_ENGINE_URL, unique, wait_registered, wait_until
 
 
 class MemoryStream(IStream):
@@ -58,9 +59,9 @@ def test_custom_stream_serves_the_engine_stream_functions(make_worker):
     }
     assert backend.items == {("g1", "i1"): {"qty": 2}}
     assert client.trigger({"function_id": "stream::get", "payload": key}) == {"qty": 2}
-    assert client.trigger({"function_id": "stream::list", "payload": {"stream_name": name, "group_id": "g1"}}) == [
-        {"qty": 2}
-    ]
+    assert client.trigger(
+        {"function_id": "stream::list", "payload": {"stream_name": name, "group_id": "g1"}}
+    ) == [{"qty": 2}]
     assert client.trigger({"function_id": "stream::list_groups", "payload": {"stream_name": name}}) == ["g1"]
     assert client.trigger({"function_id": "stream::delete", "payload": key}) == {"old_value": {"qty": 2}}
     assert backend.calls == ["set", "get", "list", "list_groups", "delete"]
@@ -71,7 +72,13 @@ class _Receiver(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 - http.server naming
         body = self.rfile.read(int(self.headers["content-length"] or 0))
-        _Receiver.received.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": json.loads(body)})
+        _Receiver.received.append(
+            {
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": json.loads(body),
+            }
+        )
         if self.path == "/fail":
             self.send_response(402)
             out = json.dumps({"error": {"code": "payment_required", "message": "pay first"}}).encode()
@@ -98,7 +105,9 @@ def test_http_invoked_function_is_called_by_the_engine(make_worker, monkeypatch)
         ok, fail = unique("ext"), unique("extfail")
         worker.register_function(
             ok,
-            HttpInvocationConfig(url=f"{base}/fn", headers={"x-extra": "1"}, auth=HttpAuthBearer(token_key="IIIT_TOKEN")),
+            HttpInvocationConfig(
+                url=f"{base}/fn", headers={"x-extra": "1"}, auth=HttpAuthBearer(token_key="IIIT_TOKEN")
+            ),
         )
         worker.register_function(fail, HttpInvocationConfig(url=f"{base}/fail"))
         wait_registered(caller, fail)

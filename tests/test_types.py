@@ -6,6 +6,8 @@ import dataclasses
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ValidationError
+
 from iii.options import FunctionRef, InitOptions, OtelConfig, ReconnectionConfig, TelemetryOptions
 from iii.rbac import AuthResult
 from iii.stream import (
@@ -35,7 +37,6 @@ from iii.types import (
     TriggerTypeInfo,
     WorkerInfo,
 )
-from pydantic import BaseModel, ValidationError
 
 # --------------------------------------------------------------------------- options
 

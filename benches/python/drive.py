@@ -77,7 +77,9 @@ def main() -> None:
     async def server_stats() -> dict:
         # A long timeout of its own: after a scenario is cut short, the server may still be
         # working through a backlog.
-        return await iii.trigger_async({"function_id": f"{ns}::stats", "payload": {}, "timeout_ms": stats_timeout})
+        return await iii.trigger_async(
+            {"function_id": f"{ns}::stats", "payload": {}, "timeout_ms": stats_timeout}
+        )
 
     async def settle() -> None:
         """After a scenario cut short: wait (bounded) until the server stops serving leftovers."""

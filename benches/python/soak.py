@@ -19,10 +19,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests"))
 
-from proxy import Proxy  # noqa: E402
-
 from iii import IIIError, InitOptions, ReconnectionConfig, TriggerHandler, register_worker  # noqa: E402
 from iii.testing import Engine  # noqa: E402
+
+from proxy import Proxy  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -135,8 +135,12 @@ def main() -> int:
     rss.append(rss_mib())
 
     ended = sum(outcomes.values())
-    print(f"calls: {args.calls} in {elapsed:.1f} s ({args.calls / elapsed:,.0f}/s), link cut every {args.cut_every} s")
-    print(f"ended: {ended} (hung: {args.calls - ended}); slowest call {slowest * 1000:.0f} ms (timeout {args.timeout_ms} ms)")
+    print(
+        f"calls: {args.calls} in {elapsed:.1f} s ({args.calls / elapsed:,.0f}/s), link cut every {args.cut_every} s"
+    )
+    print(
+        f"ended: {ended} (hung: {args.calls - ended}); slowest call {slowest * 1000:.0f} ms (timeout {args.timeout_ms} ms)"
+    )
     for name, count in outcomes.most_common():
         print(f"  {name:>24}: {count}")
     print(f"reconnects: {reconnects}; replay checks: {dict(replay_checks)}")

@@ -104,7 +104,9 @@ def _wants_metadata(fn: Callable[..., Any]) -> bool:
         return False
     if any(p.name == "metadata" for p in params[1:]):
         return True
-    required = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    required = [
+        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
     return len(required) >= 2
 
 
