@@ -5,24 +5,18 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
+use super::socket::{self, FrameReader, HandshakeError, Incoming, Writer};
 use super::{Client, Command, ConnectionState, FrameKind, LogLevel};
 use crate::invocations::CallError;
-use crate::protocol::{frames, Message};
+use crate::protocol::{frames, Message, TriggerAction};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Frames written per flush at most; bounds the latency of the first one.
+/// Frames moved from the offline queue per write at most.
 const BATCH: usize = 256;
 
 /// Why a link ended.
@@ -31,11 +25,6 @@ enum End {
     /// The engine refused this worker: reconnecting would only be refused again.
     Fatal(String),
     Shutdown,
-}
-
-enum ConnectError {
-    Transient(String),
-    Permanent(String),
 }
 
 pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
@@ -57,12 +46,15 @@ pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
             break ConnectionState::Disconnected;
         };
         let error = match attempt {
-            Ok(Ok(ws)) => {
+            Ok(Ok((stream, leftover))) => {
                 failures = 0;
                 ever_connected = true;
-                let end = serve(&client, ws, &mut rx, &mut offline).await;
-                let lost_epoch = shared.epoch.fetch_add(1, Ordering::AcqRel);
+                let end = serve(&client, stream, leftover, &mut rx, &mut offline).await;
+                // New calls go to the offline queue from here on; then the calls sent on the
+                // lost link fail (their results cannot reach a new connection).
+                *shared.writer.lock() = None;
                 shared.connected.store(false, Ordering::Release);
+                let lost_epoch = shared.epoch.fetch_add(1, Ordering::AcqRel);
                 match end {
                     End::Shutdown => break ConnectionState::Disconnected,
                     End::Fatal(reason) => {
@@ -76,11 +68,11 @@ pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
                     }
                 }
             }
-            Ok(Err(ConnectError::Permanent(reason))) => {
+            Ok(Err(HandshakeError::Permanent(reason))) => {
                 give_up(&client, &mut offline, reason);
                 break ConnectionState::Failed;
             }
-            Ok(Err(ConnectError::Transient(reason))) => {
+            Ok(Err(HandshakeError::Transient(reason))) => {
                 failures += 1;
                 reason
             }
@@ -145,8 +137,6 @@ async fn while_offline<F: Future>(
 fn queue_offline(client: &Client, offline: &mut VecDeque<(String, FrameKind)>, frame: String, kind: FrameKind) {
     let limit = client.shared.config.offline_queue_limit;
     match kind {
-        // The replay after the next connect sends the ledger's current state.
-        FrameKind::Ledger(_) => return,
         FrameKind::Call(id) if offline.len() >= limit => {
             client.shared.pending.fail(&id, CallError::OfflineQueueFull { limit });
             return;
@@ -163,161 +153,141 @@ fn queue_offline(client: &Client, offline: &mut VecDeque<(String, FrameKind)>, f
     client.shared.offline_len.store(offline.len(), Ordering::Release);
 }
 
-async fn connect(client: &Client) -> Result<Ws, ConnectError> {
+async fn connect(client: &Client) -> Result<(TcpStream, Vec<u8>), HandshakeError> {
     let config = &client.shared.config;
-    let mut request = config
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| ConnectError::Permanent(format!("invalid engine URL {:?}: {e}", config.url)))?;
-    for (name, value) in &config.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| ConnectError::Permanent(format!("invalid header name {name:?}: {e}")))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|e| ConnectError::Permanent(format!("invalid value for header {name}: {e}")))?;
-        request.headers_mut().insert(name, value);
-    }
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size));
-    match tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true).await {
-        Ok((ws, _response)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Url(e)) => {
-            Err(ConnectError::Permanent(format!("cannot connect to {:?}: {e}", config.url)))
-        }
-        Err(e) => Err(ConnectError::Transient(format!("cannot connect to {}: {e}", config.url))),
-    }
+    socket::connect(&config.url, &config.headers).await
 }
 
 /// Owns one live link until it ends.
 async fn serve(
     client: &Client,
-    ws: Ws,
+    stream: TcpStream,
+    leftover: Vec<u8>,
     rx: &mut UnboundedReceiver<Command>,
     offline: &mut VecDeque<(String, FrameKind)>,
 ) -> End {
     let shared = &client.shared;
-    let (mut sink, stream) = ws.split();
+    let stream = Arc::new(stream);
+    let writer = Writer::new(stream.clone());
+    let mut flusher = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.flush_backlog().await }
+    });
+    let mut reader = tokio::spawn(read_loop(client.clone(), stream, leftover, writer.clone()));
 
-    let mut replay: Vec<String> = Vec::new();
     let previous = {
-        let info = shared.info.lock();
-        info.worker_id.clone().zip(info.reattach_token.clone())
+        let mut info = shared.info.lock();
+        let previous = info.worker_id.clone().zip(info.reattach_token.clone());
+        info.worker_id = None;
+        info.reattach_token = None;
+        previous
     };
+    let mut replay: Vec<String> = Vec::new();
     if let Some((previous_worker_id, reattach_token)) = previous {
         replay.push(Message::Reattach { previous_worker_id, reattach_token }.encode());
     }
-    let (registrations, replayed_upto) = shared.ledger.lock().snapshot();
-    replay.extend(registrations);
-    for (frame, kind) in offline.drain(..) {
-        if let FrameKind::Call(id) = kind {
-            if !shared.pending.contains(&id) {
-                continue; // its caller already gave up
-            }
-        }
-        replay.push(frame);
-    }
-    shared.offline_len.store(0, Ordering::Release);
-    if let Some(metadata) = &shared.config.worker_metadata {
-        replay.push(frames::invoke_function(None, "engine::workers::register", Some(metadata), Some(&crate::protocol::TriggerAction::Void), None, None));
-    }
     {
-        let mut info = shared.info.lock();
-        info.worker_id = None;
-        info.reattach_token = None;
-    }
-    // Frames flow from now on; the state turns `connected` when `workerregistered` arrives.
-    shared.connected.store(true, Ordering::Release);
-
-    for frame in replay {
-        if let Err(e) = sink.feed(WsMessage::text(frame)).await {
-            return End::Lost(e.to_string());
+        // Under the ledger lock, so every registration lands exactly once on this link:
+        // either in this snapshot or, once the writer is live, written by its registrar.
+        let ledger = shared.ledger.lock();
+        replay.extend(ledger.snapshot().0);
+        for (frame, kind) in offline.drain(..) {
+            if let FrameKind::Call(id) = kind {
+                if !shared.pending.contains(&id) {
+                    continue; // its caller already gave up
+                }
+            }
+            replay.push(frame);
         }
-    }
-    if let Err(e) = sink.flush().await {
-        return End::Lost(e.to_string());
+        shared.offline_len.store(0, Ordering::Release);
+        if let Some(metadata) = &shared.config.worker_metadata {
+            let void = Some(&TriggerAction::Void);
+            replay.push(frames::invoke_function(None, "engine::workers::register", Some(metadata), void, None, None));
+        }
+        if let Err(e) = writer.send_many(socket::OP_TEXT, replay.iter().map(String::as_bytes)) {
+            return End::Lost(e);
+        }
+        // Frames flow from now on; the state turns `connected` when `workerregistered` arrives.
+        *shared.writer.lock() = Some(writer.clone());
+        shared.connected.store(true, Ordering::Release);
     }
 
-    let mut reader = tokio::spawn(read_loop(client.clone(), stream));
     let mut ping = tokio::time::interval(shared.config.ping_interval);
     ping.tick().await;
     let end = loop {
         tokio::select! {
-            biased;
             joined = &mut reader => {
                 break joined.unwrap_or_else(|e| End::Lost(format!("reader stopped: {e}")));
             }
+            reason = &mut flusher => {
+                break End::Lost(reason.unwrap_or_else(|e| format!("writer stopped: {e}")));
+            }
             cmd = rx.recv() => {
-                match write_batch(&mut sink, rx, cmd, replayed_upto).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
-                        break End::Shutdown;
+                // Frames queued just before the link came up: send them and whatever followed.
+                let mut batch = Vec::new();
+                let mut shutdown = false;
+                let mut next = cmd;
+                loop {
+                    match next {
+                        None | Some(Command::Shutdown) => shutdown = true,
+                        Some(Command::Send(frame, _)) => batch.push(frame),
                     }
-                    Err(e) => break End::Lost(e),
+                    if shutdown || batch.len() >= BATCH {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(cmd) => next = Some(cmd),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = writer.send_many(socket::OP_TEXT, batch.iter().map(String::as_bytes)) {
+                    break End::Lost(e);
+                }
+                if shutdown {
+                    *shared.writer.lock() = None;
+                    let _ = writer.send(socket::OP_CLOSE, &1000u16.to_be_bytes());
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                    while writer.backlog_len() > 0 && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    break End::Shutdown;
                 }
             }
             _ = ping.tick() => {
-                if let Err(e) = sink.send(WsMessage::Ping(Default::default())).await {
-                    break End::Lost(e.to_string());
+                if let Err(e) = writer.send(socket::OP_PING, b"") {
+                    break End::Lost(e);
                 }
             }
         }
     };
+    writer.close("the connection was closed");
     reader.abort();
+    flusher.abort();
     end
 }
 
-/// Writes `first` and everything else already queued, then flushes once. `Ok(false)` on shutdown.
-async fn write_batch(
-    sink: &mut SplitSink<Ws, WsMessage>,
-    rx: &mut UnboundedReceiver<Command>,
-    first: Option<Command>,
-    replayed_upto: u64,
-) -> Result<bool, String> {
-    let mut next = first;
-    let mut written = 0;
-    loop {
-        match next {
-            None | Some(Command::Shutdown) => {
-                sink.flush().await.map_err(|e| e.to_string())?;
-                return Ok(false);
-            }
-            Some(Command::Send(_, FrameKind::Ledger(seq))) if seq <= replayed_upto => {}
-            Some(Command::Send(frame, _)) => {
-                sink.feed(WsMessage::text(frame)).await.map_err(|e| e.to_string())?;
-                written += 1;
-            }
-        }
-        if written >= BATCH {
-            break;
-        }
-        match rx.try_recv() {
-            Ok(cmd) => next = Some(cmd),
-            Err(_) => break,
-        }
-    }
-    sink.flush().await.map_err(|e| e.to_string())?;
-    Ok(true)
-}
-
-async fn read_loop(client: Client, mut stream: SplitStream<Ws>) -> End {
+async fn read_loop(client: Client, stream: Arc<TcpStream>, leftover: Vec<u8>, writer: Arc<Writer>) -> End {
     let idle = client.shared.config.idle_timeout;
+    let mut frames = FrameReader::new(client.shared.config.max_message_size, leftover);
     loop {
-        let frame = match tokio::time::timeout(idle, stream.next()).await {
+        let incoming = match tokio::time::timeout(idle, frames.next(&stream)).await {
             Err(_) => return End::Lost(format!("no frame from the engine for {} ms", idle.as_millis())),
-            Ok(None) => return End::Lost("the engine closed the connection".into()),
-            Ok(Some(Err(e))) => return End::Lost(e.to_string()),
-            Ok(Some(Ok(frame))) => frame,
+            Ok(Ok(None)) => return End::Lost("the engine closed the connection without a close frame".into()),
+            Ok(Err(e)) => return End::Lost(e),
+            Ok(Ok(Some(incoming))) => incoming,
         };
-        let end = match frame {
-            WsMessage::Text(text) => handle_frame(&client, text.as_bytes()),
-            WsMessage::Binary(bytes) => handle_frame(&client, &bytes),
-            WsMessage::Close(close) => {
-                let why = close.map(|c| format!(" (code {}, {:?})", u16::from(c.code), c.reason.as_str()));
-                Some(End::Lost(format!("the engine closed the connection{}", why.unwrap_or_default())))
+        let end = match incoming {
+            Incoming::Text(bytes) | Incoming::Binary(bytes) => handle_frame(&client, &bytes),
+            Incoming::Ping(payload) => {
+                let _ = writer.send(socket::OP_PONG, &payload);
+                None
             }
-            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => None,
+            Incoming::Pong => None,
+            Incoming::Close(code, reason) => {
+                let _ = writer.send(socket::OP_CLOSE, &code.unwrap_or(1000).to_be_bytes());
+                let code = code.map(|c| format!(" (code {c}, {reason:?})")).unwrap_or_default();
+                Some(End::Lost(format!("the engine closed the connection{code}")))
+            }
         };
         if let Some(end) = end {
             return end;
@@ -362,7 +332,7 @@ fn handle_frame(client: &Client, bytes: &[u8]) -> Option<End> {
             client.set_state(ConnectionState::Connected, None);
         }
         Message::Ping => {
-            let _ = shared.tx.send(Command::Send(Message::Pong.encode(), FrameKind::Plain));
+            let _ = client.send_message(&Message::Pong);
         }
         Message::Pong => {}
         Message::Error { error } => {

@@ -1,14 +1,15 @@
 //! The client side of one engine connection.
 //!
-//! `Client` is a cheap handle. One actor task (see `actor`) owns the socket: it connects,
-//! replays registrations, writes outbound frames in batches and reconnects; a separate reader
-//! task decodes inbound frames so reading never waits for writing. Calls go straight into the
-//! shared pending table and their frames into the actor's queue, so a call costs one lock and
-//! one channel send on the caller's thread.
+//! `Client` is a cheap handle. One actor task (see `actor`) owns the connection's lifecycle:
+//! it connects, replays registrations and reconnects; a separate reader task decodes inbound
+//! frames so reading never waits for writing. While the link is up, a call goes into the shared
+//! pending table and its frame straight into the socket from the caller's thread (see
+//! `socket::Writer`); while it is down, frames wait in the actor's offline queue.
 
 mod actor;
 mod config;
 mod ledger;
+mod socket;
 #[cfg(test)]
 mod tests;
 
@@ -68,13 +69,11 @@ pub trait EventSink: Send + Sync + 'static {
     fn log(&self, level: LogLevel, text: &str);
 }
 
-/// How the actor treats a queued frame when the link is down or after a replay.
+/// How the actor treats a frame queued while the link is down.
 #[derive(Debug, Clone, Copy)]
 enum FrameKind {
     /// A call waiting for a result: dropped if its caller already gave up.
     Call(Uuid),
-    /// A registration change with its ledger sequence number: the replay covers it.
-    Ledger(u64),
     Plain,
 }
 
@@ -100,6 +99,9 @@ struct Shared {
     /// Number of the current link; calls record it so a lost link fails exactly its calls.
     epoch: AtomicU64,
     connected: AtomicBool,
+    /// The live link's writer; `None` while disconnected. Set and cleared under `ledger`'s
+    /// lock, so a registration is either in the replay snapshot or written after it.
+    writer: Mutex<Option<Arc<socket::Writer>>>,
     offline_len: AtomicUsize,
     shutting_down: AtomicBool,
     sink: Arc<dyn EventSink>,
@@ -128,6 +130,7 @@ impl Client {
             state_changed: Condvar::new(),
             epoch: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            writer: Mutex::new(None),
             offline_len: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             sink,
@@ -180,7 +183,7 @@ impl Client {
         self.check_offline_room()?;
         let epoch = self.shared.epoch.load(Ordering::Acquire);
         self.shared.pending.insert(id, function_id, timeout, epoch, completion).map_err(|(_, e)| e)?;
-        if self.shared.tx.send(Command::Send(frame, FrameKind::Call(id))).is_err() {
+        if self.send(frame, FrameKind::Call(id)).is_err() {
             self.shared.pending.fail(&id, CallError::Shutdown);
         }
         Ok(id)
@@ -212,11 +215,21 @@ impl Client {
         self.send(frame, FrameKind::Plain)
     }
 
+    /// Writes the frame on the live link, or queues it for the actor (offline queue).
     fn send(&self, frame: String, kind: FrameKind) -> Result<(), CallError> {
         if let Some(err) = self.shared.pending.closed_reason() {
             return Err(err);
         }
+        if let Some(writer) = self.live_writer() {
+            if writer.send(socket::OP_TEXT, frame.as_bytes()).is_ok() {
+                return Ok(());
+            }
+        }
         self.shared.tx.send(Command::Send(frame, kind)).map_err(|_| CallError::Shutdown)
+    }
+
+    fn live_writer(&self) -> Option<Arc<socket::Writer>> {
+        self.shared.writer.lock().clone()
     }
 
     /// Records a registration (replayed after every reconnect) and sends it now if connected.
@@ -228,18 +241,21 @@ impl Client {
     pub fn register_frame(&self, kind: RegistrationKind, id: &str, frame: String) -> Result<(), CallError> {
         self.check_size(&frame)?;
         let mut ledger = self.shared.ledger.lock();
-        let seq = ledger.put(kind, id, frame.clone());
-        // Sent under the ledger lock so frames reach the actor in sequence order.
-        let _ = self.shared.tx.send(Command::Send(frame, FrameKind::Ledger(seq)));
+        ledger.put(kind, id, frame.clone());
+        // Under the ledger lock: the actor's replay snapshot either has this registration or
+        // the writer is already live. While disconnected the next replay sends it.
+        if let Some(writer) = self.live_writer() {
+            let _ = writer.send(socket::OP_TEXT, frame.as_bytes());
+        }
         Ok(())
     }
 
-    /// Forgets a registration and sends `frame` (its unregister message, if any).
+    /// Forgets a registration and sends `frame` (its unregister message, if any) when connected.
     pub fn unregister(&self, kind: RegistrationKind, id: &str, frame: Option<String>) {
         let mut ledger = self.shared.ledger.lock();
-        let seq = ledger.remove(kind, id);
-        if let Some(frame) = frame {
-            let _ = self.shared.tx.send(Command::Send(frame, FrameKind::Ledger(seq)));
+        ledger.remove(kind, id);
+        if let (Some(frame), Some(writer)) = (frame, self.live_writer()) {
+            let _ = writer.send(socket::OP_TEXT, frame.as_bytes());
         }
     }
 

@@ -1,0 +1,501 @@
+//! A minimal WebSocket client transport (RFC 6455, client side, no extensions) over one tokio
+//! `TcpStream` shared by a reader task and any number of writers.
+//!
+//! NOTE(perf): with the socket behind an async sink, every frame a Python thread sends costs a
+//! wake-up of the runtime thread (measured: about a third of the CPU of a sequential round
+//! trip goes to context switches). Here a writer on any thread writes its frame straight into
+//! the socket with a non-blocking `try_write` when nothing is queued before it; only what the
+//! kernel does not take at once is left to the flusher task. Frames stay whole and in order
+//! because all writing happens under one lock.
+
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+pub const OP_CONTINUATION: u8 = 0x0;
+pub const OP_TEXT: u8 = 0x1;
+pub const OP_BINARY: u8 = 0x2;
+pub const OP_CLOSE: u8 = 0x8;
+pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xA;
+
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// Retrying cannot help (bad URL, TLS requested).
+    Permanent(String),
+    Transient(String),
+}
+
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+/// Parses `ws://host[:port][/path][?query]`.
+pub fn parse_url(url: &str) -> Result<Endpoint, HandshakeError> {
+    let rest = if let Some(rest) = url.strip_prefix("ws://") {
+        rest
+    } else if url.starts_with("wss://") {
+        return Err(HandshakeError::Permanent(format!(
+            "{url}: wss:// is not supported (the engine has no TLS); use ws:// or a TLS-terminating proxy"
+        )));
+    } else {
+        return Err(HandshakeError::Permanent(format!("invalid engine URL {url:?}: expected ws://host:port")));
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_owned()),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            let port = p
+                .parse()
+                .map_err(|_| HandshakeError::Permanent(format!("invalid port in engine URL {url:?}")))?;
+            (h, port)
+        }
+        _ => (authority, 80),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(HandshakeError::Permanent(format!("invalid engine URL {url:?}: no host")));
+    }
+    Ok(Endpoint { host: host.to_owned(), port, path })
+}
+
+/// Connects and performs the opening handshake. Returns the stream and any bytes the server
+/// sent after its response (the first frames may arrive in the same packet).
+pub async fn connect(url: &str, headers: &[(String, String)]) -> Result<(TcpStream, Vec<u8>), HandshakeError> {
+    let ep = parse_url(url)?;
+    for (name, value) in headers {
+        let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
+        if name.is_empty() || bad(name) || bad(value) || name.contains(':') {
+            return Err(HandshakeError::Permanent(format!("invalid header {name:?}")));
+        }
+    }
+    let mut stream = TcpStream::connect((ep.host.as_str(), ep.port))
+        .await
+        .map_err(|e| HandshakeError::Transient(format!("cannot connect to {url}: {e}")))?;
+    stream.set_nodelay(true).map_err(|e| HandshakeError::Transient(e.to_string()))?;
+    let key = data_encoding::BASE64.encode(&fastrand::u128(..).to_le_bytes());
+    let host_header = if ep.port == 80 { ep.host.clone() } else { format!("{}:{}", ep.host, ep.port) };
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
+        ep.path
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let transient = |e: std::io::Error| HandshakeError::Transient(format!("handshake with {url} failed: {e}"));
+    stream.write_all(request.as_bytes()).await.map_err(transient)?;
+
+    let mut buf = Vec::with_capacity(1024);
+    let end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        if buf.len() > 16 * 1024 {
+            return Err(HandshakeError::Transient(format!("{url}: handshake response too large")));
+        }
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).await.map_err(transient)?;
+        if n == 0 {
+            return Err(HandshakeError::Transient(format!("{url} closed the connection during the handshake")));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("101") {
+        return Err(HandshakeError::Transient(format!("{url} refused the WebSocket upgrade: {status}")));
+    }
+    let expected = {
+        let mut sha = Sha1::new();
+        sha.update(key.as_bytes());
+        sha.update(GUID.as_bytes());
+        data_encoding::BASE64.encode(&sha.finalize())
+    };
+    let accept = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("sec-websocket-accept"))
+        .map(|(_, v)| v.trim().to_owned());
+    if accept.as_deref() != Some(expected.as_str()) {
+        return Err(HandshakeError::Transient(format!("{url}: invalid Sec-WebSocket-Accept in the handshake")));
+    }
+    Ok((stream, buf.split_off(end)))
+}
+
+/// Appends one masked client frame to `out`.
+pub fn encode_frame(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
+    out.reserve(payload.len() + 14);
+    out.push(0x80 | opcode);
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= u16::MAX as usize {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    let mask = fastrand::u32(..).to_ne_bytes();
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], mask);
+}
+
+fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3]]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let v = u64::from_ne_bytes(chunk.try_into().expect("8 bytes")) ^ wide;
+        chunk.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+}
+
+/// A complete message or control frame from the server.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    Text(Vec<u8>),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong,
+    Close(Option<u16>, String),
+}
+
+/// Reassembles server frames from bytes. Server frames are unmasked; masked ones are accepted.
+pub struct FrameReader {
+    buf: Vec<u8>,
+    max_message_size: usize,
+    partial: Option<(u8, Vec<u8>)>,
+}
+
+impl FrameReader {
+    pub fn new(max_message_size: usize, initial: Vec<u8>) -> Self {
+        Self { buf: initial, max_message_size, partial: None }
+    }
+
+    /// Reads until one message is complete. `Ok(None)` when the peer closed the stream.
+    pub async fn next(&mut self, stream: &TcpStream) -> Result<Option<Incoming>, String> {
+        loop {
+            if let Some(msg) = self.parse()? {
+                return Ok(Some(msg));
+            }
+            stream.readable().await.map_err(|e| e.to_string())?;
+            self.buf.reserve(64 * 1024);
+            match stream.try_read_buf(&mut self.buf) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Takes one message out of the buffer if a complete one is there.
+    pub fn parse(&mut self) -> Result<Option<Incoming>, String> {
+        loop {
+            let b = &self.buf;
+            if b.len() < 2 {
+                return Ok(None);
+            }
+            let fin = b[0] & 0x80 != 0;
+            if b[0] & 0x70 != 0 {
+                return Err("frame with reserved bits set (no extension was negotiated)".into());
+            }
+            let opcode = b[0] & 0x0F;
+            let masked = b[1] & 0x80 != 0;
+            let (len, mut at) = match b[1] & 0x7F {
+                126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as u64, 4),
+                127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")), 10),
+                126 | 127 => return Ok(None),
+                n => (n as u64, 2),
+            };
+            let so_far = self.partial.as_ref().map_or(0, |(_, p)| p.len()) as u64;
+            if len + so_far > self.max_message_size as u64 {
+                return Err(format!(
+                    "message of {} bytes exceeds the maximum message size of {} bytes",
+                    len + so_far,
+                    self.max_message_size
+                ));
+            }
+            let mask = if masked {
+                if b.len() < at + 4 {
+                    return Ok(None);
+                }
+                at += 4;
+                Some([b[at - 4], b[at - 3], b[at - 2], b[at - 1]])
+            } else {
+                None
+            };
+            let len = len as usize;
+            if b.len() < at + len {
+                return Ok(None);
+            }
+            let mut payload: Vec<u8> = self.buf[at..at + len].to_vec();
+            self.buf.drain(..at + len);
+            if let Some(mask) = mask {
+                apply_mask(&mut payload, mask);
+            }
+            match opcode {
+                OP_TEXT | OP_BINARY if self.partial.is_some() => {
+                    return Err("new message started inside a fragmented one".into())
+                }
+                OP_TEXT | OP_BINARY if fin => {
+                    return Ok(Some(if opcode == OP_TEXT { Incoming::Text(payload) } else { Incoming::Binary(payload) }))
+                }
+                OP_TEXT | OP_BINARY => self.partial = Some((opcode, payload)),
+                OP_CONTINUATION => {
+                    let Some((first, mut data)) = self.partial.take() else {
+                        return Err("continuation frame without a message to continue".into());
+                    };
+                    data.extend_from_slice(&payload);
+                    if fin {
+                        return Ok(Some(if first == OP_TEXT { Incoming::Text(data) } else { Incoming::Binary(data) }));
+                    }
+                    self.partial = Some((first, data));
+                }
+                OP_PING => return Ok(Some(Incoming::Ping(payload))),
+                OP_PONG => return Ok(Some(Incoming::Pong)),
+                OP_CLOSE => {
+                    let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                    let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into_owned();
+                    return Ok(Some(Incoming::Close(code, reason)));
+                }
+                other => return Err(format!("frame with unknown opcode {other}")),
+            }
+        }
+    }
+}
+
+struct WriterState {
+    /// Bytes accepted but not yet taken by the kernel, oldest first.
+    queued: VecDeque<Vec<u8>>,
+    /// Offset already written of the front buffer.
+    front_written: usize,
+    closed: Option<String>,
+}
+
+/// The sending half: any thread may write frames; a flusher task writes what is left over.
+pub struct Writer {
+    stream: Arc<TcpStream>,
+    state: Mutex<WriterState>,
+    backlog: Notify,
+}
+
+impl Writer {
+    pub fn new(stream: Arc<TcpStream>) -> Arc<Self> {
+        Arc::new(Self {
+            stream,
+            state: Mutex::new(WriterState { queued: VecDeque::new(), front_written: 0, closed: None }),
+            backlog: Notify::new(),
+        })
+    }
+
+    /// Sends one frame now if the socket takes it, else queues it behind the others.
+    /// Fails only when the link is already known to be dead.
+    pub fn send(&self, opcode: u8, payload: &[u8]) -> Result<(), String> {
+        let mut frame = Vec::new();
+        encode_frame(opcode, payload, &mut frame);
+        self.send_encoded(frame)
+    }
+
+    /// Sends several frames with as few writes as possible.
+    pub fn send_many<'a>(&self, opcode: u8, payloads: impl IntoIterator<Item = &'a [u8]>) -> Result<(), String> {
+        let mut frames = Vec::new();
+        for p in payloads {
+            encode_frame(opcode, p, &mut frames);
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        self.send_encoded(frames)
+    }
+
+    fn send_encoded(&self, frame: Vec<u8>) -> Result<(), String> {
+        let mut state = self.state.lock();
+        if let Some(reason) = &state.closed {
+            return Err(reason.clone());
+        }
+        if !state.queued.is_empty() {
+            state.queued.push_back(frame);
+            return Ok(());
+        }
+        let mut written = 0;
+        while written < frame.len() {
+            match self.stream.try_write(&frame[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let reason = e.to_string();
+                    state.closed = Some(reason.clone());
+                    drop(state);
+                    self.backlog.notify_one();
+                    return Err(reason);
+                }
+            }
+        }
+        if written < frame.len() {
+            state.queued.push_back(frame);
+            state.front_written = written;
+            drop(state);
+            self.backlog.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Marks the link dead: later sends fail at once and the flusher stops.
+    pub fn close(&self, reason: &str) {
+        let mut state = self.state.lock();
+        if state.closed.is_none() {
+            state.closed = Some(reason.to_owned());
+        }
+        drop(state);
+        self.backlog.notify_one();
+    }
+
+    /// Writes queued bytes whenever there are some; returns when the link fails or closes.
+    pub async fn flush_backlog(&self) -> String {
+        loop {
+            let notified = self.backlog.notified();
+            let idle = {
+                let state = self.state.lock();
+                if let Some(reason) = &state.closed {
+                    return reason.clone();
+                }
+                state.queued.is_empty()
+            };
+            if idle {
+                notified.await;
+                continue;
+            }
+            if let Err(e) = self.stream.writable().await {
+                self.close(&e.to_string());
+                continue;
+            }
+            let mut state = self.state.lock();
+            loop {
+                let offset = state.front_written;
+                let Some(front) = state.queued.front() else { break };
+                match self.stream.try_write(&front[offset..]) {
+                    Ok(n) if offset + n == front.len() => {
+                        state.queued.pop_front();
+                        state.front_written = 0;
+                    }
+                    Ok(n) => state.front_written += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        state.closed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes waiting for the socket.
+    pub fn backlog_len(&self) -> usize {
+        let state = self.state.lock();
+        state.queued.iter().map(Vec::len).sum::<usize>() - state.front_written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        if payload.len() < 126 {
+            out.push(payload.len() as u8);
+        } else if payload.len() <= 65535 {
+            out.push(126);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        } else {
+            out.push(127);
+            out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn parses_urls() {
+        let e = parse_url("ws://localhost:49134").unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.path.as_str()), ("localhost", 49134, "/"));
+        let e = parse_url("ws://10.0.0.1/x/y?a=1").unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.path.as_str()), ("10.0.0.1", 80, "/x/y?a=1"));
+        let e = parse_url("ws://h:1?token=t").unwrap();
+        assert_eq!(e.path, "/?token=t");
+        let e = parse_url("ws://[::1]:9").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 9));
+        assert!(matches!(parse_url("wss://h"), Err(HandshakeError::Permanent(_))));
+        assert!(matches!(parse_url("http://h"), Err(HandshakeError::Permanent(_))));
+        assert!(matches!(parse_url("ws://h:notaport"), Err(HandshakeError::Permanent(_))));
+    }
+
+    #[test]
+    fn client_frames_are_masked_and_round_trip() {
+        for len in [0usize, 5, 125, 126, 65535, 65536, 100_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let mut frame = Vec::new();
+            encode_frame(OP_TEXT, &payload, &mut frame);
+            assert_eq!(frame[0], 0x81);
+            assert!(frame[1] & 0x80 != 0, "client frames must be masked");
+            let mut reader = FrameReader::new(1 << 20, frame);
+            assert_eq!(reader.parse().unwrap(), Some(Incoming::Text(payload)));
+        }
+    }
+
+    #[test]
+    fn reassembles_fragments_and_interleaved_control_frames() {
+        let mut bytes = server_frame(OP_TEXT, false, b"hel");
+        bytes.extend(server_frame(OP_PING, true, b"p"));
+        bytes.extend(server_frame(OP_CONTINUATION, true, b"lo"));
+        bytes.extend(server_frame(OP_CLOSE, true, &[0x03, 0xE8, b'b', b'y', b'e']));
+        let mut reader = FrameReader::new(1024, Vec::new());
+        // Byte by byte: partial headers and payloads must wait for more input.
+        let mut out = Vec::new();
+        for b in bytes {
+            reader.buf.push(b);
+            while let Some(msg) = reader.parse().unwrap() {
+                out.push(msg);
+            }
+        }
+        assert_eq!(
+            out,
+            vec![Incoming::Ping(b"p".to_vec()), Incoming::Text(b"hello".to_vec()), Incoming::Close(Some(1000), "bye".into())]
+        );
+    }
+
+    #[test]
+    fn rejects_oversized_and_malformed_frames() {
+        let mut reader = FrameReader::new(10, server_frame(OP_BINARY, true, &[0; 11]));
+        assert!(reader.parse().unwrap_err().contains("maximum message size of 10"));
+        let mut reader = FrameReader::new(10, server_frame(OP_CONTINUATION, true, b"x"));
+        assert!(reader.parse().is_err());
+        let mut reader = FrameReader::new(10, vec![0xC1, 0x00]);
+        assert!(reader.parse().is_err());
+        let mut reader = FrameReader::new(10, server_frame(0x3, true, b""));
+        assert!(reader.parse().is_err());
+    }
+}
