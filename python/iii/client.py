@@ -172,6 +172,7 @@ class III:
         self._loop_queues[self._loop] = self._loop_queue
         self._sync_queue = _iii.SyncQueue(SYNC_HANDLER_THREADS)
         self._sync_threads = 0
+        self._link_reader: Any = None
         # Non-daemon, like the official SDK: a connected worker keeps the process alive.
         self._thread = threading.Thread(target=self._run_loop, name="iii-loop", daemon=False)
         self._thread.start()
@@ -586,7 +587,34 @@ class III:
 
     # -- messages from the engine ----------------------------------------------------------------
 
+    def _attach_reader(self) -> None:
+        """Reads the live link on this loop: one wake-up per inbound message instead of two."""
+        self._detach_reader()
+        reader = self._worker.attach_reader()
+        if reader is not None:
+            self._link_reader = reader
+            self._loop.add_reader(reader.fd, self._pump)
+
+    def _detach_reader(self) -> None:
+        reader, self._link_reader = self._link_reader, None
+        if reader is not None:
+            # Before the socket can close: its descriptor number may be reused.
+            self._loop.remove_reader(reader.fd)
+
+    def _pump(self) -> None:
+        reader = self._link_reader
+        if reader is None:
+            return
+        alive = reader.pump()
+        self._on_wake()
+        if not alive:
+            self._detach_reader()
+
     def _on_state(self, state: str) -> None:
+        if state == "connected":
+            self._attach_reader()
+        else:
+            self._detach_reader()
         if state == "failed":
             # The core gave up for good: calls already fail at once. Let the process exit by
             # stopping the SDK's own threads, as shutdown() would.

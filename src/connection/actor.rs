@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
+use std::net::TcpStream;
+
 use tokio::sync::mpsc::UnboundedReceiver;
 use uuid::Uuid;
 
-use super::socket::{self, FrameReader, HandshakeError, Incoming, Writer};
+use super::link::{End, Link};
+use super::socket::{self, HandshakeError, Incoming, Writer};
 use super::{Client, Command, ConnectionState, FrameKind, LogLevel};
 use crate::invocations::CallError;
 use crate::protocol::{frames, Message, TriggerAction};
@@ -19,13 +21,6 @@ use crate::protocol::{frames, Message, TriggerAction};
 /// Frames moved from the offline queue per write at most.
 const BATCH: usize = 256;
 
-/// Why a link ended.
-enum End {
-    Lost(String),
-    /// The engine refused this worker: reconnecting would only be refused again.
-    Fatal(String),
-    Shutdown,
-}
 
 pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
     let shared = client.shared.clone();
@@ -52,7 +47,7 @@ pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
                 let end = serve(&client, stream, leftover, &mut rx, &mut offline).await;
                 // New calls go to the offline queue from here on; then the calls sent on the
                 // lost link fail (their results cannot reach a new connection).
-                *shared.writer.lock() = None;
+                *shared.link.lock() = None;
                 shared.connected.store(false, Ordering::Release);
                 let lost_epoch = shared.epoch.fetch_add(1, Ordering::AcqRel);
                 match end {
@@ -167,13 +162,17 @@ async fn serve(
     offline: &mut VecDeque<(String, FrameKind)>,
 ) -> End {
     let shared = &client.shared;
-    let stream = Arc::new(stream);
-    let writer = Writer::new(stream.clone());
+    let link = Link::new(stream, leftover, shared.config.max_message_size);
+    let writer = link.writer.clone();
     let mut flusher = tokio::spawn({
         let writer = writer.clone();
         async move { writer.flush_backlog().await }
     });
-    let mut reader = tokio::spawn(read_loop(client.clone(), stream, leftover, writer.clone()));
+    let reader = tokio::spawn({
+        let (link, handle) = (link.clone(), incoming_handler(client.clone(), writer.clone()));
+        let idle = shared.config.idle_timeout;
+        async move { link.read(idle, handle).await }
+    });
 
     let previous = {
         let mut info = shared.info.lock();
@@ -208,7 +207,7 @@ async fn serve(
             return End::Lost(e);
         }
         // Frames flow from now on; the state turns `connected` when `workerregistered` arrives.
-        *shared.writer.lock() = Some(writer.clone());
+        *shared.link.lock() = Some(link.clone());
         shared.connected.store(true, Ordering::Release);
     }
 
@@ -216,8 +215,10 @@ async fn serve(
     ping.tick().await;
     let end = loop {
         tokio::select! {
-            joined = &mut reader => {
-                break joined.unwrap_or_else(|e| End::Lost(format!("reader stopped: {e}")));
+            _ = link.ended_notify.notified() => {
+                if let Some(end) = link.take_end() {
+                    break end;
+                }
             }
             reason = &mut flusher => {
                 break End::Lost(reason.unwrap_or_else(|e| format!("writer stopped: {e}")));
@@ -244,7 +245,7 @@ async fn serve(
                     break End::Lost(e);
                 }
                 if shutdown {
-                    *shared.writer.lock() = None;
+                    *shared.link.lock() = None;
                     let _ = writer.send(socket::OP_CLOSE, &1000u16.to_be_bytes());
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
                     while writer.backlog_len() > 0 && tokio::time::Instant::now() < deadline {
@@ -260,39 +261,27 @@ async fn serve(
             }
         }
     };
-    writer.close("the connection was closed");
+    link.end(End::Shutdown);
     reader.abort();
     flusher.abort();
     end
 }
 
-async fn read_loop(client: Client, stream: Arc<TcpStream>, leftover: Vec<u8>, writer: Arc<Writer>) -> End {
-    let idle = client.shared.config.idle_timeout;
-    let mut frames = FrameReader::new(client.shared.config.max_message_size, leftover);
-    loop {
-        let incoming = match tokio::time::timeout(idle, frames.next(&stream)).await {
-            Err(_) => return End::Lost(format!("no frame from the engine for {} ms", idle.as_millis())),
-            Ok(Ok(None)) => return End::Lost("the engine closed the connection without a close frame".into()),
-            Ok(Err(e)) => return End::Lost(e),
-            Ok(Ok(Some(incoming))) => incoming,
-        };
-        let end = match incoming {
-            Incoming::Text(bytes) | Incoming::Binary(bytes) => handle_frame(&client, &bytes),
-            Incoming::Ping(payload) => {
-                let _ = writer.send(socket::OP_PONG, &payload);
-                None
-            }
-            Incoming::Pong => None,
-            Incoming::Close(code, reason) => {
-                let _ = writer.send(socket::OP_CLOSE, &code.unwrap_or(1000).to_be_bytes());
-                let code = code.map(|c| format!(" (code {c}, {reason:?})")).unwrap_or_default();
-                Some(End::Lost(format!("the engine closed the connection{code}")))
-            }
-        };
-        if let Some(end) = end {
-            return end;
+/// What the reader does with each message (on whichever thread reads).
+pub(super) fn incoming_handler(client: Client, writer: Arc<Writer>) -> Box<dyn FnMut(Incoming) -> Option<End> + Send> {
+    Box::new(move |incoming| match incoming {
+        Incoming::Text(bytes) | Incoming::Binary(bytes) => handle_frame(&client, &bytes),
+        Incoming::Ping(payload) => {
+            let _ = writer.send(socket::OP_PONG, &payload);
+            None
         }
-    }
+        Incoming::Pong => None,
+        Incoming::Close(code, reason) => {
+            let _ = writer.send(socket::OP_CLOSE, &code.unwrap_or(1000).to_be_bytes());
+            let code = code.map(|c| format!(" (code {c}, {reason:?})")).unwrap_or_default();
+            Some(End::Lost(format!("the engine closed the connection{code}")))
+        }
+    })
 }
 
 fn handle_frame(client: &Client, bytes: &[u8]) -> Option<End> {

@@ -9,6 +9,7 @@
 mod actor;
 mod config;
 mod ledger;
+mod link;
 mod socket;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 pub use config::{ClientConfig, ReconnectPolicy};
 pub use ledger::Kind as RegistrationKind;
+pub use link::ExternalReader;
 use ledger::Ledger;
 
 use crate::invocations::{CallError, Completion, PendingTable};
@@ -99,9 +101,9 @@ struct Shared {
     /// Number of the current link; calls record it so a lost link fails exactly its calls.
     epoch: AtomicU64,
     connected: AtomicBool,
-    /// The live link's writer; `None` while disconnected. Set and cleared under `ledger`'s
-    /// lock, so a registration is either in the replay snapshot or written after it.
-    writer: Mutex<Option<Arc<socket::Writer>>>,
+    /// The live link; `None` while disconnected. Set under `ledger`'s lock, so a
+    /// registration is either in the replay snapshot or written after it.
+    link: Mutex<Option<Arc<link::Link>>>,
     offline_len: AtomicUsize,
     shutting_down: AtomicBool,
     sink: Arc<dyn EventSink>,
@@ -130,7 +132,7 @@ impl Client {
             state_changed: Condvar::new(),
             epoch: AtomicU64::new(0),
             connected: AtomicBool::new(false),
-            writer: Mutex::new(None),
+            link: Mutex::new(None),
             offline_len: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             sink,
@@ -229,7 +231,18 @@ impl Client {
     }
 
     fn live_writer(&self) -> Option<Arc<socket::Writer>> {
-        self.shared.writer.lock().clone()
+        self.shared.link.lock().as_ref().map(|link| link.writer.clone())
+    }
+
+    /// Hands reading of the live link to the caller's event loop (see `link`): watch
+    /// `fd()` and call `pump()`. `None` while disconnected.
+    pub fn attach_reader(&self) -> Option<ExternalReader> {
+        let link = self.shared.link.lock().clone()?;
+        if link.is_ended() {
+            return None;
+        }
+        let handle = actor::incoming_handler(self.clone(), link.writer.clone());
+        Some(ExternalReader::new(link, handle))
     }
 
     /// Records a registration (replayed after every reconnect) and sends it now if connected.

@@ -9,12 +9,14 @@
 //! because all writing happens under one lock.
 
 use std::collections::VecDeque;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream as StdStream;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -74,7 +76,7 @@ pub fn parse_url(url: &str) -> Result<Endpoint, HandshakeError> {
 
 /// Connects and performs the opening handshake. Returns the stream and any bytes the server
 /// sent after its response (the first frames may arrive in the same packet).
-pub async fn connect(url: &str, headers: &[(String, String)]) -> Result<(TcpStream, Vec<u8>), HandshakeError> {
+pub async fn connect(url: &str, headers: &[(String, String)]) -> Result<(StdStream, Vec<u8>), HandshakeError> {
     let ep = parse_url(url)?;
     for (name, value) in headers {
         let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
@@ -134,7 +136,21 @@ pub async fn connect(url: &str, headers: &[(String, String)]) -> Result<(TcpStre
     if accept.as_deref() != Some(expected.as_str()) {
         return Err(HandshakeError::Transient(format!("{url}: invalid Sec-WebSocket-Accept in the handshake")));
     }
-    Ok((stream, buf.split_off(end)))
+    let leftover = buf.split_off(end);
+    // From here on the socket is driven without the runtime's reactor: readiness is only
+    // registered when someone waits (see `Writer::flush_backlog` and the reader task).
+    let stream = stream.into_std().map_err(|e| HandshakeError::Transient(e.to_string()))?;
+    stream.set_nonblocking(true).map_err(|e| HandshakeError::Transient(e.to_string()))?;
+    Ok((stream, leftover))
+}
+
+/// Registers a duplicate of the socket with the runtime's reactor for `interest`, for as long
+/// as the returned handle lives.
+pub fn watch(stream: &StdStream, interest: Interest) -> std::io::Result<AsyncFd<StdStream>> {
+    let owned = stream.try_clone()?;
+    // SAFETY: the AsyncFd owns the duplicated socket, so the descriptor it registers stays
+    // open until it is deregistered.
+    unsafe { AsyncFd::register_with_interest(owned, interest) }.map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// Appends one masked client frame to `out`.
@@ -192,21 +208,14 @@ impl FrameReader {
         Self { buf: initial, max_message_size, partial: None }
     }
 
-    /// Reads until one message is complete. `Ok(None)` when the peer closed the stream.
-    pub async fn next(&mut self, stream: &TcpStream) -> Result<Option<Incoming>, String> {
-        loop {
-            if let Some(msg) = self.parse()? {
-                return Ok(Some(msg));
-            }
-            stream.readable().await.map_err(|e| e.to_string())?;
-            self.buf.reserve(64 * 1024);
-            match stream.try_read_buf(&mut self.buf) {
-                Ok(0) => return Ok(None),
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
+    /// Reads what the socket has without blocking. `Ok(0)`: the peer closed the stream;
+    /// `WouldBlock`: nothing more for now.
+    pub fn fill(&mut self, stream: &StdStream) -> std::io::Result<usize> {
+        let len = self.buf.len();
+        self.buf.resize(len + 64 * 1024, 0);
+        let read = (&*stream).read(&mut self.buf[len..]);
+        self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
+        read
     }
 
     /// Takes one message out of the buffer if a complete one is there.
@@ -295,13 +304,13 @@ struct WriterState {
 
 /// The sending half: any thread may write frames; a flusher task writes what is left over.
 pub struct Writer {
-    stream: Arc<TcpStream>,
+    stream: Arc<StdStream>,
     state: Mutex<WriterState>,
     backlog: Notify,
 }
 
 impl Writer {
-    pub fn new(stream: Arc<TcpStream>) -> Arc<Self> {
+    pub fn new(stream: Arc<StdStream>) -> Arc<Self> {
         Arc::new(Self {
             stream,
             state: Mutex::new(WriterState { queued: VecDeque::new(), front_written: 0, closed: None }),
@@ -340,7 +349,7 @@ impl Writer {
         }
         let mut written = 0;
         while written < frame.len() {
-            match self.stream.try_write(&frame[written..]) {
+            match (&*self.stream).write(&frame[written..]) {
                 Ok(n) => written += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -387,29 +396,41 @@ impl Writer {
                 notified.await;
                 continue;
             }
-            if let Err(e) = self.stream.writable().await {
+            if let Err(e) = self.write_backlog().await {
                 self.close(&e.to_string());
-                continue;
             }
+        }
+    }
+
+    /// Writes the backlog as the socket drains, waiting for writability through the reactor
+    /// only while there is a backlog.
+    async fn write_backlog(&self) -> std::io::Result<()> {
+        let fd = watch(&self.stream, Interest::WRITABLE)?;
+        loop {
+            let mut ready = fd.writable().await?;
             let mut state = self.state.lock();
             loop {
                 let offset = state.front_written;
-                let Some(front) = state.queued.front() else { break };
-                match self.stream.try_write(&front[offset..]) {
+                let Some(front) = state.queued.front() else { return Ok(()) };
+                match (&*self.stream).write(&front[offset..]) {
                     Ok(n) if offset + n == front.len() => {
                         state.queued.pop_front();
                         state.front_written = 0;
                     }
                     Ok(n) => state.front_written += n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        state.closed = Some(e.to_string());
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        ready.clear_ready();
                         break;
                     }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed.is_some()
     }
 
     /// Bytes waiting for the socket.

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub(crate) struct LoopQueueInner {
     items: Mutex<Vec<Item>>,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
+    /// Set while the loop's own thread reads its link (`LinkReader.pump`): it drains the queue
+    /// right after, so pushes need no wake-up.
+    pub(crate) owner_pumping: AtomicBool,
 }
 
 impl LoopQueueInner {
@@ -45,7 +49,7 @@ impl LoopQueueInner {
             items.push(item);
             was_empty
         };
-        if was_empty {
+        if was_empty && !self.owner_pumping.load(Ordering::Acquire) {
             // A full socket buffer means a wake-up is already pending.
             let _ = (&self.wake_tx).write(&[1]);
         }
@@ -98,7 +102,14 @@ impl LoopQueue {
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
-        Ok(Self { inner: Arc::new(LoopQueueInner { items: Mutex::new(Vec::new()), wake_tx, wake_rx }) })
+        Ok(Self {
+            inner: Arc::new(LoopQueueInner {
+                items: Mutex::new(Vec::new()),
+                wake_tx,
+                wake_rx,
+                owner_pumping: AtomicBool::new(false),
+            }),
+        })
     }
 
     /// File descriptor to watch with `loop.add_reader`.
@@ -275,5 +286,27 @@ impl SyncQueue {
     fn close(&self) {
         self.inner.state.lock().closed = true;
         self.inner.ready.notify_all();
+    }
+}
+
+/// The SDK loop's hold on the live link: it watches `fd` and calls `pump` (see
+/// `crate::connection::ExternalReader`).
+#[pyclass(frozen, module = "iii._iii")]
+pub struct LinkReader {
+    pub(crate) reader: Mutex<crate::connection::ExternalReader>,
+    pub(crate) queue: Arc<LoopQueueInner>,
+    #[pyo3(get)]
+    pub(crate) fd: i32,
+}
+
+#[pymethods]
+impl LinkReader {
+    /// Reads and dispatches what has arrived; then drain the loop queue. False once the link
+    /// has ended: stop watching `fd` then.
+    fn pump(&self) -> bool {
+        self.queue.owner_pumping.store(true, Ordering::Release);
+        let alive = self.reader.lock().pump();
+        self.queue.owner_pumping.store(false, Ordering::Release);
+        alive
     }
 }

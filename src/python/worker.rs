@@ -8,7 +8,10 @@ use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::dispatch::{outcome_to_py, AsyncCompletion, BlockingCompletion, Item, LoopQueue, LoopQueueInner, Slot, SyncQueue, SyncQueueInner};
+use super::dispatch::{
+    outcome_to_py, AsyncCompletion, BlockingCompletion, Item, LinkReader, LoopQueue, LoopQueueInner, Slot, SyncQueue,
+    SyncQueueInner,
+};
 use super::errors;
 use super::json::{to_json, to_json_opt};
 use super::runtime;
@@ -145,6 +148,13 @@ impl Worker {
         });
         let client = Client::start(runtime::handle(), config, dispatch.clone());
         Ok(Self { client, dispatch })
+    }
+
+    /// Lets the SDK loop read the live link itself (None while disconnected).
+    fn attach_reader(&self) -> Option<LinkReader> {
+        let reader = self.client.attach_reader()?;
+        let fd = reader.fd();
+        Some(LinkReader { reader: parking_lot::Mutex::new(reader), queue: self.dispatch.loop_queue.clone(), fd })
     }
 
     fn state(&self) -> &'static str {

@@ -1,0 +1,240 @@
+//! One live connection: its socket, writer and frame reader, and who reads it.
+//!
+//! NOTE(perf): a reader task on the runtime costs two thread wake-ups per inbound frame (the
+//! runtime thread, then the Python thread it hands the frame to); measured, those context
+//! switches were most of the CPU of a sequential round trip. So the Python SDK attaches its own
+//! event loop as the reader (`ExternalReader`): the loop watches the socket and `pump`s frames
+//! inline. The runtime task then only polls every few milliseconds, in case the loop is busy
+//! (a blocked loop must not stop results reaching `trigger()` callers on other threads). With
+//! nobody attached, the runtime task reads on readiness as usual.
+
+use std::net::{Shutdown, TcpStream as StdStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::io::Interest;
+use tokio::sync::Notify;
+
+use super::socket::{self, FrameReader, Incoming, Writer};
+
+/// How often the runtime reads a link whose owner attached an external reader, if that reader
+/// has not read it meanwhile.
+const FALLBACK_POLL: Duration = Duration::from_millis(5);
+/// Frames handled per `pump` before returning, so one busy link cannot starve an event loop.
+const PUMP_BUDGET: usize = 512;
+
+/// Why a link ended.
+pub(super) enum End {
+    Lost(String),
+    /// The engine refused this worker: reconnecting would only be refused again.
+    Fatal(String),
+    Shutdown,
+}
+
+pub(super) enum Pumped {
+    /// The socket has nothing more for now.
+    Drained,
+    /// The budget ran out with data left.
+    More,
+    Ended,
+}
+
+pub struct Link {
+    pub(super) stream: Arc<StdStream>,
+    pub(super) writer: Arc<Writer>,
+    reader: Mutex<FrameReader>,
+    ended: Mutex<Option<End>>,
+    pub(super) ended_notify: Notify,
+    started: Instant,
+    last_frame_ms: AtomicU64,
+    last_pump_ms: AtomicU64,
+    external: AtomicBool,
+    external_changed: Notify,
+}
+
+impl Link {
+    pub(super) fn new(stream: StdStream, leftover: Vec<u8>, max_message_size: usize) -> Arc<Link> {
+        let stream = Arc::new(stream);
+        Arc::new(Link {
+            writer: Writer::new(stream.clone()),
+            stream,
+            reader: Mutex::new(FrameReader::new(max_message_size, leftover)),
+            ended: Mutex::new(None),
+            ended_notify: Notify::new(),
+            started: Instant::now(),
+            last_frame_ms: AtomicU64::new(0),
+            last_pump_ms: AtomicU64::new(0),
+            external: AtomicBool::new(false),
+            external_changed: Notify::new(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Records why the link ended (the first reason wins) and wakes the actor.
+    pub(super) fn end(&self, end: End) {
+        {
+            let mut ended = self.ended.lock();
+            if ended.is_some() {
+                return;
+            }
+            *ended = Some(end);
+        }
+        self.writer.close("the connection was closed");
+        // Readers attached to the socket see end-of-stream and let go of it.
+        let _ = self.stream.shutdown(Shutdown::Both);
+        self.ended_notify.notify_one();
+    }
+
+    pub(super) fn take_end(&self) -> Option<End> {
+        self.ended.lock().take()
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.lock().is_some() || self.writer.is_closed()
+    }
+
+    /// Reads what the socket has and hands each message to `handle`, without blocking. Returns
+    /// at once if another thread is reading.
+    pub(super) fn pump(&self, mut handle: impl FnMut(Incoming) -> Option<End>) -> Pumped {
+        let Some(mut reader) = self.reader.try_lock() else {
+            return if self.is_ended() { Pumped::Ended } else { Pumped::Drained };
+        };
+        if self.is_ended() {
+            return Pumped::Ended;
+        }
+        self.last_pump_ms.store(self.now_ms(), Ordering::Relaxed);
+        let mut handled = 0;
+        let result = loop {
+            match reader.parse() {
+                Ok(Some(incoming)) => {
+                    handled += 1;
+                    if let Some(end) = handle(incoming) {
+                        drop(reader);
+                        self.end(end);
+                        return Pumped::Ended;
+                    }
+                }
+                Ok(None) if handled >= PUMP_BUDGET => break Pumped::More,
+                Ok(None) => match reader.fill(&self.stream) {
+                    Ok(0) => {
+                        drop(reader);
+                        self.end(End::Lost("the engine closed the connection without a close frame".into()));
+                        return Pumped::Ended;
+                    }
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Pumped::Drained,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        drop(reader);
+                        self.end(End::Lost(e.to_string()));
+                        return Pumped::Ended;
+                    }
+                },
+                Err(e) => {
+                    drop(reader);
+                    self.end(End::Lost(e));
+                    return Pumped::Ended;
+                }
+            }
+        };
+        if handled > 0 {
+            self.last_frame_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// The runtime's reader: on readiness, or polling while an external reader is attached.
+    /// Also ends the link when no frame arrived for `idle`.
+    pub(super) async fn read(&self, idle: Duration, mut handle: impl FnMut(Incoming) -> Option<End>) {
+        let idle_ms = idle.as_millis() as u64;
+        let silent_too_long = || self.now_ms().saturating_sub(self.last_frame_ms.load(Ordering::Relaxed)) > idle_ms;
+        loop {
+            if self.is_ended() {
+                return;
+            }
+            if self.external.load(Ordering::Acquire) {
+                tokio::select! {
+                    _ = tokio::time::sleep(FALLBACK_POLL) => {}
+                    _ = self.external_changed.notified() => continue,
+                }
+                let since_pump = self.now_ms().saturating_sub(self.last_pump_ms.load(Ordering::Relaxed));
+                if since_pump >= FALLBACK_POLL.as_millis() as u64 {
+                    if let Pumped::Ended = self.pump(&mut handle) {
+                        return;
+                    }
+                }
+            } else {
+                let Ok(fd) = socket::watch(&self.stream, Interest::READABLE) else {
+                    self.end(End::Lost("cannot watch the socket".into()));
+                    return;
+                };
+                // Frames may already be buffered (they can arrive with the handshake response).
+                if let Pumped::Ended = self.pump(&mut handle) {
+                    return;
+                }
+                loop {
+                    let deadline = tokio::time::sleep(Duration::from_millis(idle_ms.max(1) / 4 + 1));
+                    tokio::select! {
+                        ready = fd.readable() => {
+                            let Ok(mut ready) = ready else { break };
+                            match self.pump(&mut handle) {
+                                Pumped::Drained => ready.clear_ready(),
+                                Pumped::More => {}
+                                Pumped::Ended => return,
+                            }
+                        }
+                        _ = deadline => {}
+                        _ = self.external_changed.notified() => break,
+                    }
+                    if silent_too_long() {
+                        break;
+                    }
+                }
+            }
+            if silent_too_long() {
+                self.end(End::Lost(format!("no frame from the engine for {idle_ms} ms")));
+                return;
+            }
+        }
+    }
+
+    fn set_external(&self, on: bool) {
+        self.external.store(on, Ordering::Release);
+        self.external_changed.notify_one();
+    }
+}
+
+/// An event loop's hold on a live link: watch `fd()` for readability and call `pump`.
+/// Dropping it gives reading back to the runtime.
+pub struct ExternalReader {
+    pub(super) link: Arc<Link>,
+    pub(super) handle: Box<dyn FnMut(Incoming) -> Option<End> + Send>,
+}
+
+impl ExternalReader {
+    pub(super) fn new(link: Arc<Link>, handle: Box<dyn FnMut(Incoming) -> Option<End> + Send>) -> Self {
+        link.set_external(true);
+        Self { link, handle }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.link.stream.as_raw_fd()
+    }
+
+    /// Reads and handles what has arrived. False once the link has ended: stop watching then.
+    pub fn pump(&mut self) -> bool {
+        !matches!(self.link.pump(&mut self.handle), Pumped::Ended)
+    }
+}
+
+impl Drop for ExternalReader {
+    fn drop(&mut self) {
+        self.link.set_external(false);
+    }
+}
