@@ -236,11 +236,6 @@ impl PendingTable {
         n
     }
 
-    /// Accepts calls again after `close` (a client that reconnects after giving up).
-    pub fn reopen(&self) {
-        self.inner.lock().closed = None;
-    }
-
     pub fn closed_reason(&self) -> Option<CallError> {
         self.inner.lock().closed.clone()
     }
@@ -350,8 +345,6 @@ mod tests {
         assert!(rec.done().iter().all(|(_, o)| matches!(o, Err(CallError::Shutdown))));
         let refused = t.insert(Uuid::new_v4(), "f", LONG, 0, rec.boxed(99));
         assert!(matches!(refused, Err((_, CallError::Shutdown))));
-        t.reopen();
-        assert!(t.insert(Uuid::new_v4(), "f", LONG, 0, rec.boxed(100)).is_ok());
     }
 
     /// A completion that re-enters the table must not deadlock.

@@ -189,7 +189,7 @@ async fn serve(
         // Under the ledger lock, so every registration lands exactly once on this link:
         // either in this snapshot or, once the writer is live, written by its registrar.
         let ledger = shared.ledger.lock();
-        replay.extend(ledger.snapshot().0);
+        replay.extend(ledger.snapshot());
         for (frame, kind) in offline.drain(..) {
             if let FrameKind::Call(id) = kind {
                 if !shared.pending.contains(&id) {

@@ -272,14 +272,6 @@ impl Client {
         }
     }
 
-    pub fn is_registered(&self, kind: RegistrationKind, id: &str) -> bool {
-        self.shared.ledger.lock().contains(kind, id)
-    }
-
-    pub fn registered_ids(&self, kind: RegistrationKind) -> Vec<String> {
-        self.shared.ledger.lock().ids(kind)
-    }
-
     pub fn state(&self) -> ConnectionState {
         self.shared.info.lock().state
     }
@@ -307,10 +299,6 @@ impl Client {
 
     pub fn pending_calls(&self) -> usize {
         self.shared.pending.len()
-    }
-
-    pub fn is_shut_down(&self) -> bool {
-        self.shared.shutting_down.load(Ordering::Acquire)
     }
 
     /// Fails every pending call, closes the socket and stops reconnecting. Idempotent.

@@ -233,10 +233,6 @@ impl Worker {
         Ok(())
     }
 
-    fn is_registered(&self, kind: &str, id: &str) -> PyResult<bool> {
-        Ok(self.client.is_registered(registration_kind(kind)?, id))
-    }
-
     /// Sends one message that is neither a call nor a registration.
     fn send(&self, message: &Bound<'_, PyAny>) -> PyResult<()> {
         let frame = to_json(message)?;
@@ -337,9 +333,5 @@ impl Worker {
                 matches!(s, ConnectionState::Disconnected | ConnectionState::Failed)
             })
         });
-    }
-
-    fn is_shut_down(&self) -> bool {
-        self.client.is_shut_down()
     }
 }
