@@ -20,13 +20,13 @@ import types
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from . import _iii
 from .channels import Channel, ChannelReader, ChannelWriter, resolve_refs
-from .errors import ClientShutdownError, NotConnectedError
+from .errors import ClientShutdownError, InvocationError, NotConnectedError
 from .format import extract_request_format, extract_response_format, handler_input_model
 from .options import FunctionRef, IIIConnectionState, InitOptions
 from .stream import (
@@ -135,6 +135,14 @@ def _format_json(value: Any) -> Any:
     if isinstance(value, type) and issubclass(value, BaseModel):
         return value.model_json_schema()
     return value
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _as(model: type[M], value: M | dict[str, Any]) -> M:
+    """Accepts the model itself or a dict of its fields."""
+    return value if isinstance(value, model) else model.model_validate(value)
 
 
 def _message(kind: str, **fields: Any) -> dict[str, Any]:
@@ -512,11 +520,7 @@ class III:
     def register_service(self, service: RegisterServiceInput | dict[str, Any]) -> None:
         """Registers an organisational service (shown in the engine's dashboard)."""
         self._check_open()
-        spec = (
-            service
-            if isinstance(service, RegisterServiceInput)
-            else RegisterServiceInput.model_validate(service)
-        )
+        spec = _as(RegisterServiceInput, service)
         message = _message(
             "registerservice",
             id=spec.id,
@@ -529,11 +533,7 @@ class III:
     def register_trigger(self, trigger: RegisterTriggerInput | dict[str, Any]) -> Trigger:
         """Binds a trigger (``type``, ``function_id``, ``config``) to a function."""
         self._check_open()
-        spec = (
-            trigger
-            if isinstance(trigger, RegisterTriggerInput)
-            else RegisterTriggerInput.model_validate(trigger)
-        )
+        spec = _as(RegisterTriggerInput, trigger)
         trigger_id = str(uuid.uuid4())
         message = _message(
             "registertrigger", id=trigger_id, trigger_type=spec.type, function_id=spec.function_id
@@ -555,11 +555,7 @@ class III:
         removal to ``handler.unregister_trigger``.
         """
         self._check_open()
-        spec = (
-            trigger_type
-            if isinstance(trigger_type, RegisterTriggerTypeInput)
-            else RegisterTriggerTypeInput.model_validate(trigger_type)
-        )
+        spec = _as(RegisterTriggerTypeInput, trigger_type)
         message = _message(
             "registertriggertype",
             id=spec.id,
@@ -707,40 +703,29 @@ class III:
 
     def list_triggers(self, include_internal: bool = False) -> list[TriggerInfo]:
         """Every trigger binding (``include_internal`` adds the engine's own)."""
-        request = {"function_id": "engine::triggers::list", "payload": {"include_internal": include_internal}}
-        return _triggers(self.trigger(request))
+        return _triggers(self.trigger(_listing("engine::triggers::list", include_internal)))
 
     async def list_triggers_async(self, include_internal: bool = False) -> list[TriggerInfo]:
-        request = {"function_id": "engine::triggers::list", "payload": {"include_internal": include_internal}}
-        return _triggers(await self.trigger_async(request))
+        return _triggers(await self.trigger_async(_listing("engine::triggers::list", include_internal)))
 
     def list_trigger_types(self, include_internal: bool = False) -> list[TriggerTypeInfo]:
         """Every trigger type (``include_internal`` adds ``engine::*`` ones)."""
-        request = {
-            "function_id": "engine::trigger-types::list",
-            "payload": {"include_internal": include_internal},
-        }
         try:
-            return _trigger_types(self.trigger(request))
-        except Exception as exc:
-            if getattr(exc, "code", None) != "function_not_found":
+            return _trigger_types(self.trigger(_listing(_TRIGGER_TYPES_V011, include_internal)))
+        except InvocationError as exc:
+            if exc.code != "function_not_found":
                 raise
         # Newer engines list trigger types through engine::triggers::list (protocol.md B.4).
-        request["function_id"] = "engine::triggers::list"
-        return _trigger_types(self.trigger(request), key="triggers")
+        return _trigger_types(self.trigger(_listing("engine::triggers::list", include_internal)), "triggers")
 
     async def list_trigger_types_async(self, include_internal: bool = False) -> list[TriggerTypeInfo]:
-        request = {
-            "function_id": "engine::trigger-types::list",
-            "payload": {"include_internal": include_internal},
-        }
         try:
-            return _trigger_types(await self.trigger_async(request))
-        except Exception as exc:
-            if getattr(exc, "code", None) != "function_not_found":
+            return _trigger_types(await self.trigger_async(_listing(_TRIGGER_TYPES_V011, include_internal)))
+        except InvocationError as exc:
+            if exc.code != "function_not_found":
                 raise
-        request["function_id"] = "engine::triggers::list"
-        return _trigger_types(await self.trigger_async(request), key="triggers")
+        result = await self.trigger_async(_listing("engine::triggers::list", include_internal))
+        return _trigger_types(result, "triggers")
 
     def on_functions_available(self, callback: Callable[[list[FunctionInfo]], Any]) -> Callable[[], None]:
         """Calls ``callback(functions)`` whenever the engine's set of functions changes.
@@ -898,6 +883,13 @@ def _parse_action(action: Any) -> Any:
         f"invalid action {action!r}: use TriggerAction.Void(), TriggerAction.Enqueue(queue=...), "
         "{'type': 'void'} or {'type': 'enqueue', 'queue': ...}"
     )
+
+
+_TRIGGER_TYPES_V011 = "engine::trigger-types::list"
+
+
+def _listing(function_id: str, include_internal: bool) -> dict[str, Any]:
+    return {"function_id": function_id, "payload": {"include_internal": include_internal}}
 
 
 def _entries(result: Any, key: str) -> list[Any]:
