@@ -10,6 +10,7 @@ import threading
 import urllib.request
 
 import pytest
+
 from conftest import REAL_ENGINE_URL, unique, wait_registered, wait_until
 
 pytestmark = pytest.mark.skipif(not REAL_ENGINE_URL, reason="fires only on a real engine (set III_URL)")
@@ -25,10 +26,14 @@ def test_http_trigger(make_worker):
         return {"status_code": 201, "body": {"id": request["path_params"]["id"], "got": request["body"]}}
 
     worker.register_function(fid, handler)
-    trigger = worker.register_trigger({"type": "http", "function_id": fid, "config": {"api_path": path, "http_method": "POST"}})
+    trigger = worker.register_trigger(
+        {"type": "http", "function_id": fid, "config": {"api_path": path, "http_method": "POST"}}
+    )
     wait_registered(worker, fid)
     url = f"{HTTP_URL}/{path.replace(':id', '42')}"
-    request = urllib.request.Request(url, data=json.dumps({"x": 1}).encode(), headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps({"x": 1}).encode(), headers={"content-type": "application/json"}
+    )
 
     def call():
         with urllib.request.urlopen(request, timeout=5) as response:
@@ -44,12 +49,16 @@ def test_cron_trigger(make_worker):
     fired = threading.Event()
     fid = unique("tick")
     worker.register_function(fid, lambda event: fired.set() if event.get("trigger") == "cron" else None)
-    trigger = worker.register_trigger({"type": "cron", "function_id": fid, "config": {"expression": "* * * * * *"}})
+    trigger = worker.register_trigger(
+        {"type": "cron", "function_id": fid, "config": {"expression": "* * * * * *"}}
+    )
     assert fired.wait(5), "a every-second cron binding fired"
     trigger.unregister()
 
 
-@pytest.mark.parametrize(("trigger_type", "publisher"), [("subscribe", "publish"), ("durable:subscriber", "iii::durable::publish")])
+@pytest.mark.parametrize(
+    ("trigger_type", "publisher"), [("subscribe", "publish"), ("durable:subscriber", "iii::durable::publish")]
+)
 def test_topic_triggers(make_worker, trigger_type, publisher):
     worker = make_worker()
     got: list[object] = []
