@@ -39,6 +39,8 @@ pub(crate) struct LoopQueueInner {
     /// Set while the loop's own thread reads its link (`LinkReader.pump`): it drains the queue
     /// right after, so pushes need no wake-up.
     pub(crate) owner_pumping: AtomicBool,
+    /// A wake-up byte may be waiting in the socket: only then does `drain` read it.
+    woken: AtomicBool,
 }
 
 impl LoopQueueInner {
@@ -50,8 +52,10 @@ impl LoopQueueInner {
             was_empty
         };
         if was_empty && !self.owner_pumping.load(Ordering::Acquire) {
-            // A full socket buffer means a wake-up is already pending.
+            // A full socket buffer means a wake-up is already pending. The flag is set after the
+            // byte is written: a drain that misses it leaves the byte for the next wake-up.
             let _ = (&self.wake_tx).write(&[1]);
+            self.woken.store(true, Ordering::Release);
         }
     }
 }
@@ -108,6 +112,7 @@ impl LoopQueue {
                 wake_tx,
                 wake_rx,
                 owner_pumping: AtomicBool::new(false),
+                woken: AtomicBool::new(false),
             }),
         })
     }
@@ -124,8 +129,10 @@ impl LoopQueue {
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
         // Consume wake-ups before taking the batch, so a push racing with us re-arms one.
         // One read normally empties the socket (at most one byte per empty->non-empty edge).
-        let mut sink = [0u8; 256];
-        while let Ok(256) = (&self.inner.wake_rx).read(&mut sink) {}
+        if self.inner.woken.swap(false, Ordering::AcqRel) {
+            let mut sink = [0u8; 256];
+            while let Ok(256) = (&self.inner.wake_rx).read(&mut sink) {}
+        }
         let items = std::mem::take(&mut *self.inner.items.lock());
         let mut others: Option<Bound<'py, PyList>> = None;
         for item in items {
