@@ -105,7 +105,6 @@ class III(Dispatcher):
         self._loop_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
-        self._loop_queues[self._loop] = self._loop_queue
         self._sync_queue = _iii.SyncQueue(SYNC_HANDLER_THREADS)
         self._sync_threads = 0
         self._link_reader: Any = None
@@ -247,14 +246,14 @@ class III(Dispatcher):
         return result if action is None else EnqueueResult.model_validate(result)
 
     def _queue_for(self, loop: asyncio.AbstractEventLoop) -> Any:
+        if loop is self._loop:
+            return self._loop_queue
         queue = self._loop_queues.get(loop)
         if queue is None:
             queue = _iii.LoopQueue()
             loop.add_reader(queue.fd, queue.drain)
             self._loop_queues[loop] = queue
         return queue
-
-    # -- registrations -------------------------------------------------------------------------
 
     def register_function(
         self,

@@ -14,6 +14,14 @@ mod socket;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+#[test]
+fn invocation_ids_are_version_4_and_distinct() {
+    let ids: std::collections::HashSet<Uuid> = (0..10_000).map(|_| invocation_id()).collect();
+    assert_eq!(ids.len(), 10_000);
+    assert!(ids.iter().all(|id| id.get_version_num() == 4 && id.get_variant() == uuid::Variant::RFC4122));
+}
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,6 +117,13 @@ struct Shared {
     sink: Arc<dyn EventSink>,
 }
 
+/// A random (version 4) UUID for a call. The engine keys calls by id across all workers, so
+/// ids must be unique, not secret: a per-thread PRNG seeded from the OS is enough, and spares
+/// the `getrandom` system call `Uuid::new_v4` makes for every call.
+fn invocation_id() -> Uuid {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+}
+
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
@@ -177,7 +192,7 @@ impl Client {
         timeout: Duration,
         completion: Box<dyn Completion>,
     ) -> Result<Uuid, CallError> {
-        let id = Uuid::new_v4();
+        let id = invocation_id();
         let mut buf = Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut buf);
         let frame = frames::invoke_function(Some(id_text), function_id, data, action, None, None);
