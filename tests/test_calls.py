@@ -359,3 +359,25 @@ def test_handler_receives_metadata_when_it_asks(make_worker):
     wait_registered(client, fid)
     # Engine v0.11.0 sends no invocation metadata: the handler gets None.
     assert client.trigger({"function_id": fid, "payload": {}}) == {"metadata": None}
+
+
+def test_results_reach_blocking_callers_while_the_sdk_loop_is_busy(make_worker):
+    """The SDK loop normally reads the link; when a handler hogs it, the runtime reads instead."""
+    server, client = make_worker(), make_worker()
+    fid, hog = unique("quick"), unique("hog")
+    server.register_function(fid, lambda d: "quick")
+    hogging = threading.Event()
+
+    async def hog_loop(d):
+        hogging.set()
+        time.sleep(1.5)  # blocks the client's SDK loop on purpose
+        return "done"
+
+    client.register_function(hog, hog_loop)
+    wait_registered(client, fid)
+    wait_registered(client, hog)
+    client.trigger({"function_id": hog, "payload": {}, "action": TriggerAction.Void()})
+    assert hogging.wait(5)
+    started = time.monotonic()
+    assert client.trigger({"function_id": fid, "payload": {}}) == "quick"
+    assert time.monotonic() - started < 0.5
