@@ -230,7 +230,7 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push_str(&serde_json::to_string(s).unwrap_or_default());
 }
 
-/// Writes the E→W `invokefunction` by hand so the payload text is copied, never re-parsed.
+/// The E→W `invokefunction`; the payload text is copied, never re-parsed.
 pub(crate) fn invoke_frame(
     id: &str,
     function_id: &str,
@@ -238,23 +238,7 @@ pub(crate) fn invoke_frame(
     traceparent: Option<&str>,
     baggage: Option<&str>,
 ) -> String {
-    let mut out = String::with_capacity(data.len() + function_id.len() + 128);
-    out.push_str(r#"{"type":"invokefunction","invocation_id":"#);
-    push_json_str(&mut out, id);
-    out.push_str(r#","function_id":"#);
-    push_json_str(&mut out, function_id);
-    out.push_str(r#","data":"#);
-    out.push_str(data);
-    if let Some(tp) = traceparent {
-        out.push_str(r#","traceparent":"#);
-        push_json_str(&mut out, tp);
-    }
-    if let Some(b) = baggage {
-        out.push_str(r#","baggage":"#);
-        push_json_str(&mut out, b);
-    }
-    out.push('}');
-    out
+    crate::protocol::frames::invoke_function(Some(id), function_id, Some(data), None, traceparent, baggage)
 }
 
 /// Adds `_caller_worker_id` to an object payload by splicing its text; other payloads pass as is.
