@@ -16,6 +16,7 @@ use super::errors;
 use super::json::{to_json, to_json_opt};
 use super::runtime;
 use crate::connection::{Client, ClientConfig, ConnectionState, EventSink, LogLevel, RegistrationKind};
+use crate::invocations::Completion;
 use crate::protocol::{ErrorBody, InvokeFunction, Message, TriggerAction};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -92,8 +93,24 @@ fn registration_kind(kind: &str) -> PyResult<RegistrationKind> {
     })
 }
 
-fn action(queue: Option<String>) -> Option<TriggerAction> {
-    queue.map(|queue| TriggerAction::Enqueue { queue })
+impl Worker {
+    /// Encodes the payload and sends a call that expects an answer; `completion` gets it.
+    fn start_call(
+        &self,
+        function_id: &str,
+        payload: &Bound<'_, PyAny>,
+        timeout_ms: u64,
+        queue: Option<String>,
+        completion: Box<dyn Completion>,
+    ) -> PyResult<()> {
+        let data = to_json_opt(payload)?;
+        let action = queue.map(|queue| TriggerAction::Enqueue { queue });
+        let timeout = Duration::from_millis(timeout_ms);
+        self.client
+            .call(function_id, data.as_deref(), action.as_ref(), timeout, completion)
+            .map(|_| ())
+            .map_err(|e| errors::call_error(payload.py(), &e))
+    }
 }
 
 #[pymethods]
@@ -250,18 +267,8 @@ impl Worker {
         timeout_ms: u64,
         queue: Option<String>,
     ) -> PyResult<Py<PyAny>> {
-        let data = to_json_opt(payload)?;
         let slot = Arc::new(Slot::default());
-        let action = action(queue);
-        self.client
-            .call(
-                function_id,
-                data.as_deref(),
-                action.as_ref(),
-                Duration::from_millis(timeout_ms),
-                Box::new(BlockingCompletion(slot.clone())),
-            )
-            .map_err(|e| errors::call_error(py, &e))?;
+        self.start_call(function_id, payload, timeout_ms, queue, Box::new(BlockingCompletion(slot.clone())))?;
         let outcome = loop {
             if let Some(outcome) = py.detach(|| slot.wait(Duration::from_millis(100))) {
                 break outcome;
@@ -273,10 +280,8 @@ impl Worker {
 
     /// Calls a function; `future` (of the loop that owns `loop_queue`) gets the outcome.
     #[pyo3(signature = (function_id, payload, timeout_ms, queue, future, loop_queue))]
-    #[allow(clippy::too_many_arguments)] // mirrors the Python call site one to one
     fn call_async(
         &self,
-        py: Python<'_>,
         function_id: &str,
         payload: &Bound<'_, PyAny>,
         timeout_ms: u64,
@@ -284,13 +289,8 @@ impl Worker {
         future: Py<PyAny>,
         loop_queue: &LoopQueue,
     ) -> PyResult<()> {
-        let data = to_json_opt(payload)?;
-        let action = action(queue);
         let completion = Box::new(AsyncCompletion { future, queue: loop_queue.inner.clone() });
-        self.client
-            .call(function_id, data.as_deref(), action.as_ref(), Duration::from_millis(timeout_ms), completion)
-            .map(|_| ())
-            .map_err(|e| errors::call_error(py, &e))
+        self.start_call(function_id, payload, timeout_ms, queue, completion)
     }
 
     /// Fire-and-forget call.
