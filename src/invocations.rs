@@ -145,7 +145,9 @@ impl PendingTable {
     pub fn complete(&self, id: &Uuid, outcome: Outcome) -> bool {
         let entry = {
             let mut inner = self.inner.lock();
-            let Some(entry) = inner.calls.remove(id) else { return false };
+            let Some(entry) = inner.calls.remove(id) else {
+                return false;
+            };
             inner.deadlines.remove(&(entry.deadline, *id));
             entry
         };
@@ -329,7 +331,9 @@ mod tests {
         t.insert(Uuid::new_v4(), "b", LONG, 4, rec.boxed(2)).ok().unwrap();
         assert_eq!(t.fail_sent_before(3, "reset"), 1);
         let done = rec.done();
-        assert!(matches!(&done[0].1, Err(CallError::ConnectionLost { function_id, .. }) if function_id == "a"));
+        assert!(
+            matches!(&done[0].1, Err(CallError::ConnectionLost { function_id, .. }) if function_id == "a")
+        );
         assert_eq!(t.len(), 1);
         assert!(t.next_deadline().is_some());
     }

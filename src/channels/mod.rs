@@ -27,7 +27,11 @@ enum Out {
 /// The URL of one channel end. `base` is the engine URL the worker connected to.
 pub fn channel_url(base: &str, channel_id: &str, access_key: &str, direction: &str) -> String {
     let base = base.trim_end_matches('/');
-    format!("{base}/ws/channels/{}?key={}&dir={direction}", encode_component(channel_id), encode_component(access_key))
+    format!(
+        "{base}/ws/channels/{}?key={}&dir={direction}",
+        encode_component(channel_id),
+        encode_component(access_key)
+    )
 }
 
 fn encode_component(s: &str) -> String {

@@ -2,12 +2,10 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-use std::sync::Arc;
-
 use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use uuid::Uuid;
@@ -18,9 +16,8 @@ use super::{Client, Command, ConnectionState, FrameKind, LogLevel};
 use crate::invocations::CallError;
 use crate::protocol::{frames, Message, TriggerAction};
 
-/// Frames moved from the offline queue per write at most.
+/// Frames that were queued just before the link came up, written per write at most.
 const BATCH: usize = 256;
-
 
 pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
     let shared = client.shared.clone();
@@ -58,7 +55,10 @@ pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
                     }
                     End::Lost(reason) => {
                         shared.pending.fail_sent_before(lost_epoch, &reason);
-                        client.log(LogLevel::Warn, &format!("connection to the engine lost: {reason}; reconnecting"));
+                        client.log(
+                            LogLevel::Warn,
+                            &format!("connection to the engine lost: {reason}; reconnecting"),
+                        );
                         reason
                     }
                 }
@@ -78,11 +78,8 @@ pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
         };
         client.set_state(ConnectionState::Reconnecting, Some(error.clone()));
         if !policy.allows(failures) {
-            let reason = format!(
-                "could not connect to {} after {} attempts: {error}",
-                shared.config.url,
-                failures
-            );
+            let reason =
+                format!("could not connect to {} after {} attempts: {error}", shared.config.url, failures);
             give_up(&client, &mut offline, reason);
             break ConnectionState::Failed;
         }
@@ -129,7 +126,12 @@ async fn while_offline<F: Future>(
     }
 }
 
-fn queue_offline(client: &Client, offline: &mut VecDeque<(String, FrameKind)>, frame: String, kind: FrameKind) {
+fn queue_offline(
+    client: &Client,
+    offline: &mut VecDeque<(String, FrameKind)>,
+    frame: String,
+    kind: FrameKind,
+) {
     let limit = client.shared.config.offline_queue_limit;
     match kind {
         FrameKind::Call(id) if offline.len() >= limit => {
@@ -139,7 +141,9 @@ fn queue_offline(client: &Client, offline: &mut VecDeque<(String, FrameKind)>, f
         FrameKind::Plain if offline.len() >= limit => {
             client.log(
                 LogLevel::Warn,
-                &format!("offline queue full ({limit} messages): dropped an outgoing message while disconnected"),
+                &format!(
+                    "offline queue full ({limit} messages): dropped an outgoing message while disconnected"
+                ),
             );
             return;
         }
@@ -201,7 +205,14 @@ async fn serve(
         shared.offline_len.store(0, Ordering::Release);
         if let Some(metadata) = &shared.config.worker_metadata {
             let void = Some(&TriggerAction::Void);
-            replay.push(frames::invoke_function(None, "engine::workers::register", Some(metadata), void, None, None));
+            replay.push(frames::invoke_function(
+                None,
+                "engine::workers::register",
+                Some(metadata),
+                void,
+                None,
+                None,
+            ));
         }
         if let Err(e) = writer.send_many(socket::OP_TEXT, replay.iter().map(String::as_bytes)) {
             return End::Lost(e);
@@ -268,7 +279,10 @@ async fn serve(
 }
 
 /// What the reader does with each message (on whichever thread reads).
-pub(super) fn incoming_handler(client: Client, writer: Arc<Writer>) -> Box<dyn FnMut(Incoming) -> Option<End> + Send> {
+pub(super) fn incoming_handler(
+    client: Client,
+    writer: Arc<Writer>,
+) -> Box<dyn FnMut(Incoming) -> Option<End> + Send> {
     Box::new(move |incoming| match incoming {
         Incoming::Text(bytes) | Incoming::Binary(bytes) => handle_frame(&client, &bytes),
         Incoming::Ping(payload) => {
@@ -325,7 +339,10 @@ fn handle_frame(client: &Client, bytes: &[u8]) -> Option<End> {
         }
         Message::Pong => {}
         Message::Error { error } => {
-            return Some(End::Fatal(format!("the engine refused this worker: {}: {}", error.code, error.message)));
+            return Some(End::Fatal(format!(
+                "the engine refused this worker: {}: {}",
+                error.code, error.message
+            )));
         }
         Message::RegistrationRejected(rejected) if rejected.code == "WORKER_NAMESPACE_CONFLICT" => {
             let reason = format!(

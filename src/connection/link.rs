@@ -153,7 +153,8 @@ impl Link {
     /// Also ends the link when no frame arrived for `idle`.
     pub(super) async fn read(&self, idle: Duration, mut handle: impl FnMut(Incoming) -> Option<End>) {
         let idle_ms = idle.as_millis() as u64;
-        let silent_too_long = || self.now_ms().saturating_sub(self.last_frame_ms.load(Ordering::Relaxed)) > idle_ms;
+        let silent_too_long =
+            || self.now_ms().saturating_sub(self.last_frame_ms.load(Ordering::Relaxed)) > idle_ms;
         loop {
             if self.is_ended() {
                 return;

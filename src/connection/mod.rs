@@ -32,8 +32,8 @@ use uuid::Uuid;
 
 pub use config::{ClientConfig, ReconnectPolicy};
 pub use ledger::Kind as RegistrationKind;
-pub use link::ExternalReader;
 use ledger::Ledger;
+pub use link::ExternalReader;
 
 use crate::invocations::{CallError, Completion, PendingTable};
 use crate::protocol::{frames, ErrorBody, InvokeFunction, Message, TriggerAction};
@@ -216,10 +216,18 @@ impl Client {
 
     /// Answers an invocation the engine sent to this worker. A result too large to send is
     /// replaced by an error, so the caller is never left waiting.
-    pub fn send_result(&self, invocation_id: &str, function_id: &str, outcome: Result<Option<&str>, &ErrorBody>) {
+    pub fn send_result(
+        &self,
+        invocation_id: &str,
+        function_id: &str,
+        outcome: Result<Option<&str>, &ErrorBody>,
+    ) {
         let mut frame = frames::invocation_result(invocation_id, function_id, outcome);
         if let Err(err) = self.check_size(&frame) {
-            let body = ErrorBody::new("invocation_failed", format!("the function's result could not be sent: {err}"));
+            let body = ErrorBody::new(
+                "invocation_failed",
+                format!("the function's result could not be sent: {err}"),
+            );
             frame = frames::invocation_result(invocation_id, function_id, Err(&body));
         }
         let _ = self.send(frame, FrameKind::Plain);

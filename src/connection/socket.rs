@@ -51,7 +51,9 @@ pub fn parse_url(url: &str) -> Result<Endpoint, HandshakeError> {
             "{url}: wss:// is not supported (the engine has no TLS); use ws:// or a TLS-terminating proxy"
         )));
     } else {
-        return Err(HandshakeError::Permanent(format!("invalid engine URL {url:?}: expected ws://host:port")));
+        return Err(HandshakeError::Permanent(format!(
+            "invalid engine URL {url:?}: expected ws://host:port"
+        )));
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
@@ -76,7 +78,10 @@ pub fn parse_url(url: &str) -> Result<Endpoint, HandshakeError> {
 
 /// Connects and performs the opening handshake. Returns the stream and any bytes the server
 /// sent after its response (the first frames may arrive in the same packet).
-pub async fn connect(url: &str, headers: &[(String, String)]) -> Result<(StdStream, Vec<u8>), HandshakeError> {
+pub async fn connect(
+    url: &str,
+    headers: &[(String, String)],
+) -> Result<(StdStream, Vec<u8>), HandshakeError> {
     let ep = parse_url(url)?;
     for (name, value) in headers {
         let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
@@ -99,7 +104,8 @@ pub async fn connect(url: &str, headers: &[(String, String)]) -> Result<(StdStre
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    let transient = |e: std::io::Error| HandshakeError::Transient(format!("handshake with {url} failed: {e}"));
+    let transient =
+        |e: std::io::Error| HandshakeError::Transient(format!("handshake with {url} failed: {e}"));
     stream.write_all(request.as_bytes()).await.map_err(transient)?;
 
     let mut buf = Vec::with_capacity(1024);
@@ -113,7 +119,9 @@ pub async fn connect(url: &str, headers: &[(String, String)]) -> Result<(StdStre
         let mut chunk = [0u8; 1024];
         let n = stream.read(&mut chunk).await.map_err(transient)?;
         if n == 0 {
-            return Err(HandshakeError::Transient(format!("{url} closed the connection during the handshake")));
+            return Err(HandshakeError::Transient(format!(
+                "{url} closed the connection during the handshake"
+            )));
         }
         buf.extend_from_slice(&chunk[..n]);
     };
@@ -134,7 +142,9 @@ pub async fn connect(url: &str, headers: &[(String, String)]) -> Result<(StdStre
         .find(|(n, _)| n.trim().eq_ignore_ascii_case("sec-websocket-accept"))
         .map(|(_, v)| v.trim().to_owned());
     if accept.as_deref() != Some(expected.as_str()) {
-        return Err(HandshakeError::Transient(format!("{url}: invalid Sec-WebSocket-Accept in the handshake")));
+        return Err(HandshakeError::Transient(format!(
+            "{url}: invalid Sec-WebSocket-Accept in the handshake"
+        )));
     }
     let leftover = buf.split_off(end);
     // From here on the socket is driven without the runtime's reactor: readiness is only
@@ -150,7 +160,8 @@ pub fn watch(stream: &StdStream, interest: Interest) -> std::io::Result<AsyncFd<
     let owned = stream.try_clone()?;
     // SAFETY: the AsyncFd owns the duplicated socket, so the descriptor it registers stays
     // open until it is deregistered.
-    unsafe { AsyncFd::register_with_interest(owned, interest) }.map_err(|e| std::io::Error::other(e.to_string()))
+    unsafe { AsyncFd::register_with_interest(owned, interest) }
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// Appends one masked client frame to `out`.
@@ -268,7 +279,11 @@ impl FrameReader {
                     return Err("new message started inside a fragmented one".into())
                 }
                 OP_TEXT | OP_BINARY if fin => {
-                    return Ok(Some(if opcode == OP_TEXT { Incoming::Text(payload) } else { Incoming::Binary(payload) }))
+                    return Ok(Some(if opcode == OP_TEXT {
+                        Incoming::Text(payload)
+                    } else {
+                        Incoming::Binary(payload)
+                    }))
                 }
                 OP_TEXT | OP_BINARY => self.partial = Some((opcode, payload)),
                 OP_CONTINUATION => {
@@ -277,7 +292,11 @@ impl FrameReader {
                     };
                     data.extend_from_slice(&payload);
                     if fin {
-                        return Ok(Some(if first == OP_TEXT { Incoming::Text(data) } else { Incoming::Binary(data) }));
+                        return Ok(Some(if first == OP_TEXT {
+                            Incoming::Text(data)
+                        } else {
+                            Incoming::Binary(data)
+                        }));
                     }
                     self.partial = Some((first, data));
                 }
@@ -327,7 +346,11 @@ impl Writer {
     }
 
     /// Sends several frames with as few writes as possible.
-    pub fn send_many<'a>(&self, opcode: u8, payloads: impl IntoIterator<Item = &'a [u8]>) -> Result<(), String> {
+    pub fn send_many<'a>(
+        &self,
+        opcode: u8,
+        payloads: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), String> {
         let mut frames = Vec::new();
         for p in payloads {
             encode_frame(opcode, p, &mut frames);
@@ -411,7 +434,9 @@ impl Writer {
             let mut state = self.state.lock();
             loop {
                 let offset = state.front_written;
-                let Some(front) = state.queued.front() else { return Ok(()) };
+                let Some(front) = state.queued.front() else {
+                    return Ok(());
+                };
                 match (&*self.stream).write(&front[offset..]) {
                     Ok(n) if offset + n == front.len() => {
                         state.queued.pop_front();
@@ -504,7 +529,11 @@ mod tests {
         }
         assert_eq!(
             out,
-            vec![Incoming::Ping(b"p".to_vec()), Incoming::Text(b"hello".to_vec()), Incoming::Close(Some(1000), "bye".into())]
+            vec![
+                Incoming::Ping(b"p".to_vec()),
+                Incoming::Text(b"hello".to_vec()),
+                Incoming::Close(Some(1000), "bye".into())
+            ]
         );
     }
 

@@ -59,14 +59,22 @@ fn register_echo(client: &Client, id: &str) {
     client.register(RegistrationKind::Function, id, &msg).unwrap();
 }
 
-fn call(client: &Client, function_id: &str, data: &str, timeout: Duration) -> std::sync::mpsc::Receiver<Outcome> {
+fn call(
+    client: &Client,
+    function_id: &str,
+    data: &str,
+    timeout: Duration,
+) -> std::sync::mpsc::Receiver<Outcome> {
     let (tx, rx) = std::sync::mpsc::channel();
     client.call(function_id, Some(data), None, timeout, Box::new(Chan(tx))).unwrap();
     rx
 }
 
 fn connected(client: &Client) {
-    assert_eq!(client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Connected), ConnectionState::Connected);
+    assert_eq!(
+        client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Connected),
+        ConnectionState::Connected
+    );
 }
 
 /// Calls until the function answers (registrations are not acknowledged).
@@ -173,7 +181,10 @@ fn link_loss_fails_calls_in_flight_at_once_and_reconnects() {
     engine.disconnect_all();
     let outcome = pending.recv_timeout(Duration::from_secs(2)).expect("failed promptly");
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert!(matches!(outcome, Err(CallError::ConnectionLost { .. }) | Err(CallError::Remote(_))), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(CallError::ConnectionLost { .. }) | Err(CallError::Remote(_))),
+        "{outcome:?}"
+    );
     connected(&caller);
     assert_eq!(caller.pending_calls(), 0);
     caller.shutdown();
@@ -191,7 +202,10 @@ fn calls_made_while_offline_are_sent_after_the_replay() {
     register_echo(&client, "echo");
     call_until_served(&client, "echo");
     rt.block_on(engine.stop());
-    assert_ne!(client.wait_for(Duration::from_secs(2), |s| s != ConnectionState::Connected), ConnectionState::Connected);
+    assert_ne!(
+        client.wait_for(Duration::from_secs(2), |s| s != ConnectionState::Connected),
+        ConnectionState::Connected
+    );
     let waiting = call(&client, "echo", r#"{"late":true}"#, Duration::from_secs(10));
     rt.block_on(engine.restart()).unwrap();
     let outcome = waiting.recv_timeout(Duration::from_secs(8)).expect("answered after the replay");
@@ -214,10 +228,16 @@ fn offline_queue_is_bounded_and_gives_up_after_max_retries() {
     let (tx, _rx) = std::sync::mpsc::channel();
     let third = client.call("f", Some("3"), None, Duration::from_secs(30), Box::new(Chan(tx)));
     assert!(matches!(third, Err(CallError::OfflineQueueFull { limit: 2 })), "{third:?}");
-    assert_eq!(client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Failed), ConnectionState::Failed);
+    assert_eq!(
+        client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Failed),
+        ConnectionState::Failed
+    );
     for waiting in [a, b] {
         let outcome = waiting.recv_timeout(Duration::from_secs(1)).unwrap();
-        assert!(matches!(outcome, Err(CallError::NotConnected(ref m)) if m.contains("after 4 attempts")), "{outcome:?}");
+        assert!(
+            matches!(outcome, Err(CallError::NotConnected(ref m)) if m.contains("after 4 attempts")),
+            "{outcome:?}"
+        );
     }
     assert!(client.last_error().unwrap().contains("127.0.0.1:9"));
 }

@@ -224,7 +224,9 @@ async fn exchange(addr: String, head: String, body: &str) -> Result<(u16, Vec<u8
         .ok_or_else(|| failed("http_request_failed", "malformed status line"))?;
     let (mut length, mut chunked) = (None, false);
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
             length = value.parse::<usize>().ok();
@@ -270,7 +272,9 @@ async fn exchange(addr: String, head: String, body: &str) -> Result<(u16, Vec<u8
 fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, ErrorBody> {
     let mut out = Vec::new();
     loop {
-        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
         let size_text = String::from_utf8_lossy(&data[..eol]);
         let size_text = size_text.split(';').next().unwrap_or_default().trim();
         let size = usize::from_str_radix(size_text, 16)

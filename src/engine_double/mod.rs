@@ -128,7 +128,9 @@ impl EngineHandle {
     }
 
     async fn stop_locked(&self) {
-        let Some(run) = self.run.lock().take() else { return };
+        let Some(run) = self.run.lock().take() else {
+            return;
+        };
         let _ = run.shutdown.send(true);
         for task in run.tasks {
             task.abort();
@@ -244,7 +246,9 @@ impl EngineHandle {
     }
 
     fn inject(&self, worker_id: &str, msg: WsMessage) -> bool {
-        let Some(conn) = self.engine().and_then(|e| e.connection(worker_id)) else { return false };
+        let Some(conn) = self.engine().and_then(|e| e.connection(worker_id)) else {
+            return false;
+        };
         match conn.tx.try_send(msg) {
             Ok(()) => true,
             Err(TrySendError::Full(msg)) => {

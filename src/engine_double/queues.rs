@@ -72,7 +72,9 @@ pub(crate) async fn enqueue(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeF
 async fn consume(engine: Arc<Engine>, queue: Arc<Queue>, mut rx: mpsc::UnboundedReceiver<Job>) {
     let slots = Arc::new(Semaphore::new(queue.config.concurrency.max(1)));
     while let Some(job) = rx.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (engine, queue) = (engine.clone(), queue.clone());
         let mut shutdown = engine.shutdown.clone();
         tokio::spawn(async move {

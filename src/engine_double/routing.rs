@@ -243,9 +243,13 @@ pub(crate) fn invoke_frame(
 
 /// Adds `_caller_worker_id` to an object payload by splicing its text; other payloads pass as is.
 pub(crate) fn with_caller<'a>(data: Option<&'a RawValue>, caller: &str) -> Cow<'a, str> {
-    let Some(raw) = data else { return Cow::Borrowed("null") };
+    let Some(raw) = data else {
+        return Cow::Borrowed("null");
+    };
     let text = raw.get().trim_start();
-    let Some(rest) = text.strip_prefix('{') else { return Cow::Borrowed(raw.get()) };
+    let Some(rest) = text.strip_prefix('{') else {
+        return Cow::Borrowed(raw.get());
+    };
     if text.contains(CALLER_KEY) {
         // The key may already be there: replace it the slow way rather than duplicate it.
         if let Ok(mut map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {

@@ -173,7 +173,9 @@ async fn write_loop(mut sink: SplitSink<Ws, WsMessage>, mut rx: mpsc::Receiver<W
 async fn read_loop(engine: &Arc<Engine>, conn: &Arc<Conn>, mut stream: SplitStream<Ws>) {
     let mut paused = engine.paused.subscribe();
     loop {
-        let Some(frame) = stream.next().await else { return };
+        let Some(frame) = stream.next().await else {
+            return;
+        };
         if !conn.is_closing() {
             // Paused: hold this frame and read nothing more (no pongs either) until resumed.
             wait_unpaused(&mut paused).await;

@@ -116,12 +116,19 @@ mod tests {
         let b: serde_json::Value = serde_json::from_str(&generic).unwrap();
         assert_eq!(a, b);
         let void = invoke_function(None, "f", None, Some(&TriggerAction::Void), None, None);
-        assert_eq!(void, r#"{"type":"invokefunction","function_id":"f","data":null,"action":{"type":"void"}}"#);
+        assert_eq!(
+            void,
+            r#"{"type":"invokefunction","function_id":"f","data":null,"action":{"type":"void"}}"#
+        );
     }
 
     #[test]
     fn result_matches_the_generic_encoder() {
-        let err = ErrorBody { code: "invocation_failed".into(), message: "b\"oom".into(), stacktrace: Some("tb".into()) };
+        let err = ErrorBody {
+            code: "invocation_failed".into(),
+            message: "b\"oom".into(),
+            stacktrace: Some("tb".into()),
+        };
         for outcome in [Ok(None), Ok(Some("[1,{\"x\":null}]")), Err(&err)] {
             let fast = invocation_result("i", "f", outcome);
             let generic = Message::InvocationResult(InvocationResult {

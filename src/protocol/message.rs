@@ -338,14 +338,12 @@ impl Message {
                 id: need(f.id, "unregistertrigger", "id")?,
                 trigger_type: own(f.trigger_type),
             },
-            "triggerregistrationresult" => {
-                Message::TriggerRegistrationResult(TriggerRegistrationResult {
-                    id: need(f.id, "triggerregistrationresult", "id")?,
-                    trigger_type: own(f.trigger_type).unwrap_or_default(),
-                    function_id: own(f.function_id).unwrap_or_default(),
-                    error: f.error,
-                })
-            }
+            "triggerregistrationresult" => Message::TriggerRegistrationResult(TriggerRegistrationResult {
+                id: need(f.id, "triggerregistrationresult", "id")?,
+                trigger_type: own(f.trigger_type).unwrap_or_default(),
+                function_id: own(f.function_id).unwrap_or_default(),
+                error: f.error,
+            }),
             "error" => Message::Error {
                 error: f.error.ok_or(DecodeError::MissingField { kind: "error", field: "error" })?,
             },
@@ -530,10 +528,7 @@ mod tests {
             Message::RegistrationRejected(r) if r.code == "WORKER_NAMESPACE_CONFLICT"
         ));
         let reattach = Message::Reattach { previous_worker_id: "p".into(), reattach_token: "t".into() };
-        assert_eq!(
-            reattach.encode(),
-            r#"{"type":"reattach","previous_worker_id":"p","reattach_token":"t"}"#
-        );
+        assert_eq!(reattach.encode(), r#"{"type":"reattach","previous_worker_id":"p","reattach_token":"t"}"#);
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod fuzz;
 mod message;
 
 pub use message::{
-    raw_json, DecodeError, ErrorBody, InvocationResult, InvokeFunction, Json, Message,
-    RegisterFunction, RegisterService, RegisterTrigger, RegisterTriggerType, RegistrationRejected,
-    TriggerAction, TriggerRegistrationResult,
+    raw_json, DecodeError, ErrorBody, InvocationResult, InvokeFunction, Json, Message, RegisterFunction,
+    RegisterService, RegisterTrigger, RegisterTriggerType, RegistrationRejected, TriggerAction,
+    TriggerRegistrationResult,
 };

@@ -149,7 +149,14 @@ impl LoopQueue {
                 }
                 Item::Message(message) => {
                     let value = from_json(py, &message.encode())?;
-                    PyTuple::new(py, [pyo3::intern!(py, "m").clone().into_any(), message.kind().into_pyobject(py)?.into_any(), value])?
+                    PyTuple::new(
+                        py,
+                        [
+                            pyo3::intern!(py, "m").clone().into_any(),
+                            message.kind().into_pyobject(py)?.into_any(),
+                            value,
+                        ],
+                    )?
                 }
                 Item::State(state) => PyTuple::new(py, ["s", state.as_str()])?,
                 Item::Log(level, text) => PyTuple::new(py, ["l", level_name(level), text.as_str()])?,
@@ -283,7 +290,9 @@ impl SyncQueue {
                 s.idle -= 1;
             }
         });
-        let Some((call, grow)) = taken else { return Ok(None) };
+        let Some((call, grow)) = taken else {
+            return Ok(None);
+        };
         let t = invocation_tuple(py, &call)?;
         let mut v: Vec<Bound<'py, PyAny>> = t.iter().collect();
         v.push(PyBool::new(py, grow).to_owned().into_any());

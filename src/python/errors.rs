@@ -33,9 +33,11 @@ pub fn protocol(py: Python<'_>, what: &str) -> PyErr {
 pub fn call_error(py: Python<'_>, err: &CallError) -> PyErr {
     let text = err.to_string();
     match err {
-        CallError::Remote(body) => {
-            make(py, "InvocationError", (body.code.as_str(), body.message.as_str(), body.stacktrace.as_deref()))
-        }
+        CallError::Remote(body) => make(
+            py,
+            "InvocationError",
+            (body.code.as_str(), body.message.as_str(), body.stacktrace.as_deref()),
+        ),
         CallError::Timeout { function_id, timeout_ms } => {
             make(py, "InvocationTimeoutError", (text, function_id.as_str(), *timeout_ms))
         }

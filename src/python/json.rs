@@ -62,7 +62,11 @@ fn helpers(py: Python<'_>) -> PyResult<&Helpers> {
         )?;
         let str_types = PyTuple::new(
             py,
-            [py.import("uuid")?.getattr("UUID")?, py.import("decimal")?.getattr("Decimal")?, py.import("pathlib")?.getattr("PurePath")?],
+            [
+                py.import("uuid")?.getattr("UUID")?,
+                py.import("decimal")?.getattr("Decimal")?,
+                py.import("pathlib")?.getattr("PurePath")?,
+            ],
         )?;
         Ok::<_, PyErr>(Helpers {
             dataclasses_is_dataclass: dataclasses.getattr("is_dataclass")?.unbind(),
@@ -104,7 +108,8 @@ impl<'py> Encoder<'py> {
 
     fn encode(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
         if self.path.len() > MAX_DEPTH {
-            return Err(self.fail(format_args!("is nested more than {MAX_DEPTH} levels deep (a circular reference?)")));
+            return Err(self
+                .fail(format_args!("is nested more than {MAX_DEPTH} levels deep (a circular reference?)")));
         }
         if let Ok(s) = obj.cast::<PyString>() {
             let text = s.to_str()?;
@@ -284,7 +289,9 @@ impl<'de, 'py> Visitor<'de> for Seed<'py> {
 /// Decodes JSON text into Python objects.
 pub fn from_json<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = Seed(py).deserialize(&mut de).map_err(|e| errors::protocol(py, &format!("invalid JSON from the engine: {e}")))?;
+    let value = Seed(py)
+        .deserialize(&mut de)
+        .map_err(|e| errors::protocol(py, &format!("invalid JSON from the engine: {e}")))?;
     Ok(value)
 }
 

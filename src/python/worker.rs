@@ -9,8 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::dispatch::{
-    outcome_to_py, AsyncCompletion, BlockingCompletion, Item, LinkReader, LoopQueue, LoopQueueInner, Slot, SyncQueue,
-    SyncQueueInner,
+    outcome_to_py, AsyncCompletion, BlockingCompletion, Item, LinkReader, LoopQueue, LoopQueueInner, Slot,
+    SyncQueue, SyncQueueInner,
 };
 use super::errors;
 use super::json::{to_json, to_json_opt};
@@ -89,7 +89,11 @@ fn registration_kind(kind: &str) -> PyResult<RegistrationKind> {
         "service" => RegistrationKind::Service,
         "function" => RegistrationKind::Function,
         "trigger" => RegistrationKind::Trigger,
-        other => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown registration kind {other:?}"))),
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "unknown registration kind {other:?}"
+            )))
+        }
     })
 }
 
@@ -119,7 +123,12 @@ impl Worker {
     /// (see `iii/client.py`), `loop_queue` receives events for the SDK loop, `sync_queue` the
     /// invocations of synchronous handlers.
     #[new]
-    fn new(url: String, options: &Bound<'_, PyDict>, loop_queue: &LoopQueue, sync_queue: &SyncQueue) -> PyResult<Self> {
+    fn new(
+        url: String,
+        options: &Bound<'_, PyDict>,
+        loop_queue: &LoopQueue,
+        sync_queue: &SyncQueue,
+    ) -> PyResult<Self> {
         let mut config = ClientConfig::new(url);
         if let Some(headers) = opt::<HashMap<String, String>>(options, "headers")? {
             config.headers = headers.into_iter().collect();
@@ -171,7 +180,11 @@ impl Worker {
     fn attach_reader(&self) -> Option<LinkReader> {
         let reader = self.client.attach_reader()?;
         let fd = reader.fd();
-        Some(LinkReader { reader: parking_lot::Mutex::new(reader), queue: self.dispatch.loop_queue.clone(), fd })
+        Some(LinkReader {
+            reader: parking_lot::Mutex::new(reader),
+            queue: self.dispatch.loop_queue.clone(),
+            fd,
+        })
     }
 
     fn state(&self) -> &'static str {
@@ -199,13 +212,19 @@ impl Worker {
     fn wait_connected(&self, py: Python<'_>, timeout: f64) -> PyResult<&'static str> {
         let deadline = std::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
         loop {
-            let slice = deadline.saturating_duration_since(std::time::Instant::now()).min(Duration::from_millis(100));
+            let slice =
+                deadline.saturating_duration_since(std::time::Instant::now()).min(Duration::from_millis(100));
             let state = py.detach(|| {
                 self.client.wait_for(slice, |s| {
-                    matches!(s, ConnectionState::Connected | ConnectionState::Failed | ConnectionState::Disconnected)
+                    matches!(
+                        s,
+                        ConnectionState::Connected | ConnectionState::Failed | ConnectionState::Disconnected
+                    )
                 })
             });
-            if slice.is_zero() || !matches!(state, ConnectionState::Connecting | ConnectionState::Reconnecting) {
+            if slice.is_zero()
+                || !matches!(state, ConnectionState::Connecting | ConnectionState::Reconnecting)
+            {
                 return Ok(state.as_str());
             }
             py.check_signals()?;
@@ -219,7 +238,11 @@ impl Worker {
             "async" => HandlerKind::Async,
             "sync" => HandlerKind::Sync,
             "http" => HandlerKind::Http,
-            other => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown handler kind {other:?}"))),
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "unknown handler kind {other:?}"
+                )))
+            }
         };
         let frame = to_json(message)?;
         self.dispatch.kinds.write().insert(id.clone(), kind);
@@ -253,7 +276,8 @@ impl Worker {
     /// Sends one message that is neither a call nor a registration.
     fn send(&self, message: &Bound<'_, PyAny>) -> PyResult<()> {
         let frame = to_json(message)?;
-        let parsed = Message::decode(frame.as_bytes()).map_err(|e| errors::protocol(message.py(), &e.to_string()))?;
+        let parsed =
+            Message::decode(frame.as_bytes()).map_err(|e| errors::protocol(message.py(), &e.to_string()))?;
         self.client.send_message(&parsed).map_err(|e| errors::call_error(message.py(), &e))
     }
 
@@ -318,7 +342,14 @@ impl Worker {
 
     /// Answers an invocation with an error.
     #[pyo3(signature = (invocation_id, function_id, code, message, stacktrace=None))]
-    fn reply_error(&self, invocation_id: &str, function_id: &str, code: String, message: String, stacktrace: Option<String>) {
+    fn reply_error(
+        &self,
+        invocation_id: &str,
+        function_id: &str,
+        code: String,
+        message: String,
+        stacktrace: Option<String>,
+    ) {
         let body = ErrorBody { code, message, stacktrace };
         self.client.send_result(invocation_id, function_id, Err(&body));
     }
