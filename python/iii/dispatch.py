@@ -135,6 +135,7 @@ class Dispatcher:
                     self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             except RuntimeError:
                 pass  # a second stop() (shutdown after a failure) ended the clean-up early
+            self._detach_reader()  # lets the link's socket close with the connection
             self._loop.close()
 
     def _on_wake(self) -> None:
