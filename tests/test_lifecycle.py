@@ -181,3 +181,29 @@ def test_process_stays_alive_after_main_returns_and_exits_after_shutdown(engine_
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_shutdown_releases_sockets_and_threads(engine_url):
+    import gc
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def sdk_threads() -> int:
+        return sum(t.name.startswith("iii-") for t in threading.enumerate())
+
+    warm = register_worker(engine_url, InitOptions(worker_name="warm-up"))
+    warm.register_function(unique(), lambda d: d)
+    warm.shutdown()
+    del warm
+    gc.collect()
+    fds, threads = open_fds(), sdk_threads()
+    for n in range(5):
+        worker = register_worker(engine_url, InitOptions(worker_name=f"cycle-{n}"))
+        worker.register_function(unique(), lambda d: d)
+        assert worker.trigger({"function_id": "engine::workers::list", "payload": {}})
+        worker.shutdown()
+        del worker
+    gc.collect()
+    wait_until(lambda: sdk_threads() <= threads)
+    assert open_fds() <= fds + 2
