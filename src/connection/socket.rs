@@ -549,3 +549,57 @@ mod tests {
         assert!(reader.parse().is_err());
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+
+        /// Whatever the engine sends, parsing never panics and never returns more than it got.
+        #[test]
+        fn reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut reader = FrameReader::new(256, bytes);
+            for _ in 0..64 {
+                match reader.parse() {
+                    Ok(Some(Incoming::Text(p) | Incoming::Binary(p) | Incoming::Ping(p))) => prop_assert!(p.len() <= 256),
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        /// Messages split at any points into fragments and reads come out whole and in order.
+        #[test]
+        fn fragmented_messages_reassemble(
+            messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..6),
+            fragment in 1usize..64,
+            read_size in 1usize..100,
+        ) {
+            let mut wire = Vec::new();
+            for m in &messages {
+                let chunks: Vec<&[u8]> = if m.is_empty() { vec![&m[..]] } else { m.chunks(fragment).collect() };
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let fin = i + 1 == chunks.len();
+                    let opcode = if i == 0 { OP_BINARY } else { OP_CONTINUATION };
+                    wire.push(if fin { 0x80 | opcode } else { opcode });
+                    wire.push(chunk.len() as u8);
+                    wire.extend_from_slice(chunk);
+                }
+            }
+            let mut reader = FrameReader::new(1 << 20, Vec::new());
+            let mut out = Vec::new();
+            for piece in wire.chunks(read_size) {
+                reader.buf.extend_from_slice(piece);
+                while let Some(msg) = reader.parse().unwrap() {
+                    out.push(msg);
+                }
+            }
+            let expected: Vec<Incoming> = messages.into_iter().map(Incoming::Binary).collect();
+            prop_assert_eq!(out, expected);
+        }
+    }
+}
