@@ -1,10 +1,11 @@
 //! The client side of one engine connection.
 //!
 //! `Client` is a cheap handle. One actor task (see `actor`) owns the connection's lifecycle:
-//! it connects, replays registrations and reconnects; a separate reader task decodes inbound
-//! frames so reading never waits for writing. While the link is up, a call goes into the shared
-//! pending table and its frame straight into the socket from the caller's thread (see
-//! `socket::Writer`); while it is down, frames wait in the actor's offline queue.
+//! it connects, replays registrations and reconnects. Inbound frames are read by an attached
+//! event loop or by a runtime task (see `link`), never by a writer, so reading never waits for
+//! writing. While the link is up, a call goes into the shared pending table and its frame
+//! straight into the socket from the caller's thread (see `socket::Writer`); while it is down,
+//! frames wait in the actor's offline queue.
 
 mod actor;
 mod config;

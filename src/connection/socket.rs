@@ -1,5 +1,5 @@
 //! A minimal WebSocket client transport (RFC 6455, client side, no extensions) over one tokio
-//! `TcpStream` shared by a reader task and any number of writers.
+//! socket shared by one reader at a time and any number of writers.
 //!
 //! NOTE(perf): with the socket behind an async sink, every frame a Python thread sends costs a
 //! wake-up of the runtime thread (measured: about a third of the CPU of a sequential round
