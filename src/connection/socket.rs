@@ -1,4 +1,4 @@
-//! A minimal WebSocket client transport (RFC 6455, client side, no extensions) over one tokio
+//! A minimal WebSocket client transport (RFC 6455, client side, no extensions) over one TCP
 //! socket shared by one reader at a time and any number of writers.
 //!
 //! NOTE(perf): with the socket behind an async sink, every frame a Python thread sends costs a
