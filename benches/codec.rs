@@ -58,8 +58,7 @@ fn encode(c: &mut Criterion) {
 fn decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode");
     for (name, data) in sizes() {
-        let invoke =
-            frames::invoke_function(Some(INVOCATION_ID), FUNCTION_ID, Some(&data), None, None, None);
+        let invoke = frames::invoke_function(Some(INVOCATION_ID), FUNCTION_ID, Some(&data), None, None, None);
         let result = frames::invocation_result(INVOCATION_ID, FUNCTION_ID, Ok(Some(&data)));
         assert!(matches!(Message::decode(invoke.as_bytes()), Ok(Message::InvokeFunction(_))));
         assert!(matches!(Message::decode(result.as_bytes()), Ok(Message::InvocationResult(_))));
