@@ -111,3 +111,16 @@ def test_result_over_the_callee_limit_becomes_an_error(make_worker):
         client.trigger({"function_id": fid, "payload": {}})
     assert err.value.code == "invocation_failed"
     assert "maximum message size" in err.value.message
+
+
+def test_payload_above_the_engine_frame_limit_is_fragmented(make_worker):
+    """The engine resets a connection on a single frame over 16 MiB; larger messages must be
+    sent in fragments (both the call and the result here are 20 MiB)."""
+    server, client = make_worker(), make_worker()
+    fid = unique("huge")
+    server.register_function(fid, lambda d: {"size": len(d["data"]), "back": d["data"]})
+    wait_registered(client, fid)
+    data = "z" * (20 * MIB)
+    out = client.trigger({"function_id": fid, "payload": {"data": data}, "timeout_ms": 60000})
+    assert out["size"] == 20 * MIB and out["back"] == data
+    assert client.get_connection_state() == "connected"

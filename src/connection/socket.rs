@@ -164,10 +164,29 @@ pub fn watch(stream: &StdStream, interest: Interest) -> std::io::Result<AsyncFd<
         .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-/// Appends one masked client frame to `out`.
+/// Messages above this are sent as several frames: the engine (tungstenite defaults) resets a
+/// connection on a single frame over 16 MiB, while whole messages may be larger.
+pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+
+/// Appends one masked client message to `out`, fragmented above `MAX_FRAME`.
 pub fn encode_frame(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
+    if payload.len() <= MAX_FRAME {
+        encode_one(0x80 | opcode, payload, out);
+        return;
+    }
+    let mut chunks = payload.chunks(MAX_FRAME).peekable();
+    let mut first = true;
+    while let Some(chunk) = chunks.next() {
+        let fin = if chunks.peek().is_none() { 0x80 } else { 0 };
+        let op = if first { opcode } else { OP_CONTINUATION };
+        encode_one(fin | op, chunk, out);
+        first = false;
+    }
+}
+
+fn encode_one(head: u8, payload: &[u8], out: &mut Vec<u8>) {
     out.reserve(payload.len() + 14);
-    out.push(0x80 | opcode);
+    out.push(head);
     let len = payload.len();
     if len < 126 {
         out.push(0x80 | len as u8);
@@ -510,6 +529,17 @@ mod tests {
             let mut reader = FrameReader::new(1 << 20, frame);
             assert_eq!(reader.parse().unwrap(), Some(Incoming::Text(payload)));
         }
+    }
+
+    #[test]
+    fn large_messages_are_sent_as_fragments() {
+        let payload: Vec<u8> = (0..MAX_FRAME * 2 + 5).map(|i| i as u8).collect();
+        let mut wire = Vec::new();
+        encode_frame(OP_TEXT, &payload, &mut wire);
+        assert_eq!(wire[0], OP_TEXT, "first fragment: text, not final");
+        let mut reader = FrameReader::new(payload.len(), wire);
+        assert_eq!(reader.parse().unwrap(), Some(Incoming::Text(payload)));
+        assert_eq!(reader.parse().unwrap(), None);
     }
 
     #[test]
