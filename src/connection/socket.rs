@@ -228,30 +228,57 @@ pub enum Incoming {
 
 /// Reassembles server frames from bytes. Server frames are unmasked; masked ones are accepted.
 pub struct FrameReader {
+    /// Received bytes; those before `pos` are already parsed.
     buf: Vec<u8>,
+    pos: usize,
+    /// Reads land here first: reading straight into `buf` would mean zeroing its spare room
+    /// on every read.
+    scratch: Box<[u8]>,
     max_message_size: usize,
     partial: Option<(u8, Vec<u8>)>,
 }
 
+const READ_CHUNK: usize = 64 * 1024;
+
 impl FrameReader {
     pub fn new(max_message_size: usize, initial: Vec<u8>) -> Self {
-        Self { buf: initial, max_message_size, partial: None }
+        Self {
+            buf: initial,
+            pos: 0,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            max_message_size,
+            partial: None,
+        }
     }
 
     /// Reads what the socket has without blocking. `Ok(0)`: the peer closed the stream;
     /// `WouldBlock`: nothing more for now.
     pub fn fill(&mut self, stream: &StdStream) -> std::io::Result<usize> {
-        let len = self.buf.len();
-        self.buf.resize(len + 64 * 1024, 0);
-        let read = (&*stream).read(&mut self.buf[len..]);
-        self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
-        read
+        let n = (&*stream).read(&mut self.scratch)?;
+        self.compact();
+        self.buf.extend_from_slice(&self.scratch[..n]);
+        Ok(n)
+    }
+
+    /// Appends received bytes (what `fill` does with what it reads).
+    #[cfg(test)]
+    fn push(&mut self, bytes: &[u8]) {
+        self.compact();
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Drops the bytes already parsed (only the tail of a partial frame is ever left).
+    fn compact(&mut self) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
     }
 
     /// Takes one message out of the buffer if a complete one is there.
     pub fn parse(&mut self) -> Result<Option<Incoming>, String> {
         loop {
-            let b = &self.buf;
+            let b = &self.buf[self.pos..];
             if b.len() < 2 {
                 return Ok(None);
             }
@@ -288,8 +315,12 @@ impl FrameReader {
             if b.len() < at + len {
                 return Ok(None);
             }
-            let mut payload: Vec<u8> = self.buf[at..at + len].to_vec();
-            self.buf.drain(..at + len);
+            let mut payload: Vec<u8> = b[at..at + len].to_vec();
+            self.pos += at + len;
+            if self.pos == self.buf.len() {
+                self.buf.clear();
+                self.pos = 0;
+            }
             if let Some(mask) = mask {
                 apply_mask(&mut payload, mask);
             }
@@ -552,7 +583,7 @@ mod tests {
         // Byte by byte: partial headers and payloads must wait for more input.
         let mut out = Vec::new();
         for b in bytes {
-            reader.buf.push(b);
+            reader.push(&[b]);
             while let Some(msg) = reader.parse().unwrap() {
                 out.push(msg);
             }
@@ -623,7 +654,7 @@ mod fuzz {
             let mut reader = FrameReader::new(1 << 20, Vec::new());
             let mut out = Vec::new();
             for piece in wire.chunks(read_size) {
-                reader.buf.extend_from_slice(piece);
+                reader.push(piece);
                 while let Some(msg) = reader.parse().unwrap() {
                     out.push(msg);
                 }
