@@ -15,6 +15,14 @@ import threading
 PR_SET_PDEATHSIG = 1
 
 
+def shutdown_and_exit(iii) -> None:
+    """Shuts the worker down (giving up after 3 s) and leaves at once, whatever threads remain."""
+    done = threading.Event()
+    threading.Thread(target=lambda: (iii.shutdown(), done.set()), daemon=True).start()
+    done.wait(3.0)
+    os._exit(0)
+
+
 def die_with_parent() -> None:
     """SIGKILL this process when the process that started it dies (Linux), and also when
     its stdin (a pipe from the orchestrator) closes."""

@@ -12,11 +12,10 @@ import argparse
 import asyncio
 import os
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import connect, cpu, die_with_parent, emit, sdk_info, watchdog  # noqa: E402
+from common import connect, cpu, die_with_parent, emit, sdk_info, shutdown_and_exit, watchdog  # noqa: E402
 
 SMALL = {"msg": "hello", "n": 7}
 
@@ -97,39 +96,30 @@ def main() -> None:
     def check_big(r: object) -> bool:
         return isinstance(r, dict) and len(r.get("s") or "") == args.payload_bytes
 
+    async def one_call(t: Tally, fid: str, payload: object, check) -> None:
+        start = time.perf_counter()
+        try:
+            r = await call(fid, payload)
+        except Exception as exc:  # noqa: BLE001 - counted
+            t.error(exc)
+            return
+        t.latencies.append(time.perf_counter() - start)
+        if check(r):
+            t.ok += 1
+        else:
+            t.bad += 1
+
     async def sequential(t: Tally, n: int, fid: str, payload: object, check) -> None:
-        pc = time.perf_counter
         for _ in range(n):
-            start = pc()
-            try:
-                r = await call(fid, payload)
-            except Exception as exc:  # noqa: BLE001 - counted
-                t.error(exc)
-                continue
-            t.latencies.append(pc() - start)
-            if check(r):
-                t.ok += 1
-            else:
-                t.bad += 1
+            await one_call(t, fid, payload, check)
 
     async def fan_out(t: Tally, n: int, concurrency: int, fid: str, payload: object, check) -> None:
-        pc = time.perf_counter
         remaining = [n]
 
         async def worker() -> None:
             while remaining[0] > 0:
                 remaining[0] -= 1
-                start = pc()
-                try:
-                    r = await call(fid, payload)
-                except Exception as exc:  # noqa: BLE001 - counted
-                    t.error(exc)
-                    continue
-                t.latencies.append(pc() - start)
-                if check(r):
-                    t.ok += 1
-                else:
-                    t.bad += 1
+                await one_call(t, fid, payload, check)
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, n))))
 
@@ -260,10 +250,7 @@ def main() -> None:
             result = {"scenario": name, "fatal": f"{type(exc).__name__}: {exc}"[:300]}
         emit("RESULT", result)
     emit("DONE", {})
-    done = threading.Event()
-    threading.Thread(target=lambda: (iii.shutdown(), done.set()), daemon=True).start()
-    done.wait(3.0)
-    os._exit(0)
+    shutdown_and_exit(iii)
 
 
 if __name__ == "__main__":

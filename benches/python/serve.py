@@ -14,7 +14,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import connect, cpu, die_with_parent, emit, sdk_info, watchdog  # noqa: E402
+from common import connect, cpu, die_with_parent, emit, sdk_info, shutdown_and_exit, watchdog  # noqa: E402
 
 
 def main() -> None:
@@ -60,10 +60,7 @@ def main() -> None:
     emit("READY", {"role": "serve", "pid": os.getpid(), **sdk_info()})
     while not stop.wait(0.5):
         pass
-    done = threading.Event()
-    threading.Thread(target=lambda: (iii.shutdown(), done.set()), daemon=True).start()
-    done.wait(3.0)
-    os._exit(0)
+    shutdown_and_exit(iii)
 
 
 if __name__ == "__main__":

@@ -236,7 +236,11 @@ impl Client {
 
     /// Sends a message that is neither a call nor a registration.
     pub fn send_message(&self, message: &Message) -> Result<(), CallError> {
-        let frame = message.encode();
+        self.send_text(message.encode())
+    }
+
+    /// `send_message` with the message already encoded as JSON text.
+    pub fn send_text(&self, frame: String) -> Result<(), CallError> {
         self.check_size(&frame)?;
         self.send(frame, FrameKind::Plain)
     }

@@ -203,11 +203,6 @@ impl Worker {
         self.client.pending_calls()
     }
 
-    #[getter]
-    fn max_message_size(&self) -> usize {
-        self.client.config().max_message_size
-    }
-
     /// Waits (without the GIL) until connected, failed or shut down, or `timeout` seconds.
     fn wait_connected(&self, py: Python<'_>, timeout: f64) -> PyResult<&'static str> {
         let deadline = std::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
@@ -276,9 +271,7 @@ impl Worker {
     /// Sends one message that is neither a call nor a registration.
     fn send(&self, message: &Bound<'_, PyAny>) -> PyResult<()> {
         let frame = to_json(message)?;
-        let parsed =
-            Message::decode(frame.as_bytes()).map_err(|e| errors::protocol(message.py(), &e.to_string()))?;
-        self.client.send_message(&parsed).map_err(|e| errors::call_error(message.py(), &e))
+        self.client.send_text(frame).map_err(|e| errors::call_error(message.py(), &e))
     }
 
     /// Calls a function and waits for its result with the GIL released (Ctrl-C still works).
