@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: the Rust core (cargo test) and the Python API (pytest).
+# Runs every check CI runs: the lint gate (rustfmt, clippy, ruff, mypy --strict, stub check),
+# the Rust core's tests (cargo test) and the Python API's tests (pytest).
 # Creates ./.venv on first use. Set III_URL=ws://... to also run against a real engine.
+# LINT=0 skips the lint gate (for quick local runs).
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -x .venv/bin/python ]; then
@@ -8,7 +10,25 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q "maturin>=1.5,<2" pytest pytest-timeout "pydantic>=2"
+python -m pip install -q "maturin>=1.5,<2" pytest pytest-timeout "pydantic>=2" "ruff>=0.8" "mypy>=1.13"
+
+if [ "${LINT:-1}" != 0 ]; then
+    echo "== lint"
+    cargo fmt --check
+    cargo clippy --quiet --all-targets -- -D warnings
+    cargo clippy --quiet --all-targets --features python -- -D warnings
+    ruff check python tests benches examples
+    ruff format --check python tests benches examples
+    mypy --strict python/iii
+fi
+
+echo "== cargo test"
 cargo test --quiet
+echo "== build the extension"
 maturin develop --quiet
+if [ "${LINT:-1}" != 0 ]; then
+    echo "== stub check"
+    python -m mypy.stubtest iii._iii --allowlist tests/stubtest-allowlist.txt
+fi
+echo "== pytest"
 python -m pytest -q -p no:cacheprovider --timeout 120 tests

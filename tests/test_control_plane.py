@@ -200,7 +200,8 @@ def test_on_functions_available(make_worker):
     timeout = 20 if REAL_ENGINE_URL else 5
     wait_until(lambda: any(f.function_id == fid for batch in seen for f in batch), timeout=timeout)
     assert all(isinstance(f, FunctionInfo) for f in seen[-1])
-    callback_function = watcher._functions_available_ids[0]
+    assert watcher._functions_available_sub is not None
+    callback_function = watcher._functions_available_sub[0].id
     assert callback_function.startswith("iii.on_functions_available.")
     bound = lambda: [t for t in watcher.list_triggers() if t.function_id == callback_function]  # noqa: E731
     assert [t.trigger_type for t in bound()] == ["engine::functions-available"]

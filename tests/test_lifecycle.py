@@ -60,7 +60,7 @@ def test_shutdown_fails_calls_in_flight_promptly(make_worker):
     threads = [threading.Thread(target=call) for _ in range(5)]
     for t in threads:
         t.start()
-    wait_until(lambda: client._worker.pending_calls() == 5)
+    wait_until(lambda: client._connection.pending_calls() == 5)
     started = time.monotonic()
     client.shutdown()
     for t in threads:
@@ -88,7 +88,7 @@ def test_engine_disappearing_mid_call_fails_the_call_within_a_second(engine, mak
 
     thread = threading.Thread(target=lambda: asyncio.run(call()))
     thread.start()
-    wait_until(lambda: client._worker.pending_calls() == 1)
+    wait_until(lambda: client._connection.pending_calls() == 1)
     started = time.monotonic()
     engine.stop()
     thread.join(5)

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from iii import (
+    III,
     ConnectionLostError,
     IIIConnectionError,
     InitOptions,
@@ -21,7 +22,6 @@ from iii import (
     OfflineQueueFullError,
     ReconnectionConfig,
     TriggerHandler,
-    register_worker,
 )
 
 from conftest import unique, wait_registered, wait_until
@@ -106,7 +106,7 @@ def test_calls_in_flight_fail_at_once_when_the_link_drops(engine, proxy, make_wo
     errors = []
     t = threading.Thread(target=lambda: _capture(errors, client.trigger, {"function_id": fid, "payload": {}}))
     t.start()
-    wait_until(lambda: client._worker.pending_calls() == 1)
+    wait_until(lambda: client._connection.pending_calls() == 1)
     started = time.monotonic()
     proxy.cut()
     t.join(5)
@@ -148,7 +148,7 @@ def test_offline_queue_bound_and_timeouts_while_disconnected(engine, make_worker
     ]
     for t in threads:
         t.start()
-    wait_until(lambda: worker._worker.pending_calls() == 3)
+    wait_until(lambda: worker._connection.pending_calls() == 3)
     time.sleep(0.05)
     with pytest.raises(OfflineQueueFullError):
         worker.trigger({"function_id": "f", "payload": 9})
@@ -242,8 +242,13 @@ def test_worker_name_conflict_is_fatal(make_worker):
 
     with Engine(head_protocol=True) as engine:
         make_worker(engine.url, worker_name="only-one")
-        second = register_worker(engine.url, InitOptions(worker_name="only-one", reconnection_config=FAST))
+        second = III(engine.url, InitOptions(worker_name="only-one", reconnection_config=FAST))
         try:
+            # The rejection can come before or after register_worker would have returned.
+            with pytest.raises(NotConnectedError, match="WORKER_NAMESPACE_CONFLICT"):
+                second._wait_until_connected()
+                wait_until(lambda: second.get_connection_state() == "failed")
+                second._wait_until_connected()
             wait_until(lambda: second.get_connection_state() == "failed")
             with pytest.raises(NotConnectedError, match="WORKER_NAMESPACE_CONFLICT"):
                 second.trigger({"function_id": "x", "payload": 1})

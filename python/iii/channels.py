@@ -13,13 +13,14 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _iii
 from .options import DEFAULT_MAX_MESSAGE_SIZE
 from .types import StreamChannelRef
 
 log = logging.getLogger("iii.channels")
+_T = TypeVar("_T")
 
 __all__ = ["Channel", "ChannelReader", "ChannelWriter", "ReadableStream", "WritableStream", "is_channel_ref"]
 
@@ -42,7 +43,7 @@ def _url(base: str, ref: StreamChannelRef, direction: str) -> str:
     return f"{base}/ws/channels/{channel}?key={key}&dir={direction}"
 
 
-async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+async def _in_thread(fn: Callable[..., _T], *args: Any) -> _T:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 

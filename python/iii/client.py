@@ -23,7 +23,7 @@ from . import _iii
 from .channels import Channel, ChannelReader, ChannelWriter
 from .dispatch import Dispatcher, Handler, awaited
 from .errors import ClientShutdownError, InvocationError, NotConnectedError
-from .format import extract_request_format, extract_response_format
+from .format import extract_request_format, extract_response_format, python_type_to_format
 from .options import FunctionRef, IIIConnectionState, InitOptions
 from .stream import (
     IStream,
@@ -64,8 +64,8 @@ _VOID = object()
 def _format_json(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", exclude_none=True)
-    if isinstance(value, type) and issubclass(value, BaseModel):
-        return value.model_json_schema()
+    if isinstance(value, type):
+        return python_type_to_format(value)
     return value
 
 
@@ -77,41 +77,38 @@ def _as(model: type[M], value: M | dict[str, Any]) -> M:
     return value if isinstance(value, model) else model.model_validate(value)
 
 
-def _message(kind: str, **fields: Any) -> dict[str, Any]:
-    message = {"type": kind}
-    message.update((k, v) for k, v in fields.items() if v is not None)
-    return message
-
-
 class III(Dispatcher):
     """A worker connected to an iii engine. Create it with :func:`register_worker`."""
 
     def __init__(self, address: str, options: InitOptions | None = None) -> None:
+        """Builds the client and starts connecting in the background, like the official SDK.
+
+        :func:`register_worker` is this plus :meth:`_wait_until_connected`. Options are checked
+        before any thread starts, so a bad option raises and leaves nothing running.
+        """
         self._address = address
         self._options = options or InitOptions()
+        _check_options(self._options)
         self._timeout_ms = int(self._options.invocation_timeout_ms)
-        self._functions: dict[str, Handler] = {}
         self._trigger_types: dict[str, TriggerHandler[Any]] = {}
         self._bindings: dict[str, TriggerConfig[Any]] = {}
         self._state_listeners: list[Callable[[IIIConnectionState], Any]] = []
         self._functions_available: list[Callable[[list[FunctionInfo]], Any]] = []
-        self._functions_available_ids: tuple[str, str] | None = None
+        self._functions_available_sub: tuple[FunctionRef, Trigger] | None = None
         self._lock = threading.Lock()
         self._closed = False
 
-        self._loop = asyncio.new_event_loop()
-        self._loop_queue = _iii.LoopQueue()
-        self._loop.add_reader(self._loop_queue.fd, self._on_wake)
-        self._loop_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+        self._loop_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _iii.LoopQueue] = (
             weakref.WeakKeyDictionary()
         )
-        self._sync_queue = _iii.SyncQueue(SYNC_HANDLER_THREADS)
         self._sync_threads = 0
-        self._link_reader: Any = None
+        self._link_fd: int | None = None
+        self._connection = _iii.Connection(address, **self._connection_options())
+        self._loop = asyncio.new_event_loop()
+        self._loop.add_reader(self._connection.wake_fd, self._poll)
         # Non-daemon, like the official SDK: a connected worker keeps the process alive.
         self._thread = threading.Thread(target=self._run_loop, name="iii-loop", daemon=False)
         self._thread.start()
-        self._worker = _iii.Worker(address, self._connection_options(), self._loop_queue, self._sync_queue)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -119,6 +116,7 @@ class III(Dispatcher):
         o = self._options
         r = o.reconnection_config
         opts: dict[str, Any] = {
+            "handler_threads": SYNC_HANDLER_THREADS,
             "headers": dict(o.headers) if o.headers else None,
             "max_message_size": o.max_message_size,
             "connect_timeout_ms": o.connect_timeout_ms,
@@ -156,7 +154,7 @@ class III(Dispatcher):
 
     def get_connection_state(self) -> IIIConnectionState:
         """Current state: connecting, connected, reconnecting, failed or disconnected."""
-        return self._worker.state()  # type: ignore[return-value]
+        return self._connection.state()  # type: ignore[return-value]
 
     def on_connection_state_change(self, callback: Callable[[IIIConnectionState], Any]) -> Callable[[], None]:
         """Calls ``callback(state)`` on the SDK loop at every state change; returns an unsubscribe."""
@@ -171,20 +169,64 @@ class III(Dispatcher):
     @property
     def worker_id(self) -> str | None:
         """The id the engine gave the current connection."""
-        return self._worker.worker_id()
+        return self._connection.worker_id()
 
-    def _wait_connected(self, timeout: float) -> None:
-        state = self._worker.wait_connected(timeout)
-        if state != "connected":
-            reason = self._worker.last_error() or f"still {state} after {timeout:g} s"
-            raise NotConnectedError(f"could not connect to the iii engine at {self._address}: {reason}")
+    def _wait_until_connected(self) -> None:
+        """Blocks until the connection is up, as the official SDK does (frameworks call it).
+
+        Waits up to 30 s. If the reconnection policy gives up first (a finite ``max_retries``,
+        or the engine refused this worker), raises :class:`NotConnectedError` (a
+        ``ConnectionError``). If the engine is still unreachable after 30 s and the policy
+        retries forever, logs a warning and returns: the client keeps reconnecting, replays its
+        registrations once the engine is up, and calls made meanwhile wait in the offline queue.
+        """
+        self._check_open()
+        state = self._connection.wait_connected(REGISTER_TIMEOUT_S)
+        if state == "connected":
+            return
+        reason = self._connection.last_error() or f"still {state} after {REGISTER_TIMEOUT_S:g} s"
+        if state in ("connecting", "reconnecting"):
+            log.warning(
+                "the iii engine at %s is not reachable yet (%s); still trying in the background",
+                self._address,
+                reason,
+            )
+            return
+        raise NotConnectedError(f"could not connect to the iii engine at {self._address}: {reason}")
 
     async def connect_async(self) -> None:
         """Waits until the connection is up (it is made automatically at construction)."""
-        if self._closed:
-            raise ClientShutdownError("the iii client is shut down")
-        if self._worker.state() != "connected":
-            await asyncio.get_running_loop().run_in_executor(None, self._wait_connected, REGISTER_TIMEOUT_S)
+        self._check_open()
+        if self._connection.state() != "connected":
+            await asyncio.get_running_loop().run_in_executor(None, self._wait_until_connected)
+
+    # -- hooks some frameworks wrap ------------------------------------------------------------
+
+    def _to_dict(self, msg: Any) -> dict[str, Any]:
+        """A message as the dict sent to the engine (kept for frameworks that wrap it).
+
+        NOTE: the official SDK passes every outgoing message through this method; here messages
+        are encoded in the Rust core, so wrapping it changes nothing on the wire (trace context
+        is added by the core itself).
+        """
+        if isinstance(msg, dict):
+            return msg
+        if isinstance(msg, BaseModel):
+            data: dict[str, Any] = msg.model_dump(by_alias=True, exclude_none=True)
+            kind = data.get("type")
+            if kind is not None and hasattr(kind, "value"):
+                data["type"] = kind.value
+            return data
+        return {"data": msg}
+
+    async def _handle_message(self, raw: str | bytes) -> None:
+        """Handles one message as if the engine had sent it (kept for frameworks that wrap it).
+
+        NOTE: inbound frames are decoded and routed in the Rust core without calling this
+        method, so a wrapper around it sees nothing; called directly, it feeds ``raw`` to the
+        same routing as a frame read from the link.
+        """
+        self._connection.inject(raw if isinstance(raw, bytes) else raw.encode())
 
     # -- the SDK loop ------------------------------------------------------------------------
 
@@ -223,9 +265,9 @@ class III(Dispatcher):
         """
         function_id, payload, action, timeout_ms = self._parse_request(request)
         if action is _VOID:
-            self._worker.call_void(function_id, payload)
+            self._connection.call_void(function_id, payload)
             return None
-        result = self._worker.call(function_id, payload, timeout_ms, action)
+        result = self._connection.call(function_id, payload, timeout_ms, action)
         return result if action is None else EnqueueResult.model_validate(result)
 
     async def trigger_async(self, request: dict[str, Any] | TriggerRequest) -> Any:
@@ -237,17 +279,18 @@ class III(Dispatcher):
         """
         function_id, payload, action, timeout_ms = self._parse_request(request)
         if action is _VOID:
-            self._worker.call_void(function_id, payload)
+            self._connection.call_void(function_id, payload)
             return None
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._worker.call_async(function_id, payload, timeout_ms, action, future, self._queue_for(loop))
+        self._connection.call_async(function_id, payload, timeout_ms, action, future, self._queue_for(loop))
         result = await future
         return result if action is None else EnqueueResult.model_validate(result)
 
-    def _queue_for(self, loop: asyncio.AbstractEventLoop) -> Any:
+    def _queue_for(self, loop: asyncio.AbstractEventLoop) -> _iii.LoopQueue | None:
+        """The batch queue for results on ``loop`` (None: the SDK loop's own)."""
         if loop is self._loop:
-            return self._loop_queue
+            return None
         queue = self._loop_queues.get(loop)
         if queue is None:
             queue = _iii.LoopQueue()
@@ -259,6 +302,7 @@ class III(Dispatcher):
         self,
         func_or_id: RegisterFunctionInput | dict[str, Any] | str,
         handler_or_invocation: Callable[..., Any] | HttpInvocationConfig,
+        *,
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
         request_format: Any = None,
@@ -292,69 +336,49 @@ class III(Dispatcher):
             raise TypeError(
                 f"expected a function id, dict or RegisterFunctionInput, not {type(func_or_id).__name__}"
             )
-        if not spec.id:
-            raise ValueError("a function needs a non-empty id")
         invocation = (
             handler_or_invocation if isinstance(handler_or_invocation, HttpInvocationConfig) else None
         )
         if invocation is None and spec.invocation is not None and not callable(handler_or_invocation):
             invocation = spec.invocation
-        message = _message(
-            "registerfunction",
-            id=spec.id,
+        handler: Handler | None = None
+        if invocation is None:
+            if not callable(handler_or_invocation):
+                raise TypeError("handler_or_invocation must be a callable or an HttpInvocationConfig")
+            handler = Handler(handler_or_invocation)
+        self._connection.register_function(
+            spec.id,
+            handler,
+            is_async=handler is not None and handler.is_async,
             description=spec.description,
             request_format=_format_json(spec.request_format),
             response_format=_format_json(spec.response_format),
             metadata=spec.metadata,
             invocation=invocation.model_dump(mode="json", exclude_none=True) if invocation else None,
         )
-        if invocation is not None:
-            kind = "http"
-            self._functions.pop(spec.id, None)
-        elif callable(handler_or_invocation):
-            handler = Handler(handler_or_invocation)
-            kind = "async" if handler.is_async else "sync"
-            self._functions[spec.id] = handler
-            if kind == "sync" and self._sync_threads == 0:
-                self._start_sync_thread()
-        else:
-            raise TypeError("handler_or_invocation must be a callable or an HttpInvocationConfig")
-        self._worker.register_function(spec.id, kind, message)
+        if handler is not None and not handler.is_async and self._sync_threads == 0:
+            self._start_sync_thread()
         function_id = spec.id
-        return FunctionRef(id=function_id, unregister=lambda: self._unregister_function(function_id))
-
-    def _unregister_function(self, function_id: str) -> None:
-        self._functions.pop(function_id, None)
-        self._worker.unregister_function(function_id)
+        return FunctionRef(
+            id=function_id, unregister=lambda: self._connection.unregister_function(function_id)
+        )
 
     def register_service(self, service: RegisterServiceInput | dict[str, Any]) -> None:
         """Registers an organisational service (shown in the engine's dashboard)."""
         self._check_open()
         spec = _as(RegisterServiceInput, service)
-        message = _message(
-            "registerservice",
-            id=spec.id,
-            name=spec.name or spec.id,
-            description=spec.description,
-            parent_service_id=spec.parent_service_id,
+        self._connection.register_service(
+            spec.id, name=spec.name, description=spec.description, parent_service_id=spec.parent_service_id
         )
-        self._worker.register("service", spec.id, message)
 
     def register_trigger(self, trigger: RegisterTriggerInput | dict[str, Any]) -> Trigger:
         """Binds a trigger (``type``, ``function_id``, ``config``) to a function."""
         self._check_open()
         spec = _as(RegisterTriggerInput, trigger)
-        trigger_id = str(uuid.uuid4())
-        message = _message(
-            "registertrigger", id=trigger_id, trigger_type=spec.type, function_id=spec.function_id
+        trigger_id = self._connection.register_trigger(
+            spec.type, spec.function_id, _format_json(spec.config), spec.metadata
         )
-        # Always present, null when unset: the engine drops a registertrigger without it.
-        message["config"] = _format_json(spec.config)
-        if spec.metadata is not None:
-            message["metadata"] = spec.metadata
-        self._worker.register("trigger", trigger_id, message)
-        unregister = _message("unregistertrigger", id=trigger_id, trigger_type=spec.type)
-        return Trigger(lambda: self._worker.unregister("trigger", trigger_id, unregister))
+        return Trigger(lambda: self._connection.unregister_trigger(trigger_id, spec.type))
 
     def register_trigger_type(
         self, trigger_type: RegisterTriggerTypeInput | dict[str, Any], handler: TriggerHandler[Any]
@@ -366,15 +390,13 @@ class III(Dispatcher):
         """
         self._check_open()
         spec = _as(RegisterTriggerTypeInput, trigger_type)
-        message = _message(
-            "registertriggertype",
-            id=spec.id,
-            description=spec.description or "",
-            trigger_request_format=_format_json(spec.trigger_request_format),
-            call_request_format=_format_json(spec.call_request_format),
+        self._connection.register_trigger_type(
+            spec.id,
+            spec.description or "",
+            _format_json(spec.trigger_request_format),
+            _format_json(spec.call_request_format),
         )
         self._trigger_types[spec.id] = handler
-        self._worker.register("trigger_type", spec.id, message)
         config_cls = spec.trigger_request_format if isinstance(spec.trigger_request_format, type) else None
         request_cls = spec.call_request_format if isinstance(spec.call_request_format, type) else None
         return TriggerTypeRef(self, spec.id, config_cls, request_cls)
@@ -389,7 +411,7 @@ class III(Dispatcher):
             trigger_type.id if isinstance(trigger_type, RegisterTriggerTypeInput) else trigger_type["id"]
         )
         self._trigger_types.pop(type_id, None)
-        self._worker.unregister("trigger_type", type_id, _message("unregistertriggertype", id=type_id))
+        self._connection.unregister_trigger_type(type_id)
 
     # -- messages from the engine ----------------------------------------------------------------
 
@@ -442,22 +464,23 @@ class III(Dispatcher):
         """
         with self._lock:
             self._functions_available.append(callback)
-            if self._functions_available_ids is None:
+            if self._functions_available_sub is None:
                 function_id = f"iii.on_functions_available.{uuid.uuid4()}"
-                self.register_function({"id": function_id}, self._functions_changed)
+                function = self.register_function({"id": function_id}, self._functions_changed)
                 trigger = self.register_trigger(
                     {"type": "engine::functions-available", "function_id": function_id, "config": {}}
                 )
-                self._functions_available_ids = (function_id, trigger)
+                self._functions_available_sub = (function, trigger)
 
         def unsubscribe() -> None:
             with self._lock:
                 if callback in self._functions_available:
                     self._functions_available.remove(callback)
-                if not self._functions_available and self._functions_available_ids is not None:
-                    _, trigger = self._functions_available_ids
-                    self._functions_available_ids = None
+                if not self._functions_available and self._functions_available_sub is not None:
+                    function, trigger = self._functions_available_sub
+                    self._functions_available_sub = None
                     trigger.unregister()
+                    function.unregister()
 
         return unsubscribe
 
@@ -515,8 +538,7 @@ class III(Dispatcher):
             if self._closed:
                 return
             self._closed = True
-        self._worker.shutdown()
-        self._sync_queue.close()
+        self._connection.shutdown()
         if not self._loop.is_closed():
             try:
                 self._loop.call_soon_threadsafe(self._loop.stop)
@@ -542,7 +564,7 @@ class III(Dispatcher):
         return f"III({self._address!r}, state={self.get_connection_state()!r})"
 
 
-_STREAM_OPS = {
+_STREAM_OPS: dict[str, type[BaseModel]] = {
     "get": StreamGetInput,
     "set": StreamSetInput,
     "delete": StreamDeleteInput,
@@ -614,14 +636,55 @@ def _trigger_types(result: Any, key: str = "trigger_types") -> list[TriggerTypeI
 def register_worker(address: str, options: InitOptions | None = None) -> III:
     """Connects a worker to the engine at ``address`` (e.g. ``ws://localhost:49134``).
 
-    Blocks until the connection is up. If it is not up within 30 seconds (or the reconnection
-    policy gives up first), the client is shut down and :class:`NotConnectedError` is raised,
-    so no thread is left behind.
+    Blocks until the connection is up, for up to 30 s (see :meth:`III._wait_until_connected`):
+    with the default policy (retry forever) a worker started before its engine is returned
+    still reconnecting and connects when the engine comes up. When the policy gives up first,
+    the client is shut down and :class:`NotConnectedError` is raised, so no thread is left.
     """
     client = III(address, options)
     try:
-        client._wait_connected(REGISTER_TIMEOUT_S)
+        client._wait_until_connected()
     except BaseException:
         client.shutdown()
         raise
     return client
+
+
+def _check_options(options: InitOptions) -> None:
+    """Rejects option values the core cannot use, before anything is started."""
+    if not isinstance(options, InitOptions):
+        raise TypeError(f"options must be an InitOptions, not {type(options).__name__}")
+    for name in (
+        "invocation_timeout_ms",
+        "max_message_size",
+        "connect_timeout_ms",
+        "ping_interval_ms",
+        "idle_timeout_ms",
+    ):
+        value = getattr(options, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"InitOptions.{name} must be a positive integer, not {value!r}")
+    if not isinstance(options.offline_queue_limit, int) or options.offline_queue_limit < 0:
+        raise ValueError(
+            f"InitOptions.offline_queue_limit must be a non-negative integer, not {options.offline_queue_limit!r}"
+        )
+    r = options.reconnection_config
+    if r is not None:
+        if r.initial_delay_ms < 0 or r.max_delay_ms < 0:
+            raise ValueError("ReconnectionConfig delays must not be negative")
+        if r.backoff_multiplier < 1:
+            raise ValueError(
+                f"ReconnectionConfig.backoff_multiplier must be at least 1, not {r.backoff_multiplier!r}"
+            )
+        if not 0 <= r.jitter_factor <= 1:
+            raise ValueError(
+                f"ReconnectionConfig.jitter_factor must be between 0 and 1, not {r.jitter_factor!r}"
+            )
+        if r.max_retries < -1:
+            raise ValueError(
+                f"ReconnectionConfig.max_retries must be -1 (forever) or more, not {r.max_retries!r}"
+            )
+    if options.headers is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in options.headers.items()
+    ):
+        raise TypeError("InitOptions.headers must map header names to string values")

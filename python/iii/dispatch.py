@@ -16,21 +16,17 @@ import threading
 import traceback
 import types
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
+from . import _iii
 from .channels import resolve_refs
 from .format import handler_input_model
+from .options import IIIConnectionState
 from .triggers import TriggerConfig, TriggerHandler
 
 log = logging.getLogger("iii")
 
 _CALLER_KEY = "_caller_worker_id"
-_LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
 
 
 @types.coroutine
@@ -111,16 +107,13 @@ class Dispatcher:
     """Handler dispatch and link reading; mixed into :class:`iii.III`, which sets these."""
 
     _address: str
-    _worker: Any
+    _connection: _iii.Connection
     _loop: asyncio.AbstractEventLoop
-    _loop_queue: Any
-    _sync_queue: Any
     _sync_threads: int
-    _link_reader: Any
-    _functions: dict[str, Handler]
+    _link_fd: int | None
     _trigger_types: dict[str, TriggerHandler[Any]]
     _bindings: dict[str, TriggerConfig[Any]]
-    _state_listeners: list[Callable[[str], Any]]
+    _state_listeners: list[Callable[[IIIConnectionState], Any]]
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -135,74 +128,69 @@ class Dispatcher:
                     self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             except RuntimeError:
                 pass  # a second stop() (shutdown after a failure) ended the clean-up early
-            self._detach_reader()  # lets the link's socket close with the connection
+            self._detach_link()  # lets the link's socket close with the connection
             self._loop.close()
 
-    def _on_wake(self) -> None:
-        items = self._loop_queue.drain()
-        if items is None:
+    def _poll(self) -> None:
+        """Runs on the SDK loop when the link or the wake-up descriptor is readable: one call
+        into the core reads the link and returns every event that is waiting."""
+        events = self._connection.poll()
+        if events is None:
             return
-        for item in items:
-            tag = item[0]
-            if tag == "i":
-                data = resolve_refs(self._address, item[3]) if item[5] else item[3]
-                self._dispatch_async(item[1], item[2], data, item[4])
-            elif tag == "m":
-                self._on_message(item[1], item[2])
-            elif tag == "s":
-                self._on_state(item[1])
-            elif tag == "l":
-                log.log(_LOG_LEVELS.get(item[1], logging.INFO), item[2])
+        for event in events:
+            if type(event) is _iii.Invocation:
+                self._dispatch_async(event)
+            elif type(event) is _iii.StateChange:
+                self._on_state(cast(IIIConnectionState, event.state))
+            elif type(event) is _iii.TriggerBinding:
+                self._loop.create_task(self._bind(event) if event.register else self._unbind(event))
+            elif type(event) is _iii.CoreLog:
+                log.log(event.level, event.text)
+            elif type(event) is _iii.LinkClosed:
+                self._detach_link()
 
-    def _dispatch_async(self, invocation_id: str | None, function_id: str, data: Any, metadata: Any) -> None:
-        handler = self._functions.get(function_id)
-        if handler is None:
-            self._reply_missing(invocation_id, function_id)
-            return
+    def _dispatch_async(self, inv: _iii.Invocation) -> None:
+        data = resolve_refs(self._address, inv.data) if inv.has_channel_refs else inv.data
         try:
-            coro = handler.call(data, metadata)
+            coro = inv.handler.call(data, inv.metadata)
             yielded = coro.send(None)
         except StopIteration as stop:
-            self._reply(invocation_id, function_id, stop.value)
+            self._reply(inv, stop.value)
             return
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
-            self._reply_exception(invocation_id, function_id, exc)
+            self._reply_exception(inv, exc)
             return
         # The handler really suspended: only now does it become a Task.
-        self._loop.create_task(self._finish(coro, yielded, invocation_id, function_id))
+        self._loop.create_task(self._finish(coro, yielded, inv))
 
-    async def _finish(self, coro: Any, yielded: Any, invocation_id: str | None, function_id: str) -> None:
+    async def _finish(self, coro: Any, yielded: Any, inv: _iii.Invocation) -> None:
         try:
             result = await _resume(coro, yielded)
         except BaseException as exc:  # noqa: BLE001
-            self._reply_exception(invocation_id, function_id, exc)
+            self._reply_exception(inv, exc)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return
-        self._reply(invocation_id, function_id, result)
+        self._reply(inv, result)
 
-    def _reply(self, invocation_id: str | None, function_id: str, value: Any) -> None:
-        if invocation_id is None:
+    def _reply(self, inv: _iii.Invocation, value: Any) -> None:
+        if inv.invocation_id is None:
             return
-        problem = self._worker.reply(invocation_id, function_id, value)
+        problem = self._connection.reply(inv.invocation_id, inv.function_id, value)
         if problem is not None:
-            log.error("function %r: %s", function_id, problem)
+            log.error("function %r: %s", inv.function_id, problem)
 
-    def _reply_exception(self, invocation_id: str | None, function_id: str, exc: BaseException) -> None:
-        log.debug("function %r raised", function_id, exc_info=exc)
-        if invocation_id is None:
+    def _reply_exception(self, inv: _iii.Invocation, exc: BaseException) -> None:
+        log.debug("function %r raised", inv.function_id, exc_info=exc)
+        if inv.invocation_id is None:
             return
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        self._worker.reply_error(invocation_id, function_id, "invocation_failed", _error_text(exc), stack)
-
-    def _reply_missing(self, invocation_id: str | None, function_id: str) -> None:
-        if invocation_id is not None:
-            self._worker.reply_error(
-                invocation_id, function_id, "function_not_found", f"Function '{function_id}' not found"
-            )
+        self._connection.reply_error(
+            inv.invocation_id, inv.function_id, "invocation_failed", _error_text(exc), stack
+        )
 
     def _start_sync_thread(self, reserved: bool = False) -> None:
-        if not reserved and not self._sync_queue.reserve_thread():
+        if not reserved and not self._connection.reserve_handler_thread():
             return
         self._sync_threads += 1
         name = f"iii-sync-{self._sync_threads}"
@@ -214,64 +202,51 @@ class Dispatcher:
         threading.Thread(target=self._sync_worker, name=name, daemon=False).start()
 
     def _sync_worker(self) -> None:
-        queue = self._sync_queue
+        connection = self._connection
         while True:
-            job = queue.next()
+            job = connection.next_job()
             if job is None:
                 return
-            invocation_id, function_id, data, metadata, has_refs, grow = job
+            inv, grow = job
             if grow:
                 self._start_sync_thread(reserved=True)
-            if has_refs:
-                data = resolve_refs(self._address, data)
-            self._run_sync(invocation_id, function_id, data, metadata)
+            self._run_sync(inv)
 
-    def _run_sync(self, invocation_id: str | None, function_id: str, data: Any, metadata: Any) -> None:
-        handler = self._functions.get(function_id)
-        if handler is None:
-            self._reply_missing(invocation_id, function_id)
-            return
+    def _run_sync(self, inv: _iii.Invocation) -> None:
         try:
-            result = handler.call(data, metadata)
+            data = resolve_refs(self._address, inv.data) if inv.has_channel_refs else inv.data
+            result = inv.handler.call(data, inv.metadata)
             if inspect.isawaitable(result):
                 result = asyncio.run_coroutine_threadsafe(awaited(result), self._loop).result()
         except BaseException as exc:  # noqa: BLE001
-            self._reply_exception(invocation_id, function_id, exc)
+            self._reply_exception(inv, exc)
             return
-        self._reply(invocation_id, function_id, result)
+        self._reply(inv, result)
 
-    def _attach_reader(self) -> None:
+    def _attach_link(self) -> None:
         """Reads the live link on this loop: one wake-up per inbound message instead of two."""
-        self._detach_reader()
-        reader = self._worker.attach_reader()
-        if reader is not None:
-            self._link_reader = reader
-            self._loop.add_reader(reader.fd, self._pump)
+        self._detach_link()
+        fd = self._connection.attach_link()
+        if fd is not None:
+            self._link_fd = fd
+            self._loop.add_reader(fd, self._poll)
 
-    def _detach_reader(self) -> None:
-        reader, self._link_reader = self._link_reader, None
-        if reader is not None:
+    def _detach_link(self) -> None:
+        fd, self._link_fd = self._link_fd, None
+        if fd is not None:
             # Before the socket can close: its descriptor number may be reused.
-            self._loop.remove_reader(reader.fd)
+            self._loop.remove_reader(fd)
+            self._connection.detach_link()
 
-    def _pump(self) -> None:
-        reader = self._link_reader
-        if reader is None:
-            return
-        alive = reader.pump()
-        self._on_wake()
-        if not alive:
-            self._detach_reader()
-
-    def _on_state(self, state: str) -> None:
+    def _on_state(self, state: IIIConnectionState) -> None:
         if state == "connected":
-            self._attach_reader()
+            self._attach_link()
         else:
-            self._detach_reader()
+            self._detach_link()
         if state == "failed":
             # The core gave up for good: calls already fail at once. Let the process exit by
             # stopping the SDK's own threads, as shutdown() would.
-            self._sync_queue.close()
+            self._connection.close_jobs()
             self._loop.call_soon(self._loop.stop)
         for listener in list(self._state_listeners):
             try:
@@ -281,63 +256,37 @@ class Dispatcher:
             except Exception:
                 log.exception("connection state listener raised")
 
-    def _on_message(self, kind: str, message: dict[str, Any]) -> None:
-        if kind == "registertrigger":
-            self._loop.create_task(self._bind(message))
-        elif kind == "unregistertrigger":
-            self._loop.create_task(self._unbind(message))
-        elif kind == "triggerregistrationresult":
-            if message.get("error"):
-                error = message["error"]
-                log.warning(
-                    "the engine refused trigger %s (%s): %s: %s",
-                    message.get("id"),
-                    message.get("trigger_type"),
-                    error.get("code"),
-                    error.get("message"),
-                )
-        elif kind == "registrationrejected":
-            log.error("the engine rejected a registration: %s", message)
-        else:
-            log.debug("ignored %s message from the engine", kind)
-
-    async def _bind(self, message: dict[str, Any]) -> None:
-        trigger_id, type_id = message["id"], message["trigger_type"]
-        reply = {
-            "type": "triggerregistrationresult",
-            "id": trigger_id,
-            "trigger_type": type_id,
-            "function_id": message["function_id"],
-        }
-        handler = self._trigger_types.get(type_id)
+    async def _bind(self, binding: _iii.TriggerBinding) -> None:
+        handler = self._trigger_types.get(binding.trigger_type)
         if handler is None:
-            reply["error"] = {
-                "code": "trigger_type_not_found",
-                "message": f"Trigger type '{type_id}' not found",
-            }
-        else:
-            config = TriggerConfig(
-                id=trigger_id,
-                function_id=message["function_id"],
-                config=message.get("config"),
-                metadata=message.get("metadata"),
-                namespace=message.get("namespace"),
+            self._connection.answer_binding(
+                binding, "trigger_type_not_found", f"Trigger type '{binding.trigger_type}' not found"
             )
-            try:
-                await awaited(handler.register_trigger(config))
-                self._bindings[trigger_id] = config
-            except Exception as exc:
-                log.warning("trigger handler for %r refused binding %s: %s", type_id, trigger_id, exc)
-                reply["error"] = {"code": "trigger_registration_failed", "message": _error_text(exc)}
-        self._worker.send(reply)
+            return
+        config = TriggerConfig(
+            id=binding.id,
+            function_id=binding.function_id,
+            config=binding.config,
+            metadata=binding.metadata,
+            namespace=binding.namespace,
+        )
+        try:
+            await awaited(handler.register_trigger(config))
+        except Exception as exc:
+            log.warning(
+                "trigger handler for %r refused binding %s: %s", binding.trigger_type, binding.id, exc
+            )
+            self._connection.answer_binding(binding, "trigger_registration_failed", _error_text(exc))
+            return
+        self._bindings[binding.id] = config
+        self._connection.answer_binding(binding)
 
-    async def _unbind(self, message: dict[str, Any]) -> None:
-        trigger_id = message["id"]
-        config = self._bindings.pop(trigger_id, None)
-        handler = self._trigger_types.get(message.get("trigger_type") or "")
+    async def _unbind(self, binding: _iii.TriggerBinding) -> None:
+        config = self._bindings.pop(binding.id, None)
+        handler = self._trigger_types.get(binding.trigger_type)
         if handler is None or config is None:
             return
         try:
             await awaited(handler.unregister_trigger(config))
         except Exception:
-            log.exception("unregister_trigger of %r raised", message.get("trigger_type"))
+            log.exception("unregister_trigger of %r raised", binding.trigger_type)

@@ -8,6 +8,7 @@ models defined at the end of this module.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from typing import Any, Generic, Literal, Optional, TypeVar, Union
 
@@ -181,10 +182,10 @@ class IStream(ABC, Generic[TData]):
     async def delete(self, input: StreamDeleteInput) -> StreamDeleteResult: ...
 
     @abstractmethod
-    async def list(self, input: StreamListInput) -> list[TData]: ...
+    async def list(self, input: StreamListInput) -> builtins.list[TData]: ...
 
     @abstractmethod
-    async def list_groups(self, input: StreamListGroupsInput) -> list[str]: ...
+    async def list_groups(self, input: StreamListGroupsInput) -> builtins.list[str]: ...
 
     @abstractmethod
     async def update(self, input: StreamUpdateInput) -> StreamUpdateResult[TData] | None: ...

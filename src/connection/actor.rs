@@ -175,7 +175,8 @@ async fn serve(
     let reader = tokio::spawn({
         let (link, handle) = (link.clone(), incoming_handler(client.clone(), writer.clone()));
         let idle = shared.config.idle_timeout;
-        async move { link.read(idle, handle).await }
+        let shared = shared.clone();
+        async move { link.read(idle, move || !shared.pending.is_empty(), handle).await }
     });
 
     let previous = {
@@ -298,7 +299,7 @@ pub(super) fn incoming_handler(
     })
 }
 
-fn handle_frame(client: &Client, bytes: &[u8]) -> Option<End> {
+pub(super) fn handle_frame(client: &Client, bytes: &[u8]) -> Option<End> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return None;
     }

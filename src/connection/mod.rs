@@ -250,8 +250,12 @@ impl Client {
         if let Some(err) = self.shared.pending.closed_reason() {
             return Err(err);
         }
-        if let Some(writer) = self.live_writer() {
-            if writer.send(socket::OP_TEXT, frame.as_bytes()).is_ok() {
+        let link = self.shared.link.lock().clone();
+        if let Some(link) = link {
+            if link.writer.send(socket::OP_TEXT, frame.as_bytes()).is_ok() {
+                if let FrameKind::Call(_) = kind {
+                    link.note_call();
+                }
                 return Ok(());
             }
         }
@@ -271,6 +275,15 @@ impl Client {
         }
         let handle = actor::incoming_handler(self.clone(), link.writer.clone());
         Some(ExternalReader::new(link, handle))
+    }
+
+    /// Routes one message as if the engine had sent it on the live link.
+    pub fn handle_inbound(&self, frame: &[u8]) {
+        if let Some(end) = actor::handle_frame(self, frame) {
+            if let Some(link) = self.shared.link.lock().clone() {
+                link.end(end);
+            }
+        }
     }
 
     /// Records a registration (replayed after every reconnect) and sends it now if connected.

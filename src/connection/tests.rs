@@ -134,6 +134,7 @@ fn replays_registrations_in_protocol_order_after_a_reconnect() {
         function_id: "f".into(),
         config: None,
         metadata: None,
+        namespace: None,
     });
     client.register(RegistrationKind::Trigger, "trig-1", &trigger).unwrap();
     register_echo(&client, "f");

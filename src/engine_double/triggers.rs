@@ -72,6 +72,7 @@ fn binding_frame(id: &str, b: &Binding) -> String {
         function_id: b.function_id.clone(),
         config: b.config.clone(),
         metadata: b.metadata.clone(),
+        namespace: None,
     })
     .encode()
 }

@@ -80,6 +80,9 @@ pub struct RegisterTrigger {
     pub config: Option<Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Json>,
+    /// Set by newer engines on a binding sent to a trigger type's provider (protocol.md B).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A call. `data` is always written, as `null` when absent: the engine drops an
@@ -333,6 +336,7 @@ impl Message {
                 function_id: need(f.function_id, "registertrigger", "function_id")?,
                 config: own_json(f.config),
                 metadata: own_json(f.metadata),
+                namespace: own(f.namespace),
             }),
             "unregistertrigger" => Message::UnregisterTrigger {
                 id: need(f.id, "unregistertrigger", "id")?,
@@ -432,6 +436,7 @@ mod tests {
             function_id: "f".into(),
             config: None,
             metadata: None,
+            namespace: None,
         });
         let v: serde_json::Value = serde_json::from_str(&msg.encode()).unwrap();
         assert!(v.as_object().unwrap().contains_key("config"));

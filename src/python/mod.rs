@@ -1,22 +1,26 @@
 //! PyO3 bindings: the only code that knows about Python.
 
 mod channel;
-mod dispatch;
+mod connection;
 mod engine;
 mod errors;
+mod events;
 mod json;
+mod queues;
 mod runtime;
-mod worker;
 
 use pyo3::prelude::*;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<worker::Worker>()?;
-    m.add_class::<dispatch::LoopQueue>()?;
+    m.add_class::<connection::Connection>()?;
+    m.add_class::<queues::LoopQueue>()?;
+    m.add_class::<events::Invocation>()?;
+    m.add_class::<events::TriggerBinding>()?;
+    m.add_class::<events::StateChange>()?;
+    m.add_class::<events::CoreLog>()?;
+    m.add_class::<events::LinkClosed>()?;
     m.add_class::<channel::ChannelSocket>()?;
     m.add_class::<engine::TestEngine>()?;
-    m.add_class::<dispatch::SyncQueue>()?;
-    m.add_class::<dispatch::LinkReader>()?;
     m.add_function(wrap_pyfunction!(json::py_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(json::py_loads, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
