@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -124,3 +125,47 @@ def test_payload_above_the_engine_frame_limit_is_fragmented(make_worker):
     out = client.trigger({"function_id": fid, "payload": {"data": data}, "timeout_ms": 60000})
     assert out["size"] == 20 * MIB and out["back"] == data
     assert client.get_connection_state() == "connected"
+
+
+def test_a_slow_sync_handler_does_not_hold_up_the_others(make_worker):
+    server, client = make_worker(), make_worker()
+    slow, quick = unique("slow"), unique("quick")
+    release = threading.Event()
+    started = threading.Event()
+
+    def blocking(_data):
+        started.set()
+        assert release.wait(30)
+        return "slow done"
+
+    server.register_function(slow, blocking)
+    server.register_function(quick, lambda d: d + 1)
+    wait_registered(client, quick)
+    slow_result: list[object] = []
+    caller = threading.Thread(
+        target=lambda: slow_result.append(client.trigger({"function_id": slow, "payload": 0}))
+    )
+    caller.start()
+    assert started.wait(10)
+    # While the slow handler holds its thread, other sync invocations still run.
+    assert [client.trigger({"function_id": quick, "payload": i}) for i in range(50)] == list(range(1, 51))
+    release.set()
+    caller.join(10)
+    assert slow_result == ["slow done"]
+
+
+def test_blocking_sync_handlers_run_concurrently(make_worker):
+    server, client = make_worker(), make_worker()
+    fid = unique("barrier")
+    parties = 8
+    barrier = threading.Barrier(parties, timeout=20)
+    server.register_function(fid, lambda d: barrier.wait() >= 0)
+    wait_registered(client, fid)
+
+    async def run():
+        return await asyncio.gather(
+            *(client.trigger_async({"function_id": fid, "payload": i}) for i in range(parties))
+        )
+
+    # Each handler blocks until all eight run at once: they need eight threads.
+    assert asyncio.run(run()) == [True] * parties

@@ -41,7 +41,7 @@ enum Entry {
 struct Router {
     functions: RwLock<HashMap<String, Entry>>,
     loop_queue: Arc<LoopQueueInner>,
-    jobs: JobQueue,
+    jobs: Arc<JobQueue>,
 }
 
 impl EventSink for Router {
@@ -271,8 +271,15 @@ impl Connection {
     /// Waits (without the GIL) for the next invocation of a synchronous handler, and whether
     /// this thread should start another handler thread. None once the SDK is shutting down.
     fn next_job(&self, py: Python<'_>) -> PyResult<Option<(Invocation, bool)>> {
-        let router = self.router.clone();
-        let Some(((call, handler), grow)) = py.detach(move || router.jobs.next()) else {
+        // A thread that just finished a job takes the next one without a GIL hand-off.
+        let job = match self.router.jobs.try_next() {
+            Some(job) => Some(job),
+            None => {
+                let jobs = self.router.jobs.clone();
+                py.detach(move || jobs.next())
+            }
+        };
+        let Some(((call, handler), grow)) = job else {
             return Ok(None);
         };
         Ok(Some((Invocation::new(py, call, &handler)?, grow)))
