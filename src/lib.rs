@@ -1,9 +1,14 @@
 //! Rust core of the `iii` Python package. Everything except `python` is plain Rust and is
 //! tested with `cargo test`; `python` (behind the `python` feature) holds the PyO3 bindings.
 
-pub mod channels;
-pub mod connection;
-pub mod engine_double;
+// Crate-private unless a bench needs it, so that dead code warns. Without the bindings nothing
+// outside the tests uses the connection, so dead code is reported by the `python` build only.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod channels;
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod connection;
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+mod engine_double;
 pub mod invocations;
 pub mod protocol;
 

@@ -36,11 +36,7 @@ def is_channel_ref(value: Any) -> bool:
 
 
 def _url(base: str, ref: StreamChannelRef, direction: str) -> str:
-    from urllib.parse import quote
-
-    base = base.rstrip("/")
-    channel, key = quote(ref.channel_id, safe=""), quote(ref.access_key, safe="")
-    return f"{base}/ws/channels/{channel}?key={key}&dir={direction}"
+    return _iii.channel_url(base, ref.channel_id, ref.access_key, direction)
 
 
 async def _in_thread(fn: Callable[..., _T], *args: Any) -> _T:

@@ -328,6 +328,10 @@ pub(super) fn handle_frame(client: &Client, bytes: &[u8]) -> Option<End> {
         },
         Message::InvokeFunction(call) => shared.sink.invocation(client, call),
         Message::WorkerRegistered { worker_id, reattach_token } => {
+            client.log(
+                LogLevel::Info,
+                &format!("connected to the iii engine at {} as worker {worker_id}", shared.config.url),
+            );
             {
                 let mut info = shared.info.lock();
                 info.worker_id = Some(worker_id);

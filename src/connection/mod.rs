@@ -31,7 +31,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-pub use config::{ClientConfig, ReconnectPolicy};
+pub use config::ClientConfig;
 pub use ledger::Kind as RegistrationKind;
 use ledger::Ledger;
 pub use link::ExternalReader;
@@ -156,10 +156,6 @@ impl Client {
         let client = Client { shared };
         runtime.spawn(actor::run(client.clone(), rx));
         client
-    }
-
-    pub fn config(&self) -> &ClientConfig {
-        &self.shared.config
     }
 
     fn check_size(&self, frame: &str) -> Result<(), CallError> {

@@ -1,12 +1,17 @@
 //! `ChannelSocket`: blocking channel operations (GIL released) for `iii/channels.py`, which
 //! runs them in executor threads for its async API.
 
-use pyo3::exceptions::PyConnectionError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::runtime;
 use crate::channels::{ChannelSocket as Socket, Frame};
+
+/// The URL of one channel end (protocol.md 8.2); `base` is the engine URL the worker uses.
+#[pyfunction]
+pub fn channel_url(base: &str, channel_id: &str, access_key: &str, direction: &str) -> String {
+    crate::channels::channel_url(base, channel_id, access_key, direction)
+}
 
 #[pyclass(frozen, module = "iii._iii")]
 pub struct ChannelSocket {
@@ -24,7 +29,7 @@ impl ChannelSocket {
     fn new(py: Python<'_>, url: String, max_message_size: usize) -> PyResult<Self> {
         let socket = py
             .detach(|| runtime::handle().block_on(Socket::connect(&url, max_message_size)))
-            .map_err(PyConnectionError::new_err)?;
+            .map_err(closed)?;
         Ok(Self { socket })
     }
 

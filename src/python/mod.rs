@@ -21,6 +21,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::LinkClosed>()?;
     m.add_class::<channel::ChannelSocket>()?;
     m.add_class::<engine::TestEngine>()?;
+    m.add_function(wrap_pyfunction!(channel::channel_url, m)?)?;
     m.add_function(wrap_pyfunction!(json::py_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(json::py_loads, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
