@@ -5,6 +5,10 @@ listing models (:class:`FunctionInfo`, :class:`TriggerInfo`, :class:`TriggerType
 :class:`WorkerInfo`) are deliberately lenient: every field has a default, ``null`` values for
 non-nullable fields fall back to that default, and unknown fields are kept, so the entry shapes
 of both engine 0.11.0 and newer engines parse.
+
+This module also offers every name of the official ``iii.types`` (channels, HTTP request and
+response, stream and trigger interfaces, registry records): those defined elsewhere are the
+same objects, imported or, for the modules that import this one, looked up on first use.
 """
 
 from __future__ import annotations
