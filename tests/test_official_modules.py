@@ -183,3 +183,12 @@ def test_telemetry_placeholders_fail_clearly():
         telemetry.init_otel()
     with pytest.raises(NotImplementedError, match="EngineSpanExporter"):
         telemetry_exporters.EngineSpanExporter(None)  # type: ignore[arg-type]
+
+
+def test_enqueue_receipt_reads_like_the_official_dict():
+    receipt = iii.EnqueueResult.model_validate({"messageReceiptId": "r-1", "queue": "q"})
+    assert receipt.messageReceiptId == receipt["messageReceiptId"] == "r-1"
+    assert receipt.get("queue") == "q" and receipt.get("nope", 0) == 0
+    assert "messageReceiptId" in receipt and "nope" not in receipt
+    with pytest.raises(KeyError):
+        receipt["nope"]

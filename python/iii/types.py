@@ -289,11 +289,27 @@ class TriggerRequest(BaseModel):
 
 
 class EnqueueResult(BaseModel):
-    """Receipt returned when a call was accepted by a queue."""
+    """Receipt returned when a call was accepted by a queue.
+
+    Also readable like the dict the official SDK returns (``receipt["messageReceiptId"]``),
+    so code written for it keeps working.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     messageReceiptId: str  # noqa: N815 - wire name
+
+    def _as_dict(self) -> dict[str, Any]:
+        return {**dict(self), **(self.model_extra or {})}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._as_dict()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._as_dict()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._as_dict().get(key, default)
 
 
 class StreamChannelRef(BaseModel):
