@@ -223,7 +223,6 @@ def test_http_invoked_function_with_bearer_auth(app, monkeypatch):
         os.environ.pop("OFFICIAL_APP_TOKEN", None)
 
 
-@pytest.mark.xfail(strict=True, reason="lead's constructor change")
 def test_constructor_then_wait_and_wrapped_private_members(engine_url):
     """What frameworks built on the official SDK do: ``III(address, options)`` starts
     connecting, ``_wait_until_connected()`` waits for it, and tracing wraps ``_to_dict``

@@ -20,8 +20,6 @@ import sys
 from collections import defaultdict
 from typing import Any
 
-import pytest
-
 from surface_allowlist import ALLOWED
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -38,14 +36,6 @@ def _load_snapshot_tool() -> Any:
 
 
 tool = _load_snapshot_tool()
-
-# Members the lead's constructor change (issue 8, item 3) adds to III; checked on their own
-# below. Remove them from here (and the xfail marker) once that change is merged.
-PENDING_CONSTRUCTOR_CHANGE = {
-    "iii.iii.III._wait_until_connected",
-    "iii.iii.III._to_dict",
-    "iii.iii.III._handle_message",
-}
 
 
 def _compare_params(key: str, official: dict[str, Any], ours: dict[str, Any]) -> list[tuple[str, str]]:
@@ -177,11 +167,7 @@ def test_submodules_are_attributes_after_import():
 
 
 def test_surface_matches_the_official_package():
-    diffs = [
-        (key, what)
-        for key, what in surface_differences()
-        if key not in ALLOWED and key.split("(")[0] not in PENDING_CONSTRUCTOR_CHANGE
-    ]
+    diffs = [(key, what) for key, what in surface_differences() if key not in ALLOWED]
     assert not diffs, f"{len(diffs)} difference(s) from the official iii-sdk 0.11.0:\n{_report(diffs)}"
 
 
@@ -190,11 +176,3 @@ def test_allow_list_has_no_stale_entries():
     stale = sorted(set(ALLOWED) - found)
     assert not stale, f"allow-listed but no longer different (remove them): {stale}"
     assert all(reason.strip() for reason in ALLOWED.values())
-
-
-@pytest.mark.xfail(strict=True, reason="lead's constructor change")
-def test_members_frameworks_rely_on():
-    diffs = [
-        (key, what) for key, what in surface_differences() if key.split("(")[0] in PENDING_CONSTRUCTOR_CHANGE
-    ]
-    assert not diffs, _report(diffs)
