@@ -20,16 +20,6 @@ _GROUPS: list[tuple[str, list[str]]] = [
         ],
     ),
     (
-        "register_function's optional arguments may also be passed positionally here: every "
-        "official call still works (a superset of the official keyword-only form).",
-        [
-            "iii.iii.III.register_function(description)",
-            "iii.iii.III.register_function(metadata)",
-            "iii.iii.III.register_function(request_format)",
-            "iii.iii.III.register_function(response_format)",
-        ],
-    ),
-    (
         "Listing entries are lenient so that the entry shapes of engine 0.11.0 and of newer "
         "engines both parse (fields omitted or null there): every field has a default.",
         [
