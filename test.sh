@@ -17,8 +17,8 @@ if [ "${LINT:-1}" != 0 ]; then
     cargo fmt --check
     cargo clippy --quiet --all-targets -- -D warnings
     cargo clippy --quiet --all-targets --features python -- -D warnings
-    ruff check python tests benches examples
-    ruff format --check python tests benches examples
+    ruff check python tests benches examples tools
+    ruff format --check python tests benches examples tools
     mypy --strict python/iii
 fi
 

@@ -2,8 +2,16 @@
 
 from iii import register_worker, InitOptions
 iii = register_worker("ws://localhost:49134", InitOptions(worker_name="my-worker"))
+
+The official package's module paths (``iii.iii``, ``iii.iii_types``, ``iii.iii_constants``,
+``iii.telemetry_types``, ``iii.utils``, ``iii.format_utils``) are thin re-export shims of the
+modules below; ``iii.state``, ``iii.worker_metrics`` and ``iii.otel_worker_gauges`` hold what
+the official modules of those names offer.
 """
 
+# The official package's module layout (iii.iii, iii.iii_types, ...): re-export shims, loaded
+# here so that, as with the official package, they are attributes of ``iii`` after import.
+from . import format_utils, iii, iii_constants, iii_types, telemetry_types, utils  # noqa: F401
 from .channels import Channel, ChannelReader, ChannelWriter
 from .client import III, register_worker
 from .errors import (
@@ -47,6 +55,7 @@ from .stream import (
     IStream,
     StreamChangeEvent,
     StreamChangeEventDetail,
+    StreamContext,
     StreamJoinLeaveEvent,
     StreamJoinLeaveTriggerConfig,
     StreamTriggerConfig,
@@ -161,6 +170,7 @@ __all__ = [
     "IStream",
     "StreamChangeEvent",
     "StreamChangeEventDetail",
+    "StreamContext",
     "StreamJoinLeaveEvent",
     "StreamJoinLeaveTriggerConfig",
     "StreamTriggerConfig",

@@ -22,7 +22,20 @@ from .types import StreamChannelRef
 log = logging.getLogger("iii.channels")
 _T = TypeVar("_T")
 
-__all__ = ["Channel", "ChannelReader", "ChannelWriter", "ReadableStream", "WritableStream", "is_channel_ref"]
+__all__ = [
+    "MAX_FRAME_SIZE",
+    "Channel",
+    "ChannelReader",
+    "ChannelWriter",
+    "ReadableStream",
+    "StreamChannelRef",
+    "WritableStream",
+    "build_channel_url",
+    "is_channel_ref",
+]
+
+#: Writes are split into binary frames of at most this many bytes (done in the Rust core).
+MAX_FRAME_SIZE = 64 * 1024
 
 
 def is_channel_ref(value: Any) -> bool:
@@ -35,8 +48,17 @@ def is_channel_ref(value: Any) -> bool:
     )
 
 
+def build_channel_url(engine_ws_base: str, channel_id: str, access_key: str, direction: str) -> str:
+    """The engine URL of one end of a channel: ``<base>/ws/channels/<id>?key=...&dir=read|write``.
+
+    Built by the core (the id and key are percent-encoded, so odd characters cannot change
+    the path).
+    """
+    return _iii.channel_url(engine_ws_base, channel_id, access_key, direction)
+
+
 def _url(base: str, ref: StreamChannelRef, direction: str) -> str:
-    return _iii.channel_url(base, ref.channel_id, ref.access_key, direction)
+    return build_channel_url(base, ref.channel_id, ref.access_key, direction)
 
 
 async def _in_thread(fn: Callable[..., _T], *args: Any) -> _T:

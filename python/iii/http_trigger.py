@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .channels import ChannelReader, ChannelWriter, WritableStream
@@ -22,25 +22,25 @@ __all__ = ["HttpRequest", "HttpResponse", "InternalHttpRequest", "http"]
 class InternalHttpRequest:
     """The engine's request with both channel ends."""
 
+    path_params: dict[str, str]
+    query_params: dict[str, Any]
+    body: Any
+    headers: dict[str, Any]
+    method: str
     response: ChannelWriter
     request_body: ChannelReader
-    path_params: dict[str, str] = field(default_factory=dict)
-    query_params: dict[str, Any] = field(default_factory=dict)
-    body: Any = None
-    headers: dict[str, Any] = field(default_factory=dict)
-    method: str = "GET"
 
 
 @dataclass
 class HttpRequest:
     """What an :func:`http` handler receives as its request."""
 
+    path_params: dict[str, str]
+    query_params: dict[str, Any]
+    body: Any
+    headers: dict[str, Any]
+    method: str
     request_body: ChannelReader
-    path_params: dict[str, str] = field(default_factory=dict)
-    query_params: dict[str, Any] = field(default_factory=dict)
-    body: Any = None
-    headers: dict[str, Any] = field(default_factory=dict)
-    method: str = "GET"
 
 
 class HttpResponse:

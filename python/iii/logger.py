@@ -23,6 +23,9 @@ __all__ = [
     "SEVERITY_INFO",
     "SEVERITY_WARN",
     "get_log_exporter",
+    "is_initialized",
+    "log",
+    "safe_stringify",
     "set_log_exporter",
 ]
 
@@ -36,7 +39,7 @@ SEVERITY_ERROR = 17
 LogExporter = Callable[[int, str, str, Any], None]
 
 _LOGGER_NAME = "iii.logger"
-_log = logging.getLogger(_LOGGER_NAME)
+log = logging.getLogger(_LOGGER_NAME)
 
 _exporter: LogExporter | None = None
 _exporter_lock = threading.Lock()
@@ -53,6 +56,21 @@ def set_log_exporter(fn: LogExporter | None) -> LogExporter | None:
 def get_log_exporter() -> LogExporter | None:
     """The currently installed log exporter, if any."""
     return _exporter
+
+
+def is_initialized() -> bool:
+    """True while OpenTelemetry log export is on, i.e. a log exporter is installed."""
+    return _exporter is not None
+
+
+def safe_stringify(value: Any) -> str:
+    """JSON text of ``value``; values JSON cannot encode are written with ``str()``, and a
+    value that still cannot be encoded (e.g. one that contains itself) gives
+    ``"[unserializable]"`` instead of an exception."""
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return "[unserializable]"
 
 
 def _render(data: Any) -> str:
@@ -127,13 +145,13 @@ class Logger:
             try:
                 exporter(severity, severity_text, message, data)
             except Exception:
-                _log.debug("log exporter failed", exc_info=True)
-        if not _log.isEnabledFor(py_level):
+                log.debug("log exporter failed", exc_info=True)
+        if not log.isEnabledFor(py_level):
             return
         text = message if self._service_name is None else f"[{self._service_name}] {message}"
         if data is not None:
             text = f"{text} {_render(data)}"
-        _log.log(
+        log.log(
             py_level,
             "%s",
             text,

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "DEFAULT_INVOCATION_TIMEOUT_MS",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_RECONNECTION_CONFIG",
+    "MAX_QUEUE_SIZE",
+    "ConnectionStateCallback",
     "FunctionRef",
     "IIIConnectionState",
     "InitOptions",
@@ -23,8 +27,17 @@ __all__ = [
 #: Connection states reported by ``III.get_connection_state()``.
 IIIConnectionState = Literal["disconnected", "connecting", "connected", "reconnecting", "failed"]
 
+#: Receives the new state on every connection state change.
+ConnectionStateCallback = Callable[["IIIConnectionState"], None]
+
 #: Largest WebSocket message the client accepts from the engine (64 MiB).
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+#: Default timeout of ``trigger()`` calls (``InitOptions.invocation_timeout_ms``).
+DEFAULT_INVOCATION_TIMEOUT_MS = 30000
+
+#: Default number of calls and results kept while disconnected (``offline_queue_limit``).
+MAX_QUEUE_SIZE = 1000
 
 
 @dataclass
@@ -41,6 +54,10 @@ class ReconnectionConfig:
     backoff_multiplier: float = 2.0
     jitter_factor: float = 0.3
     max_retries: int = -1
+
+
+#: The reconnection policy used when ``InitOptions.reconnection_config`` is ``None``.
+DEFAULT_RECONNECTION_CONFIG = ReconnectionConfig()
 
 
 @dataclass
@@ -103,7 +120,7 @@ class InitOptions:
 
     worker_name: str | None = None
     enable_metrics_reporting: bool = True
-    invocation_timeout_ms: int = 30000
+    invocation_timeout_ms: int = DEFAULT_INVOCATION_TIMEOUT_MS
     reconnection_config: ReconnectionConfig | None = None
     otel: OtelConfig | dict[str, Any] | None = None
     headers: dict[str, str] | None = None
@@ -112,7 +129,7 @@ class InitOptions:
     connect_timeout_ms: int = 10000
     ping_interval_ms: int = 10000
     idle_timeout_ms: int = 30000
-    offline_queue_limit: int = 1000
+    offline_queue_limit: int = MAX_QUEUE_SIZE
 
 
 @dataclass

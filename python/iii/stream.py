@@ -20,6 +20,7 @@ __all__ = [
     "StreamAuthResult",
     "StreamChangeEvent",
     "StreamChangeEventDetail",
+    "StreamContext",
     "StreamDeleteInput",
     "StreamDeleteResult",
     "StreamGetInput",
@@ -205,6 +206,10 @@ class StreamAuthInput(BaseModel):
 
 class StreamAuthResult(BaseModel):
     context: Any | None = None
+
+
+#: What a stream authentication function hands on to the stream's functions: any JSON value.
+StreamContext = Any
 
 
 class StreamJoinResult(BaseModel):

@@ -5,23 +5,49 @@ listing models (:class:`FunctionInfo`, :class:`TriggerInfo`, :class:`TriggerType
 :class:`WorkerInfo`) are deliberately lenient: every field has a default, ``null`` values for
 non-nullable fields fall back to that default, and unknown fields are kept, so the entry shapes
 of both engine 0.11.0 and newer engines parse.
+
+This module also offers every name of the official ``iii.types`` (channels, HTTP request and
+response, stream and trigger interfaces, registry records): those defined elsewhere are the
+same objects, imported or, for the modules that import this one, looked up on first use.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .stream import IStream
+from .triggers import Trigger, TriggerHandler
+
 if TYPE_CHECKING:
-    from .stream import IStream
-    from .triggers import Trigger, TriggerHandler
+    from .channels import Channel, is_channel_ref
+    from .http_trigger import HttpRequest, HttpResponse, InternalHttpRequest
+else:
+    # These live in modules that import this one; resolved on first use to avoid the cycle.
+    _LATER = {
+        "Channel": "channels",
+        "is_channel_ref": "channels",
+        "HttpRequest": "http_trigger",
+        "HttpResponse": "http_trigger",
+        "InternalHttpRequest": "http_trigger",
+    }
+
+    def __getattr__(name: str) -> Any:
+        if name in _LATER:
+            import importlib
+
+            return getattr(importlib.import_module(f"{__package__}.{_LATER[name]}"), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ApiRequest",
     "ApiResponse",
+    "Channel",
     "EnqueueResult",
     "FunctionInfo",
     "FunctionsAvailableCallback",
@@ -30,7 +56,12 @@ __all__ = [
     "HttpAuthConfig",
     "HttpAuthHmac",
     "HttpInvocationConfig",
+    "HttpRequest",
+    "HttpResponse",
     "IIIClient",
+    "IStream",
+    "InternalHttpRequest",
+    "Invocation",
     "MessageType",
     "RegisterFunctionFormat",
     "RegisterFunctionInput",
@@ -40,20 +71,32 @@ __all__ = [
     "RegisterTriggerMessage",
     "RegisterTriggerTypeInput",
     "RegisterTriggerTypeMessage",
+    "RemoteFunctionData",
     "RemoteFunctionHandler",
+    "RemoteServiceFunctionData",
+    "RemoteTriggerTypeData",
     "StreamChannelRef",
+    "TConfig",
+    "TInput",
+    "TOutput",
+    "Trigger",
     "TriggerAction",
     "TriggerActionEnqueue",
     "TriggerActionType",
     "TriggerActionVoid",
+    "TriggerHandler",
     "TriggerInfo",
     "TriggerRequest",
     "TriggerTypeInfo",
     "WorkerInfo",
     "WorkerStatus",
+    "is_channel_ref",
 ]
 
 TBody = TypeVar("TBody")
+TInput = TypeVar("TInput")
+TOutput = TypeVar("TOutput")
+TConfig = TypeVar("TConfig")
 
 #: A function handler: receives the payload, returns a value or an awaitable of one.
 RemoteFunctionHandler = Callable[[Any], Awaitable[Any]]
@@ -246,11 +289,27 @@ class TriggerRequest(BaseModel):
 
 
 class EnqueueResult(BaseModel):
-    """Receipt returned when a call was accepted by a queue."""
+    """Receipt returned when a call was accepted by a queue.
+
+    Also readable like the dict the official SDK returns (``receipt["messageReceiptId"]``),
+    so code written for it keeps working.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     messageReceiptId: str  # noqa: N815 - wire name
+
+    def _as_dict(self) -> dict[str, Any]:
+        return {**dict(self), **(self.model_extra or {})}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._as_dict()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._as_dict()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._as_dict().get(key, default)
 
 
 class StreamChannelRef(BaseModel):
@@ -408,3 +467,52 @@ class IIIClient(Protocol):
     def on_functions_available(self, callback: FunctionsAvailableCallback) -> Callable[[], None]: ...
 
     def shutdown(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- registry entries
+# The official SDK keeps its registrations in these shapes; they are public there, so they
+# are here too. This SDK keeps its own registry in the Rust core and does not use them.
+
+
+class RemoteFunctionData(BaseModel):
+    """A registered function: its registration message and, for local functions, its handler."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    message: RegisterFunctionMessage
+    handler: RemoteFunctionHandler | None = None
+
+
+class RemoteServiceFunctionData(BaseModel):
+    """A function registered as part of a service; always has a local handler."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    message: RegisterFunctionMessage
+    handler: RemoteFunctionHandler
+
+
+class RemoteTriggerTypeData(BaseModel):
+    """A registered trigger type and the handler that serves its bindings."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    message: RegisterTriggerTypeMessage
+    handler: TriggerHandler[Any]
+
+
+class Invocation(Generic[TOutput]):
+    """The pending outcome of one call, settled once by :meth:`resolve` or :meth:`reject`."""
+
+    def __init__(self, future: asyncio.Future[TOutput]) -> None:
+        self._future = future
+
+    def resolve(self, value: TOutput) -> None:
+        """Settles the call with ``value``; ignored when it is already settled."""
+        if not self._future.done():
+            self._future.set_result(value)
+
+    def reject(self, error: Exception) -> None:
+        """Settles the call with ``error``; ignored when it is already settled."""
+        if not self._future.done():
+            self._future.set_exception(error)

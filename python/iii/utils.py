@@ -1,0 +1,12 @@
+"""Official import path ``iii.utils`` (iii-sdk 0.11.0): the ``http`` handler adapter and
+helpers. Re-export shim.
+
+The objects are defined in :mod:`iii.http_trigger`, :mod:`iii.channels` and
+:mod:`iii.logger` (``iii.utils.http is iii.http``); nothing is defined here.
+"""
+
+from .channels import is_channel_ref
+from .http_trigger import HttpRequest, HttpResponse, InternalHttpRequest, http
+from .logger import safe_stringify
+
+__all__ = ["HttpRequest", "HttpResponse", "InternalHttpRequest", "http", "is_channel_ref", "safe_stringify"]
