@@ -146,6 +146,8 @@ class Dispatcher:
                 self._loop.create_task(self._bind(event) if event.register else self._unbind(event))
             elif type(event) is _iii.CoreLog:
                 log.log(event.level, event.text)
+            elif type(event) is _iii.HandlerThreadWanted:
+                self._start_sync_thread(reserved=True)
             elif type(event) is _iii.LinkClosed:
                 self._detach_link()
 
@@ -204,12 +206,9 @@ class Dispatcher:
     def _sync_worker(self) -> None:
         connection = self._connection
         while True:
-            job = connection.next_job()
-            if job is None:
+            inv = connection.next_job()
+            if inv is None:
                 return
-            inv, grow = job
-            if grow:
-                self._start_sync_thread(reserved=True)
             self._run_sync(inv)
 
     def _run_sync(self, inv: _iii.Invocation) -> None:

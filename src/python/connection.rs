@@ -15,7 +15,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use super::errors;
-use super::events::{Binding, CoreLog, Invocation, LinkClosed, StateChange, TriggerBinding};
+use super::events::{
+    Binding, CoreLog, HandlerThreadWanted, Invocation, LinkClosed, StateChange, TriggerBinding,
+};
 use super::json::to_json_opt;
 use super::queues::{
     outcome_to_py, AsyncCompletion, BlockingCompletion, Item, JobQueue, LoopQueue, LoopQueueInner, Slot,
@@ -208,10 +210,11 @@ impl Connection {
         if let Some(meta) = worker_metadata {
             config.worker_metadata = to_json_opt(meta)?;
         }
+        let loop_queue = LoopQueueInner::new()?;
         let router = Arc::new(Router {
             functions: RwLock::new(HashMap::new()),
-            loop_queue: LoopQueueInner::new()?,
-            jobs: JobQueue::new(handler_threads),
+            jobs: JobQueue::new(handler_threads, loop_queue.clone()),
+            loop_queue,
         });
         let client = Client::start(runtime::handle(), config, router.clone());
         Ok(Self { client, router, link: Mutex::new(None) })
@@ -239,7 +242,7 @@ impl Connection {
 
     /// Reads what the link has (when attached), resolves finished calls of this loop, and
     /// returns the other events in order: `Invocation`, `TriggerBinding`, `StateChange`,
-    /// `CoreLog`, `LinkClosed`. None when there are none.
+    /// `CoreLog`, `HandlerThreadWanted`, `LinkClosed`. None when there are none.
     fn poll<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
         let queue = &self.router.loop_queue;
         let mut closed = false;
@@ -259,6 +262,7 @@ impl Connection {
                 Item::Binding(binding) => events.append(TriggerBinding::new(py, binding)?)?,
                 Item::State(state) => events.append(StateChange::new(state))?,
                 Item::Log(level, text) => events.append(CoreLog::new(level, text))?,
+                Item::ThreadWanted => events.append(HandlerThreadWanted)?,
                 Item::Done { .. } => unreachable!("take() resolves completions"),
             }
         }
@@ -268,9 +272,9 @@ impl Connection {
         Ok(Some(events))
     }
 
-    /// Waits (without the GIL) for the next invocation of a synchronous handler, and whether
-    /// this thread should start another handler thread. None once the SDK is shutting down.
-    fn next_job(&self, py: Python<'_>) -> PyResult<Option<(Invocation, bool)>> {
+    /// Waits (without the GIL) for the next invocation of a synchronous handler. None once the
+    /// SDK is shutting down.
+    fn next_job(&self, py: Python<'_>) -> PyResult<Option<Invocation>> {
         // A thread that just finished a job takes the next one without a GIL hand-off.
         let job = match self.router.jobs.try_next() {
             Some(job) => Some(job),
@@ -279,10 +283,10 @@ impl Connection {
                 py.detach(move || jobs.next())
             }
         };
-        let Some(((call, handler), grow)) = job else {
+        let Some((call, handler)) = job else {
             return Ok(None);
         };
-        Ok(Some((Invocation::new(py, call, &handler)?, grow)))
+        Ok(Some(Invocation::new(py, call, &handler)?))
     }
 
     /// Claims a slot for a new sync-handler thread; False when the pool is full or closed.

@@ -116,6 +116,11 @@ impl CoreLog {
     }
 }
 
+/// Synchronous handlers are stuck and every handler thread is busy: start one more thread
+/// (its slot is already reserved).
+#[pyclass(frozen, module = "iii._iii")]
+pub struct HandlerThreadWanted;
+
 /// The link the SDK loop was reading has ended: stop watching its descriptor, then call
 /// `Connection.detach_link`.
 #[pyclass(frozen, module = "iii._iii")]

@@ -19,6 +19,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::StateChange>()?;
     m.add_class::<events::CoreLog>()?;
     m.add_class::<events::LinkClosed>()?;
+    m.add_class::<events::HandlerThreadWanted>()?;
     m.add_class::<channel::ChannelSocket>()?;
     m.add_class::<engine::TestEngine>()?;
     m.add_function(wrap_pyfunction!(channel::channel_url, m)?)?;

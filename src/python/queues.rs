@@ -26,11 +26,16 @@ use crate::protocol::InvokeFunction;
 
 /// Work for an event loop, converted to Python objects only on that loop's thread.
 pub(crate) enum Item {
-    Done { future: Py<PyAny>, outcome: Outcome },
+    Done {
+        future: Py<PyAny>,
+        outcome: Outcome,
+    },
     Invoke(InvokeFunction, Arc<Py<PyAny>>),
     Binding(Binding),
     State(ConnectionState),
     Log(LogLevel, String),
+    /// Sync handlers are stuck and every handler thread is busy: start one more.
+    ThreadWanted,
 }
 
 pub(crate) struct LoopQueueInner {
@@ -197,24 +202,27 @@ struct JobState {
 ///
 /// NOTE(perf): waking a thread for every job made the sync-handler threads take turns on the
 /// GIL for each call (a futex wake-up and a GIL hand-off per call; the sync fan-out ran at 40 %
-/// of the async one). Now a thread that finishes a job takes the next one without letting go
-/// of the GIL, and a waiting thread is woken only when no thread is busy or the busy ones have
-/// not taken a job for `STALL` (a slow handler); one spare thread is kept so that a slow
-/// handler never holds up the queue for longer than that.
+/// of the async one), and growing the pool whenever no thread was idle spent a quarter of the
+/// serving process's busy time starting threads (py-spy). Now a thread that finishes a job
+/// takes the next one without letting go of the GIL; a waiting thread is woken only when no
+/// thread is busy or the busy ones have not taken a job for `STALL` (a slow handler), and the
+/// SDK loop is asked for one more thread only when that happens with none waiting.
 pub(crate) struct JobQueue {
     state: Mutex<JobState>,
     ready: Condvar,
     max_threads: usize,
+    /// Where requests for more threads go (the SDK loop starts them).
+    loop_queue: Arc<LoopQueueInner>,
 }
 
 /// How long queued jobs may wait behind busy threads before a waiting thread is woken.
 const STALL: Duration = Duration::from_millis(2);
 
-/// A job, and whether its thread should start another one (the spare).
-pub(crate) type Job = ((InvokeFunction, Arc<Py<PyAny>>), bool);
+/// An invocation and the handler object that runs it.
+pub(crate) type Job = (InvokeFunction, Arc<Py<PyAny>>);
 
 impl JobQueue {
-    pub(crate) fn new(max_threads: usize) -> Arc<Self> {
+    pub(crate) fn new(max_threads: usize, loop_queue: Arc<LoopQueueInner>) -> Arc<Self> {
         Arc::new(JobQueue {
             state: Mutex::new(JobState {
                 jobs: VecDeque::new(),
@@ -226,6 +234,7 @@ impl JobQueue {
             }),
             ready: Condvar::new(),
             max_threads: max_threads.max(1),
+            loop_queue,
         })
     }
 
@@ -242,7 +251,8 @@ impl JobQueue {
         }
     }
 
-    /// Wakes a waiting thread whenever the queue stalls, until it is empty.
+    /// Whenever the queue stalls, wakes a waiting thread or asks for a new one, until the
+    /// queue is empty.
     async fn watch(&self) {
         loop {
             tokio::time::sleep(STALL).await;
@@ -251,8 +261,15 @@ impl JobQueue {
                 s.watchdog_armed = false;
                 return;
             }
-            if s.idle > 0 && s.last_take.elapsed() >= STALL {
+            if s.last_take.elapsed() < STALL {
+                continue;
+            }
+            if s.idle > 0 {
                 self.ready.notify_one();
+            } else if s.threads < self.max_threads {
+                s.threads += 1;
+                drop(s);
+                self.loop_queue.push(Item::ThreadWanted);
             }
         }
     }
@@ -270,12 +287,7 @@ impl JobQueue {
     fn take(&self, s: &mut JobState) -> Option<Job> {
         let job = s.jobs.pop_front()?;
         s.last_take = Instant::now();
-        // Keep a spare thread waiting, so a slow handler holds up the queue for `STALL` at most.
-        let grow = s.idle == 0 && s.threads < self.max_threads;
-        if grow {
-            s.threads += 1;
-        }
-        Some((job, grow))
+        Some(job)
     }
 
     /// The next job if one is queued, without waiting.
