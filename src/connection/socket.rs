@@ -246,7 +246,8 @@ impl FrameReader {
             buf: initial,
             pos: 0,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-            max_message_size,
+            // No buffer can hold more than isize::MAX bytes.
+            max_message_size: max_message_size.min(isize::MAX as usize),
             partial: None,
         }
     }
@@ -294,14 +295,20 @@ impl FrameReader {
                 126 | 127 => return Ok(None),
                 n => (n as u64, 2),
             };
+            if opcode >= OP_CLOSE && (!fin || len > 125) {
+                return Err("control frame fragmented or longer than 125 bytes".into());
+            }
+            // Lengths come from the wire: every sum is checked (a continuation frame claiming
+            // nearly u64::MAX bytes must be refused, not wrap around).
             let so_far = self.partial.as_ref().map_or(0, |(_, p)| p.len()) as u64;
-            if len + so_far > self.max_message_size as u64 {
+            let total = len.checked_add(so_far).filter(|&t| t <= self.max_message_size as u64);
+            let Some(len) = total.and(usize::try_from(len).ok()) else {
                 return Err(format!(
                     "message of {} bytes exceeds the maximum message size of {} bytes",
-                    len + so_far,
+                    (so_far as u128) + (len as u128),
                     self.max_message_size
                 ));
-            }
+            };
             let mask = if masked {
                 if b.len() < at + 4 {
                     return Ok(None);
@@ -311,12 +318,13 @@ impl FrameReader {
             } else {
                 None
             };
-            let len = len as usize;
-            if b.len() < at + len {
-                return Ok(None);
-            }
-            let mut payload: Vec<u8> = b[at..at + len].to_vec();
-            self.pos += at + len;
+            let end = match at.checked_add(len) {
+                Some(end) if end <= b.len() => end,
+                Some(_) => return Ok(None),
+                None => return Err(format!("frame length {len} is out of range")),
+            };
+            let mut payload: Vec<u8> = b[at..end].to_vec();
+            self.pos += end;
             if self.pos == self.buf.len() {
                 self.buf.clear();
                 self.pos = 0;
@@ -608,6 +616,33 @@ mod tests {
         assert!(reader.parse().is_err());
         let mut reader = FrameReader::new(10, server_frame(0x3, true, b""));
         assert!(reader.parse().is_err());
+        let mut reader = FrameReader::new(1000, server_frame(OP_PING, true, &[0; 126]));
+        assert!(reader.parse().is_err(), "control frames carry at most 125 bytes");
+        let mut reader = FrameReader::new(1000, server_frame(OP_PING, false, b""));
+        assert!(reader.parse().is_err(), "control frames are never fragmented");
+    }
+
+    /// A 127-length header claiming `len` bytes, with `tail` actually following.
+    fn claimed_frame(head: u8, len: u64, tail: &[u8]) -> Vec<u8> {
+        let mut out = vec![head, 127];
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(tail);
+        out
+    }
+
+    #[test]
+    fn continuation_with_a_length_near_u64_max_is_an_error() {
+        // Regression: the reader added the wire length to what it had, overflowing (a panic
+        // in debug builds, an out-of-range slice in release).
+        for limit in [64 << 20, usize::MAX] {
+            for claimed in [u64::MAX, u64::MAX - 1, u64::MAX - 9, u64::MAX - 10, 1 << 63] {
+                let mut wire = server_frame(OP_TEXT, false, b"ab");
+                wire.extend(claimed_frame(0x80 | OP_CONTINUATION, claimed, b"cd"));
+                let mut reader = FrameReader::new(limit, wire);
+                let err = reader.parse().expect_err("a clean error, not a wait for more bytes");
+                assert!(err.contains("exceeds the maximum message size"), "{err}");
+            }
+        }
     }
 }
 
@@ -616,6 +651,32 @@ mod fuzz {
     use proptest::prelude::*;
 
     use super::*;
+
+    fn extreme_length() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0u64..200,
+            Just(125),
+            Just(126),
+            Just(u16::MAX as u64),
+            Just(u16::MAX as u64 + 1),
+            Just(u32::MAX as u64),
+            Just(1 << 63),
+            Just(64),
+            Just(65),
+            Just(1 << 20),
+            (0u64..16).prop_map(|k| u64::MAX - k),
+            any::<u64>(),
+        ]
+    }
+
+    /// The length a complete frame header at the start of `b` claims.
+    fn header_length(b: &[u8]) -> Option<u64> {
+        match *b.get(1)? & 0x7F {
+            126 => Some(u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as u64),
+            127 => Some(u64::from_be_bytes(b.get(2..10)?.try_into().ok()?)),
+            n => Some(n as u64),
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
@@ -629,6 +690,58 @@ mod fuzz {
                     Ok(Some(Incoming::Text(p) | Incoming::Binary(p) | Incoming::Ping(p))) => prop_assert!(p.len() <= 256),
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        /// Sequences of frames whose headers claim extreme lengths (near 2^16, 2^32, 2^63,
+        /// u64::MAX, the size limit) never panic, never yield more than the limit, and a
+        /// claim over the limit is an error at once rather than a wait for bytes that would
+        /// never come.
+        #[test]
+        fn extreme_lengths_never_panic_or_stall(
+            frames in proptest::collection::vec(
+                (0u8..16, any::<bool>(), any::<bool>(), extreme_length(), proptest::collection::vec(any::<u8>(), 0..40)),
+                1..8,
+            ),
+            limit in prop_oneof![Just(64usize), Just(1 << 20), Just(usize::MAX)],
+        ) {
+            let mut wire = Vec::new();
+            for (opcode, fin, masked, claimed, tail) in &frames {
+                wire.push(if *fin { 0x80 | opcode } else { *opcode });
+                let mask_bit = if *masked { 0x80 } else { 0 };
+                match *claimed {
+                    n if n < 126 => wire.push(mask_bit | n as u8),
+                    n if n <= u16::MAX as u64 => {
+                        wire.push(mask_bit | 126);
+                        wire.extend_from_slice(&(n as u16).to_be_bytes());
+                    }
+                    n => {
+                        wire.push(mask_bit | 127);
+                        wire.extend_from_slice(&n.to_be_bytes());
+                    }
+                }
+                if *masked {
+                    wire.extend_from_slice(&[1, 2, 3, 4]);
+                }
+                wire.extend_from_slice(tail);
+            }
+            let mut reader = FrameReader::new(limit, wire);
+            for _ in 0..16 {
+                let so_far = reader.partial.as_ref().map_or(0, |(_, p)| p.len()) as u64;
+                match reader.parse() {
+                    Ok(Some(Incoming::Text(p) | Incoming::Binary(p) | Incoming::Ping(p))) => {
+                        prop_assert!(p.len() <= limit)
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        let rest = &reader.buf[reader.pos..];
+                        if let Some(claimed) = header_length(rest) {
+                            prop_assert!(claimed.saturating_add(so_far) <= limit as u64);
+                        }
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
         }
