@@ -9,6 +9,7 @@
 
 mod actor;
 mod config;
+pub(crate) mod endpoint;
 mod ledger;
 mod link;
 mod socket;

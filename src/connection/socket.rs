@@ -20,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::endpoint::Endpoint;
+
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 pub const OP_CONTINUATION: u8 = 0x0;
@@ -31,49 +33,40 @@ pub const OP_PONG: u8 = 0xA;
 
 #[derive(Debug)]
 pub enum HandshakeError {
-    /// Retrying cannot help (bad URL, TLS requested).
+    /// Retrying cannot help (bad URL, bad headers).
     Permanent(String),
     Transient(String),
 }
 
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
+/// Refuses header names and values that would break the request (or smuggle another).
+pub(crate) fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
+    for (name, value) in headers {
+        let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
+        if name.is_empty() || bad(name) || bad(value) || name.contains(':') {
+            return Err(format!("invalid header {name:?}"));
+        }
+    }
+    Ok(())
 }
 
-/// Parses `ws://host[:port][/path][?query]`.
-pub fn parse_url(url: &str) -> Result<Endpoint, HandshakeError> {
-    let rest = if let Some(rest) = url.strip_prefix("ws://") {
-        rest
-    } else if url.starts_with("wss://") {
-        return Err(HandshakeError::Permanent(format!(
-            "{url}: wss:// is not supported (the engine has no TLS); use ws:// or a TLS-terminating proxy"
-        )));
-    } else {
-        return Err(HandshakeError::Permanent(format!(
-            "invalid engine URL {url:?}: expected ws://host:port"
-        )));
-    };
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
-        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-        None => (rest, "/".to_owned()),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            let port = p
-                .parse()
-                .map_err(|_| HandshakeError::Permanent(format!("invalid port in engine URL {url:?}")))?;
-            (h, port)
-        }
-        _ => (authority, 80),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(HandshakeError::Permanent(format!("invalid engine URL {url:?}: no host")));
+/// The opening handshake's request: `Host` from the URL (IPv6 in brackets, default port
+/// left out), Basic auth from its user info unless `headers` carry an `Authorization`.
+fn upgrade_request(ep: &Endpoint, key: &str, headers: &[(String, String)]) -> String {
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
+        ep.resource(),
+        ep.host_header()
+    );
+    let has_authorization = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    if let (Some(auth), false) = (ep.authorization(), has_authorization) {
+        request.push_str(&format!("Authorization: {auth}\r\n"));
     }
-    Ok(Endpoint { host: host.to_owned(), port, path })
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request
 }
 
 /// Connects and performs the opening handshake. Returns the stream and any bytes the server
@@ -82,28 +75,17 @@ pub async fn connect(
     url: &str,
     headers: &[(String, String)],
 ) -> Result<(StdStream, Vec<u8>), HandshakeError> {
-    let ep = parse_url(url)?;
-    for (name, value) in headers {
-        let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
-        if name.is_empty() || bad(name) || bad(value) || name.contains(':') {
-            return Err(HandshakeError::Permanent(format!("invalid header {name:?}")));
-        }
+    let ep = Endpoint::parse(url).map_err(HandshakeError::Permanent)?;
+    if ep.tls {
+        return Err(HandshakeError::Permanent(format!("{url}: wss:// is not supported yet")));
     }
+    check_headers(headers).map_err(HandshakeError::Permanent)?;
     let mut stream = TcpStream::connect((ep.host.as_str(), ep.port))
         .await
         .map_err(|e| HandshakeError::Transient(format!("cannot connect to {url}: {e}")))?;
     stream.set_nodelay(true).map_err(|e| HandshakeError::Transient(e.to_string()))?;
     let key = data_encoding::BASE64.encode(&fastrand::u128(..).to_le_bytes());
-    let host_header = if ep.port == 80 { ep.host.clone() } else { format!("{}:{}", ep.host, ep.port) };
-    let mut request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
-        ep.path
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
+    let request = upgrade_request(&ep, &key, headers);
     let transient =
         |e: std::io::Error| HandshakeError::Transient(format!("handshake with {url} failed: {e}"));
     stream.write_all(request.as_bytes()).await.map_err(transient)?;
@@ -543,18 +525,17 @@ mod tests {
     }
 
     #[test]
-    fn parses_urls() {
-        let e = parse_url("ws://localhost:49134").unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.path.as_str()), ("localhost", 49134, "/"));
-        let e = parse_url("ws://10.0.0.1/x/y?a=1").unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.path.as_str()), ("10.0.0.1", 80, "/x/y?a=1"));
-        let e = parse_url("ws://h:1?token=t").unwrap();
-        assert_eq!(e.path, "/?token=t");
-        let e = parse_url("ws://[::1]:9").unwrap();
-        assert_eq!((e.host.as_str(), e.port), ("::1", 9));
-        assert!(matches!(parse_url("wss://h"), Err(HandshakeError::Permanent(_))));
-        assert!(matches!(parse_url("http://h"), Err(HandshakeError::Permanent(_))));
-        assert!(matches!(parse_url("ws://h:notaport"), Err(HandshakeError::Permanent(_))));
+    fn upgrade_requests_carry_host_auth_and_extra_headers() {
+        let ep = Endpoint::parse("ws://u:p@[::1]:9/x?y=1").unwrap();
+        let request = upgrade_request(&ep, "k", &[("X-Team".into(), "a".into())]);
+        assert!(request.starts_with("GET /x?y=1 HTTP/1.1\r\nHost: [::1]:9\r\n"), "{request}");
+        assert!(request.contains("\r\nAuthorization: Basic dTpw\r\n"), "{request}");
+        assert!(request.ends_with("\r\nX-Team: a\r\n\r\n"), "{request}");
+        let own = [("authorization".to_owned(), "Bearer t".to_owned())];
+        let request = upgrade_request(&ep, "k", &own);
+        assert!(!request.contains("Basic") && request.contains("authorization: Bearer t"), "{request}");
+        assert!(check_headers(&[("X".into(), "a\r\nHost: evil".into())]).is_err());
+        assert!(check_headers(&[("X: y".into(), "a".into())]).is_err());
     }
 
     #[test]

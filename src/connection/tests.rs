@@ -328,3 +328,35 @@ fn a_continuation_claiming_near_u64_max_bytes_ends_the_link_with_a_clear_error()
     assert!(echo.logs.lock().iter().any(|l| l.contains("connection to the engine lost")));
     client.shutdown();
 }
+
+#[test]
+fn url_credentials_path_and_extra_headers_reach_the_engine_over_ipv6() {
+    let rt = runtime();
+    let engine_config = EngineConfig { host: "::1".into(), ..EngineConfig::default() };
+    let engine = rt.block_on(EngineHandle::start(engine_config)).unwrap();
+    let port = engine.local_addr().port();
+    let mut c = config(&format!("WS://al%40ice:s3cret@[::1]:{port}/?team=blue"));
+    c.headers = vec![("X-Worker-Token".into(), "t-1".into())];
+    let client = Client::start(rt.handle(), c, Arc::new(Echo::default()));
+    connected(&client);
+    let upgrade = engine.upgrade_requests().pop().expect("the engine saw the upgrade");
+    assert_eq!(upgrade.resource, "/?team=blue");
+    let header = |name: &str| upgrade.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(header("host"), Some(format!("[::1]:{port}")));
+    let basic = format!("Basic {}", data_encoding::BASE64.encode(b"al@ice:s3cret"));
+    assert_eq!(header("authorization"), Some(basic));
+    assert_eq!(header("x-worker-token").as_deref(), Some("t-1"));
+    client.shutdown();
+}
+
+#[test]
+fn a_url_with_a_fragment_fails_at_once_with_a_clear_error() {
+    let rt = runtime();
+    let client = Client::start(rt.handle(), config("ws://127.0.0.1:9/#main"), Arc::new(Echo::default()));
+    assert_eq!(
+        client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Failed),
+        ConnectionState::Failed
+    );
+    let error = client.last_error().unwrap();
+    assert!(error.contains("fragment"), "{error}");
+}
