@@ -10,8 +10,10 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use uuid::Uuid;
 
+use super::frame_codec::{Incoming, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use super::handshake::{self, HandshakeError};
 use super::link::{End, Link};
-use super::socket::{self, HandshakeError, Incoming, Writer};
+use super::writer::Writer;
 use super::{Client, Command, ConnectionState, FrameKind, LogLevel};
 use crate::invocations::CallError;
 use crate::protocol::{frames, Message, TriggerAction};
@@ -154,7 +156,7 @@ fn queue_offline(
 
 async fn connect(client: &Client) -> Result<(TcpStream, Vec<u8>), HandshakeError> {
     let config = &client.shared.config;
-    socket::connect(&config.url, &config.headers).await
+    handshake::connect(&config.url, &config.headers).await
 }
 
 /// Owns one live link until it ends.
@@ -215,7 +217,7 @@ async fn serve(
                 None,
             ));
         }
-        if let Err(e) = writer.send_many(socket::OP_TEXT, replay.iter().map(String::as_bytes)) {
+        if let Err(e) = writer.send_many(OP_TEXT, replay.iter().map(String::as_bytes)) {
             return End::Lost(e);
         }
         // Frames flow from now on; the state turns `connected` when `workerregistered` arrives.
@@ -253,12 +255,12 @@ async fn serve(
                         Err(_) => break,
                     }
                 }
-                if let Err(e) = writer.send_many(socket::OP_TEXT, batch.iter().map(String::as_bytes)) {
+                if let Err(e) = writer.send_many(OP_TEXT, batch.iter().map(String::as_bytes)) {
                     break End::Lost(e);
                 }
                 if shutdown {
                     *shared.link.lock() = None;
-                    let _ = writer.send(socket::OP_CLOSE, &1000u16.to_be_bytes());
+                    let _ = writer.send(OP_CLOSE, &1000u16.to_be_bytes());
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
                     while writer.backlog_len() > 0 && tokio::time::Instant::now() < deadline {
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -267,7 +269,7 @@ async fn serve(
                 }
             }
             _ = ping.tick() => {
-                if let Err(e) = writer.send(socket::OP_PING, b"") {
+                if let Err(e) = writer.send(OP_PING, b"") {
                     break End::Lost(e);
                 }
             }
@@ -287,12 +289,12 @@ pub(super) fn incoming_handler(
     Box::new(move |incoming| match incoming {
         Incoming::Text(bytes) | Incoming::Binary(bytes) => handle_frame(&client, &bytes),
         Incoming::Ping(payload) => {
-            let _ = writer.send(socket::OP_PONG, &payload);
+            let _ = writer.send(OP_PONG, &payload);
             None
         }
         Incoming::Pong => None,
         Incoming::Close(code, reason) => {
-            let _ = writer.send(socket::OP_CLOSE, &code.unwrap_or(1000).to_be_bytes());
+            let _ = writer.send(OP_CLOSE, &code.unwrap_or(1000).to_be_bytes());
             let code = code.map(|c| format!(" (code {c}, {reason:?})")).unwrap_or_default();
             Some(End::Lost(format!("the engine closed the connection{code}")))
         }

@@ -23,7 +23,8 @@ use parking_lot::Mutex;
 use tokio::io::Interest;
 use tokio::sync::Notify;
 
-use super::socket::{self, FrameReader, Incoming, Writer};
+use super::frame_codec::{FrameReader, Incoming};
+use super::writer::{self, Writer};
 
 /// How often the runtime reads a link whose owner attached an external reader, if that reader
 /// has not read it meanwhile.
@@ -138,7 +139,7 @@ impl Link {
                     }
                 }
                 Ok(None) if handled >= PUMP_BUDGET => break Pumped::More,
-                Ok(None) => match reader.fill(&self.stream) {
+                Ok(None) => match reader.fill(&*self.stream) {
                     Ok(0) => {
                         drop(reader);
                         self.end(End::Lost("the engine closed the connection without a close frame".into()));
@@ -223,7 +224,7 @@ impl Link {
                     }
                 }
             } else {
-                let Ok(fd) = socket::watch(&self.stream, Interest::READABLE) else {
+                let Ok(fd) = writer::watch(&self.stream, Interest::READABLE) else {
                     self.end(End::Lost("cannot watch the socket".into()));
                     return;
                 };

@@ -1,28 +1,7 @@
-//! A minimal WebSocket client transport (RFC 6455, client side, no extensions) over one TCP
-//! socket shared by one reader at a time and any number of writers.
-//!
-//! NOTE(perf): with the socket behind an async sink, every frame a Python thread sends costs a
-//! wake-up of the runtime thread (measured: about a third of the CPU of a sequential round
-//! trip goes to context switches). Here a writer on any thread writes its frame straight into
-//! the socket with a non-blocking `try_write` when nothing is queued before it; only what the
-//! kernel does not take at once is left to the flusher task. Frames stay whole and in order
-//! because all writing happens under one lock.
+//! The WebSocket frame codec (RFC 6455 section 5): masked client frames out, server frames
+//! reassembled into messages in. Every length read from the wire is checked.
 
-use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream as StdStream;
-use std::sync::Arc;
-
-use parking_lot::Mutex;
-use sha1::{Digest, Sha1};
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
-use tokio::sync::Notify;
-
-use super::endpoint::Endpoint;
-
-const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+use std::io::Read;
 
 pub const OP_CONTINUATION: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
@@ -30,121 +9,6 @@ pub const OP_BINARY: u8 = 0x2;
 pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
-
-#[derive(Debug)]
-pub enum HandshakeError {
-    /// Retrying cannot help (bad URL, bad headers).
-    Permanent(String),
-    Transient(String),
-}
-
-/// Refuses header names and values that would break the request (or smuggle another).
-pub(crate) fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
-    for (name, value) in headers {
-        let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
-        if name.is_empty() || bad(name) || bad(value) || name.contains(':') {
-            return Err(format!("invalid header {name:?}"));
-        }
-    }
-    Ok(())
-}
-
-/// The opening handshake's request: `Host` from the URL (IPv6 in brackets, default port
-/// left out), Basic auth from its user info unless `headers` carry an `Authorization`.
-fn upgrade_request(ep: &Endpoint, key: &str, headers: &[(String, String)]) -> String {
-    let mut request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
-        ep.resource(),
-        ep.host_header()
-    );
-    let has_authorization = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
-    if let (Some(auth), false) = (ep.authorization(), has_authorization) {
-        request.push_str(&format!("Authorization: {auth}\r\n"));
-    }
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request
-}
-
-/// Connects and performs the opening handshake. Returns the stream and any bytes the server
-/// sent after its response (the first frames may arrive in the same packet).
-pub async fn connect(
-    url: &str,
-    headers: &[(String, String)],
-) -> Result<(StdStream, Vec<u8>), HandshakeError> {
-    let ep = Endpoint::parse(url).map_err(HandshakeError::Permanent)?;
-    if ep.tls {
-        return Err(HandshakeError::Permanent(format!("{url}: wss:// is not supported yet")));
-    }
-    check_headers(headers).map_err(HandshakeError::Permanent)?;
-    let mut stream = TcpStream::connect((ep.host.as_str(), ep.port))
-        .await
-        .map_err(|e| HandshakeError::Transient(format!("cannot connect to {url}: {e}")))?;
-    stream.set_nodelay(true).map_err(|e| HandshakeError::Transient(e.to_string()))?;
-    let key = data_encoding::BASE64.encode(&fastrand::u128(..).to_le_bytes());
-    let request = upgrade_request(&ep, &key, headers);
-    let transient =
-        |e: std::io::Error| HandshakeError::Transient(format!("handshake with {url} failed: {e}"));
-    stream.write_all(request.as_bytes()).await.map_err(transient)?;
-
-    let mut buf = Vec::with_capacity(1024);
-    let end = loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-        if buf.len() > 16 * 1024 {
-            return Err(HandshakeError::Transient(format!("{url}: handshake response too large")));
-        }
-        let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await.map_err(transient)?;
-        if n == 0 {
-            return Err(HandshakeError::Transient(format!(
-                "{url} closed the connection during the handshake"
-            )));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default();
-    if status.split_whitespace().nth(1) != Some("101") {
-        return Err(HandshakeError::Transient(format!("{url} refused the WebSocket upgrade: {status}")));
-    }
-    let expected = {
-        let mut sha = Sha1::new();
-        sha.update(key.as_bytes());
-        sha.update(GUID.as_bytes());
-        data_encoding::BASE64.encode(&sha.finalize())
-    };
-    let accept = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.trim().eq_ignore_ascii_case("sec-websocket-accept"))
-        .map(|(_, v)| v.trim().to_owned());
-    if accept.as_deref() != Some(expected.as_str()) {
-        return Err(HandshakeError::Transient(format!(
-            "{url}: invalid Sec-WebSocket-Accept in the handshake"
-        )));
-    }
-    let leftover = buf.split_off(end);
-    // From here on the socket is driven without the runtime's reactor: readiness is only
-    // registered when someone waits (see `Writer::flush_backlog` and the reader task).
-    let stream = stream.into_std().map_err(|e| HandshakeError::Transient(e.to_string()))?;
-    stream.set_nonblocking(true).map_err(|e| HandshakeError::Transient(e.to_string()))?;
-    Ok((stream, leftover))
-}
-
-/// Registers a duplicate of the socket with the runtime's reactor for `interest`, for as long
-/// as the returned handle lives.
-pub fn watch(stream: &StdStream, interest: Interest) -> std::io::Result<AsyncFd<StdStream>> {
-    let owned = stream.try_clone()?;
-    // SAFETY: the AsyncFd owns the duplicated socket, so the descriptor it registers stays
-    // open until it is deregistered.
-    unsafe { AsyncFd::register_with_interest(owned, interest) }
-        .map_err(|e| std::io::Error::other(e.to_string()))
-}
 
 /// Messages above this are sent as several frames: the engine (tungstenite defaults) resets a
 /// connection on a single frame over 16 MiB, while whole messages may be larger.
@@ -234,10 +98,10 @@ impl FrameReader {
         }
     }
 
-    /// Reads what the socket has without blocking. `Ok(0)`: the peer closed the stream;
+    /// Reads what `source` (a non-blocking socket) has. `Ok(0)`: the peer closed the stream;
     /// `WouldBlock`: nothing more for now.
-    pub fn fill(&mut self, stream: &StdStream) -> std::io::Result<usize> {
-        let n = (&*stream).read(&mut self.scratch)?;
+    pub fn fill(&mut self, mut source: impl Read) -> std::io::Result<usize> {
+        let n = source.read(&mut self.scratch)?;
         self.compact();
         self.buf.extend_from_slice(&self.scratch[..n]);
         Ok(n)
@@ -353,158 +217,6 @@ impl FrameReader {
     }
 }
 
-struct WriterState {
-    /// Bytes accepted but not yet taken by the kernel, oldest first.
-    queued: VecDeque<Vec<u8>>,
-    /// Offset already written of the front buffer.
-    front_written: usize,
-    closed: Option<String>,
-}
-
-/// The sending half: any thread may write frames; a flusher task writes what is left over.
-pub struct Writer {
-    stream: Arc<StdStream>,
-    state: Mutex<WriterState>,
-    backlog: Notify,
-}
-
-impl Writer {
-    pub fn new(stream: Arc<StdStream>) -> Arc<Self> {
-        Arc::new(Self {
-            stream,
-            state: Mutex::new(WriterState { queued: VecDeque::new(), front_written: 0, closed: None }),
-            backlog: Notify::new(),
-        })
-    }
-
-    /// Sends one frame now if the socket takes it, else queues it behind the others.
-    /// Fails only when the link is already known to be dead.
-    pub fn send(&self, opcode: u8, payload: &[u8]) -> Result<(), String> {
-        let mut frame = Vec::new();
-        encode_frame(opcode, payload, &mut frame);
-        self.send_encoded(frame)
-    }
-
-    /// Sends several frames with as few writes as possible.
-    pub fn send_many<'a>(
-        &self,
-        opcode: u8,
-        payloads: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<(), String> {
-        let mut frames = Vec::new();
-        for p in payloads {
-            encode_frame(opcode, p, &mut frames);
-        }
-        if frames.is_empty() {
-            return Ok(());
-        }
-        self.send_encoded(frames)
-    }
-
-    fn send_encoded(&self, frame: Vec<u8>) -> Result<(), String> {
-        let mut state = self.state.lock();
-        if let Some(reason) = &state.closed {
-            return Err(reason.clone());
-        }
-        if !state.queued.is_empty() {
-            state.queued.push_back(frame);
-            return Ok(());
-        }
-        let mut written = 0;
-        while written < frame.len() {
-            match (&*self.stream).write(&frame[written..]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let reason = e.to_string();
-                    state.closed = Some(reason.clone());
-                    drop(state);
-                    self.backlog.notify_one();
-                    return Err(reason);
-                }
-            }
-        }
-        if written < frame.len() {
-            state.queued.push_back(frame);
-            state.front_written = written;
-            drop(state);
-            self.backlog.notify_one();
-        }
-        Ok(())
-    }
-
-    /// Marks the link dead: later sends fail at once and the flusher stops.
-    pub fn close(&self, reason: &str) {
-        let mut state = self.state.lock();
-        if state.closed.is_none() {
-            state.closed = Some(reason.to_owned());
-        }
-        drop(state);
-        self.backlog.notify_one();
-    }
-
-    /// Writes queued bytes whenever there are some; returns when the link fails or closes.
-    pub async fn flush_backlog(&self) -> String {
-        loop {
-            let notified = self.backlog.notified();
-            let idle = {
-                let state = self.state.lock();
-                if let Some(reason) = &state.closed {
-                    return reason.clone();
-                }
-                state.queued.is_empty()
-            };
-            if idle {
-                notified.await;
-                continue;
-            }
-            if let Err(e) = self.write_backlog().await {
-                self.close(&e.to_string());
-            }
-        }
-    }
-
-    /// Writes the backlog as the socket drains, waiting for writability through the reactor
-    /// only while there is a backlog.
-    async fn write_backlog(&self) -> std::io::Result<()> {
-        let fd = watch(&self.stream, Interest::WRITABLE)?;
-        loop {
-            let mut ready = fd.writable().await?;
-            let mut state = self.state.lock();
-            loop {
-                let offset = state.front_written;
-                let Some(front) = state.queued.front() else {
-                    return Ok(());
-                };
-                match (&*self.stream).write(&front[offset..]) {
-                    Ok(n) if offset + n == front.len() => {
-                        state.queued.pop_front();
-                        state.front_written = 0;
-                    }
-                    Ok(n) => state.front_written += n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        ready.clear_ready();
-                        break;
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.state.lock().closed.is_some()
-    }
-
-    /// Bytes waiting for the socket.
-    pub fn backlog_len(&self) -> usize {
-        let state = self.state.lock();
-        state.queued.iter().map(Vec::len).sum::<usize>() - state.front_written
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,20 +234,6 @@ mod tests {
         }
         out.extend_from_slice(payload);
         out
-    }
-
-    #[test]
-    fn upgrade_requests_carry_host_auth_and_extra_headers() {
-        let ep = Endpoint::parse("ws://u:p@[::1]:9/x?y=1").unwrap();
-        let request = upgrade_request(&ep, "k", &[("X-Team".into(), "a".into())]);
-        assert!(request.starts_with("GET /x?y=1 HTTP/1.1\r\nHost: [::1]:9\r\n"), "{request}");
-        assert!(request.contains("\r\nAuthorization: Basic dTpw\r\n"), "{request}");
-        assert!(request.ends_with("\r\nX-Team: a\r\n\r\n"), "{request}");
-        let own = [("authorization".to_owned(), "Bearer t".to_owned())];
-        let request = upgrade_request(&ep, "k", &own);
-        assert!(!request.contains("Basic") && request.contains("authorization: Bearer t"), "{request}");
-        assert!(check_headers(&[("X".into(), "a\r\nHost: evil".into())]).is_err());
-        assert!(check_headers(&[("X: y".into(), "a".into())]).is_err());
     }
 
     #[test]
