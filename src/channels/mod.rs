@@ -5,13 +5,17 @@
 //! (the engine applies TCP backpressure on its side too) instead of growing memory.
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_tungstenite::tungstenite::handshake::client::{generate_key, Request};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use tokio_tungstenite::WebSocketStream;
+
 use crate::connection::endpoint::Endpoint;
+use crate::connection::handshake::open_tcp;
+use crate::connection::tls;
 
 /// Binary writes are split into frames of at most this size, like the official SDKs.
 pub const MAX_CHUNK: usize = 64 * 1024;
@@ -67,17 +71,28 @@ impl ChannelSocket {
             .max_message_size(Some(max_message_size))
             .max_frame_size(Some(max_message_size));
         let ep = Endpoint::parse(url)?;
-        if ep.tls {
-            return Err(format!("cannot open channel {url}: wss:// is not supported yet"));
-        }
         let request = upgrade_request(&ep)?;
-        let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
-            .await
-            .map_err(|e| format!("cannot open channel {url}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
-            .await
-            .map_err(|e| format!("cannot open channel {url}: {e}"))?;
+        let failed = |e: &dyn std::fmt::Display| format!("cannot open channel {url}: {e}");
+        let tcp = open_tcp(&ep).await.map_err(|e| failed(&e))?;
+        if ep.tls {
+            let stream = tls::connect(&ep.host, tcp).await.map_err(|e| failed(&e))?;
+            let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                .await
+                .map_err(|e| failed(&e))?;
+            Ok(Self::start(ws))
+        } else {
+            let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+                .await
+                .map_err(|e| failed(&e))?;
+            Ok(Self::start(ws))
+        }
+    }
+
+    /// Spawns the reading and writing tasks of an open socket.
+    fn start<S>(ws: WebSocketStream<S>) -> ChannelSocket
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::channel::<Out>(QUEUE);
         let (in_tx, in_rx) = mpsc::channel(QUEUE);
@@ -120,7 +135,7 @@ impl ChannelSocket {
                 }
             }
         });
-        Ok(ChannelSocket { out: out_tx, inbound: Mutex::new(in_rx) })
+        ChannelSocket { out: out_tx, inbound: Mutex::new(in_rx) }
     }
 
     /// Queues a frame, waiting while the outbound queue is full.

@@ -1,21 +1,37 @@
-//! Opening a link: TCP connect and the WebSocket opening handshake (RFC 6455 section 4,
-//! client side, no extensions). The socket is then handed over non-blocking to `Link`.
+//! Opening a link: TCP connect, TLS for `wss://`, and the WebSocket opening handshake
+//! (RFC 6455 section 4, client side, no extensions). The socket (and TLS session) is then
+//! handed over non-blocking to `Link`.
+//!
+//! NOTE: the request is ours (a format string, as cheap as it gets) but the response is read
+//! by httparse and the accept key derived by tungstenite, both already in the build. Frames
+//! stay on our codec: tungstenite's `WebSocket` owns its stream and write buffer, which would
+//! put a second buffer and lock in front of the direct write (see `writer`), and its reader
+//! cannot be fed from an event loop's non-blocking pump.
 
 use std::net::TcpStream as StdStream;
 
-use sha1::{Digest, Sha1};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::ClientConnection;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::endpoint::Endpoint;
-
-const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+use super::tls::{self, TlsError};
 
 #[derive(Debug)]
 pub enum HandshakeError {
-    /// Retrying cannot help (bad URL, bad headers).
+    /// Retrying cannot help (bad URL or headers, a certificate that does not verify).
     Permanent(String),
     Transient(String),
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandshakeError::Permanent(reason) | HandshakeError::Transient(reason) => f.write_str(reason),
+        }
+    }
 }
 
 /// Refuses header names and values that would break the request (or smuggle another).
@@ -49,34 +65,102 @@ fn upgrade_request(ep: &Endpoint, key: &str, headers: &[(String, String)]) -> St
     request
 }
 
-/// Connects and performs the opening handshake. Returns the stream and any bytes the server
-/// sent after its response (the first frames may arrive in the same packet).
-pub async fn connect(
-    url: &str,
-    headers: &[(String, String)],
-) -> Result<(StdStream, Vec<u8>), HandshakeError> {
+/// A link that passed the opening handshake.
+pub(crate) struct Opened {
+    /// Non-blocking, driven without the runtime's reactor from here on: readiness is only
+    /// registered when someone waits (see `Writer::flush_backlog` and the reader task).
+    pub(crate) stream: StdStream,
+    /// `wss://`: the TLS session, handed to the link's writer.
+    pub(crate) tls: Option<ClientConnection>,
+    /// Bytes the server sent after its response (the first frames may arrive with it).
+    pub(crate) leftover: Vec<u8>,
+}
+
+/// Opens the TCP connection to `ep`.
+pub(crate) async fn open_tcp(ep: &Endpoint) -> Result<TcpStream, HandshakeError> {
+    let url = ep.uri();
+    let transient = |e: std::io::Error| HandshakeError::Transient(format!("cannot connect to {url}: {e}"));
+    let stream = TcpStream::connect((ep.host.as_str(), ep.port)).await.map_err(transient)?;
+    stream.set_nodelay(true).map_err(transient)?;
+    Ok(stream)
+}
+
+/// Connects (TLS for `wss://`) and performs the opening handshake.
+pub async fn connect(url: &str, headers: &[(String, String)]) -> Result<Opened, HandshakeError> {
     let ep = Endpoint::parse(url).map_err(HandshakeError::Permanent)?;
-    if ep.tls {
-        return Err(HandshakeError::Permanent(format!("{url}: wss:// is not supported yet")));
-    }
     check_headers(headers).map_err(HandshakeError::Permanent)?;
-    let mut stream = TcpStream::connect((ep.host.as_str(), ep.port))
-        .await
-        .map_err(|e| HandshakeError::Transient(format!("cannot connect to {url}: {e}")))?;
-    stream.set_nodelay(true).map_err(|e| HandshakeError::Transient(e.to_string()))?;
-    let key = data_encoding::BASE64.encode(&fastrand::u128(..).to_le_bytes());
+    let tcp = open_tcp(&ep).await?;
+    let key = generate_key();
     let request = upgrade_request(&ep, &key, headers);
+    let (tcp, tls, leftover) = if ep.tls {
+        let mut stream = tls::connect(&ep.host, tcp).await.map_err(HandshakeError::from)?;
+        let leftover = upgrade(&mut stream, url, &request, &key).await?;
+        let (tcp, mut session) = stream.into_inner();
+        session.set_buffer_limit(None);
+        (tcp, Some(session), leftover)
+    } else {
+        let mut tcp = tcp;
+        let leftover = upgrade(&mut tcp, url, &request, &key).await?;
+        (tcp, None, leftover)
+    };
+    let stream = tcp.into_std().map_err(|e| HandshakeError::Transient(e.to_string()))?;
+    stream.set_nonblocking(true).map_err(|e| HandshakeError::Transient(e.to_string()))?;
+    Ok(Opened { stream, tls, leftover })
+}
+
+impl From<TlsError> for HandshakeError {
+    fn from(e: TlsError) -> Self {
+        match e {
+            TlsError::Certificate(reason) => HandshakeError::Permanent(reason),
+            TlsError::Other(reason) => HandshakeError::Transient(reason),
+        }
+    }
+}
+
+/// Sends the upgrade request and checks the response (httparse reads it; tungstenite derives
+/// the expected accept key). Returns the bytes that followed the response.
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    url: &str,
+    request: &str,
+    key: &str,
+) -> Result<Vec<u8>, HandshakeError> {
     let transient =
         |e: std::io::Error| HandshakeError::Transient(format!("handshake with {url} failed: {e}"));
     stream.write_all(request.as_bytes()).await.map_err(transient)?;
-
+    stream.flush().await.map_err(transient)?;
     let mut buf = Vec::with_capacity(1024);
-    let end = loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-        if buf.len() > 16 * 1024 {
-            return Err(HandshakeError::Transient(format!("{url}: handshake response too large")));
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&buf) {
+            Ok(httparse::Status::Complete(end)) => {
+                if response.code != Some(101) {
+                    return Err(HandshakeError::Transient(format!(
+                        "{url} refused the WebSocket upgrade: HTTP {} {}",
+                        response.code.unwrap_or_default(),
+                        response.reason.unwrap_or_default()
+                    )));
+                }
+                let accept = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
+                    .map(|h| h.value.trim_ascii());
+                if accept != Some(derive_accept_key(key.as_bytes()).as_bytes()) {
+                    return Err(HandshakeError::Transient(format!(
+                        "{url}: invalid Sec-WebSocket-Accept in the handshake"
+                    )));
+                }
+                return Ok(buf.split_off(end));
+            }
+            Ok(httparse::Status::Partial) if buf.len() <= 16 * 1024 => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(HandshakeError::Transient(format!("{url}: handshake response too large")));
+            }
+            Err(e) => {
+                return Err(HandshakeError::Transient(format!("{url}: malformed handshake response: {e}")));
+            }
         }
         let mut chunk = [0u8; 1024];
         let n = stream.read(&mut chunk).await.map_err(transient)?;
@@ -86,34 +170,7 @@ pub async fn connect(
             )));
         }
         buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default();
-    if status.split_whitespace().nth(1) != Some("101") {
-        return Err(HandshakeError::Transient(format!("{url} refused the WebSocket upgrade: {status}")));
     }
-    let expected = {
-        let mut sha = Sha1::new();
-        sha.update(key.as_bytes());
-        sha.update(GUID.as_bytes());
-        data_encoding::BASE64.encode(&sha.finalize())
-    };
-    let accept = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.trim().eq_ignore_ascii_case("sec-websocket-accept"))
-        .map(|(_, v)| v.trim().to_owned());
-    if accept.as_deref() != Some(expected.as_str()) {
-        return Err(HandshakeError::Transient(format!(
-            "{url}: invalid Sec-WebSocket-Accept in the handshake"
-        )));
-    }
-    let leftover = buf.split_off(end);
-    // From here on the socket is driven without the runtime's reactor: readiness is only
-    // registered when someone waits (see `Writer::flush_backlog` and the reader task).
-    let stream = stream.into_std().map_err(|e| HandshakeError::Transient(e.to_string()))?;
-    stream.set_nonblocking(true).map_err(|e| HandshakeError::Transient(e.to_string()))?;
-    Ok((stream, leftover))
 }
 
 #[cfg(test)]

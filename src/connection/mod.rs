@@ -11,11 +11,12 @@ mod actor;
 mod config;
 pub(crate) mod endpoint;
 mod frame_codec;
-mod handshake;
+pub(crate) mod handshake;
 mod ledger;
 mod link;
 #[cfg(test)]
 mod tests;
+pub(crate) mod tls;
 mod writer;
 
 #[cfg(test)]

@@ -288,13 +288,7 @@ fn hostile_engine(frames: Vec<u8>) -> String {
                 .unwrap_or_default()
                 .trim()
                 .to_owned();
-            let accept = {
-                use sha1::{Digest, Sha1};
-                let mut sha = Sha1::new();
-                sha.update(key.as_bytes());
-                sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-                data_encoding::BASE64.encode(&sha.finalize())
-            };
+            let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
             let response = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                  Sec-WebSocket-Accept: {accept}\r\n\r\n"
