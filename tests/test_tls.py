@@ -1,10 +1,11 @@
 """wss:// through a TLS-terminating proxy (the way production engines are deployed), with a CA
 made for the run and trusted through SSL_CERT_FILE: every call mode, large messages,
-reconnection, channels, and certificates that must be refused."""
+reconnection, channels, certificates that must be refused, and forward (CONNECT) proxies."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from pki import Authority, Issued
 from tls_proxy import TlsProxy
 
 from conftest import unique, wait_registered, wait_until
+from proxy import ConnectProxy
 
 MIB = 1024 * 1024
 
@@ -202,3 +204,64 @@ def test_channel_refuses_an_untrusted_certificate(pki, engine_url, make_worker):
             reader.read_all_sync()
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def connect_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectProxy]:
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = ConnectProxy()
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("://", "://who:pw@"))
+    yield proxy
+    proxy.close()
+
+
+def test_link_and_channels_go_through_an_https_proxy(tls, connect_proxy, wss_worker):
+    producer, consumer = wss_worker(), wss_worker()
+    fid = unique("produce")
+
+    async def produce(data):
+        await data["out"].write(b"through the proxy")
+        await data["out"].close_async()
+        return None
+
+    producer.register_function(fid, produce)
+    wait_registered(consumer, fid)
+    channel = consumer.create_channel()
+
+    async def run() -> bytes:
+        call = asyncio.ensure_future(
+            consumer.trigger_async({"function_id": fid, "payload": {"out": channel.writer_ref}})
+        )
+        received = await channel.reader.read_all()
+        await call
+        return received
+
+    assert asyncio.run(run()) == b"through the proxy"
+    # Two worker links and two channel ends, all tunnelled to the TLS endpoint by name.
+    assert connect_proxy.targets == [f"localhost:{tls.port}"] * 4
+    assert set(connect_proxy.authorizations) == {"Basic " + base64.b64encode(b"who:pw").decode()}
+
+
+def test_no_proxy_bypasses_the_proxy(tls, connect_proxy, wss_worker, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "example.test, localhost")
+    worker = wss_worker()
+    assert worker.get_connection_state() == "connected"
+    assert connect_proxy.targets == []
+
+
+def test_http_proxy_for_plain_ws(engine, monkeypatch, make_worker):
+    proxy = ConnectProxy()
+    try:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        worker = make_worker(engine.url)
+        assert worker.get_connection_state() == "connected"
+        assert proxy.targets == [f"127.0.0.1:{engine.port}"]
+    finally:
+        proxy.close()
+
+
+def test_socks_proxy_fails_with_a_clear_error(engine, monkeypatch):
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
+    with pytest.raises(IIIError, match="SOCKS proxies are not supported"):
+        register_worker(engine.url, InitOptions(worker_name=f"tls-{uuid.uuid4().hex[:8]}"))

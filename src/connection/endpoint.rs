@@ -110,6 +110,11 @@ impl Endpoint {
         }
     }
 
+    /// `host:port` with the port always written (IPv6 in brackets), as `CONNECT` wants it.
+    pub(crate) fn host_and_port(&self) -> String {
+        format!("{}:{}", self.host_for_url(), self.port)
+    }
+
     fn host_for_url(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]", self.host)

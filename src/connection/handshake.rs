@@ -17,11 +17,13 @@ use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::endpoint::Endpoint;
+use super::proxy;
 use super::tls::{self, TlsError};
 
 #[derive(Debug)]
 pub enum HandshakeError {
-    /// Retrying cannot help (bad URL or headers, a certificate that does not verify).
+    /// Retrying cannot help (bad URL or headers, unusable proxy setting, a certificate that
+    /// does not verify).
     Permanent(String),
     Transient(String),
 }
@@ -76,13 +78,19 @@ pub(crate) struct Opened {
     pub(crate) leftover: Vec<u8>,
 }
 
-/// Opens the TCP connection to `ep`.
+/// Opens the TCP connection to `ep`, through the proxy the environment names for it if any.
 pub(crate) async fn open_tcp(ep: &Endpoint) -> Result<TcpStream, HandshakeError> {
     let url = ep.uri();
-    let transient = |e: std::io::Error| HandshakeError::Transient(format!("cannot connect to {url}: {e}"));
-    let stream = TcpStream::connect((ep.host.as_str(), ep.port)).await.map_err(transient)?;
-    stream.set_nodelay(true).map_err(transient)?;
-    Ok(stream)
+    match proxy::proxy_for(ep).map_err(HandshakeError::Permanent)? {
+        Some(proxy) => proxy::tunnel(&proxy, ep).await.map_err(HandshakeError::Transient),
+        None => {
+            let transient =
+                |e: std::io::Error| HandshakeError::Transient(format!("cannot connect to {url}: {e}"));
+            let stream = TcpStream::connect((ep.host.as_str(), ep.port)).await.map_err(transient)?;
+            stream.set_nodelay(true).map_err(transient)?;
+            Ok(stream)
+        }
+    }
 }
 
 /// Connects (TLS for `wss://`) and performs the opening handshake.

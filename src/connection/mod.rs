@@ -14,6 +14,7 @@ mod frame_codec;
 pub(crate) mod handshake;
 mod ledger;
 mod link;
+mod proxy;
 #[cfg(test)]
 mod tests;
 pub(crate) mod tls;
