@@ -86,3 +86,24 @@ async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             await dst.drain()
     finally:
         dst.transport.abort()
+
+
+def main() -> None:
+    """``python tests/tls_proxy.py <target_port> <dir>``: makes a CA and a certificate for
+    localhost in ``dir`` (``dir/iii-bench-ca.pem`` is the CA), serves until stdin closes, and
+    prints ``listening <port>`` first. Used by the wss benchmark."""
+    import sys
+    from pathlib import Path
+
+    from pki import Authority
+
+    target_port, directory = int(sys.argv[1]), Path(sys.argv[2])
+    identity = Authority(directory, "iii-bench").issue("localhost", ["localhost", "127.0.0.1"])
+    proxy = TlsProxy(identity, target_port)
+    print(f"listening {proxy.port}", flush=True)
+    sys.stdin.read()
+    proxy.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -2,11 +2,13 @@
 //! (RFC 6455 section 4, client side, no extensions). The socket (and TLS session) is then
 //! handed over non-blocking to `Link`.
 //!
-//! NOTE: the request is ours (a format string, as cheap as it gets) but the response is read
-//! by httparse and the accept key derived by tungstenite, both already in the build. Frames
-//! stay on our codec: tungstenite's `WebSocket` owns its stream and write buffer, which would
-//! put a second buffer and lock in front of the direct write (see `writer`), and its reader
-//! cannot be fed from an event loop's non-blocking pump.
+//! NOTE: the request is ours (a format string) but the response is read by httparse and the
+//! accept key derived by tungstenite, both already in the build. Frames stay on our codec,
+//! decided on structure, not timed: tungstenite's `WebSocket` owns its stream and keeps its
+//! own write buffer, which would put a second buffer and lock in front of the direct write
+//! (`writer`), and its reader cannot be pumped from an event loop holding the socket
+//! non-blocking with a TLS session shared with writers. The direct write itself was measured
+//! (see `writer`).
 
 use std::net::TcpStream as StdStream;
 
