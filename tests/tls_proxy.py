@@ -50,7 +50,10 @@ class TlsProxy:
             return
         pair = (writer.transport, up_writer.transport)
         self._transports.update(pair)
-        await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer), return_exceptions=True)
+        try:
+            await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer), return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # closing
         for t in pair:
             self._transports.discard(t)
             t.abort()
