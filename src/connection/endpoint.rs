@@ -21,7 +21,8 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) fn parse(url: &str) -> Result<Endpoint, String> {
-        let invalid = |why: &str| format!("invalid engine URL {url:?}: {why}");
+        let shown = redacted(url);
+        let invalid = |why: &str| format!("invalid engine URL {shown:?}: {why}");
         let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("expected ws://host:port"))?;
         let tls = match scheme.to_ascii_lowercase().as_str() {
             "ws" => false,
@@ -172,6 +173,21 @@ impl Endpoint {
     }
 }
 
+/// `url` with any password replaced by `***`, for messages.
+pub(crate) fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((userinfo, hostport)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{hostport}{}", &rest[end..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -279,6 +295,13 @@ mod tests {
             let err = Endpoint::parse(url).unwrap_err();
             assert!(err.contains(why) && err.contains(&format!("{url:?}")), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn messages_never_show_the_password() {
+        let err = Endpoint::parse("ws://al:s3cret@h:1/#frag").unwrap_err();
+        assert!(err.contains("ws://al:***@h:1/#frag") && !err.contains("s3cret"), "{err}");
+        assert_eq!(redacted("ws://h:1/p?q"), "ws://h:1/p?q");
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub(crate) async fn open_tcp(ep: &Endpoint) -> Result<TcpStream, HandshakeError>
 /// Connects (TLS for `wss://`) and performs the opening handshake.
 pub async fn connect(url: &str, headers: &[(String, String)]) -> Result<Opened, HandshakeError> {
     let ep = Endpoint::parse(url).map_err(HandshakeError::Permanent)?;
+    // Messages name the URL without its credentials.
+    let url = &ep.uri();
     check_headers(headers).map_err(HandshakeError::Permanent)?;
     let tcp = open_tcp(&ep).await?;
     let key = generate_key();

@@ -6,7 +6,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::endpoint::Endpoint;
+use super::endpoint::{redacted, Endpoint};
 
 /// An HTTP proxy to tunnel through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,9 @@ fn choose(ep: &Endpoint, env: impl Fn(&str) -> Option<String>) -> Result<Option<
     let Some((name, value)) = names.iter().find_map(|n| lookup(&env, n).map(|v| (*n, v))) else {
         return Ok(None);
     };
-    parse(&value).map(Some).map_err(|why| format!("proxy {name}={value:?} cannot be used: {why}"))
+    parse(&value)
+        .map(Some)
+        .map_err(|why| format!("proxy {name}={:?} cannot be used: {why}", redacted(&value)))
 }
 
 /// Whether a `no_proxy` list names `host`: `*`, the host itself, a domain it is under
@@ -78,7 +80,8 @@ fn parse(value: &str) -> Result<Proxy, String> {
     }
     // The proxy URL reads like an engine URL with another scheme (default port 80 too).
     let as_ws = format!("ws{}", &with_scheme[scheme.len()..]);
-    let ep = Endpoint::parse(&as_ws).map_err(|e| e.replace(&format!("{as_ws:?}"), "the proxy URL"))?;
+    let ep = Endpoint::parse(&as_ws)
+        .map_err(|e| e.rsplit_once(": ").map_or(e.clone(), |(_, why)| why.to_owned()))?;
     Ok(Proxy {
         shown: format!("http://{}", ep.host_and_port()),
         host: ep.host.clone(),
@@ -199,6 +202,10 @@ mod tests {
             assert!(err.contains("SOCKS proxies are not supported") && err.contains("all_proxy"), "{err}");
         }
         assert!(with(&[("https_proxy", "https://p")], "wss://e").unwrap_err().contains("not supported"));
+        let err = with(&[("https_proxy", "socks5://u:s3cret@p")], "wss://e").unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+        let err = with(&[("https_proxy", "http://p:notaport")], "wss://e").unwrap_err();
+        assert!(err.contains("bad port"), "{err}");
         assert!(with(&[("https_proxy", "ftp://p")], "wss://e").unwrap_err().contains("unknown proxy scheme"));
     }
 }
