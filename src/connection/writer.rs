@@ -113,12 +113,13 @@ impl Writer {
         }
         if let Some(tls) = state.tls.as_mut() {
             let behind = tls.wants_write();
-            // The session's buffer is unbounded (`set_buffer_limit(None)`): this takes it all.
-            let _ = tls.writer().write_all(&frame);
-            if behind {
+            // The session's buffer is unbounded (`set_buffer_limit(None)`): this takes it all,
+            // unless the session is already closed.
+            let taken = tls.writer().write_all(&frame);
+            if behind && taken.is_ok() {
                 return Ok(()); // the flusher already knows
             }
-            return match write_records(tls, &self.stream) {
+            return match taken.and_then(|()| write_records(tls, &self.stream)) {
                 Ok(true) => Ok(()),
                 Ok(false) => {
                     drop(state);
