@@ -111,3 +111,83 @@ def _reset(s: socket.socket) -> None:
             step()
         except OSError:
             pass
+
+
+class ConnectProxy:
+    """An HTTP proxy that only tunnels (``CONNECT host:port``), like the forward proxies of
+    corporate networks. ``targets`` lists what it was asked to reach, in order."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self.targets: list[str] = []
+        self.authorizations: list[str | None] = []
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            byte = client.recv(1)
+            if not byte:
+                client.close()
+                return
+            head += byte
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ", 2)
+        auth = next(
+            (
+                v.strip()
+                for n, _, v in (line.partition(":") for line in lines[1:])
+                if n.lower() == "proxy-authorization"
+            ),
+            None,
+        )
+        self.targets.append(target)
+        self.authorizations.append(auth)
+        host, _, port = target.rpartition(":")
+        try:
+            if method != "CONNECT":
+                raise OSError("not a CONNECT")
+            upstream = socket.create_connection((host.strip("[]"), int(port)))
+        except (OSError, ValueError):
+            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            client.close()
+            return
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self._open += [client, upstream]
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_forward, args=(src, dst), daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+        for s in self._open:
+            _reset(s)
+
+
+def _forward(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    for s in (src, dst):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

@@ -1,7 +1,7 @@
 """End-to-end benchmark of the iii Python SDK: ours against the official pure-Python iii-sdk 0.11.0.
 
     python benches/python/bench.py [--url ws://...] [--official-python /work/official-venv/bin/python]
-                                   [--calls 20000] [--concurrency 1000] [--json out.json]
+                                   [--calls 20000] [--concurrency 1000] [--json out.json] [--tls]
 
 For each SDK (ours = the interpreter running this script; official = --official-python) it
 starts a serving worker (serve.py) and a driving worker (drive.py), each in its own process
@@ -16,7 +16,10 @@ function ``<ns>::drive`` and reports per scenario:
   d  the same to the async echo with a 16 KiB payload
   e  --calls void calls to a sink, timed until the serving worker has run all of them
 
-plus errors and the CPU time of the serving and driving processes per call. With both SDKs
+plus errors and the CPU time of the serving and driving processes per call. With --tls both
+workers connect over wss:// through a TLS-terminating proxy in its own process
+(tests/tls_proxy.py, Python asyncio, a CA made for the run and trusted via SSL_CERT_FILE), the
+same proxy code for both SDKs. With both SDKs
 it ends with ratios ours/official. Every child dies with this process (PR_SET_PDEATHSIG, stdin
 EOF, watchdogs) and every wait has a timeout.
 """
@@ -150,6 +153,20 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def start_tls_proxy(label: str, url: str, env: dict[str, str], children: list[Child]) -> str:
+    """Puts a TLS-terminating proxy in front of ``url``; trusts its CA in ``env``."""
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    directory = tempfile.mkdtemp(prefix="iii-bench-pki-")
+    script = os.path.join(HERE, "..", "..", "tests", "tls_proxy.py")
+    proxy = Child(f"tls-{label}", [sys.executable, script, str(port), directory], env)
+    children.append(proxy)
+    line = proxy.lines.get(timeout=20)
+    if not line or not line.startswith("listening "):
+        raise RuntimeError(f"TLS proxy did not start: {line!r} {proxy.stderr_tail()}")
+    env["SSL_CERT_FILE"] = os.path.join(directory, "iii-bench-ca.pem")
+    return f"wss://localhost:{line.split()[1]}"
+
+
 def run_sdk(label: str, python: str, args: argparse.Namespace, deadline: float) -> dict:
     """Runs every scenario with one SDK; returns {"label", "sdk", "scenarios": {...}, ...}."""
     out: dict = {"label": label, "python": python, "scenarios": {}, "problems": []}
@@ -167,6 +184,8 @@ def run_sdk(label: str, python: str, args: argparse.Namespace, deadline: float) 
             if not line or "listening" not in line:
                 raise RuntimeError(f"test engine did not start: {line!r} {engine.stderr_tail()}")
             url = f"ws://127.0.0.1:{port}"
+        if args.tls:
+            url = start_tls_proxy(label, url, env, children)
         out["url"] = url
         max_s = str(int(max(60, deadline - time.monotonic()) + 30))
         serve = Child(
@@ -386,6 +405,7 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=1500.0, help="overall limit in seconds")
     parser.add_argument("--json", help="write every result to this file")
+    parser.add_argument("--tls", action="store_true", help="connect over wss:// through a TLS proxy")
     args = parser.parse_args()
     args.scenarios = [s for s in args.scenarios.split(",") if s]
 

@@ -105,6 +105,11 @@ class Engine:
     def logs(self) -> list[str]:
         return self._engine.logs()
 
+    def upgrade_requests(self) -> list[tuple[str, dict[str, str]]]:
+        """Path and query, and headers (names in lower case), of every WebSocket upgrade so far,
+        oldest first: worker links and channel ends."""
+        return [(resource, dict(headers)) for resource, headers in self._engine.upgrade_requests()]
+
     def dead_letters(self, queue: str = "default") -> list[str]:
         return self._engine.dead_letters(queue)
 

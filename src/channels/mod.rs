@@ -5,9 +5,17 @@
 //! (the engine applies TCP backpressure on its side too) instead of growing memory.
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio_tungstenite::tungstenite::handshake::client::{generate_key, Request};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use tokio_tungstenite::WebSocketStream;
+
+use crate::connection::endpoint::Endpoint;
+use crate::connection::handshake::open_tcp;
+use crate::connection::tls;
 
 /// Binary writes are split into frames of at most this size, like the official SDKs.
 pub const MAX_CHUNK: usize = 64 * 1024;
@@ -24,26 +32,30 @@ enum Out {
     Close(oneshot::Sender<()>),
 }
 
-/// The URL of one channel end. `base` is the engine URL the worker connected to.
-pub fn channel_url(base: &str, channel_id: &str, access_key: &str, direction: &str) -> String {
-    let base = base.trim_end_matches('/');
-    format!(
-        "{base}/ws/channels/{}?key={}&dir={direction}",
-        encode_component(channel_id),
-        encode_component(access_key)
-    )
+/// The URL of one channel end. `base` is the engine URL the worker connected to; the
+/// channel URL keeps its scheme, credentials, host, port, path prefix and query.
+pub fn channel_url(
+    base: &str,
+    channel_id: &str,
+    access_key: &str,
+    direction: &str,
+) -> Result<String, String> {
+    Ok(Endpoint::parse(base)?.channel_url(channel_id, access_key, direction))
 }
 
-fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// The upgrade request for `ep`, built like the worker link's (Host, Basic auth).
+fn upgrade_request(ep: &Endpoint) -> Result<Request, String> {
+    let mut request = Request::builder()
+        .uri(ep.uri())
+        .header("Host", ep.host_header())
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", generate_key());
+    if let Some(auth) = ep.authorization() {
+        request = request.header("Authorization", auth);
     }
-    out
+    request.body(()).map_err(|e| format!("invalid channel URL: {e}"))
 }
 
 /// One open channel end.
@@ -58,9 +70,29 @@ impl ChannelSocket {
         let config = WebSocketConfig::default()
             .max_message_size(Some(max_message_size))
             .max_frame_size(Some(max_message_size));
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-            .await
-            .map_err(|e| format!("cannot open channel {url}: {e}"))?;
+        let ep = Endpoint::parse(url)?;
+        let request = upgrade_request(&ep)?;
+        let failed = |e: &dyn std::fmt::Display| format!("cannot open channel {url}: {e}");
+        let tcp = open_tcp(&ep).await.map_err(|e| failed(&e))?;
+        if ep.tls {
+            let stream = tls::connect(&ep.host, tcp).await.map_err(|e| failed(&e))?;
+            let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                .await
+                .map_err(|e| failed(&e))?;
+            Ok(Self::start(ws))
+        } else {
+            let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+                .await
+                .map_err(|e| failed(&e))?;
+            Ok(Self::start(ws))
+        }
+    }
+
+    /// Spawns the reading and writing tasks of an open socket.
+    fn start<S>(ws: WebSocketStream<S>) -> ChannelSocket
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::channel::<Out>(QUEUE);
         let (in_tx, in_rx) = mpsc::channel(QUEUE);
@@ -103,7 +135,7 @@ impl ChannelSocket {
                 }
             }
         });
-        Ok(ChannelSocket { out: out_tx, inbound: Mutex::new(in_rx) })
+        ChannelSocket { out: out_tx, inbound: Mutex::new(in_rx) }
     }
 
     /// Queues a frame, waiting while the outbound queue is full.
@@ -138,10 +170,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn url_escapes_the_key() {
+    fn channel_urls_keep_the_engine_url_parts() {
         assert_eq!(
-            channel_url("ws://h:1/", "c-1", "a b/+", "read"),
+            channel_url("ws://h:1/", "c-1", "a b/+", "read").unwrap(),
             "ws://h:1/ws/channels/c-1?key=a%20b%2F%2B&dir=read"
         );
+        assert!(channel_url("ws://h/#x", "c", "k", "read").unwrap_err().contains("fragment"));
+    }
+
+    #[test]
+    fn channel_upgrade_requests_carry_host_and_auth() {
+        let ep = Endpoint::parse("WS://u:p@[::1]/ws/channels/c?key=k&dir=read").unwrap();
+        let request = upgrade_request(&ep).unwrap();
+        assert_eq!(request.uri().to_string(), "ws://[::1]/ws/channels/c?key=k&dir=read");
+        assert_eq!(request.headers()["host"], "[::1]");
+        assert_eq!(request.headers()["authorization"], "Basic dTpw");
     }
 }

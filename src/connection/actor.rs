@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +9,10 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use uuid::Uuid;
 
+use super::frame_codec::{Incoming, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use super::handshake::{self, HandshakeError, Opened};
 use super::link::{End, Link};
-use super::socket::{self, HandshakeError, Incoming, Writer};
+use super::writer::Writer;
 use super::{Client, Command, ConnectionState, FrameKind, LogLevel};
 use crate::invocations::CallError;
 use crate::protocol::{frames, Message, TriggerAction};
@@ -38,10 +39,10 @@ pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
             break ConnectionState::Disconnected;
         };
         let error = match attempt {
-            Ok(Ok((stream, leftover))) => {
+            Ok(Ok(opened)) => {
                 failures = 0;
                 ever_connected = true;
-                let end = serve(&client, stream, leftover, &mut rx, &mut offline).await;
+                let end = serve(&client, opened, &mut rx, &mut offline).await;
                 // New calls go to the offline queue from here on; then the calls sent on the
                 // lost link fail (their results cannot reach a new connection).
                 *shared.link.lock() = None;
@@ -152,21 +153,20 @@ fn queue_offline(
     client.shared.offline_len.store(offline.len(), Ordering::Release);
 }
 
-async fn connect(client: &Client) -> Result<(TcpStream, Vec<u8>), HandshakeError> {
+async fn connect(client: &Client) -> Result<Opened, HandshakeError> {
     let config = &client.shared.config;
-    socket::connect(&config.url, &config.headers).await
+    handshake::connect(&config.url, &config.headers).await
 }
 
 /// Owns one live link until it ends.
 async fn serve(
     client: &Client,
-    stream: TcpStream,
-    leftover: Vec<u8>,
+    opened: Opened,
     rx: &mut UnboundedReceiver<Command>,
     offline: &mut VecDeque<(String, FrameKind)>,
 ) -> End {
     let shared = &client.shared;
-    let link = Link::new(stream, leftover, shared.config.max_message_size);
+    let link = Link::new(opened, shared.config.max_message_size);
     let writer = link.writer.clone();
     let mut flusher = tokio::spawn({
         let writer = writer.clone();
@@ -215,7 +215,7 @@ async fn serve(
                 None,
             ));
         }
-        if let Err(e) = writer.send_many(socket::OP_TEXT, replay.iter().map(String::as_bytes)) {
+        if let Err(e) = writer.send_many(OP_TEXT, replay.iter().map(String::as_bytes)) {
             return End::Lost(e);
         }
         // Frames flow from now on; the state turns `connected` when `workerregistered` arrives.
@@ -233,7 +233,10 @@ async fn serve(
                 }
             }
             reason = &mut flusher => {
-                break End::Lost(reason.unwrap_or_else(|e| format!("writer stopped: {e}")));
+                // Ending the link stops the flusher too: the link's reason is the real one.
+                break link.take_end().unwrap_or_else(|| {
+                    End::Lost(reason.unwrap_or_else(|e| format!("writer stopped: {e}")))
+                });
             }
             cmd = rx.recv() => {
                 // Frames queued just before the link came up: send them and whatever followed.
@@ -253,21 +256,21 @@ async fn serve(
                         Err(_) => break,
                     }
                 }
-                if let Err(e) = writer.send_many(socket::OP_TEXT, batch.iter().map(String::as_bytes)) {
+                if let Err(e) = writer.send_many(OP_TEXT, batch.iter().map(String::as_bytes)) {
                     break End::Lost(e);
                 }
                 if shutdown {
                     *shared.link.lock() = None;
-                    let _ = writer.send(socket::OP_CLOSE, &1000u16.to_be_bytes());
+                    let _ = writer.send(OP_CLOSE, &1000u16.to_be_bytes());
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-                    while writer.backlog_len() > 0 && tokio::time::Instant::now() < deadline {
+                    while writer.has_backlog() && tokio::time::Instant::now() < deadline {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     break End::Shutdown;
                 }
             }
             _ = ping.tick() => {
-                if let Err(e) = writer.send(socket::OP_PING, b"") {
+                if let Err(e) = writer.send(OP_PING, b"") {
                     break End::Lost(e);
                 }
             }
@@ -287,12 +290,12 @@ pub(super) fn incoming_handler(
     Box::new(move |incoming| match incoming {
         Incoming::Text(bytes) | Incoming::Binary(bytes) => handle_frame(&client, &bytes),
         Incoming::Ping(payload) => {
-            let _ = writer.send(socket::OP_PONG, &payload);
+            let _ = writer.send(OP_PONG, &payload);
             None
         }
         Incoming::Pong => None,
         Incoming::Close(code, reason) => {
-            let _ = writer.send(socket::OP_CLOSE, &code.unwrap_or(1000).to_be_bytes());
+            let _ = writer.send(OP_CLOSE, &code.unwrap_or(1000).to_be_bytes());
             let code = code.map(|c| format!(" (code {c}, {reason:?})")).unwrap_or_default();
             Some(End::Lost(format!("the engine closed the connection{code}")))
         }

@@ -23,7 +23,9 @@ use parking_lot::Mutex;
 use tokio::io::Interest;
 use tokio::sync::Notify;
 
-use super::socket::{self, FrameReader, Incoming, Writer};
+use super::frame_codec::{FrameReader, Incoming};
+use super::handshake::Opened;
+use super::writer::{self, Writer};
 
 /// How often the runtime reads a link whose owner attached an external reader, if that reader
 /// has not read it meanwhile.
@@ -68,10 +70,11 @@ pub struct Link {
 }
 
 impl Link {
-    pub(super) fn new(stream: StdStream, leftover: Vec<u8>, max_message_size: usize) -> Arc<Link> {
+    pub(super) fn new(opened: Opened, max_message_size: usize) -> Arc<Link> {
+        let Opened { stream, tls, leftover } = opened;
         let stream = Arc::new(stream);
         Arc::new(Link {
-            writer: Writer::new(stream.clone()),
+            writer: Writer::new(stream.clone(), tls),
             stream,
             reader: Mutex::new(FrameReader::new(max_message_size, leftover)),
             ended: Mutex::new(None),
@@ -138,7 +141,7 @@ impl Link {
                     }
                 }
                 Ok(None) if handled >= PUMP_BUDGET => break Pumped::More,
-                Ok(None) => match reader.fill(&self.stream) {
+                Ok(None) => match reader.fill(self.writer.received()) {
                     Ok(0) => {
                         drop(reader);
                         self.end(End::Lost("the engine closed the connection without a close frame".into()));
@@ -223,7 +226,7 @@ impl Link {
                     }
                 }
             } else {
-                let Ok(fd) = socket::watch(&self.stream, Interest::READABLE) else {
+                let Ok(fd) = writer::watch(&self.stream, Interest::READABLE) else {
                     self.end(End::Lost("cannot watch the socket".into()));
                     return;
                 };

@@ -4,16 +4,21 @@
 //! it connects, replays registrations and reconnects. Inbound frames are read by an attached
 //! event loop or by a runtime task (see `link`), never by a writer, so reading never waits for
 //! writing. While the link is up, a call goes into the shared pending table and its frame
-//! straight into the socket from the caller's thread (see `socket::Writer`); while it is down,
+//! straight into the socket from the caller's thread (see `writer::Writer`); while it is down,
 //! frames wait in the actor's offline queue.
 
 mod actor;
 mod config;
+pub(crate) mod endpoint;
+mod frame_codec;
+pub(crate) mod handshake;
 mod ledger;
 mod link;
-mod socket;
+mod proxy;
 #[cfg(test)]
 mod tests;
+pub(crate) mod tls;
+mod writer;
 
 #[cfg(test)]
 #[test]
@@ -248,7 +253,7 @@ impl Client {
         }
         let link = self.shared.link.lock().clone();
         if let Some(link) = link {
-            if link.writer.send(socket::OP_TEXT, frame.as_bytes()).is_ok() {
+            if link.writer.send(frame_codec::OP_TEXT, frame.as_bytes()).is_ok() {
                 if let FrameKind::Call(_) = kind {
                     link.note_call();
                 }
@@ -258,7 +263,7 @@ impl Client {
         self.shared.tx.send(Command::Send(frame, kind)).map_err(|_| CallError::Shutdown)
     }
 
-    fn live_writer(&self) -> Option<Arc<socket::Writer>> {
+    fn live_writer(&self) -> Option<Arc<writer::Writer>> {
         self.shared.link.lock().as_ref().map(|link| link.writer.clone())
     }
 
@@ -295,7 +300,7 @@ impl Client {
         // Under the ledger lock: the actor's replay snapshot either has this registration or
         // the writer is already live. While disconnected the next replay sends it.
         if let Some(writer) = self.live_writer() {
-            let _ = writer.send(socket::OP_TEXT, frame.as_bytes());
+            let _ = writer.send(frame_codec::OP_TEXT, frame.as_bytes());
         }
         Ok(())
     }
@@ -305,7 +310,7 @@ impl Client {
         let mut ledger = self.shared.ledger.lock();
         ledger.remove(kind, id);
         if let (Some(frame), Some(writer)) = (frame, self.live_writer()) {
-            let _ = writer.send(socket::OP_TEXT, frame.as_bytes());
+            let _ = writer.send(frame_codec::OP_TEXT, frame.as_bytes());
         }
     }
 

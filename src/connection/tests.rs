@@ -263,3 +263,94 @@ fn print_core_round_trip() {
     }
     println!("core round trip: {:.1} us", started.elapsed().as_secs_f64() * 1e6 / n as f64);
 }
+
+/// A fake engine that accepts WebSocket upgrades and then sends `frames` on every
+/// connection, keeping each socket open. Returns its URL.
+fn hostile_engine(frames: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
+            let text = String::from_utf8_lossy(&request).into_owned();
+            let key = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let response = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            let _ = stream.write_all(response.as_bytes());
+            let _ = stream.write_all(&frames);
+            open.push(stream);
+        }
+    });
+    url
+}
+
+#[test]
+fn a_continuation_claiming_near_u64_max_bytes_ends_the_link_with_a_clear_error() {
+    // Regression: a non-final text frame, then a continuation frame whose 64-bit length is
+    // near u64::MAX. The reader overflowed; the runtime reader then kept a dead link alive.
+    let mut frames = vec![0x01, 2, b'{', b'"'];
+    frames.extend_from_slice(&[0x80, 127]);
+    frames.extend_from_slice(&(u64::MAX - 1).to_be_bytes());
+    frames.extend_from_slice(b"}}");
+    let url = hostile_engine(frames);
+    let rt = runtime();
+    let echo = Arc::new(Echo::default());
+    let client = Client::start(rt.handle(), config(&url), echo.clone());
+    assert_eq!(
+        client.wait_for(Duration::from_secs(10), |s| s == ConnectionState::Reconnecting),
+        ConnectionState::Reconnecting
+    );
+    let error = client.last_error().expect("the reason is recorded");
+    assert!(error.contains("exceeds the maximum message size"), "{error}");
+    assert!(echo.logs.lock().iter().any(|l| l.contains("connection to the engine lost")));
+    client.shutdown();
+}
+
+#[test]
+fn url_credentials_path_and_extra_headers_reach_the_engine_over_ipv6() {
+    let rt = runtime();
+    let engine_config = EngineConfig { host: "::1".into(), ..EngineConfig::default() };
+    let engine = rt.block_on(EngineHandle::start(engine_config)).unwrap();
+    let port = engine.local_addr().port();
+    let mut c = config(&format!("WS://al%40ice:s3cret@[::1]:{port}/?team=blue"));
+    c.headers = vec![("X-Worker-Token".into(), "t-1".into())];
+    let client = Client::start(rt.handle(), c, Arc::new(Echo::default()));
+    connected(&client);
+    let upgrade = engine.upgrade_requests().pop().expect("the engine saw the upgrade");
+    assert_eq!(upgrade.resource, "/?team=blue");
+    let header = |name: &str| upgrade.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(header("host"), Some(format!("[::1]:{port}")));
+    let basic = format!("Basic {}", data_encoding::BASE64.encode(b"al@ice:s3cret"));
+    assert_eq!(header("authorization"), Some(basic));
+    assert_eq!(header("x-worker-token").as_deref(), Some("t-1"));
+    client.shutdown();
+}
+
+#[test]
+fn a_url_with_a_fragment_fails_at_once_with_a_clear_error() {
+    let rt = runtime();
+    let client = Client::start(rt.handle(), config("ws://127.0.0.1:9/#main"), Arc::new(Echo::default()));
+    assert_eq!(
+        client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Failed),
+        ConnectionState::Failed
+    );
+    let error = client.last_error().unwrap();
+    assert!(error.contains("fragment"), "{error}");
+}

@@ -283,11 +283,18 @@ fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, ErrorBody> {
         if size == 0 {
             return Ok(Some(out)); // trailers, if any, are ignored
         }
-        if data.len() < start + size + 2 {
+        // The size comes from the wire: checked, so a huge one is refused instead of wrapping.
+        let end = out
+            .len()
+            .checked_add(size)
+            .filter(|&total| total <= MAX_BODY_BYTES)
+            .and_then(|_| start.checked_add(size))
+            .ok_or_else(|| failed("http_response_failed", format!("chunk of {size} bytes is too large")))?;
+        if data.len() < end + 2 {
             return Ok(None);
         }
-        out.extend_from_slice(&data[start..start + size]);
-        data = &data[start + size + 2..];
+        out.extend_from_slice(&data[start..end]);
+        data = &data[end + 2..];
     }
 }
 
@@ -346,6 +353,10 @@ mod tests {
         assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(), Some(b"abcde".to_vec()));
         assert_eq!(dechunk(b"3\r\nab").unwrap(), None);
         assert!(dechunk(b"zz\r\n").is_err());
+        for huge in ["ffffffffffffffff", "fffffffffffffffe", "8000000000000000"] {
+            let wire = format!("1\r\na\r\n{huge}\r\nabc");
+            assert!(dechunk(wire.as_bytes()).is_err(), "{huge}");
+        }
     }
 
     #[test]

@@ -40,6 +40,15 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use state::Engine;
 
+/// What a client sent to open one WebSocket (worker link or channel end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeRequest {
+    /// Path and query.
+    pub resource: String,
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub host: String,
@@ -225,6 +234,11 @@ impl EngineHandle {
     /// Message `type`s received from workers, oldest first (the last 10 000).
     pub fn received_kinds(&self) -> Vec<String> {
         self.engine().map_or_else(Vec::new, |e| e.kinds.lock().iter().map(|k| (*k).to_owned()).collect())
+    }
+
+    /// The upgrade requests of connections so far, oldest first (the last 1000).
+    pub fn upgrade_requests(&self) -> Vec<UpgradeRequest> {
+        self.engine().map_or_else(Vec::new, |e| e.upgrades.lock().iter().cloned().collect())
     }
 
     /// What the engine would have written to its log (dropped frames, ignored results, ...).

@@ -56,6 +56,14 @@ enum Route {
 
 #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
 fn check_path(engine: &Engine, req: &Request, route: &mut Route) -> Result<(), ErrorResponse> {
+    engine.record_upgrade(super::UpgradeRequest {
+        resource: req.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+    });
     let path = req.uri().path();
     if path == "/" {
         return Ok(());

@@ -136,6 +136,8 @@ pub(crate) struct Engine {
     pub queues: HashMap<String, Arc<Queue>>,
     pub logs: Mutex<VecDeque<String>>,
     pub kinds: Mutex<VecDeque<&'static str>>,
+    /// The upgrade requests of every connection, oldest first (the last `MAX_LOGS`).
+    pub upgrades: Mutex<VecDeque<super::UpgradeRequest>>,
     pub shutdown: watch::Receiver<bool>,
     /// `engine::channels::create` channels by id; they live as long as the engine run.
     pub channels: Mutex<HashMap<String, Arc<Channel>>>,
@@ -159,6 +161,7 @@ impl Engine {
             queues,
             logs: Mutex::new(VecDeque::new()),
             kinds: Mutex::new(VecDeque::new()),
+            upgrades: Mutex::new(VecDeque::new()),
             shutdown,
             channels: Mutex::new(HashMap::new()),
             streams: Mutex::new(Store::default()),
@@ -174,6 +177,14 @@ impl Engine {
             logs.pop_front();
         }
         logs.push_back(line.into());
+    }
+
+    pub fn record_upgrade(&self, request: super::UpgradeRequest) {
+        let mut upgrades = self.upgrades.lock();
+        if upgrades.len() == MAX_LOGS {
+            upgrades.pop_front();
+        }
+        upgrades.push_back(request);
     }
 
     pub fn record_kind(&self, kind: &'static str) {

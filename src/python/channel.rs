@@ -9,8 +9,8 @@ use crate::channels::{ChannelSocket as Socket, Frame};
 
 /// The URL of one channel end (protocol.md 8.2); `base` is the engine URL the worker uses.
 #[pyfunction]
-pub fn channel_url(base: &str, channel_id: &str, access_key: &str, direction: &str) -> String {
-    crate::channels::channel_url(base, channel_id, access_key, direction)
+pub fn channel_url(base: &str, channel_id: &str, access_key: &str, direction: &str) -> PyResult<String> {
+    crate::channels::channel_url(base, channel_id, access_key, direction).map_err(closed)
 }
 
 #[pyclass(frozen, module = "iii._iii")]

@@ -127,6 +127,11 @@ impl TestEngine {
         self.handle.logs()
     }
 
+    /// `(path and query, [(lower-case header name, value)])` of every upgrade so far.
+    fn upgrade_requests(&self) -> Vec<(String, Vec<(String, String)>)> {
+        self.handle.upgrade_requests().into_iter().map(|u| (u.resource, u.headers)).collect()
+    }
+
     fn dead_letters(&self, queue: &str) -> Vec<String> {
         self.handle.dead_letters(queue)
     }
