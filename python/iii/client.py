@@ -278,12 +278,18 @@ class III(Dispatcher):
         ``TriggerAction.Void``: sends and returns ``None`` at once.
         """
         function_id, payload, action, timeout_ms = self._parse_request(request)
-        if action is _VOID:
-            self._connection.call_void(function_id, payload)
-            return None
         loop = asyncio.get_running_loop()
+        # On the SDK loop the frame may be held back until the end of the loop's iteration, so
+        # a burst of calls goes out in one write (see ``crate::connection::deferring``).
+        on_sdk_loop = loop is self._loop
+        if action is _VOID:
+            if self._connection.call_void(function_id, payload, on_sdk_loop):
+                loop.call_soon(self._connection.flush)
+            return None
         future = loop.create_future()
-        self._connection.call_async(function_id, payload, timeout_ms, action, future, self._queue_for(loop))
+        queue = None if on_sdk_loop else self._queue_for(loop)
+        if self._connection.call_async(function_id, payload, timeout_ms, action, future, queue, on_sdk_loop):
+            loop.call_soon(self._connection.flush)
         result = await future
         return result if action is None else EnqueueResult.model_validate(result)
 

@@ -157,10 +157,10 @@ class Dispatcher:
             coro = inv.handler.call(data, inv.metadata)
             yielded = coro.send(None)
         except StopIteration as stop:
-            self._reply(inv, stop.value)
+            self._reply(inv, stop.value, True)
             return
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
-            self._reply_exception(inv, exc)
+            self._reply_exception(inv, exc, True)
             return
         # The handler really suspended: only now does it become a Task.
         self._loop.create_task(self._finish(coro, yielded, inv))
@@ -169,27 +169,29 @@ class Dispatcher:
         try:
             result = await _resume(coro, yielded)
         except BaseException as exc:  # noqa: BLE001
-            self._reply_exception(inv, exc)
+            self._reply_exception(inv, exc, True)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return
-        self._reply(inv, result)
+        self._reply(inv, result, True)
 
-    def _reply(self, inv: _iii.Invocation, value: Any) -> None:
-        if inv.invocation_id is None:
-            return
-        problem = self._connection.reply(inv.invocation_id, inv.function_id, value)
-        if problem is not None:
-            log.error("function %r: %s", inv.function_id, problem)
+    def _reply(self, inv: _iii.Invocation, value: Any, on_loop: bool) -> None:
+        """Answers ``inv``. On the SDK loop the frame is held back until the end of the loop's
+        iteration, so a burst of answers goes out in one write."""
+        if inv.invocation_id is not None and self._connection.reply(
+            inv.invocation_id, inv.function_id, value, on_loop
+        ):
+            self._loop.call_soon(self._connection.flush)
 
-    def _reply_exception(self, inv: _iii.Invocation, exc: BaseException) -> None:
+    def _reply_exception(self, inv: _iii.Invocation, exc: BaseException, on_loop: bool) -> None:
         log.debug("function %r raised", inv.function_id, exc_info=exc)
         if inv.invocation_id is None:
             return
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        self._connection.reply_error(
-            inv.invocation_id, inv.function_id, "invocation_failed", _error_text(exc), stack
-        )
+        if self._connection.reply_error(
+            inv.invocation_id, inv.function_id, "invocation_failed", _error_text(exc), stack, on_loop
+        ):
+            self._loop.call_soon(self._connection.flush)
 
     def _start_sync_thread(self, reserved: bool = False) -> None:
         if not reserved and not self._connection.reserve_handler_thread():
@@ -218,9 +220,9 @@ class Dispatcher:
             if inspect.isawaitable(result):
                 result = asyncio.run_coroutine_threadsafe(awaited(result), self._loop).result()
         except BaseException as exc:  # noqa: BLE001
-            self._reply_exception(inv, exc)
+            self._reply_exception(inv, exc, False)
             return
-        self._reply(inv, result)
+        self._reply(inv, result, False)
 
     def _attach_link(self) -> None:
         """Reads the live link on this loop: one wake-up per inbound message instead of two."""

@@ -42,7 +42,12 @@ struct WriterState {
     /// `queued` stays empty.
     tls: Option<ClientConnection>,
     closed: Option<String>,
+    /// Frames held back by `defer`, written before the next frame or by `flush_deferred`.
+    deferred: Vec<u8>,
 }
+
+/// Held-back frames are written at once beyond this many bytes.
+const DEFER_LIMIT: usize = 256 * 1024;
 
 impl WriterState {
     fn has_backlog(&self) -> bool {
@@ -77,7 +82,13 @@ impl Writer {
         Arc::new(Self {
             stream,
             is_tls: tls.is_some(),
-            state: Mutex::new(WriterState { queued: VecDeque::new(), front_written: 0, tls, closed: None }),
+            state: Mutex::new(WriterState {
+                queued: VecDeque::new(),
+                front_written: 0,
+                tls,
+                closed: None,
+                deferred: Vec::new(),
+            }),
             backlog: Notify::new(),
         })
     }
@@ -106,10 +117,43 @@ impl Writer {
         self.send_encoded(frames)
     }
 
+    /// Holds a frame back, to go out with the ones that follow in one write (see
+    /// `Client::deferring`). Returns true when it is the first one held: the caller must make
+    /// sure `flush_deferred` runs soon.
+    pub fn defer(&self, opcode: u8, payload: &[u8]) -> Result<bool, String> {
+        let mut state = self.state.lock();
+        if let Some(reason) = &state.closed {
+            return Err(reason.clone());
+        }
+        let first = state.deferred.is_empty();
+        encode_frame(opcode, payload, &mut state.deferred);
+        if state.deferred.len() >= DEFER_LIMIT {
+            drop(state);
+            self.send_encoded(Vec::new())?;
+        }
+        Ok(first)
+    }
+
+    /// Writes the frames held back by `defer`.
+    pub fn flush_deferred(&self) -> Result<(), String> {
+        self.send_encoded(Vec::new())
+    }
+
     fn send_encoded(&self, frame: Vec<u8>) -> Result<(), String> {
         let mut state = self.state.lock();
         if let Some(reason) = &state.closed {
             return Err(reason.clone());
+        }
+        // Frames held back go first, in the same write.
+        let frame = if state.deferred.is_empty() {
+            frame
+        } else {
+            let mut all = std::mem::take(&mut state.deferred);
+            all.extend_from_slice(&frame);
+            all
+        };
+        if frame.is_empty() {
+            return Ok(());
         }
         if let Some(tls) = state.tls.as_mut() {
             let behind = tls.wants_write();
@@ -287,5 +331,71 @@ impl Read for Received<'_> {
         } else {
             (&*self.0.stream).read(buf)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::*;
+    use crate::connection::frame_codec::OP_TEXT;
+
+    /// A writer on one end of a loopback connection, and a WebSocket server on the other.
+    fn pair() -> (Arc<Writer>, WebSocket<TcpStream>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let peek = server.try_clone().unwrap();
+        (Writer::new(Arc::new(client), None), WebSocket::from_raw_socket(server, Role::Server, None), peek)
+    }
+
+    fn text(ws: &mut WebSocket<TcpStream>) -> String {
+        match ws.read().unwrap() {
+            Message::Text(t) => t.to_string(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn held_back_frames_wait_for_a_flush() {
+        let (writer, mut ws, peek) = pair();
+        assert!(writer.defer(OP_TEXT, b"one").unwrap(), "the first held frame asks for a flush");
+        assert!(!writer.defer(OP_TEXT, b"two").unwrap());
+        peek.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(peek.peek(&mut byte).unwrap_err().kind(), ErrorKind::WouldBlock, "nothing written yet");
+        writer.flush_deferred().unwrap();
+        peek.set_nonblocking(false).unwrap();
+        assert_eq!((text(&mut ws), text(&mut ws)), ("one".to_owned(), "two".to_owned()));
+        assert!(writer.defer(OP_TEXT, b"three").unwrap(), "an empty buffer asks again");
+    }
+
+    #[test]
+    fn a_frame_sent_directly_goes_after_the_held_ones() {
+        let (writer, mut ws, _) = pair();
+        writer.defer(OP_TEXT, b"held").unwrap();
+        writer.send(OP_TEXT, b"direct").unwrap();
+        assert_eq!((text(&mut ws), text(&mut ws)), ("held".to_owned(), "direct".to_owned()));
+        writer.flush_deferred().unwrap(); // nothing left: writes nothing
+        writer.send(OP_TEXT, b"last").unwrap();
+        assert_eq!(text(&mut ws), "last");
+    }
+
+    #[test]
+    fn a_large_burst_is_written_without_a_flush() {
+        let (writer, mut ws, _) = pair();
+        let payload = vec![b'x'; 64 * 1024];
+        for _ in 0..(DEFER_LIMIT / payload.len()) {
+            writer.defer(OP_TEXT, &payload).unwrap();
+        }
+        // Past the limit the burst went to the socket (what it did not take waits for the
+        // flusher, which this test does not run).
+        assert!(writer.state.lock().deferred.is_empty());
+        assert_eq!(text(&mut ws).len(), payload.len());
     }
 }

@@ -148,6 +148,15 @@ impl Connection {
             .map_err(|e| errors::call_error(payload.py(), &e))
     }
 
+    /// Runs a send, holding its frame back when `defer`; true when a `flush` must follow.
+    fn sending(&self, defer: bool, send: impl FnOnce() -> PyResult<()>) -> PyResult<bool> {
+        if !defer {
+            return send().map(|()| false);
+        }
+        crate::connection::deferring(send)?;
+        Ok(self.client.take_flush_request())
+    }
+
     fn record(&self, py: Python<'_>, kind: RegistrationKind, id: &str, message: &Message) -> PyResult<()> {
         self.client.register(kind, id, message).map_err(|e| errors::call_error(py, &e))
     }
@@ -511,7 +520,10 @@ impl Connection {
     }
 
     /// Calls a function; `future` gets the outcome through `loop_queue` (None: the SDK loop's).
-    #[pyo3(signature = (function_id, payload, timeout_ms, queue, future, loop_queue=None))]
+    /// With `defer` (the SDK loop only), the frame may be held back: True means call `flush`
+    /// soon (see `crate::connection::deferring`).
+    #[pyo3(signature = (function_id, payload, timeout_ms, queue, future, loop_queue=None, defer=false))]
+    #[allow(clippy::too_many_arguments)]
     fn call_async(
         &self,
         function_id: &str,
@@ -520,37 +532,53 @@ impl Connection {
         queue: Option<String>,
         future: Py<PyAny>,
         loop_queue: Option<&LoopQueue>,
-    ) -> PyResult<()> {
+        defer: bool,
+    ) -> PyResult<bool> {
         let queue_inner = loop_queue.map_or_else(|| self.router.loop_queue.clone(), |q| q.inner.clone());
         let completion = Box::new(AsyncCompletion { future, queue: queue_inner });
-        self.start_call(function_id, payload, timeout_ms, queue, completion)
+        self.sending(defer, || self.start_call(function_id, payload, timeout_ms, queue, completion))
     }
 
-    /// Fire-and-forget call.
-    fn call_void(&self, py: Python<'_>, function_id: &str, payload: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Fire-and-forget call; `defer` as for `call_async`.
+    #[pyo3(signature = (function_id, payload, defer=false))]
+    fn call_void(
+        &self,
+        py: Python<'_>,
+        function_id: &str,
+        payload: &Bound<'_, PyAny>,
+        defer: bool,
+    ) -> PyResult<bool> {
         let data = to_json_opt(payload)?;
-        self.client.call_void(function_id, data.as_deref()).map_err(|e| errors::call_error(py, &e))
+        self.sending(defer, || {
+            self.client.call_void(function_id, data.as_deref()).map_err(|e| errors::call_error(py, &e))
+        })
     }
 
-    /// Answers an invocation with a value. If the value cannot be encoded, the caller gets an
-    /// `invocation_failed` error instead and the encoding error is returned (else None).
-    fn reply(&self, invocation_id: &str, function_id: &str, value: &Bound<'_, PyAny>) -> Option<String> {
-        match to_json_opt(value) {
-            Ok(text) => {
-                self.client.send_result(invocation_id, function_id, Ok(text.as_deref()));
-                None
+    /// Answers an invocation with a value; `defer` as for `call_async`. If the value cannot be
+    /// encoded, the caller gets an `invocation_failed` error instead and the reason is logged.
+    #[pyo3(signature = (invocation_id, function_id, value, defer=false))]
+    fn reply(&self, invocation_id: &str, function_id: &str, value: &Bound<'_, PyAny>, defer: bool) -> bool {
+        let outcome = to_json_opt(value);
+        let flush = self.sending(defer, || {
+            match &outcome {
+                Ok(text) => self.client.send_result(invocation_id, function_id, Ok(text.as_deref())),
+                Err(err) => {
+                    let message = format!("the function returned a value that cannot be sent: {err}");
+                    let body = ErrorBody::new("invocation_failed", message);
+                    self.client.send_result(invocation_id, function_id, Err(&body));
+                }
             }
-            Err(err) => {
-                let message = format!("the function returned a value that cannot be sent: {err}");
-                let body = ErrorBody::new("invocation_failed", message.clone());
-                self.client.send_result(invocation_id, function_id, Err(&body));
-                Some(message)
-            }
+            Ok(())
+        });
+        if let Err(err) = outcome {
+            let text = format!("function {function_id:?} returned a value that cannot be sent: {err}");
+            self.router.loop_queue.push(Item::Log(LogLevel::Error, text));
         }
+        flush.unwrap_or(false)
     }
 
-    /// Answers an invocation with an error.
-    #[pyo3(signature = (invocation_id, function_id, code, message, stacktrace=None))]
+    /// Answers an invocation with an error; `defer` as for `call_async`.
+    #[pyo3(signature = (invocation_id, function_id, code, message, stacktrace=None, defer=false))]
     fn reply_error(
         &self,
         invocation_id: &str,
@@ -558,9 +586,19 @@ impl Connection {
         code: String,
         message: String,
         stacktrace: Option<String>,
-    ) {
+        defer: bool,
+    ) -> bool {
         let body = ErrorBody { code, message, stacktrace };
-        self.client.send_result(invocation_id, function_id, Err(&body));
+        let flush = self.sending(defer, || {
+            self.client.send_result(invocation_id, function_id, Err(&body));
+            Ok(())
+        });
+        flush.unwrap_or(false)
+    }
+
+    /// Writes the frames held back by `defer`.
+    fn flush(&self) {
+        self.client.flush_deferred();
     }
 
     /// Fails pending calls, closes the connection and stops reconnecting. Waits up to
