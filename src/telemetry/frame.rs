@@ -25,43 +25,42 @@ impl Signal {
 const CLOSING: &[u8] = b"]}]}]}";
 
 /// Builds frames of at most `max_bytes` from encoded items, each tagged with its scope.
-pub(crate) struct FramePacker<'a> {
+pub(crate) struct FramePacker {
     signal: Signal,
-    resource_json: &'a [u8],
+    /// Prefix, resource and the opening of the scope list.
+    opening: Vec<u8>,
     max_bytes: usize,
     frames: Vec<Vec<u8>>,
     current: Vec<u8>,
     current_scope: Option<Scope>,
+    scope_header_len: usize,
     items_in_frame: usize,
     items_in_scope: usize,
 }
 
-impl<'a> FramePacker<'a> {
-    pub(crate) fn new(signal: Signal, resource_json: &'a [u8], max_bytes: usize) -> FramePacker<'a> {
+impl FramePacker {
+    pub(crate) fn new(signal: Signal, resource_json: &[u8], max_bytes: usize) -> FramePacker {
+        let (prefix, resources, scopes, _) = signal.parts();
+        let mut opening = prefix.to_vec();
+        for part in [b"{\"", resources.as_bytes(), b"\":[{\"resource\":", resource_json, b",\"", scopes.as_bytes(), b"\":["] {
+            opening.extend_from_slice(part);
+        }
         FramePacker {
             signal,
-            resource_json,
+            opening,
             max_bytes,
             frames: Vec::new(),
             current: Vec::new(),
             current_scope: None,
+            scope_header_len: 0,
             items_in_frame: 0,
             items_in_scope: 0,
         }
     }
 
     fn open_frame(&mut self) {
-        let (prefix, resources, _, _) = self.signal.parts();
         self.current.clear();
-        self.current.extend_from_slice(prefix);
-        self.current.extend_from_slice(b"{\"");
-        self.current.extend_from_slice(resources.as_bytes());
-        self.current.extend_from_slice(b"\":[{\"resource\":");
-        self.current.extend_from_slice(self.resource_json);
-        let (_, _, scopes, _) = self.signal.parts();
-        self.current.extend_from_slice(b",\"");
-        self.current.extend_from_slice(scopes.as_bytes());
-        self.current.extend_from_slice(b"\":[");
+        self.current.extend_from_slice(&self.opening);
         self.current_scope = None;
         self.items_in_frame = 0;
         self.items_in_scope = 0;
@@ -96,17 +95,19 @@ impl<'a> FramePacker<'a> {
         }
         let same_scope = self.current_scope.as_ref() == Some(scope);
         let header = if same_scope { Vec::new() } else { self.scope_header(scope) };
+        let header_len = if same_scope { self.scope_header_len } else { header.len() };
         // Separator before the item (or before the new scope group), and `]}` closing a scope
         // group that ends here.
         let extra = usize::from(same_scope && self.items_in_scope > 0)
             + if !same_scope && self.current_scope.is_some() { 3 } else { 0 };
+        let alone = self.opening.len() + header_len + item.len() + CLOSING.len();
+        if alone > self.max_bytes {
+            return false;
+        }
         let needed = self.current.len() + extra + header.len() + item.len() + CLOSING.len();
         if needed > self.max_bytes && self.items_in_frame > 0 {
             self.finish_frame();
             return self.push(scope, item);
-        }
-        if needed > self.max_bytes {
-            return false;
         }
         if same_scope {
             if self.items_in_scope > 0 {
@@ -118,6 +119,7 @@ impl<'a> FramePacker<'a> {
             }
             self.current.extend_from_slice(&header);
             self.current_scope = Some(scope.clone());
+            self.scope_header_len = header.len();
             self.items_in_scope = 0;
         }
         self.current.extend_from_slice(item);

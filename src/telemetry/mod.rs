@@ -3,12 +3,13 @@
 //! on the worker's own link. No Python here; `crate::python::telemetry` binds it.
 //!
 //! NOTE: OTLP/JSON is written by hand instead of with `opentelemetry-proto` (serde). Measured
-//! on the 2-core machine: `opentelemetry-proto` 0.31 (`gen-tonic-messages`, `with-serde`)
-//! adds 88 crates and 2 min 15 s to a clean release build, and encoding a 100-span request
-//! cost 1.63 us per span (its message structs want owned `Vec<u8>` ids and `String`s, which
-//! are built per span); the encoder here costs 0.35 us per span (`cargo bench --bench codec`,
-//! `telemetry/encode 100 spans`) and writes integers as JSON numbers, which the engine needs.
-//! The `opentelemetry` SDK crates would also bring their own batch processors and runtime
+//! on the shared 2-core machine, same hour: `opentelemetry-proto` 0.31 (`gen-tonic-messages`,
+//! `with-serde`) adds 88 crates and 2 min 15 s of wall time to a clean release build; encoding
+//! a span into a request costs 1.0-1.3 us with it (serialising prebuilt structs, which also
+//! want owned `Vec<u8>` ids and `String`s per span), 0.70 us here including frame packing
+//! (`cargo bench --bench codec -- telemetry`). It also writes ids as hex and `asInt` as a
+//! number only with extra work, both of which the engine needs. The `opentelemetry` SDK crates
+//! would bring their own batch processors and runtime
 //! threads, which the exporter below replaces with one thread and bounded buffers.
 
 // Without the Python bindings only the tests and the bench use the exporter.

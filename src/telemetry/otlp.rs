@@ -130,7 +130,34 @@ pub(crate) fn write_key_value(out: &mut Vec<u8>, key: &str, value: &AnyValue) {
 
 /// Writes `"name":"<decimal>"` for a 64-bit nanosecond timestamp.
 pub(crate) fn write_nanos(out: &mut Vec<u8>, name: &str, nanos: u64) {
-    let _ = write!(out, "\"{name}\":\"{nanos}\"");
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    let mut digits = [0u8; 20];
+    let mut n = nanos;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.push(b'"');
+}
+
+/// Writes `"name":"<hex>"` with `digits` lower-case hex digits of `id`.
+pub(crate) fn write_hex_id(out: &mut Vec<u8>, name: &str, id: u128, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    for i in (0..digits).rev() {
+        out.push(HEX[((id >> (i * 4)) & 0xf) as usize]);
+    }
+    out.push(b'"');
 }
 
 /// Nanoseconds since the Unix epoch, now.

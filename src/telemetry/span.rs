@@ -93,9 +93,13 @@ pub(crate) struct SpanRecord {
 impl SpanRecord {
     /// Writes the span object (an element of `scopeSpans[].spans`).
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        let _ = write!(out, "{{\"traceId\":\"{:032x}\",\"spanId\":\"{:016x}\"", self.trace_id.0, self.span_id.0);
+        out.push(b'{');
+        otlp::write_hex_id(out, "traceId", self.trace_id.0, 32);
+        out.push(b',');
+        otlp::write_hex_id(out, "spanId", self.span_id.0 as u128, 16);
         if let Some(parent) = self.parent_span_id {
-            let _ = write!(out, ",\"parentSpanId\":\"{:016x}\"", parent.0);
+            out.push(b',');
+            otlp::write_hex_id(out, "parentSpanId", parent.0 as u128, 16);
         }
         out.extend_from_slice(b",\"name\":");
         otlp::write_str(out, &self.name);
