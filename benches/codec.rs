@@ -114,7 +114,9 @@ fn pending(c: &mut Criterion) {
 fn telemetry(c: &mut Criterion) {
     let mut g = c.benchmark_group("telemetry");
     g.throughput(Throughput::Elements(2000));
-    g.bench_function("encode 2000 spans", |b| b.iter(|| _iii::telemetry::bench_encode_spans(black_box(2000))));
+    g.bench_function("encode 2000 spans", |b| {
+        b.iter(|| _iii::telemetry::bench_encode_spans(black_box(2000)))
+    });
     g.finish();
 }
 

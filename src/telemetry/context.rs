@@ -21,6 +21,7 @@ impl TraceId {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn to_hex(self) -> String {
         format!("{:032x}", self.0)
     }
@@ -36,6 +37,7 @@ impl SpanId {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn to_hex(self) -> String {
         format!("{:016x}", self.0)
     }

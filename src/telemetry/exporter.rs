@@ -147,7 +147,10 @@ impl Exporter {
         let inner = Arc::new(Inner {
             config,
             resource_json: settings.resource_json(),
-            sdk_scope: Scope { name: super::resource::SDK_NAME.into(), version: env!("CARGO_PKG_VERSION").into() },
+            sdk_scope: Scope {
+                name: super::resource::SDK_NAME.into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
             buffers: Mutex::new(Buffers { flush_ok: true, ..Default::default() }),
             wake: Condvar::new(),
             done: Condvar::new(),
@@ -265,7 +268,8 @@ impl Inner {
     fn run(self: Arc<Self>) {
         let mut sampler = ProcessSampler::new();
         let now = Instant::now();
-        let (mut next_spans, mut next_logs) = (now + self.config.span_interval, now + self.config.log_interval);
+        let (mut next_spans, mut next_logs) =
+            (now + self.config.span_interval, now + self.config.log_interval);
         let mut next_metrics = self.config.metrics_interval.map(|i| now + i);
         loop {
             let mut b = self.buffers.lock();
@@ -331,7 +335,8 @@ impl Inner {
     }
 
     fn sample_gauges(&self, sampler: &mut ProcessSampler) {
-        let id = self.worker_id.read().clone().or_else(|| self.sink.read().as_ref().and_then(|s| s.worker_id()));
+        let id =
+            self.worker_id.read().clone().or_else(|| self.sink.read().as_ref().and_then(|s| s.worker_id()));
         let Some(id) = id else { return };
         let lag = self.event_loop_lag.load(Ordering::Relaxed);
         let gauges = sampler.sample(&id, (lag != u64::MAX).then(|| f64::from_bits(lag)));
@@ -393,7 +398,11 @@ impl Inner {
         self.send_items(sink, Signal::Logs, logs, |_| None, |l, out| l.encode(out))
     }
 
-    fn send_metrics(&self, sink: Option<&dyn FrameSink>, samples: VecDeque<WorkerGauges>) -> VecDeque<WorkerGauges> {
+    fn send_metrics(
+        &self,
+        sink: Option<&dyn FrameSink>,
+        samples: VecDeque<WorkerGauges>,
+    ) -> VecDeque<WorkerGauges> {
         self.send_items(sink, Signal::Metrics, samples, |_| None, |g, out| g.encode(out))
     }
 }

@@ -42,7 +42,15 @@ impl FramePacker {
     pub(crate) fn new(signal: Signal, resource_json: &[u8], max_bytes: usize) -> FramePacker {
         let (prefix, resources, scopes, _) = signal.parts();
         let mut opening = prefix.to_vec();
-        for part in [b"{\"", resources.as_bytes(), b"\":[{\"resource\":", resource_json, b",\"", scopes.as_bytes(), b"\":["] {
+        for part in [
+            b"{\"",
+            resources.as_bytes(),
+            b"\":[{\"resource\":",
+            resource_json,
+            b",\"",
+            scopes.as_bytes(),
+            b"\":[",
+        ] {
             opening.extend_from_slice(part);
         }
         FramePacker {
@@ -165,7 +173,12 @@ mod tests {
         let groups = json["resourceSpans"][0]["scopeSpans"].as_array().unwrap();
         let seen: Vec<(String, Vec<i64>)> = groups
             .iter()
-            .map(|g| (g["scope"]["name"].as_str().unwrap().to_owned(), g["spans"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()))
+            .map(|g| {
+                (
+                    g["scope"]["name"].as_str().unwrap().to_owned(),
+                    g["spans"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect(),
+                )
+            })
             .collect();
         assert_eq!(seen, vec![("a".into(), vec![1, 2]), ("b".into(), vec![3]), ("a".into(), vec![4])]);
     }
@@ -175,7 +188,8 @@ mod tests {
         let s = scope("sdk");
         let max = 300;
         let mut packer = FramePacker::new(Signal::Logs, b"{\"attributes\":[]}", max);
-        let items: Vec<String> = (0..200).map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 40))).collect();
+        let items: Vec<String> =
+            (0..200).map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 40))).collect();
         for item in &items {
             assert!(packer.push(&s, item.as_bytes()));
         }
@@ -202,7 +216,10 @@ mod tests {
         assert!(packer.push(&s, b"2"));
         let frames = packer.finish();
         assert_eq!(frames.len(), 1);
-        assert_eq!(body(&frames[0])["resourceMetrics"][0]["scopeMetrics"][0]["metrics"], serde_json::json!([1, 2]));
+        assert_eq!(
+            body(&frames[0])["resourceMetrics"][0]["scopeMetrics"][0]["metrics"],
+            serde_json::json!([1, 2])
+        );
     }
 
     #[test]

@@ -125,7 +125,10 @@ mod tests {
             data[1]["value"],
             serde_json::json!({"arrayValue": {"values": [{"boolValue": true}, {}, {"doubleValue": 2.5}]}})
         );
-        assert_eq!(data[2]["value"]["kvlistValue"]["values"][0]["value"], serde_json::json!({"stringValue": "e"}));
+        assert_eq!(
+            data[2]["value"]["kvlistValue"]["values"][0]["value"],
+            serde_json::json!({"stringValue": "e"})
+        );
     }
 
     #[test]

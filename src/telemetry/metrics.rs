@@ -67,7 +67,10 @@ impl WorkerGauges {
             if i > 0 {
                 out.push(b',');
             }
-            let _ = write!(out, "{{\"name\":\"{name}\",\"unit\":\"{unit}\",\"gauge\":{{\"dataPoints\":[{{\"attributes\":");
+            let _ = write!(
+                out,
+                "{{\"name\":\"{name}\",\"unit\":\"{unit}\",\"gauge\":{{\"dataPoints\":[{{\"attributes\":"
+            );
             otlp::write_attributes(out, [("worker.id", &worker)]);
             out.push(b',');
             otlp::write_nanos(out, "timeUnixNano", self.time_unix_nano);
@@ -132,7 +135,8 @@ fn rusage() -> (u64, u64, u64) {
     }
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     // ru_maxrss is in KiB on Linux and in bytes on macOS.
-    let max_rss = if cfg!(target_os = "macos") { usage.ru_maxrss as u64 } else { usage.ru_maxrss as u64 * 1024 };
+    let max_rss =
+        if cfg!(target_os = "macos") { usage.ru_maxrss as u64 } else { usage.ru_maxrss as u64 * 1024 };
     (micros(usage.ru_utime), micros(usage.ru_stime), max_rss)
 }
 
@@ -180,13 +184,21 @@ mod tests {
         let point = &rss["gauge"]["dataPoints"][0];
         assert!(point["asInt"].is_u64());
         assert!(point["asInt"].as_u64().unwrap() > 0);
-        assert_eq!(point["attributes"][0], serde_json::json!({"key": "worker.id", "value": {"stringValue": "w-1"}}));
+        assert_eq!(
+            point["attributes"][0],
+            serde_json::json!({"key": "worker.id", "value": {"stringValue": "w-1"}})
+        );
         assert!(find("iii.worker.cpu.user_micros").unwrap()["gauge"]["dataPoints"][0]["asInt"].is_u64());
         assert_eq!(find("iii.worker.event_loop.lag_ms").unwrap()["gauge"]["dataPoints"][0]["asDouble"], 1.25);
         assert!(find("iii.worker.cpu.percent").unwrap()["gauge"]["dataPoints"][0]["asDouble"].is_f64());
         assert!(find("iii.worker.uptime_seconds").is_some());
         #[cfg(target_os = "linux")]
-        for name in ["iii.worker.memory.vms", "iii.worker.memory.heap_used", "iii.worker.memory.heap_total", "iii.worker.memory.external"] {
+        for name in [
+            "iii.worker.memory.vms",
+            "iii.worker.memory.heap_used",
+            "iii.worker.memory.heap_total",
+            "iii.worker.memory.external",
+        ] {
             assert!(find(name).unwrap()["gauge"]["dataPoints"][0]["asInt"].is_u64(), "{name}");
         }
     }

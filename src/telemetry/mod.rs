@@ -7,10 +7,9 @@
 //! `with-serde`) adds 88 crates and 2 min 15 s of wall time to a clean release build; encoding
 //! a span into a request costs 1.0-1.3 us with it (serialising prebuilt structs, which also
 //! want owned `Vec<u8>` ids and `String`s per span), 0.70 us here including frame packing
-//! (`cargo bench --bench codec -- telemetry`). It also writes ids as hex and `asInt` as a
-//! number only with extra work, both of which the engine needs. The `opentelemetry` SDK crates
-//! would bring their own batch processors and runtime
-//! threads, which the exporter below replaces with one thread and bounded buffers.
+//! (`cargo bench --bench codec -- telemetry`). The `opentelemetry` SDK crates would also bring
+//! their own batch processors and threads, which the exporter below replaces with one thread
+//! and bounded buffers.
 
 // Without the Python bindings only the tests and the bench use the exporter.
 #![cfg_attr(not(feature = "python"), allow(dead_code))]

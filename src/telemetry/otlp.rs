@@ -109,7 +109,10 @@ pub(crate) fn write_any(out: &mut Vec<u8>, value: &AnyValue) {
 }
 
 /// Writes `[{"key":..,"value":..},..]`.
-pub(crate) fn write_attributes<'a>(out: &mut Vec<u8>, pairs: impl IntoIterator<Item = (&'a str, &'a AnyValue)>) {
+pub(crate) fn write_attributes<'a>(
+    out: &mut Vec<u8>,
+    pairs: impl IntoIterator<Item = (&'a str, &'a AnyValue)>,
+) {
     out.push(b'[');
     for (i, (key, value)) in pairs.into_iter().enumerate() {
         if i > 0 {
@@ -186,7 +189,9 @@ mod tests {
         });
         let got = encode(&AnyValue::from_json(&data));
         let values = &got["kvlistValue"]["values"];
-        let field = |name: &str| values.as_array().unwrap().iter().find(|kv| kv["key"] == name).unwrap()["value"].clone();
+        let field = |name: &str| {
+            values.as_array().unwrap().iter().find(|kv| kv["key"] == name).unwrap()["value"].clone()
+        };
         assert_eq!(field("s"), serde_json::json!({"stringValue": "x\"y"}));
         assert_eq!(field("i"), serde_json::json!({"intValue": -3}));
         assert!(field("i")["intValue"].is_number());
@@ -211,6 +216,9 @@ mod tests {
     #[test]
     fn non_finite_doubles_stay_valid_json() {
         assert_eq!(encode(&AnyValue::Double(f64::NAN)), serde_json::json!({"doubleValue": "NaN"}));
-        assert_eq!(encode(&AnyValue::Double(f64::NEG_INFINITY)), serde_json::json!({"doubleValue": "-Infinity"}));
+        assert_eq!(
+            encode(&AnyValue::Double(f64::NEG_INFINITY)),
+            serde_json::json!({"doubleValue": "-Infinity"})
+        );
     }
 }

@@ -51,15 +51,22 @@ impl OtelSettings {
     /// Resolves `explicit`, then `env(name)`, then the defaults. Integer variables that do not
     /// parse (or are below their minimum) are ignored, as the official SDK does.
     pub(crate) fn resolve(explicit: OtelOverrides, env: impl Fn(&str) -> Option<String>) -> OtelSettings {
-        let text = |value: Option<String>, var: &str| value.filter(|v| !v.is_empty()).or_else(|| env(var).filter(|v| !v.is_empty()));
-        let int = |value: Option<u64>, var: &str, default: u64, min: u64| {
-            value.unwrap_or_else(|| env(var).and_then(|v| v.trim().parse::<u64>().ok()).filter(|v| *v >= min).unwrap_or(default))
+        let text = |value: Option<String>, var: &str| {
+            value.filter(|v| !v.is_empty()).or_else(|| env(var).filter(|v| !v.is_empty()))
         };
-        let enabled = explicit.enabled.unwrap_or_else(|| !env("OTEL_ENABLED").is_some_and(|v| env_disables(&v)));
+        let int = |value: Option<u64>, var: &str, default: u64, min: u64| {
+            value.unwrap_or_else(|| {
+                env(var).and_then(|v| v.trim().parse::<u64>().ok()).filter(|v| *v >= min).unwrap_or(default)
+            })
+        };
+        let enabled =
+            explicit.enabled.unwrap_or_else(|| !env("OTEL_ENABLED").is_some_and(|v| env_disables(&v)));
         OtelSettings {
             enabled,
-            service_name: text(explicit.service_name, "OTEL_SERVICE_NAME").unwrap_or_else(|| DEFAULT_SERVICE_NAME.into()),
-            service_version: text(explicit.service_version, "SERVICE_VERSION").unwrap_or_else(|| "unknown".into()),
+            service_name: text(explicit.service_name, "OTEL_SERVICE_NAME")
+                .unwrap_or_else(|| DEFAULT_SERVICE_NAME.into()),
+            service_version: text(explicit.service_version, "SERVICE_VERSION")
+                .unwrap_or_else(|| "unknown".into()),
             service_namespace: text(explicit.service_namespace, "SERVICE_NAMESPACE"),
             service_instance_id: text(explicit.service_instance_id, "SERVICE_INSTANCE_ID")
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
@@ -74,9 +81,12 @@ impl OtelSettings {
             // record (a burst of 10,000 records was 10,000 frames). Here the size only says
             // when to flush early; a flush packs every waiting record into as few frames as
             // the frame bound allows.
-            logs_batch_size: int(explicit.logs_batch_size.map(|v| v as u64), "OTEL_LOGS_BATCH_SIZE", 1, 1) as usize,
+            logs_batch_size: int(explicit.logs_batch_size.map(|v| v as u64), "OTEL_LOGS_BATCH_SIZE", 1, 1)
+                as usize,
             metrics_enabled: explicit.metrics_enabled.unwrap_or(true),
-            metrics_export_interval: Duration::from_millis(explicit.metrics_export_interval_ms.unwrap_or(60_000).max(1)),
+            metrics_export_interval: Duration::from_millis(
+                explicit.metrics_export_interval_ms.unwrap_or(60_000).max(1),
+            ),
             extra_resource: env("OTEL_RESOURCE_ATTRIBUTES").map(|v| parse_baggage(&v)).unwrap_or_default(),
         }
     }
@@ -117,7 +127,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
@@ -155,7 +166,8 @@ mod tests {
         assert_eq!(s.logs_flush_interval, Duration::from_millis(250));
         assert_eq!(s.logs_batch_size, 1, "a batch size below 1 is ignored");
         let attrs = s.resource_attributes();
-        let get = |k: &str| attrs.iter().filter(|(key, _)| key == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+        let get =
+            |k: &str| attrs.iter().filter(|(key, _)| key == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
         assert_eq!(get("service.name"), vec![AnyValue::from("env-svc")]);
         assert_eq!(get("deployment.environment"), vec![AnyValue::from("prod")]);
         assert_eq!(get("telemetry.sdk.language"), vec![AnyValue::from("python")]);
@@ -165,7 +177,9 @@ mod tests {
     #[test]
     fn otel_enabled_switches() {
         for off in ["false", "0", "no", "OFF", " False "] {
-            assert!(!OtelSettings::resolve(OtelOverrides::default(), env_of(&[("OTEL_ENABLED", off)])).enabled);
+            assert!(
+                !OtelSettings::resolve(OtelOverrides::default(), env_of(&[("OTEL_ENABLED", off)])).enabled
+            );
         }
         assert!(OtelSettings::resolve(OtelOverrides::default(), env_of(&[("OTEL_ENABLED", "yes")])).enabled);
         let explicit = OtelOverrides { enabled: Some(true), ..Default::default() };

@@ -57,8 +57,10 @@ pub(crate) struct SpanEvent {
 impl SpanEvent {
     /// The one `exception` event of a failed span (OTel semantic conventions).
     pub(crate) fn exception(kind: &str, message: &str, stacktrace: Option<&str>, at: u64) -> SpanEvent {
-        let mut attributes =
-            vec![("exception.type".to_owned(), kind.into()), ("exception.message".to_owned(), message.into())];
+        let mut attributes = vec![
+            ("exception.type".to_owned(), kind.into()),
+            ("exception.message".to_owned(), message.into()),
+        ];
         if let Some(stack) = stacktrace {
             attributes.push(("exception.stacktrace".to_owned(), stack.into()));
         }
@@ -171,7 +173,10 @@ mod tests {
         let events = json["events"].as_array().unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["name"], "exception");
-        assert_eq!(events[0]["attributes"][0], serde_json::json!({"key": "exception.type", "value": {"stringValue": "ValueError"}}));
+        assert_eq!(
+            events[0]["attributes"][0],
+            serde_json::json!({"key": "exception.type", "value": {"stringValue": "ValueError"}})
+        );
     }
 
     #[test]

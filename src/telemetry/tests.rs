@@ -34,7 +34,11 @@ impl FrameSink for Recorder {
 impl Recorder {
     fn bodies(&self, prefix: &[u8]) -> Vec<serde_json::Value> {
         let frames = self.frames.lock();
-        frames.iter().filter(|f| f.starts_with(prefix)).map(|f| serde_json::from_slice(&f[4..]).unwrap()).collect()
+        frames
+            .iter()
+            .filter(|f| f.starts_with(prefix))
+            .map(|f| serde_json::from_slice(&f[4..]).unwrap())
+            .collect()
     }
 
     fn log_bodies(&self) -> Vec<String> {
@@ -137,7 +141,11 @@ fn frames_stay_under_the_bound_with_several_records_each() {
     for frame in &frames {
         assert!(frame.len() <= 4096);
     }
-    assert!(sink.bodies(b"LOGS").iter().all(|b| b["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().unwrap().len() > 1));
+    assert!(sink.bodies(b"LOGS").iter().all(|b| b["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+        .as_array()
+        .unwrap()
+        .len()
+        > 1));
     assert_eq!(sink.log_bodies().len(), 60);
 }
 
@@ -202,7 +210,8 @@ fn worker_gauges_are_sampled_and_sent_as_numbers() {
     let bodies = sink.bodies(b"MTRC");
     assert_eq!(bodies.len(), 1);
     let metrics = bodies[0]["resourceMetrics"][0]["scopeMetrics"][0]["metrics"].as_array().unwrap().clone();
-    let point = |name: &str| metrics.iter().find(|m| m["name"] == name).unwrap()["gauge"]["dataPoints"][0].clone();
+    let point =
+        |name: &str| metrics.iter().find(|m| m["name"] == name).unwrap()["gauge"]["dataPoints"][0].clone();
     assert!(point("iii.worker.memory.rss")["asInt"].is_u64());
     assert_eq!(point("iii.worker.event_loop.lag_ms")["asDouble"], 2.5);
     assert_eq!(point("iii.worker.cpu.percent")["attributes"][0]["value"]["stringValue"], "worker-7");
@@ -219,7 +228,9 @@ fn spans_from_several_scopes_keep_their_scope() {
     assert!(exporter.flush(WAIT));
     let body = &sink.bodies(b"OTLP")[0];
     let groups = body["resourceSpans"][0]["scopeSpans"].as_array().unwrap();
-    let names: Vec<(&str, &str)> =
-        groups.iter().map(|g| (g["scope"]["name"].as_str().unwrap(), g["spans"][0]["name"].as_str().unwrap())).collect();
+    let names: Vec<(&str, &str)> = groups
+        .iter()
+        .map(|g| (g["scope"]["name"].as_str().unwrap(), g["spans"][0]["name"].as_str().unwrap()))
+        .collect();
     assert_eq!(names, vec![("iii-python-sdk", "sdk"), ("my.lib", "mine")]);
 }
