@@ -234,3 +234,52 @@ fn spans_from_several_scopes_keep_their_scope() {
         .collect();
     assert_eq!(names, vec![("iii-python-sdk", "sdk"), ("my.lib", "mine")]);
 }
+
+#[test]
+fn telemetry_travels_on_the_workers_own_link_to_the_engine() {
+    use crate::connection::{Client, ClientConfig, ConnectionState, EventSink, LogLevel};
+    use crate::engine_double::{EngineConfig, EngineHandle};
+    use crate::protocol::{InvokeFunction, Message};
+
+    struct Quiet;
+    impl EventSink for Quiet {
+        fn invocation(&self, _: &Client, _: InvokeFunction) {}
+        fn message(&self, _: &Client, _: Message) {}
+        fn state_changed(&self, _: ConnectionState) {}
+        fn log(&self, _: LogLevel, _: &str) {}
+    }
+    struct Chan(std::sync::mpsc::Sender<crate::invocations::Outcome>);
+    impl crate::invocations::Completion for Chan {
+        fn complete(self: Box<Self>, outcome: crate::invocations::Outcome) {
+            let _ = self.0.send(outcome);
+        }
+    }
+    let call = |client: &Client, function_id: &str, data: &str| -> serde_json::Value {
+        let (tx, rx) = std::sync::mpsc::channel();
+        client.call(function_id, Some(data), None, WAIT, Box::new(Chan(tx))).unwrap();
+        let text = rx.recv().unwrap().unwrap().unwrap();
+        serde_json::from_str(text.get()).unwrap()
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
+    let client = Client::start(rt.handle(), ClientConfig::new(engine.url()), Arc::new(Quiet));
+    assert_eq!(client.wait_for(WAIT, |s| s == ConnectionState::Connected), ConnectionState::Connected);
+
+    let mut config = quiet_config();
+    config.metrics_interval = Some(Duration::from_secs(3600));
+    let exporter = Exporter::start(&settings(), config).unwrap();
+    exporter.set_sink(Arc::new(client.clone()));
+    exporter.push_log(sample_log("over the link"));
+    assert!(exporter.shutdown(WAIT), "{:?}", exporter.counters());
+
+    let logs = call(&client, "engine::logs::list", "{}");
+    assert_eq!(logs["logs"][0]["body"], "over the link");
+    let id = client.worker_id().unwrap();
+    let workers = call(&client, "engine::workers::list", &format!("{{\"worker_id\":\"{id}\"}}"));
+    assert_eq!(workers["workers"].as_array().unwrap().len(), 1, "no second connection");
+    assert!(workers["workers"][0]["latest_metrics"]["memory_rss"].as_u64().unwrap() > 0);
+
+    client.shutdown();
+    assert!(client.send_binary(b"LOGS{}").is_err());
+}
