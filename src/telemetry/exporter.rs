@@ -43,6 +43,9 @@ impl FrameSink for crate::connection::Client {
     }
 }
 
+/// How often a waiting flush retries while the link is down.
+const RETRY_PAUSE: Duration = Duration::from_millis(10);
+
 #[derive(Debug, Clone)]
 pub(crate) struct ExporterConfig {
     pub(crate) max_spans: usize,
@@ -101,6 +104,8 @@ struct Buffers {
     flush_requested: u64,
     flush_done: u64,
     flush_ok: bool,
+    /// While a flush or shutdown waits, failed sends are retried until then.
+    retry_until: Option<Instant>,
     shutdown: bool,
     stopped: bool,
 }
@@ -221,6 +226,7 @@ impl Exporter {
             return b.spans.is_empty() && b.logs.is_empty() && b.metrics.is_empty();
         }
         b.flush_requested += 1;
+        b.retry_until = b.retry_until.max(Some(deadline));
         let mine = b.flush_requested;
         inner.wake.notify_one();
         while b.flush_done < mine && !b.stopped {
@@ -239,6 +245,7 @@ impl Exporter {
         {
             let mut b = inner.buffers.lock();
             b.shutdown = true;
+            b.retry_until = b.retry_until.max(Some(deadline));
             inner.wake.notify_one();
             while !b.stopped {
                 if inner.done.wait_until(&mut b, deadline).timed_out() {
@@ -271,6 +278,7 @@ impl Inner {
         let (mut next_spans, mut next_logs) =
             (now + self.config.span_interval, now + self.config.log_interval);
         let mut next_metrics = self.config.metrics_interval.map(|i| now + i);
+        let mut final_sample_taken = false;
         loop {
             let mut b = self.buffers.lock();
             let mut deadline = next_spans.min(next_logs);
@@ -297,7 +305,9 @@ impl Inner {
             let logs = if take_logs { std::mem::take(&mut b.logs) } else { VecDeque::new() };
             drop(b);
 
-            if next_metrics.is_some_and(|m| now >= m) || (shutdown && next_metrics.is_some()) {
+            let final_sample = shutdown && next_metrics.is_some() && !final_sample_taken;
+            final_sample_taken |= final_sample;
+            if next_metrics.is_some_and(|m| now >= m) || final_sample {
                 self.sample_gauges(&mut sampler);
                 next_metrics = self.config.metrics_interval.map(|i| now + i);
             }
@@ -320,9 +330,16 @@ impl Inner {
             put_back(&mut b.spans, spans_left, self.config.max_spans, &c.spans_dropped);
             put_back(&mut b.logs, logs_left, self.config.max_logs, &c.logs_dropped);
             put_back(&mut b.metrics, metrics_left, self.config.max_metric_samples, &c.metrics_dropped);
+            let nothing_left = all_sent && b.spans.is_empty() && b.logs.is_empty() && b.metrics.is_empty();
+            if forced && !nothing_left && !b.stopped && b.retry_until.is_some_and(|d| Instant::now() < d) {
+                // The link is down while someone waits: try again shortly, within their wait.
+                self.wake.wait_for(&mut b, RETRY_PAUSE);
+                continue;
+            }
             if forced {
+                b.retry_until = None;
                 b.flush_done = flush_mark;
-                b.flush_ok = all_sent && b.spans.is_empty() && b.logs.is_empty() && b.metrics.is_empty();
+                b.flush_ok = nothing_left;
             }
             if shutdown {
                 b.stopped = true;

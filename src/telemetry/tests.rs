@@ -77,6 +77,8 @@ fn start(config: ExporterConfig) -> (Exporter, Arc<Recorder>) {
 }
 
 const WAIT: Duration = Duration::from_secs(10);
+/// For waits expected to run out (the link stays down).
+const SHORT: Duration = Duration::from_millis(100);
 
 #[test]
 fn flush_sends_spans_and_logs_batched_with_the_resource() {
@@ -116,7 +118,7 @@ fn records_wait_while_the_link_is_down_and_go_after_it_returns() {
     for i in 0..5 {
         exporter.push_log(sample_log(&format!("before{i}")));
     }
-    assert!(!exporter.flush(WAIT), "nothing could be sent");
+    assert!(!exporter.flush(SHORT), "nothing could be sent");
     assert_eq!(exporter.buffered().1, 5);
     exporter.push_log(sample_log("during"));
     sink.down.store(false, Ordering::SeqCst);
@@ -176,11 +178,33 @@ fn shutdown_flushes_what_is_buffered() {
 }
 
 #[test]
+fn a_flush_retries_within_its_wait_until_the_link_is_back() {
+    let (exporter, sink) = start(quiet_config());
+    sink.down.store(true, Ordering::SeqCst);
+    exporter.push_log(sample_log("late link"));
+    let exporter = Arc::new(exporter);
+    let flusher = {
+        let exporter = exporter.clone();
+        std::thread::spawn(move || exporter.flush(WAIT))
+    };
+    // Bring the link back once the first attempt has failed.
+    let deadline = std::time::Instant::now() + WAIT;
+    while exporter.counters().send_failures.load(Ordering::Relaxed) == 0
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::yield_now();
+    }
+    sink.down.store(false, Ordering::SeqCst);
+    assert!(flusher.join().unwrap());
+    assert_eq!(sink.log_bodies(), vec!["late link".to_owned()]);
+}
+
+#[test]
 fn shutdown_with_the_link_down_gives_up_within_its_wait() {
     let (exporter, sink) = start(quiet_config());
     sink.down.store(true, Ordering::SeqCst);
     exporter.push_log(sample_log("lost"));
-    assert!(!exporter.shutdown(WAIT));
+    assert!(!exporter.shutdown(SHORT));
 }
 
 #[test]
