@@ -16,10 +16,11 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from conftest import WorkerFactory, unique
 from iii import III, Logger, OtelConfig, telemetry
 from iii import _otel_bridge as bridge
 from iii._iii import Telemetry
+
+from conftest import WorkerFactory, unique
 
 T = TypeVar("T")
 
@@ -58,7 +59,9 @@ def tree(worker: III, trace_id: str, count: int) -> list[dict[str, Any]]:
     return eventually(fetch, lambda roots: size(roots) >= count)
 
 
-def test_an_invocation_span_is_the_parent_of_the_users_own_spans(make_worker: WorkerFactory, otel: Telemetry) -> None:
+def test_an_invocation_span_is_the_parent_of_the_users_own_spans(
+    make_worker: WorkerFactory, otel: Telemetry
+) -> None:
     worker = make_worker()
     caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     remote = otel.start_invocation("orders::create", caller)
@@ -76,7 +79,9 @@ def test_an_invocation_span_is_the_parent_of_the_users_own_spans(make_worker: Wo
         assert bridge.outgoing_headers() == (span.traceparent, "user=alice,tenant=a%20b")
         with trace.get_tracer("my.lib").start_as_current_span("db query") as mine:
             mine.set_attribute("rows", 3)
-            assert telemetry.inject_traceparent() == f"00-{trace_id}-{mine.get_span_context().span_id:016x}-01"
+            assert (
+                telemetry.inject_traceparent() == f"00-{trace_id}-{mine.get_span_context().span_id:016x}-01"
+            )
     finally:
         otel_context.detach(token)
     span.end()
@@ -94,7 +99,9 @@ def test_an_invocation_span_is_the_parent_of_the_users_own_spans(make_worker: Wo
     assert ["rows", "3"] in child["attributes"]
 
 
-def test_a_failed_invocation_has_status_error_and_one_exception_event(make_worker: WorkerFactory, otel: Telemetry) -> None:
+def test_a_failed_invocation_has_status_error_and_one_exception_event(
+    make_worker: WorkerFactory, otel: Telemetry
+) -> None:
     worker = make_worker()
     span = otel.start_invocation("orders::fail")
     span.end_error("ValueError", "bad order", "Traceback ...")
@@ -130,11 +137,20 @@ def logs_of(worker: III, body_prefix: str, count: int) -> list[dict[str, Any]]:
     return eventually(fetch, lambda logs: len(logs) >= count)
 
 
-def test_logger_records_keep_structured_data_and_the_active_span(make_worker: WorkerFactory, otel: Telemetry) -> None:
+def test_logger_records_keep_structured_data_and_the_active_span(
+    make_worker: WorkerFactory, otel: Telemetry
+) -> None:
     worker = make_worker()
     tag = unique("log")
     logger = Logger(service_name="orders")
-    data = {"n": 1, "f": 2.5, "ok": True, "none": None, "list": [1, "a", [False]], "nested": {"k": {"deep": 2}}}
+    data = {
+        "n": 1,
+        "f": 2.5,
+        "ok": True,
+        "none": None,
+        "list": [1, "a", [False]],
+        "nested": {"k": {"deep": 2}},
+    }
     logger.info(f"{tag} outside", data)
     span = otel.start_invocation("orders::log")
     token = otel_context.attach(bridge.invocation_context(span))
@@ -168,7 +184,10 @@ def test_a_log_trigger_fires_for_matching_records(make_worker: WorkerFactory, ot
     worker.register_function(fid, lambda data: seen.append(data))
     worker.register_trigger({"type": "log", "function_id": fid, "config": {"level": "error"}})
     tag = unique("trig")
-    eventually(lambda: call(worker, "engine::triggers::list", {}), lambda r: any(t["function_id"] == fid for t in r["triggers"]))
+    eventually(
+        lambda: call(worker, "engine::triggers::list", {}),
+        lambda r: any(t["function_id"] == fid for t in r["triggers"]),
+    )
     Logger().info(f"{tag} not me")
     Logger().error(f"{tag} me", {"code": 7})
     otel.flush()
@@ -180,7 +199,9 @@ def test_a_log_trigger_fires_for_matching_records(make_worker: WorkerFactory, ot
 def test_shutdown_flushes_what_is_buffered(make_worker: WorkerFactory, engine_url: str) -> None:
     worker = make_worker()
     tag = unique("flush")
-    telemetry.init_otel(OtelConfig(engine_ws_url=engine_url, logs_flush_interval_ms=3_600_000, metrics_enabled=False))
+    telemetry.init_otel(
+        OtelConfig(engine_ws_url=engine_url, logs_flush_interval_ms=3_600_000, metrics_enabled=False)
+    )
     assert telemetry.is_initialized()
     for i in range(20):
         Logger().info(f"{tag} {i}")
@@ -207,7 +228,9 @@ def test_worker_gauges_fill_latest_metrics(make_worker: WorkerFactory, engine_ur
         own.set_event_loop_lag(1.5)
 
         def fetch() -> Any:
-            return call(worker, "engine::workers::list", {"worker_id": worker_id})["workers"][0]["latest_metrics"]
+            return call(worker, "engine::workers::list", {"worker_id": worker_id})["workers"][0][
+                "latest_metrics"
+            ]
 
         metrics = eventually(fetch, lambda m: m is not None)
         assert isinstance(metrics["memory_rss"], int) and metrics["memory_rss"] > 0
@@ -224,7 +247,11 @@ def test_with_span_and_context_helpers(otel: Telemetry) -> None:
     async def body(span: Any) -> str:
         return telemetry.current_trace_id() or ""
 
-    trace_id = asyncio.run(telemetry.with_span("work", body, traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
+    trace_id = asyncio.run(
+        telemetry.with_span(
+            "work", body, traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        )
+    )
     assert trace_id == "0af7651916cd43dd8448eb211c80319c"
 
     async def boom(span: Any) -> None:

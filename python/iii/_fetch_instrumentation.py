@@ -46,7 +46,11 @@ def enable() -> None:
         _original = original
 
         def open_traced(self: Any, fullurl: Any, data: Any = None, *args: Any, **kwargs: Any) -> Any:
-            request = fullurl if isinstance(fullurl, urllib.request.Request) else urllib.request.Request(fullurl, data)
+            request = (
+                fullurl
+                if isinstance(fullurl, urllib.request.Request)
+                else urllib.request.Request(fullurl, data)
+            )
             if request is not fullurl:
                 data = None
             method = request.get_method()
@@ -54,7 +58,11 @@ def enable() -> None:
             name = f"{method} {attrs['url.path']}" if "url.path" in attrs else method
             tracer = trace.get_tracer("iii-python-sdk")
             with tracer.start_as_current_span(
-                name, kind=SpanKind.CLIENT, attributes=attrs, record_exception=False, set_status_on_exception=False
+                name,
+                kind=SpanKind.CLIENT,
+                attributes=attrs,
+                record_exception=False,
+                set_status_on_exception=False,
             ) as span:
                 headers: dict[str, str] = {}
                 inject(headers)
