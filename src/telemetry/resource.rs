@@ -79,10 +79,10 @@ impl OtelSettings {
             )),
             // NOTE: the official default batch size is 1, which sends one frame per log
             // record (a burst of 10,000 records was 10,000 frames). Here the size only says
-            // when to flush early; a flush packs every waiting record into as few frames as
-            // the frame bound allows.
-            logs_batch_size: int(explicit.logs_batch_size.map(|v| v as u64), "OTEL_LOGS_BATCH_SIZE", 1, 1)
-                as usize,
+            // how many waiting records flush early, and a flush packs every waiting record
+            // into as few frames as the frame bound allows; unset, it is 512, so records
+            // written within one flush interval (100 ms) share a frame.
+            logs_batch_size: int(explicit.logs_batch_size.map(|v| v as u64), "OTEL_LOGS_BATCH_SIZE", 512, 1) as usize,
             metrics_enabled: explicit.metrics_enabled.unwrap_or(true),
             metrics_export_interval: Duration::from_millis(
                 explicit.metrics_export_interval_ms.unwrap_or(60_000).max(1),
@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(s.service_namespace, None);
         assert!(uuid::Uuid::parse_str(&s.service_instance_id).is_ok());
         assert_eq!(s.logs_flush_interval, Duration::from_millis(100));
-        assert_eq!(s.logs_batch_size, 1);
+        assert_eq!(s.logs_batch_size, 512);
         assert_eq!(s.metrics_export_interval, Duration::from_secs(60));
     }
 
@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(s.service_namespace.as_deref(), Some("ns"));
         assert_eq!(s.service_instance_id, "inst");
         assert_eq!(s.logs_flush_interval, Duration::from_millis(250));
-        assert_eq!(s.logs_batch_size, 1, "a batch size below 1 is ignored");
+        assert_eq!(s.logs_batch_size, 512, "a batch size below 1 is ignored");
         let attrs = s.resource_attributes();
         let get =
             |k: &str| attrs.iter().filter(|(key, _)| key == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
