@@ -82,7 +82,8 @@ impl OtelSettings {
             // how many waiting records flush early, and a flush packs every waiting record
             // into as few frames as the frame bound allows; unset, it is 512, so records
             // written within one flush interval (100 ms) share a frame.
-            logs_batch_size: int(explicit.logs_batch_size.map(|v| v as u64), "OTEL_LOGS_BATCH_SIZE", 512, 1) as usize,
+            logs_batch_size: int(explicit.logs_batch_size.map(|v| v as u64), "OTEL_LOGS_BATCH_SIZE", 512, 1)
+                as usize,
             metrics_enabled: explicit.metrics_enabled.unwrap_or(true),
             metrics_export_interval: Duration::from_millis(
                 explicit.metrics_export_interval_ms.unwrap_or(60_000).max(1),
