@@ -223,7 +223,7 @@ def test_worker_gauges_fill_latest_metrics(make_worker: WorkerFactory, engine_ur
     own = Telemetry({"metrics_export_interval_ms": 50})
     try:
         own.connect(engine_url)
-        worker_id = worker._worker.worker_id()  # noqa: SLF001
+        worker_id = worker.worker_id
         own.set_worker_id(worker_id)
         own.set_event_loop_lag(1.5)
 
