@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the hot path of the Rust core: encoding and decoding the two messages
 //! every call produces (`invokefunction`, `invocationresult`) and one round through the
-//! pending-call table.
+//! pending-call table; and the telemetry exporter's span encoding.
 //!
 //!     cargo bench --bench codec -- --warm-up-time 1 --measurement-time 2
 
@@ -109,5 +109,16 @@ fn pending(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encode, decode, pending);
+/// OTLP/JSON encoding of invocation spans into `OTLP` frames (the telemetry exporter's work
+/// per flush); divide by 2000 for the cost per span.
+fn telemetry(c: &mut Criterion) {
+    let mut g = c.benchmark_group("telemetry");
+    g.throughput(Throughput::Elements(2000));
+    g.bench_function("encode 2000 spans", |b| {
+        b.iter(|| _iii::telemetry::bench_encode_spans(black_box(2000)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encode, decode, pending, telemetry);
 criterion_main!(benches);

@@ -11,6 +11,7 @@ mod connection;
 mod engine_double;
 pub mod invocations;
 pub mod protocol;
+pub mod telemetry;
 
 #[cfg(feature = "python")]
 mod python;

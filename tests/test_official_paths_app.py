@@ -252,7 +252,6 @@ def test_constructor_then_wait_and_wrapped_private_members(engine_url):
         client.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason="telemetry branch: iii.telemetry is still a placeholder")
 def test_documented_with_span_runs_the_function():
     from iii.telemetry import with_span
 

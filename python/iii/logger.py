@@ -1,10 +1,12 @@
 """Structured logging for worker code.
 
-:class:`Logger` writes every record through Python :mod:`logging` (logger ``"iii.logger"``,
-a child of ``"iii"``): the structured ``data`` is attached to the record as the attribute
-``data`` and appended to the message text as JSON. When a log exporter is installed with
-:func:`set_log_exporter` (the telemetry layer does this), every record is also handed to it
-with its OpenTelemetry severity.
+With OpenTelemetry on (the default, see :mod:`iii.telemetry`), every record goes to the engine
+as an OpenTelemetry log record: severity, message, ``service.name``, the structured ``data``
+as ``log.data``, and the ids of the current span (or the ``trace_id`` / ``span_id`` given to
+the Logger). With it off, :class:`Logger` writes through Python :mod:`logging` (logger
+``"iii.logger"``, a child of ``"iii"``): the structured ``data`` is attached to the record as
+the attribute ``data`` and appended to the message text as JSON. A log exporter installed with
+:func:`set_log_exporter` is also handed every record with its OpenTelemetry severity.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "log",
     "safe_stringify",
     "set_log_exporter",
+    "set_otel_sink",
 ]
 
 #: OpenTelemetry severity numbers of the four levels.
@@ -44,6 +47,17 @@ log = logging.getLogger(_LOGGER_NAME)
 _exporter: LogExporter | None = None
 _exporter_lock = threading.Lock()
 
+#: ``fn(severity, message, data, trace_id_hex, span_id_hex, service_name)``: installed by
+#: :mod:`iii.telemetry` while OpenTelemetry is on; records then go to the engine only.
+OtelSink = Callable[[int, str, Any, "str | None", "str | None", "str | None"], None]
+_otel_sink: OtelSink | None = None
+
+
+def set_otel_sink(fn: OtelSink | None) -> None:
+    """Sends records to ``fn`` instead of Python logging (``None``: back to logging)."""
+    global _otel_sink
+    _otel_sink = fn
+
 
 def set_log_exporter(fn: LogExporter | None) -> LogExporter | None:
     """Install ``fn`` as the log exporter (``None`` removes it); returns the previous one."""
@@ -59,8 +73,9 @@ def get_log_exporter() -> LogExporter | None:
 
 
 def is_initialized() -> bool:
-    """True while OpenTelemetry log export is on, i.e. a log exporter is installed."""
-    return _exporter is not None
+    """True while OpenTelemetry log export is on (records go to the engine, or to an
+    installed log exporter)."""
+    return _otel_sink is not None or _exporter is not None
 
 
 def safe_stringify(value: Any) -> str:
@@ -146,6 +161,13 @@ class Logger:
                 exporter(severity, severity_text, message, data)
             except Exception:
                 log.debug("log exporter failed", exc_info=True)
+        sink = _otel_sink
+        if sink is not None:
+            try:
+                sink(severity, message, data, self._trace_id, self._span_id, self._service_name)
+                return
+            except Exception:
+                log.debug("OpenTelemetry log export failed", exc_info=True)
         if not log.isEnabledFor(py_level):
             return
         text = message if self._service_name is None else f"[{self._service_name}] {message}"

@@ -77,10 +77,17 @@ class OtelConfig:
     - ``enabled``: on unless ``OTEL_ENABLED`` is ``false``/``0``/``no``/``off``.
     - ``service_name``: ``OTEL_SERVICE_NAME`` or ``"iii-python-sdk"``.
     - ``service_version``: ``SERVICE_VERSION`` or ``"unknown"``.
-    - ``service_instance_id``: a random UUID.
-    - ``engine_ws_url``: ``III_URL`` or ``"ws://localhost:49134"``.
+    - ``service_namespace``: ``SERVICE_NAMESPACE``; ``service_instance_id``:
+      ``SERVICE_INSTANCE_ID`` or a random UUID. ``OTEL_RESOURCE_ATTRIBUTES`` adds resource
+      attributes.
+    - ``engine_ws_url``: telemetry goes on the worker's own connection unless this names
+      another engine; ``init_otel()`` without a worker uses it, else ``III_URL``, else
+      ``"ws://localhost:49134"``.
     - ``logs_enabled``: on whenever OpenTelemetry is on.
-    - ``logs_flush_interval_ms`` / ``logs_batch_size``: 100 ms / 1 record when unset.
+    - ``logs_flush_interval_ms``: 100 ms when unset (``OTEL_LOGS_FLUSH_INTERVAL_MS``).
+    - ``logs_batch_size``: this many waiting records are sent at once without waiting for the
+      interval (``OTEL_LOGS_BATCH_SIZE``; 512 when unset). Records written within one interval
+      share a frame, unlike the official SDK, which sent one frame per record.
     """
 
     enabled: bool | None = None

@@ -1,17 +1,29 @@
-"""Official import path ``iii.telemetry`` (iii-sdk 0.11.0).
+"""OpenTelemetry for iii workers (official module path ``iii.telemetry``).
 
-PLACEHOLDER (issue 8): importable with the official names and signatures so code written for
-the official package imports; the telemetry branch replaces this file with the real thing.
-Until then every function except :func:`is_initialized` raises ``NotImplementedError``.
+The exporter lives in Rust (``iii._iii.Telemetry``): spans, Logger records and worker gauges
+are batched, OTLP/JSON-encoded and sent as binary frames on the worker's own engine
+connection, off the GIL. Python's ``opentelemetry-api`` is the user-facing side: the helpers
+below read and write the current OpenTelemetry context, and every span the application's
+tracers finish is handed to the Rust exporter.
+
+Nothing here imports ``opentelemetry`` until OpenTelemetry is switched on (``init_otel``) or
+a helper that needs it is called.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .telemetry_types import OtelConfig
+from . import logger as _logger
+from .options import OtelConfig
+
+if TYPE_CHECKING:
+    from ._iii import Telemetry
 
 __all__ = [
     "OtelConfig",
@@ -37,89 +49,281 @@ __all__ = [
     "with_span",
 ]
 
+T = TypeVar("T")
 
-def _pending(name: str) -> NoReturn:
-    raise NotImplementedError(f"iii.telemetry.{name} is not implemented yet (the telemetry work is pending)")
+_TRACER_NAME = "iii-python-sdk"
+_DEFAULT_ENGINE_URL = "ws://localhost:49134"
+_SHUTDOWN_WAIT_MS = 5000
+
+_lock = threading.RLock()
+_telemetry: Telemetry | None = None
+_config: OtelConfig | None = None
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def coerce_config(config: OtelConfig | dict[str, Any] | None) -> OtelConfig:
+    """An :class:`OtelConfig` from an ``OtelConfig``, a dict of its fields, or ``None``."""
+    if config is None:
+        return OtelConfig()
+    if isinstance(config, OtelConfig):
+        return config
+    if isinstance(config, dict):
+        known = {f.name for f in dataclasses.fields(OtelConfig)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise TypeError(f"unknown OtelConfig fields: {', '.join(unknown)}")
+        return OtelConfig(**config)
+    raise TypeError(f"otel must be an OtelConfig, a dict or None, not {type(config).__name__}")
+
+
+def otel_enabled(config: OtelConfig) -> bool:
+    """On unless ``config.enabled`` is False or ``OTEL_ENABLED`` is false/0/no/off."""
+    if config.enabled is not None:
+        return bool(config.enabled)
+    return os.environ.get("OTEL_ENABLED", "").strip().lower() not in ("false", "0", "no", "off")
+
+
+def start(
+    config: OtelConfig | dict[str, Any] | None,
+    worker_url: str | None = None,
+    metrics: bool = True,
+) -> Telemetry | None:
+    """Switches OpenTelemetry on for a worker connecting to ``worker_url``; returns the Rust
+    exporter to bind to the worker's link (``Telemetry.bind_client``), or ``None`` when
+    OpenTelemetry is off. Telemetry gets a connection of its own only when
+    ``engine_ws_url`` names another engine (or there is no worker at all).
+    """
+    global _telemetry, _config
+    cfg = coerce_config(config)
+    if not otel_enabled(cfg):
+        return None
+    with _lock:
+        if _telemetry is not None:
+            return _telemetry
+        from ._iii import Telemetry
+
+        fields = dataclasses.asdict(cfg)
+        fields["metrics_enabled"] = bool(cfg.metrics_enabled and metrics)
+        telemetry = Telemetry(fields)
+        own_url = cfg.engine_ws_url
+        if worker_url is None:
+            own_url = own_url or os.environ.get("III_URL") or _DEFAULT_ENGINE_URL
+        if own_url is not None and own_url != worker_url:
+            telemetry.connect(own_url)
+        from . import _otel_bridge
+
+        _otel_bridge.install_span_processor(telemetry)
+        if telemetry.logs_enabled:
+            _logger.set_otel_sink(_otel_bridge.log_sink(telemetry))
+        if cfg.fetch_instrumentation_enabled:
+            from . import _fetch_instrumentation
+
+            _fetch_instrumentation.enable()
+        _telemetry, _config = telemetry, cfg
+        return telemetry
 
 
 def init_otel(config: OtelConfig | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
-    _pending("init_otel")
+    """Switches OpenTelemetry on (a no-op when already on or when disabled by config or
+    ``OTEL_ENABLED``). Without a worker, telemetry goes to ``engine_ws_url``, else ``III_URL``,
+    else ``ws://localhost:49134``.
+    """
+    start(config)
+    if loop is not None:
+        attach_event_loop(loop)
 
 
 def shutdown_otel() -> None:
-    _pending("shutdown_otel")
+    """Flushes what is buffered (waiting at most 5 s) and switches OpenTelemetry off."""
+    global _telemetry, _config, _loop
+    with _lock:
+        telemetry, _telemetry, _config, _loop = _telemetry, None, None, None
+        if telemetry is None:
+            return
+        from . import _fetch_instrumentation, _otel_bridge
+
+        _logger.set_otel_sink(None)
+        _otel_bridge.detach_span_processor(telemetry)
+        _fetch_instrumentation.disable()
+    telemetry.shutdown(_SHUTDOWN_WAIT_MS)
 
 
 async def shutdown_otel_async() -> None:
-    _pending("shutdown_otel_async")
-
-
-def attach_event_loop(loop: asyncio.AbstractEventLoop) -> None:
-    _pending("attach_event_loop")
+    """:func:`shutdown_otel` without blocking the running event loop."""
+    await asyncio.get_running_loop().run_in_executor(None, shutdown_otel)
 
 
 def is_initialized() -> bool:
-    """False: OpenTelemetry is never initialised by this placeholder."""
-    return False
+    """True while OpenTelemetry is on."""
+    return _telemetry is not None
+
+
+def attach_event_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Measures ``loop``'s lag for the ``iii.worker.event_loop.lag_ms`` gauge (the official
+    SDK used this to start its telemetry socket; ours sends on the worker's link)."""
+    global _loop
+    telemetry = _telemetry
+    if telemetry is None or _loop is loop:
+        return
+    _loop = loop
+    interval = 0.5
+
+    def probe(expected: float) -> None:
+        if _telemetry is not telemetry or loop.is_closed():
+            return
+        now = loop.time()
+        telemetry.set_event_loop_lag(max(0.0, (now - expected) * 1000.0))
+        loop.call_later(interval, probe, now + interval)
+
+    loop.call_soon_threadsafe(probe, loop.time())
 
 
 def get_tracer() -> Any:
-    _pending("get_tracer")
+    """The SDK's tracer (``opentelemetry.trace.Tracer``), or ``None`` while OpenTelemetry is off."""
+    if _telemetry is None:
+        return None
+    from opentelemetry import trace
+
+    return trace.get_tracer(_TRACER_NAME)
 
 
 def get_meter() -> Any:
-    _pending("get_meter")
+    """The global ``opentelemetry.metrics`` meter while OpenTelemetry is on, else ``None``.
+
+    Instruments created on it are exported by whatever MeterProvider the application
+    installed; the worker gauges themselves are measured and sent by the SDK.
+    """
+    if _telemetry is None or _config is None or not _config.metrics_enabled:
+        return None
+    from opentelemetry import metrics
+
+    return metrics.get_meter(_TRACER_NAME)
 
 
 def get_logger() -> Any:
-    _pending("get_logger")
+    """An :class:`iii.Logger` whose records go to the engine, or ``None`` while OpenTelemetry
+    is off."""
+    if _telemetry is None:
+        return None
+    return _logger.Logger(service_name=_telemetry.service_name)
 
 
 def current_trace_id() -> str | None:
-    _pending("current_trace_id")
+    """The current trace id as 32 hex digits, or ``None`` outside a span."""
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else None
 
 
 def current_span_id() -> str | None:
-    _pending("current_span_id")
+    """The current span id as 16 hex digits, or ``None`` outside a span."""
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    return f"{ctx.span_id:016x}" if ctx.is_valid else None
 
 
 async def with_span(
-    name: str, fn: Callable[[Any], Awaitable[Any]], *, kind: Any = None, traceparent: str | None = None
-) -> Any:
-    _pending("with_span")
+    name: str,
+    fn: Callable[[Any], Awaitable[T]],
+    *,
+    kind: Any = None,
+    traceparent: str | None = None,
+) -> T:
+    """Runs ``await fn(span)`` inside a new span (INTERNAL unless ``kind`` says otherwise),
+    the child of ``traceparent`` when given, else of the current span. The span's status is
+    OK, or ERROR with the exception recorded when ``fn`` raises. While OpenTelemetry is off
+    ``fn`` gets a span that records nothing.
+    """
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    tracer = get_tracer()
+    if tracer is None:
+        return await fn(trace.INVALID_SPAN)
+    parent = extract_traceparent(traceparent) if traceparent else None
+    with tracer.start_as_current_span(
+        name,
+        context=parent,
+        kind=kind if kind is not None else SpanKind.INTERNAL,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            result = await fn(span)
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            span.record_exception(exc)
+            raise
+        span.set_status(Status(StatusCode.OK))
+        return result
+
+
+def _inject() -> dict[str, str]:
+    from opentelemetry.propagate import inject
+
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier
 
 
 def inject_traceparent() -> str | None:
-    _pending("inject_traceparent")
-
-
-def extract_traceparent(traceparent: str) -> Any:
-    _pending("extract_traceparent")
+    """The current context as a W3C ``traceparent`` value, or ``None`` outside a span."""
+    return _inject().get("traceparent")
 
 
 def inject_baggage() -> str | None:
-    _pending("inject_baggage")
+    """The current baggage as a W3C ``baggage`` value, or ``None`` when there is none."""
+    return _inject().get("baggage")
+
+
+def extract_traceparent(traceparent: str) -> Any:
+    """An OpenTelemetry ``Context`` whose remote parent is ``traceparent``."""
+    return extract_context(traceparent=traceparent)
 
 
 def extract_baggage(baggage: str) -> Any:
-    _pending("extract_baggage")
+    """An OpenTelemetry ``Context`` carrying the entries of a W3C ``baggage`` value."""
+    return extract_context(baggage=baggage)
 
 
 def extract_context(traceparent: str | None = None, baggage: str | None = None) -> Any:
-    _pending("extract_context")
+    """An OpenTelemetry ``Context`` from ``traceparent`` and/or ``baggage`` values."""
+    from opentelemetry.propagate import extract
+
+    carrier = {}
+    if traceparent:
+        carrier["traceparent"] = traceparent
+    if baggage:
+        carrier["baggage"] = baggage
+    return extract(carrier)
 
 
 def get_baggage_entry(key: str) -> str | None:
-    _pending("get_baggage_entry")
+    """The current baggage's ``key``, or ``None``."""
+    from opentelemetry import baggage
+
+    value = baggage.get_baggage(key)
+    return None if value is None else str(value)
 
 
 def set_baggage_entry(key: str, value: str) -> Any:
-    _pending("set_baggage_entry")
+    """A new ``Context``: the current one with ``key`` set (attach it to make it current)."""
+    from opentelemetry import baggage
+
+    return baggage.set_baggage(key, value)
 
 
 def remove_baggage_entry(key: str) -> Any:
-    _pending("remove_baggage_entry")
+    """A new ``Context``: the current one without ``key``."""
+    from opentelemetry import baggage
+
+    return baggage.remove_baggage(key)
 
 
 def get_all_baggage() -> dict[str, str]:
-    _pending("get_all_baggage")
+    """Every entry of the current baggage."""
+    from opentelemetry import baggage
+
+    return {k: str(v) for k, v in baggage.get_all().items()}

@@ -1,7 +1,10 @@
-"""Official import path ``iii.telemetry_exporters`` (iii-sdk 0.11.0).
+"""The official SDK's exporter names (``iii.telemetry_exporters``), backed by the Rust exporter.
 
-PLACEHOLDER (issue 8): the official names and signatures, so the module imports; the
-telemetry branch replaces this file. Constructing any of these raises ``NotImplementedError``.
+In this SDK telemetry is sent by ``iii._iii.Telemetry`` on the worker's own connection; these
+classes exist so code written against the official module keeps working:
+``SharedEngineConnection(url)`` opens a telemetry connection of its own to ``url``, and the
+three exporters hand OpenTelemetry SDK data to it. Imported only on use (it needs
+``opentelemetry-sdk``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,14 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
+
+from opentelemetry.sdk._logs.export import LogExportResult
+from opentelemetry.sdk.metrics.export import MetricExportResult
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from ._iii import Telemetry
+from ._otel_bridge import EngineSpanProcessor
 
 __all__ = [
     "PREFIX_METRICS",
@@ -22,66 +33,97 @@ __all__ = [
 
 log = logging.getLogger("iii.telemetry_exporters")
 
-#: Prefix of the binary frames that carry OTLP/JSON metrics to the engine.
+#: Binary frame prefix of metrics (``OTLP`` spans, ``LOGS`` log records).
 PREFIX_METRICS = b"MTRC"
 
 
-class _Pending:
-    def __init__(self, *_: Any) -> None:
-        raise NotImplementedError(f"iii.telemetry_exporters.{type(self).__name__} is not implemented yet")
+class SharedEngineConnection:
+    """A telemetry-only connection to the engine at ``url`` (it appears in the engine's
+    worker list as an anonymous worker, as the official one does)."""
 
+    MAX_QUEUE: int = 1000
 
-class SharedEngineConnection(_Pending):
     def __init__(self, url: str) -> None:
-        super().__init__(url)
+        self._url = url
+        self.telemetry = Telemetry({})
+        self.telemetry.connect(url)
+        self._started = True
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        raise NotImplementedError
+        """Kept for compatibility: the connection runs in the Rust core from the start."""
 
     def send_threadsafe(self, prefix: bytes, payload: bytes) -> None:
-        raise NotImplementedError
+        """Raw frames are not supported: records go through the exporters, which batch them."""
+        raise NotImplementedError("send records through EngineSpanExporter / EngineLogExporter")
 
     async def shutdown(self) -> None:
-        raise NotImplementedError
+        """Flushes (at most 5 s) and closes the connection."""
+        await asyncio.get_running_loop().run_in_executor(None, self.telemetry.shutdown, 5000)
 
 
-class EngineSpanExporter(_Pending):
+class EngineSpanExporter:
+    """An OpenTelemetry ``SpanExporter`` that sends spans as ``OTLP`` frames."""
+
     def __init__(self, connection: SharedEngineConnection) -> None:
-        super().__init__(connection)
+        self._processor = EngineSpanProcessor()
+        self._processor.telemetry = connection.telemetry
+        self._connection = connection
 
-    def export(self, spans: Sequence[Any]) -> Any:
-        raise NotImplementedError
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            self._processor.on_end(span)
+        return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        raise NotImplementedError
+        self._connection.telemetry.flush()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        raise NotImplementedError
+        return self._connection.telemetry.flush(timeout_millis)
 
 
-class EngineLogExporter(_Pending):
+class EngineLogExporter:
+    """An OpenTelemetry ``LogExporter`` that sends records as ``LOGS`` frames."""
+
     def __init__(self, connection: SharedEngineConnection) -> None:
-        super().__init__(connection)
+        self._connection = connection
 
-    def export(self, batch: Sequence[Any]) -> Any:
-        raise NotImplementedError
+    def export(self, batch: Sequence[Any]) -> LogExportResult:
+        telemetry = self._connection.telemetry
+        for data in batch:
+            record = getattr(data, "log_record", data)
+            attrs = dict(record.attributes or {})
+            service = attrs.pop("service.name", None)
+            payload = attrs.pop("log.data", attrs or None)
+            severity = record.severity_number.value if record.severity_number is not None else 9
+            telemetry.emit_log(
+                severity,
+                str(record.body) if record.body is not None else "",
+                payload,
+                record.trace_id or None,
+                record.span_id or None,
+                str(service) if service is not None else None,
+            )
+        return LogExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        raise NotImplementedError
+        self._connection.telemetry.flush()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        raise NotImplementedError
+        return self._connection.telemetry.flush(timeout_millis)
 
 
-class EngineMetricsExporter(_Pending):
+class EngineMetricsExporter:
+    """Not supported yet: the worker gauges are measured and sent by the Rust core; metrics
+    from the application's own instruments are not exported to the engine."""
+
     def __init__(self, connection: SharedEngineConnection) -> None:
-        super().__init__(connection)
+        self._connection = connection
 
-    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
-        raise NotImplementedError
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        raise NotImplementedError("exporting application metrics to the engine is not implemented")
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        raise NotImplementedError
+        return None
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        raise NotImplementedError
+        return True

@@ -1,6 +1,6 @@
-"""Official import path ``iii.telemetry_types`` (iii-sdk 0.11.0): re-exports :class:`OtelConfig`.
+"""OpenTelemetry configuration type (official module path ``iii.telemetry_types``).
 
-PLACEHOLDER (issue 8): the telemetry branch owns this module and replaces this file.
+:class:`OtelConfig` is defined once, in :mod:`iii.options`; this module re-exports it.
 """
 
 from .options import OtelConfig

@@ -268,6 +268,20 @@ impl Client {
         self.send(frame, FrameKind::Plain)
     }
 
+    /// Writes a binary frame (telemetry, protocol.md 10.1) on the live link. Never queued:
+    /// while disconnected it fails with `NotConnected` and the caller keeps its data.
+    pub fn send_binary(&self, frame: &[u8]) -> Result<(), CallError> {
+        if let Some(err) = self.shared.pending.closed_reason() {
+            return Err(err);
+        }
+        let limit = self.shared.config.max_message_size;
+        if frame.len() > limit {
+            return Err(CallError::TooLarge { size: frame.len(), limit });
+        }
+        let writer = self.live_writer().ok_or_else(|| CallError::NotConnected("the link is down".into()))?;
+        writer.send(frame_codec::OP_BINARY, frame).map_err(CallError::NotConnected)
+    }
+
     /// Writes the frame on the live link, or queues it for the actor (offline queue).
     fn send(&self, frame: String, kind: FrameKind) -> Result<(), CallError> {
         if let Some(err) = self.shared.pending.closed_reason() {

@@ -10,7 +10,7 @@ use super::channels;
 use super::routing::{result_frame, Answer, Outcome};
 use super::state::{now_ms, Conn, Engine, Reply, WorkerMeta};
 use super::triggers::fire_worker_event;
-use super::{state_fns, streams};
+use super::{observability, state_fns, streams};
 use crate::protocol::{ErrorBody, Json, Message, RegistrationRejected};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -43,6 +43,9 @@ pub(crate) async fn dispatch(
     }
     if state_fns::is_state_function(function_id) {
         return Some(Answer::Now(state_fns::call(engine, function_id, text)));
+    }
+    if observability::is_observability_function(function_id) {
+        return Some(Answer::Now(observability::call(engine, function_id, text)));
     }
     if !is_builtin(function_id) {
         return None;
@@ -219,7 +222,7 @@ fn workers_list(engine: &Engine, caller: &Arc<Conn>, only: Option<&str>) -> serd
         function_count: usize,
         functions: Vec<&'a str>,
         active_invocations: usize,
-        latest_metrics: Option<()>,
+        latest_metrics: Option<serde_json::Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pid: Option<u32>,
     }
@@ -253,7 +256,7 @@ fn workers_list(engine: &Engine, caller: &Arc<Conn>, only: Option<&str>) -> serd
                 function_count: w.functions.len(),
                 functions: w.functions.iter().map(String::as_str).collect(),
                 active_invocations: in_flight + usize::from(Arc::ptr_eq(conn, caller)),
-                latest_metrics: None,
+                latest_metrics: observability::latest_metrics(engine, &conn.id),
                 pid: w.meta.pid,
             }
         })

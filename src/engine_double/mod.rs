@@ -6,13 +6,15 @@
 //! data-plane sockets (`channels`), `stream::*` / `state::*` with custom-stream redirection
 //! (`streams`, `state_fns`, `kv`), HTTP-invoked functions over plain `http://`
 //! (`http_functions`), and with `EngineConfig::head_protocol` the newer engine's `reattach` and
-//! `registrationrejected` behaviours. Not covered: RBAC, namespaces beyond `default`,
-//! registration buffering of HEAD engines, `condition_function_id`, telemetry.
+//! `registrationrejected` behaviours, and telemetry frames with the observability listings
+//! (`observability`). Not covered: RBAC, namespaces beyond `default`,
+//! registration buffering of HEAD engines, `condition_function_id`.
 
 mod builtins;
 mod channels;
 mod http_functions;
 mod kv;
+mod observability;
 mod queues;
 mod registry;
 mod routing;

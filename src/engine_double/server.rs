@@ -194,7 +194,9 @@ async fn read_loop(engine: &Arc<Engine>, conn: &Arc<Conn>, mut stream: SplitStre
         match frame {
             Ok(WsMessage::Text(text)) => handle_frame(engine, conn, text.as_bytes()).await,
             Ok(WsMessage::Binary(bytes)) => {
-                if !TELEMETRY_PREFIXES.iter().any(|p| bytes.starts_with(p)) {
+                if TELEMETRY_PREFIXES.iter().any(|p| bytes.starts_with(p)) {
+                    super::observability::ingest(engine, &bytes);
+                } else {
                     handle_frame(engine, conn, &bytes).await;
                 }
             }

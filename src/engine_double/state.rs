@@ -146,6 +146,8 @@ pub(crate) struct Engine {
     pub states: Mutex<Store>,
     /// While true, worker sockets are not read (`EngineHandle::pause_reading`).
     pub paused: watch::Sender<bool>,
+    /// Spans, logs and metrics received in telemetry frames.
+    pub observability: Mutex<super::observability::Store>,
     live: AtomicUsize,
 }
 
@@ -167,6 +169,7 @@ impl Engine {
             streams: Mutex::new(Store::default()),
             states: Mutex::new(Store::default()),
             paused: watch::Sender::new(false),
+            observability: Mutex::new(Default::default()),
             live: AtomicUsize::new(0),
         }
     }

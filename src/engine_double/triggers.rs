@@ -14,7 +14,12 @@ pub(crate) const WORKERS_AVAILABLE: &str = "engine::workers-available";
 
 /// Engine-provided types. Only the two `engine::` ones do anything here; the others exist so
 /// bindings to them are accepted and listed as on a real engine with its default modules.
-const BUILTIN_TYPES: [(&str, &str, &str); 8] = [
+const BUILTIN_TYPES: [(&str, &str, &str); 9] = [
+    (
+        super::observability::LOG_TRIGGER_TYPE,
+        "Log event trigger",
+        r#"{"type":"object","properties":{"level":{"type":"string"}}}"#,
+    ),
     (FUNCTIONS_AVAILABLE, "Fires when the set of registered functions changes", r#"{"type":"object"}"#),
     (
         WORKERS_AVAILABLE,
@@ -150,7 +155,7 @@ fn bound_functions(engine: &Engine, trigger_type: &str) -> Vec<String> {
 }
 
 /// Engine-originated calls whose result nobody needs; failures only reach the log.
-async fn notify(engine: &Arc<Engine>, functions: Vec<String>, payload: &str) {
+pub(crate) async fn notify(engine: &Arc<Engine>, functions: Vec<String>, payload: &str) {
     for fid in functions {
         if let Err(e) = call_from_engine(engine, &fid, payload, None, None, Reply::Discard).await {
             engine.log(format!("notification to {fid} failed: {}: {}", e.code, e.message));

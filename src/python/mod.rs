@@ -8,6 +8,7 @@ mod events;
 mod json;
 mod queues;
 mod runtime;
+mod telemetry;
 
 use pyo3::prelude::*;
 
@@ -22,6 +23,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::HandlerThreadWanted>()?;
     m.add_class::<channel::ChannelSocket>()?;
     m.add_class::<engine::TestEngine>()?;
+    m.add_class::<telemetry::Telemetry>()?;
+    m.add_class::<telemetry::InvocationSpan>()?;
     m.add_function(wrap_pyfunction!(channel::channel_url, m)?)?;
     m.add_function(wrap_pyfunction!(json::py_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(json::py_loads, m)?)?;

@@ -5,6 +5,7 @@ mod channels;
 mod head;
 mod http_functions;
 mod lifecycle;
+mod observability;
 mod routing;
 mod streams;
 mod throughput;

@@ -1,0 +1,161 @@
+"""The bridge between Python's ``opentelemetry`` and the Rust exporter (``iii._iii.Telemetry``).
+
+Imported only when OpenTelemetry is on, so ``import iii`` never imports ``opentelemetry``.
+
+- :class:`EngineSpanProcessor` hands every span the application's ``opentelemetry-sdk``
+  finishes to Rust as one compact tuple; Rust batches, encodes and sends it.
+- :func:`invocation_context` is the OpenTelemetry context a handler runs in: the invocation
+  span (started in Rust) as the current span, plus the incoming baggage.
+- :func:`outgoing_headers` gives ``traceparent`` / ``baggage`` for a call made now.
+- :func:`log_sink` is what :class:`iii.Logger` calls when OpenTelemetry is on.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from ._iii import InvocationSpan, Telemetry
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
+
+class EngineSpanProcessor(SpanProcessor):
+    """Sends finished spans to the engine through the current :class:`iii._iii.Telemetry`.
+
+    One instance per process: OpenTelemetry allows one global TracerProvider, so after
+    ``shutdown_otel()`` and a new ``init_otel()`` the same processor sends to the new exporter.
+    """
+
+    def __init__(self) -> None:
+        self.telemetry: Telemetry | None = None
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        telemetry = self.telemetry
+        ctx = span.context
+        if telemetry is None or ctx is None or not ctx.trace_flags.sampled:
+            return
+        parent = span.parent
+        status = span.status
+        scope = span.instrumentation_scope
+        events = [(e.name, e.timestamp, e.attributes) for e in span.events] if span.events else None
+        telemetry.record_span(
+            (
+                ctx.trace_id,
+                ctx.span_id,
+                parent.span_id if parent is not None else None,
+                span.name,
+                span.kind.value,
+                span.start_time or 0,
+                span.end_time or 0,
+                status.status_code.value,
+                status.description,
+                span.attributes,
+                events,
+                scope.name if scope is not None else "unknown",
+                scope.version if scope is not None else None,
+            )
+        )
+
+    def shutdown(self) -> None:
+        telemetry = self.telemetry
+        if telemetry is not None:
+            telemetry.flush()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        telemetry = self.telemetry
+        return True if telemetry is None else telemetry.flush(timeout_millis)
+
+
+_processor = EngineSpanProcessor()
+_provider_lock = threading.Lock()
+_provider_hooked: Any = None
+
+
+def install_span_processor(telemetry: Telemetry) -> None:
+    """Points the processor at ``telemetry`` and adds it to the global TracerProvider.
+
+    An application that installed its own SDK TracerProvider first keeps it: the processor is
+    added to it. Without one, an SDK TracerProvider with the worker's resource is installed.
+    """
+    global _provider_hooked
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    with _provider_lock:
+        _processor.telemetry = telemetry
+        provider = trace.get_tracer_provider()
+        if provider is _provider_hooked:
+            return
+        if not hasattr(provider, "add_span_processor"):
+            provider = TracerProvider(resource=Resource(telemetry.resource()))
+            trace.set_tracer_provider(provider)
+            provider = trace.get_tracer_provider()
+        add = getattr(provider, "add_span_processor", None)
+        if add is not None:
+            add(_processor)
+            _provider_hooked = provider
+
+
+def detach_span_processor(telemetry: Telemetry) -> None:
+    """Stops sending spans to ``telemetry`` (the processor stays on the provider, inert)."""
+    with _provider_lock:
+        if _processor.telemetry is telemetry:
+            _processor.telemetry = None
+
+
+def invocation_context(span: InvocationSpan) -> otel_context.Context:
+    """The context a handler runs in: ``span`` current, incoming baggage readable."""
+    flags = _SAMPLED if span.sampled else _UNSAMPLED
+    parent = NonRecordingSpan(SpanContext(span.trace_id, span.span_id, is_remote=False, trace_flags=flags))
+    ctx = otel_context.Context()
+    if span.baggage is not None:
+        for key, value in span.baggage_entries().items():
+            ctx = otel_baggage.set_baggage(key, value, context=ctx)
+    return trace.set_span_in_context(parent, ctx)
+
+
+def outgoing_headers() -> tuple[str | None, str | None]:
+    """``(traceparent, baggage)`` of the current context, for an outgoing call."""
+    ctx = trace.get_current_span().get_span_context()
+    traceparent = None
+    if ctx.is_valid:
+        traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+    entries = otel_baggage.get_all()
+    header = Telemetry.format_baggage({k: str(v) for k, v in entries.items()}) if entries else None
+    return traceparent, header or None
+
+
+def log_sink(telemetry: Telemetry) -> Any:
+    """``fn(severity, message, data, trace_id_hex, span_id_hex, service_name)`` for Logger."""
+
+    def emit(
+        severity: int,
+        message: str,
+        data: Any,
+        trace_id: str | None,
+        span_id: str | None,
+        service_name: str | None,
+    ) -> None:
+        tid: int | None = None
+        sid: int | None = None
+        if trace_id is not None or span_id is not None:
+            tid = int(trace_id, 16) if trace_id else None
+            sid = int(span_id, 16) if span_id else None
+        else:
+            ctx = trace.get_current_span().get_span_context()
+            if ctx.is_valid:
+                tid, sid = ctx.trace_id, ctx.span_id
+        telemetry.emit_log(severity, message, data, tid, sid, service_name)
+
+    return emit
