@@ -135,6 +135,7 @@ fn replays_registrations_in_protocol_order_after_a_reconnect() {
         config: None,
         metadata: None,
         namespace: None,
+        trigger_namespace: None,
     });
     client.register(RegistrationKind::Trigger, "trig-1", &trigger).unwrap();
     register_echo(&client, "f");
