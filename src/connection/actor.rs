@@ -335,6 +335,9 @@ pub(super) fn handle_frame(client: &Client, bytes: &[u8]) -> Option<End> {
                 LogLevel::Info,
                 &format!("connected to the iii engine at {} as worker {worker_id}", shared.config.url),
             );
+            // Before `connected` is announced, so whoever waits for it sees the generation.
+            let generation = if reattach_token.is_some() { 2 } else { 1 };
+            shared.generation.store(generation, Ordering::Release);
             {
                 let mut info = shared.info.lock();
                 info.worker_id = Some(worker_id);

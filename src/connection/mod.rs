@@ -28,7 +28,7 @@ fn invocation_ids_are_version_4_and_distinct() {
     assert!(ids.iter().all(|id| id.get_version_num() == 4 && id.get_variant() == uuid::Variant::RFC4122));
 }
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,33 @@ impl ConnectionState {
             ConnectionState::Connected => "connected",
             ConnectionState::Reconnecting => "reconnecting",
             ConnectionState::Failed => "failed",
+        }
+    }
+}
+
+/// Which engine generation the connection talks to, judged from `workerregistered`: engines
+/// after v0.11.0 (protocol.md Part B) send a `reattach_token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    Unknown,
+    V011,
+    Head,
+}
+
+impl Generation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Generation::Unknown => "unknown",
+            Generation::V011 => "v0.11",
+            Generation::Head => "head",
+        }
+    }
+
+    fn from_u8(v: u8) -> Generation {
+        match v {
+            1 => Generation::V011,
+            2 => Generation::Head,
+            _ => Generation::Unknown,
         }
     }
 }
@@ -120,6 +147,8 @@ struct Shared {
     link: Mutex<Option<Arc<link::Link>>>,
     offline_len: AtomicUsize,
     shutting_down: AtomicBool,
+    /// `Generation` as a number, set from each `workerregistered` (read without a lock).
+    generation: AtomicU8,
     sink: Arc<dyn EventSink>,
 }
 
@@ -156,6 +185,7 @@ impl Client {
             link: Mutex::new(None),
             offline_len: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
+            generation: AtomicU8::new(0),
             sink,
         });
         let client = Client { shared };
@@ -184,10 +214,12 @@ impl Client {
         Ok(())
     }
 
-    /// Sends a call that expects an answer (sync or enqueue). `data` is JSON text. The outcome
-    /// reaches `completion`, exactly once; an error returned here means nothing was sent.
-    pub fn call(
+    /// Sends a call that expects an answer (sync or enqueue), resolved in `namespace` on newer
+    /// engines (absent means `default`). `data` is JSON text. The outcome reaches
+    /// `completion`, exactly once; an error returned here means nothing was sent.
+    pub fn call_in(
         &self,
+        namespace: Option<&str>,
         function_id: &str,
         data: Option<&str>,
         action: Option<&TriggerAction>,
@@ -197,7 +229,10 @@ impl Client {
         let id = invocation_id();
         let mut buf = Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut buf);
-        let frame = frames::invoke_function(Some(id_text), function_id, data, action, None, None);
+        let mut frame = frames::invoke_function(Some(id_text), function_id, data, action, None, None);
+        if let Some(ns) = namespace {
+            frame = frames::with_field(frame, "namespace", ns);
+        }
         self.check_size(&frame)?;
         self.check_offline_room()?;
         let epoch = self.shared.epoch.load(Ordering::Acquire);
@@ -208,9 +243,18 @@ impl Client {
         Ok(id)
     }
 
-    /// Fire-and-forget call (`action: void`, no invocation id).
-    pub fn call_void(&self, function_id: &str, data: Option<&str>) -> Result<(), CallError> {
-        let frame = frames::invoke_function(None, function_id, data, Some(&TriggerAction::Void), None, None);
+    /// Fire-and-forget call (`action: void`, no invocation id), in `namespace` on newer engines.
+    pub fn call_void_in(
+        &self,
+        namespace: Option<&str>,
+        function_id: &str,
+        data: Option<&str>,
+    ) -> Result<(), CallError> {
+        let mut frame =
+            frames::invoke_function(None, function_id, data, Some(&TriggerAction::Void), None, None);
+        if let Some(ns) = namespace {
+            frame = frames::with_field(frame, "namespace", ns);
+        }
         self.check_size(&frame)?;
         self.check_offline_room()?;
         self.send(frame, FrameKind::Plain)
@@ -320,6 +364,12 @@ impl Client {
 
     pub fn last_error(&self) -> Option<String> {
         self.shared.info.lock().last_error.clone()
+    }
+
+    /// The engine generation seen on the current (or last) connection; `Unknown` before the
+    /// first `workerregistered`.
+    pub fn generation(&self) -> Generation {
+        Generation::from_u8(self.shared.generation.load(Ordering::Acquire))
     }
 
     /// The id the engine gave the current (or last) connection.

@@ -137,13 +137,14 @@ impl Connection {
         payload: &Bound<'_, PyAny>,
         timeout_ms: u64,
         queue: Option<String>,
+        namespace: Option<&str>,
         completion: Box<dyn Completion>,
     ) -> PyResult<()> {
         let data = to_json_opt(payload)?;
         let action = queue.map(|queue| TriggerAction::Enqueue { queue });
         let timeout = Duration::from_millis(timeout_ms);
         self.client
-            .call(function_id, data.as_deref(), action.as_ref(), timeout, completion)
+            .call_in(namespace, function_id, data.as_deref(), action.as_ref(), timeout, completion)
             .map(|_| ())
             .map_err(|e| errors::call_error(payload.py(), &e))
     }
@@ -311,6 +312,11 @@ impl Connection {
         self.client.worker_id()
     }
 
+    /// `"v0.11"`, `"head"` or `"unknown"` (before the first `workerregistered`).
+    fn generation(&self) -> &'static str {
+        self.client.generation().as_str()
+    }
+
     fn pending_calls(&self) -> usize {
         self.client.pending_calls()
     }
@@ -414,7 +420,8 @@ impl Connection {
     }
 
     /// Binds a trigger to a function; returns the binding's id (a new UUID).
-    #[pyo3(signature = (trigger_type, function_id, config=None, metadata=None))]
+    #[pyo3(signature = (trigger_type, function_id, config=None, metadata=None, namespace=None, trigger_namespace=None))]
+    #[allow(clippy::too_many_arguments)] // the fields of `registertrigger`
     fn register_trigger(
         &self,
         py: Python<'_>,
@@ -422,6 +429,8 @@ impl Connection {
         function_id: String,
         config: Option<&Bound<'_, PyAny>>,
         metadata: Option<&Bound<'_, PyAny>>,
+        namespace: Option<String>,
+        trigger_namespace: Option<String>,
     ) -> PyResult<String> {
         let id = uuid::Uuid::new_v4().to_string();
         let message = Message::RegisterTrigger(RegisterTrigger {
@@ -430,7 +439,8 @@ impl Connection {
             function_id,
             config: json_field(config)?,
             metadata: json_field(metadata)?,
-            namespace: None,
+            namespace,
+            trigger_namespace,
         });
         self.record(py, RegistrationKind::Trigger, &id, &message)?;
         Ok(id)
@@ -490,7 +500,7 @@ impl Connection {
     }
 
     /// Calls a function and waits for its result with the GIL released (Ctrl-C still works).
-    #[pyo3(signature = (function_id, payload, timeout_ms, queue=None))]
+    #[pyo3(signature = (function_id, payload, timeout_ms, queue=None, namespace=None))]
     fn call(
         &self,
         py: Python<'_>,
@@ -498,9 +508,11 @@ impl Connection {
         payload: &Bound<'_, PyAny>,
         timeout_ms: u64,
         queue: Option<String>,
+        namespace: Option<&str>,
     ) -> PyResult<Py<PyAny>> {
         let slot = Arc::new(Slot::default());
-        self.start_call(function_id, payload, timeout_ms, queue, Box::new(BlockingCompletion(slot.clone())))?;
+        let completion = Box::new(BlockingCompletion(slot.clone()));
+        self.start_call(function_id, payload, timeout_ms, queue, namespace, completion)?;
         let outcome = loop {
             if let Some(outcome) = py.detach(|| slot.wait(Duration::from_millis(100))) {
                 break outcome;
@@ -511,7 +523,8 @@ impl Connection {
     }
 
     /// Calls a function; `future` gets the outcome through `loop_queue` (None: the SDK loop's).
-    #[pyo3(signature = (function_id, payload, timeout_ms, queue, future, loop_queue=None))]
+    #[pyo3(signature = (function_id, payload, timeout_ms, queue, future, loop_queue=None, namespace=None))]
+    #[allow(clippy::too_many_arguments)] // `call` plus the future to complete
     fn call_async(
         &self,
         function_id: &str,
@@ -520,16 +533,26 @@ impl Connection {
         queue: Option<String>,
         future: Py<PyAny>,
         loop_queue: Option<&LoopQueue>,
+        namespace: Option<&str>,
     ) -> PyResult<()> {
         let queue_inner = loop_queue.map_or_else(|| self.router.loop_queue.clone(), |q| q.inner.clone());
         let completion = Box::new(AsyncCompletion { future, queue: queue_inner });
-        self.start_call(function_id, payload, timeout_ms, queue, completion)
+        self.start_call(function_id, payload, timeout_ms, queue, namespace, completion)
     }
 
-    /// Fire-and-forget call.
-    fn call_void(&self, py: Python<'_>, function_id: &str, payload: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Fire-and-forget call (in `namespace` on newer engines).
+    #[pyo3(signature = (function_id, payload, namespace=None))]
+    fn call_void(
+        &self,
+        py: Python<'_>,
+        function_id: &str,
+        payload: &Bound<'_, PyAny>,
+        namespace: Option<&str>,
+    ) -> PyResult<()> {
         let data = to_json_opt(payload)?;
-        self.client.call_void(function_id, data.as_deref()).map_err(|e| errors::call_error(py, &e))
+        self.client
+            .call_void_in(namespace, function_id, data.as_deref())
+            .map_err(|e| errors::call_error(py, &e))
     }
 
     /// Answers an invocation with a value. If the value cannot be encoded, the caller gets an
