@@ -149,7 +149,12 @@ class Connection:
     ) -> None: ...
     def inject(self, frame: bytes) -> None: ...
     def call(
-        self, function_id: str, payload: Any, timeout_ms: int, queue: str | None = None, namespace: str | None = None
+        self,
+        function_id: str,
+        payload: Any,
+        timeout_ms: int,
+        queue: str | None = None,
+        namespace: str | None = None,
     ) -> Any: ...
     def call_async(
         self,
