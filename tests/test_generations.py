@@ -17,7 +17,9 @@ from iii import (
     FunctionInfo,
     InitOptions,
     InvocationError,
+    NotConnectedError,
     QueueUnavailableError,
+    ReconnectionConfig,
     TriggerAction,
     register_worker,
 )
@@ -280,3 +282,29 @@ def test_binding_namespace_is_sent(make_worker: WorkerFactory) -> None:
         assert [r.function_id for r in team.list_triggers() if r.trigger_type == "nstype"] == ["team::f"] * 2
         with pytest.raises(ValueError, match="namespace"):
             team.register_trigger({"type": "nstype", "function_id": "team::f", "namespace": ""})
+
+
+def test_registration_conflicts_on_head(generation: str, url: str, make_worker: WorkerFactory) -> None:
+    """``registrationrejected`` (protocol.md B.2), also on a real HEAD engine via ``III_URL``."""
+    owner = make_worker(url)
+    if owner.engine_generation != "head":
+        pytest.skip("registrationrejected exists only on engines after v0.11.0")
+    fid = unique("owned")
+    owner.register_function(fid, lambda d: "owner")
+    wait_registered(owner, fid)
+    rival = make_worker(url)
+    rival.register_function(fid, lambda d: "rival")
+    assert rival.trigger({"function_id": "engine::functions::list", "payload": {}}) is not None
+    assert rival.trigger({"function_id": fid, "payload": None}) == "owner", "the rival's copy was refused"
+    assert rival.get_connection_state() == "connected", "a function conflict keeps the connection"
+
+    name = f"only-{uuid.uuid4().hex[:8]}"
+    make_worker(url, worker_name=name)
+    fast = ReconnectionConfig(initial_delay_ms=50, max_delay_ms=200)
+    second = register_worker(url, InitOptions(worker_name=name, reconnection_config=fast))
+    try:
+        wait_until(lambda: second.get_connection_state() == "failed")
+        with pytest.raises(NotConnectedError, match="WORKER_NAMESPACE_CONFLICT"):
+            second.trigger({"function_id": fid, "payload": 1})
+    finally:
+        second.shutdown()
