@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from iii import III, InitOptions, ReconnectionConfig, register_worker
+from iii import III, InitOptions, InvocationError, ReconnectionConfig, register_worker
 from iii.testing import Engine
 
 REAL_ENGINE_URL = os.environ.get("III_URL")
@@ -71,10 +71,17 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: 
 def needs_queue(worker: III) -> None:
     """Engines after v0.11.0 enqueue through engine::queue::enqueue (the standalone queue
     worker); skip where it is not installed."""
-    if worker.engine_generation == "head" and not any(
-        f.function_id == "engine::queue::enqueue" for f in worker.list_functions()
-    ):
+    if worker.engine_generation == "head" and not has_queue_worker(worker):
         pytest.skip("no queue worker (engine::queue::enqueue) on this engine")
+
+
+def has_queue_worker(worker: III) -> bool:
+    request = {"function_id": "engine::functions::info", "payload": {"function_id": "engine::queue::enqueue"}}
+    try:
+        worker.trigger(request)
+    except InvocationError:
+        return False
+    return True
 
 
 def wait_registered(caller: III, function_id: str, timeout: float = 5.0) -> None:

@@ -25,7 +25,7 @@ from iii import (
 )
 from iii.testing import Engine
 
-from conftest import REAL_ENGINE_URL, WorkerFactory, unique, wait_registered, wait_until
+from conftest import REAL_ENGINE_URL, WorkerFactory, has_queue_worker, unique, wait_registered, wait_until
 
 REQUEST = {"type": "object", "properties": {"n": {"type": "integer"}}}
 RESPONSE = {"type": "string"}
@@ -76,7 +76,7 @@ def test_listed_functions_have_their_formats(worker: III) -> None:
     assert (info.description, info.metadata) == ("d", {"k": 1})
     assert info.request_format == REQUEST
     assert info.response_format == RESPONSE
-    assert not any(f.function_id.startswith("engine::functions") for f in worker.list_functions())
+    assert not any(f.function_id.startswith("engine::") for f in worker.list_functions())
     again = asyncio.run(worker.list_functions_async())
     assert next(f for f in again if f.function_id == fid).request_format == REQUEST
 
@@ -154,12 +154,8 @@ def test_functions_available_sees_new_functions_with_formats(
     unsubscribe()
 
 
-def _has_queue_provider(worker: III) -> bool:
-    return any(f.function_id == "engine::queue::enqueue" for f in worker.list_functions())
-
-
 def test_enqueue_without_a_queue_worker_says_so(worker: III) -> None:
-    if worker.engine_generation != "head" or _has_queue_provider(worker):
+    if worker.engine_generation != "head" or has_queue_worker(worker):
         pytest.skip("needs an engine after v0.11.0 without a queue worker")
     request = {"function_id": unique("job"), "payload": {}, "action": TriggerAction.Enqueue(queue="default")}
     with pytest.raises(QueueUnavailableError, match="no queue worker is installed") as caught:
@@ -178,7 +174,7 @@ def test_enqueue_on_head_goes_through_the_queue_provider() -> None:
         caller = register_worker(engine.url, InitOptions(worker_name="caller"))
         try:
             provider.register_function("engine::queue::enqueue", queued.append)
-            wait_registered(caller, "engine::queue::enqueue")
+            wait_until(lambda: has_queue_worker(caller))
             receipt = caller.trigger(
                 {"function_id": "jobs::run", "payload": {"n": 1}, "action": TriggerAction.Enqueue(queue="q")}
             )

@@ -180,3 +180,13 @@ def test_functions_available_entries_are_completed_without_listing_again() -> No
     assert f.request_format == {"id": "x::f"}
     assert [c["function_id"] for c in engine.calls] == ["engine::functions::info"]
     assert listings.entries("garbage", "functions") == []
+
+
+def test_list_functions_hides_engine_ids_on_both_generations() -> None:
+    listed = {"functions": [{"function_id": "engine::queue::enqueue"}, {"function_id": "a::f"}]}
+    for generation in ("v0.11", "head"):
+        engine = Canned({"engine::functions::list": listed, "engine::functions::info": _info})
+        assert [f.function_id for f in listings.run(listings.functions(generation), engine)] == ["a::f"]
+    entries = listings.entries(listed, "functions")
+    engine = Canned({"engine::functions::info": _info})
+    assert len(listings.run(listings.functions("head", entries), engine)) == 2, "notifications keep them"

@@ -108,6 +108,10 @@ def lenient(model: type[M], entry: dict[str, Any]) -> M:
         return model.model_validate({})
 
 
+def _is_engine(function_id: Any) -> bool:
+    return isinstance(function_id, str) and function_id.startswith("engine::")
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -119,7 +123,9 @@ def functions(generation: str, listed: list[dict[str, Any]] | None = None) -> Pl
     """``list_functions()``; with ``listed``, only completes those entries (functions-available)."""
     if listed is None:
         (result,) = yield [Call("engine::functions::list")]
-        listed = entries(result, "functions")
+        # Newer engines also list `engine::queue::*`; v0.11.0 hides every `engine::` id, and
+        # so does this method on both.
+        listed = [e for e in entries(result, "functions") if not _is_engine(e.get("function_id"))]
     infos = [lenient(FunctionInfo, e) for e in listed]
     if generation != HEAD or not infos:
         return infos
