@@ -144,7 +144,7 @@ def test_functions_available_sees_new_functions_with_formats(
     got: list[list[FunctionInfo]] = []
     fid = unique("avail")
     unsubscribe = worker.on_functions_available(got.append)
-    binding_fn = worker._functions_available_ids[0] if worker._functions_available_ids else ""
+    binding_fn = worker._functions_available_sub[0].id if worker._functions_available_sub else ""
     wait_until(lambda: any(t.function_id == binding_fn for t in worker.list_triggers()))
     other = make_worker(url)
     other.register_function(fid, lambda d: d, request_format=REQUEST)
