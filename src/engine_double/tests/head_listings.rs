@@ -222,3 +222,17 @@ async fn functions_available_sends_summaries() {
     until("engine ids included", || functions.iter().any(|f| f["function_id"] == "engine::functions::list"))
         .await;
 }
+
+#[tokio::test]
+async fn v011_mode_has_none_of_it() {
+    let engine = super::engine().await;
+    let mut w = Client::connect(&engine).await;
+    w.register("old::f").await;
+    round_trip(&mut w).await;
+    assert_eq!(engine.function_ids(), ["old::f"], "applied at once");
+    for fid in ["engine::functions::info", "engine::registered-triggers::list", "engine::triggers::info"] {
+        assert_eq!(w.call(fid, json!({})).await["error"]["code"], "function_not_found", "{fid}");
+    }
+    let types = w.call("engine::trigger-types::list", json!({})).await;
+    assert!(types["result"]["trigger_types"].as_array().is_some_and(|t| !t.is_empty()));
+}
