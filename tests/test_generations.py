@@ -189,47 +189,63 @@ def test_enqueue_on_head_goes_through_the_queue_provider() -> None:
             provider.shutdown()
 
 
-def test_calls_and_bindings_follow_the_worker_namespace(make_worker: WorkerFactory) -> None:
-    if REAL_ENGINE_URL:
-        pytest.skip("uses the test engine's HEAD mode")
-    with Engine(generation="head") as engine:
-        team = make_worker(engine.url, namespace="team")
-        plain = make_worker(engine.url)
-        fid = unique("ns")
-        team.register_function(fid, lambda d: f"team:{d}")
-        wait_until(lambda: fid in engine.function_ids())
-        assert team.trigger({"function_id": fid, "payload": 1}) == "team:1"
-        with pytest.raises(InvocationError) as caught:
-            plain.trigger({"function_id": fid, "payload": 1})
-        assert caught.value.code == "function_not_found"
-        assert plain.trigger({"function_id": fid, "payload": 2, "namespace": "team"}) == "team:2"
-        assert (
-            asyncio.run(plain.trigger_async({"function_id": fid, "payload": 3, "namespace": "team"}))
-            == "team:3"
-        )
-        me = next(w for w in plain.list_workers() if w.id == team.worker_id)
-        assert me.namespace == "team"  # type: ignore[attr-defined]
-        with pytest.raises(ValueError, match="namespace"):
-            plain.trigger({"function_id": fid, "namespace": " "})
+def _head_url(generation: str, url: str) -> str:
+    """Namespaces exist only after v0.11.0: the test engine's HEAD mode, or a real HEAD engine."""
+    if generation != "head" and not REAL_ENGINE_URL:
+        pytest.skip("namespaces need an engine after v0.11.0")
+    return url
+
+
+def _answers(worker: III, request: dict[str, Any]) -> bool:
+    try:
+        worker.trigger(request)
+    except InvocationError:
+        return False
+    return True
+
+
+def test_calls_follow_the_worker_namespace(generation: str, url: str, make_worker: WorkerFactory) -> None:
+    url = _head_url(generation, url)
+    plain = make_worker(url)
+    if plain.engine_generation != "head":
+        pytest.skip("namespaces need an engine after v0.11.0")
+    ns = f"team{uuid.uuid4().hex[:6]}"
+    team = make_worker(url, namespace=ns)
+    fid = unique("ns")
+    team.register_function(fid, lambda d: f"team:{d}")
+    wait_until(lambda: _answers(team, {"function_id": fid, "payload": 0}))
+    assert team.trigger({"function_id": fid, "payload": 1}) == "team:1"
+    with pytest.raises(InvocationError) as caught:
+        plain.trigger({"function_id": fid, "payload": 1})
+    assert caught.value.code == "function_not_found"
+    assert plain.trigger({"function_id": fid, "payload": 2, "namespace": ns}) == "team:2"
+    assert asyncio.run(plain.trigger_async({"function_id": fid, "payload": 3, "namespace": ns})) == "team:3"
+    me = next(w for w in plain.list_workers() if w.id == team.worker_id)
+    assert me.namespace == ns  # type: ignore[attr-defined]
+    assert fid in me.functions
+    assert next(f for f in plain.list_functions() if f.function_id == fid).namespace == ns  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="namespace"):
+        plain.trigger({"function_id": fid, "namespace": " "})
 
 
 def test_namespace_option_falls_back_to_the_environment(
-    monkeypatch: pytest.MonkeyPatch, make_worker: WorkerFactory
+    generation: str, url: str, monkeypatch: pytest.MonkeyPatch, make_worker: WorkerFactory
 ) -> None:
-    if REAL_ENGINE_URL:
-        pytest.skip("uses the test engine's HEAD mode")
-    with Engine(generation="head") as engine:
-        monkeypatch.setenv("III_NAMESPACE", "from-env")
-        w = make_worker(engine.url)
-        wait_until(lambda: any(x.id == w.worker_id for x in w.list_workers()))
-        me = next(x for x in w.list_workers() if x.id == w.worker_id)
-        assert me.namespace == "from-env"  # type: ignore[attr-defined]
-        monkeypatch.setenv("III_NAMESPACE", " ")
-        blank_env = make_worker(engine.url)
-        wait_until(lambda: any(x.id == blank_env.worker_id for x in w.list_workers()))
-        assert next(x for x in w.list_workers() if x.id == blank_env.worker_id).namespace == "default"  # type: ignore[attr-defined]
-        with pytest.raises(ValueError, match="blank"):
-            register_worker(engine.url, InitOptions(namespace=""))
+    url = _head_url(generation, url)
+    ns = f"env{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("III_NAMESPACE", ns)
+    w = make_worker(url)
+    if w.engine_generation != "head":
+        pytest.skip("namespaces need an engine after v0.11.0")
+    wait_until(lambda: any(x.id == w.worker_id for x in w.list_workers()))
+    assert next(x for x in w.list_workers() if x.id == w.worker_id).namespace == ns  # type: ignore[attr-defined]
+    monkeypatch.setenv("III_NAMESPACE", " ")
+    blank_env = make_worker(url)
+    wait_until(lambda: any(x.id == blank_env.worker_id for x in w.list_workers()))
+    listed = next(x for x in w.list_workers() if x.id == blank_env.worker_id)
+    assert listed.namespace == "default"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="blank"):
+        register_worker(url, InitOptions(namespace=""))
 
 
 def test_registrations_apply_at_once_on_head() -> None:
@@ -247,9 +263,9 @@ def test_registrations_apply_at_once_on_head() -> None:
             w.shutdown()
 
 
-def test_binding_namespace_is_sent(make_worker: WorkerFactory) -> None:
+def test_bindings_carry_their_namespace_to_the_provider(make_worker: WorkerFactory) -> None:
     if REAL_ENGINE_URL:
-        pytest.skip("inspects what the test engine received")
+        pytest.skip("uses the test engine's HEAD mode")
     with Engine(generation="head") as engine:
         got: list[dict[str, Any]] = []
 
@@ -275,6 +291,7 @@ def test_binding_namespace_is_sent(make_worker: WorkerFactory) -> None:
             }
         )
         wait_until(lambda: len(got) == 2)
+        assert sorted(c.namespace for c in got) == ["other", "team"]
         assert [r.function_id for r in team.list_triggers() if r.trigger_type == "nstype"] == ["team::f"] * 2
         with pytest.raises(ValueError, match="namespace"):
             team.register_trigger({"type": "nstype", "function_id": "team::f", "namespace": ""})
@@ -297,7 +314,8 @@ def test_registration_conflicts_on_head(generation: str, url: str, make_worker: 
     name = f"only-{uuid.uuid4().hex[:8]}"
     make_worker(url, worker_name=name)
     fast = ReconnectionConfig(initial_delay_ms=50, max_delay_ms=200)
-    second = register_worker(url, InitOptions(worker_name=name, reconnection_config=fast))
+    # The rejection may come before or after `connected`: construct without waiting for it.
+    second = III(url, InitOptions(worker_name=name, reconnection_config=fast))
     try:
         wait_until(lambda: second.get_connection_state() == "failed")
         with pytest.raises(NotConnectedError, match="WORKER_NAMESPACE_CONFLICT"):
