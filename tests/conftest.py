@@ -23,7 +23,7 @@ def engine() -> Iterator[Engine]:
     """The built-in test engine. Tests that control the engine itself use this directly."""
     if REAL_ENGINE_URL:
         pytest.skip("needs control over the engine (not possible with III_URL)")
-    with Engine(functions_poll_interval_ms=100, generation=TEST_ENGINE_GENERATION) as e:
+    with Engine(functions_poll_interval_ms=100, generation=TEST_ENGINE_GENERATION, queue_worker=True) as e:
         yield e
 
 
@@ -32,7 +32,7 @@ def engine_url() -> Iterator[str]:
     if REAL_ENGINE_URL:
         yield REAL_ENGINE_URL
         return
-    with Engine(functions_poll_interval_ms=100, generation=TEST_ENGINE_GENERATION) as e:
+    with Engine(functions_poll_interval_ms=100, generation=TEST_ENGINE_GENERATION, queue_worker=True) as e:
         yield e.url
 
 

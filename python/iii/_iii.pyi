@@ -191,6 +191,7 @@ class TestEngine:
         functions_poll_interval_ms: int = 5000,
         head_protocol: bool = False,
         registration_grace_ms: int = 5000,
+        queue_worker: bool = False,
     ) -> Self: ...
     @property
     def url(self) -> str: ...

@@ -42,7 +42,9 @@ class Engine:
     only refuses the function); registrations wait for ``engine::workers::register`` or
     ``registration_grace_ms``; the listings take HEAD's functions and shapes; calls resolve in
     their ``namespace``; and ``enqueue`` goes through ``engine::queue::enqueue``, which some
-    worker must provide (else ``enqueue_error``: no queue provider). Ids are unique across
+    worker must provide (else ``enqueue_error``: no queue provider), or, with
+    ``queue_worker=True``, the engine's own queues as if the standalone queue worker were
+    installed. Ids are unique across
     namespaces here, unlike on the real engine.
     """
 
@@ -56,12 +58,15 @@ class Engine:
         head_protocol: bool = False,
         generation: str = "v0.11",
         registration_grace_ms: int = 5000,
+        queue_worker: bool = False,
     ) -> None:
         if generation not in GENERATIONS:
             raise ValueError(f"generation must be one of {GENERATIONS}, not {generation!r}")
         head = head_protocol or generation == "head"
         self.generation = "head" if head else "v0.11"
-        self._engine = TestEngine(host, port, queues, functions_poll_interval_ms, head, registration_grace_ms)
+        self._engine = TestEngine(
+            host, port, queues, functions_poll_interval_ms, head, registration_grace_ms, queue_worker
+        )
         self._closed = False
 
     @property

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::builtins::{input, object1, CHANNELS_CREATE, WORKERS_REGISTER};
 use super::routing::{not_found, Outcome};
 use super::state::{Conn, Engine, Reply, State};
-use super::{channels, state_fns, streams};
+use super::{channels, head, state_fns, streams};
 use crate::protocol::{ErrorBody, Json};
 
 const FUNCTIONS_LIST: &str = "engine::functions::list";
@@ -76,6 +76,12 @@ struct FunctionSummary<'a> {
     metadata: Option<&'a RawValue>,
 }
 
+/// Functions the engine's in-process modules (and a simulated queue worker) provide.
+fn module_functions(engine: &Engine) -> impl Iterator<Item = &'static str> {
+    let queue = engine.config.queue_worker.then_some(head::ENQUEUE_PROVIDER);
+    streams::FUNCTIONS.iter().chain(state_fns::FUNCTIONS.iter()).chain(BUILTINS.iter()).copied().chain(queue)
+}
+
 fn owner_name(state: &State, conn: &Conn) -> String {
     let name = state.workers.get(&conn.id).and_then(|w| w.meta.name.clone());
     name.unwrap_or_else(|| conn.id.clone())
@@ -116,8 +122,8 @@ pub(crate) fn function_summaries(engine: &Engine, include_internal: bool) -> Jso
             metadata: f.metadata.as_deref(),
         })
         .collect();
-    let modules = streams::FUNCTIONS.iter().chain(state_fns::FUNCTIONS.iter()).chain(BUILTINS.iter());
-    entries.extend(modules.filter(|id| !state.functions.contains_key(**id)).map(|id| FunctionSummary {
+    let modules = module_functions(engine);
+    entries.extend(modules.filter(|id| !state.functions.contains_key(*id)).map(|id| FunctionSummary {
         function_id: id,
         namespace: DEFAULT,
         worker_name: module_of(id).to_owned(),
@@ -144,7 +150,12 @@ fn invalid(message: &str) -> ErrorBody {
 }
 
 /// One function's detail, or `None` when it is not registered (in `namespace`, if given).
-fn function_detail(state: &State, function_id: &str, namespace: Option<&str>) -> Option<Value> {
+fn function_detail(
+    engine: &Engine,
+    state: &State,
+    function_id: &str,
+    namespace: Option<&str>,
+) -> Option<Value> {
     let registered_triggers: Vec<Value> = {
         let mut refs: Vec<(&String, &super::state::Binding)> =
             state.triggers.iter().filter(|(_, b)| b.function_id == function_id).collect();
@@ -177,8 +188,7 @@ fn function_detail(state: &State, function_id: &str, namespace: Option<&str>) ->
             d
         }
         None => {
-            let module = streams::FUNCTIONS.iter().chain(state_fns::FUNCTIONS.iter()).chain(BUILTINS.iter());
-            let id = module.copied().find(|id| *id == function_id)?;
+            let id = module_functions(engine).find(|id| *id == function_id)?;
             if namespace.is_some_and(|ns| ns != DEFAULT) {
                 return None;
             }
@@ -199,7 +209,7 @@ fn functions_info(engine: &Engine, input: InfoInput) -> Outcome {
     let out = match (input.function_id, input.function_ids) {
         (Some(_), Some(_)) => return Err(invalid("pass either `function_id` or `function_ids`, not both")),
         (None, None) => return Err(invalid("missing field `function_id` (or `function_ids` for a batch)")),
-        (Some(id), None) => function_detail(&state, &id, ns).ok_or_else(|| not_found(&id))?,
+        (Some(id), None) => function_detail(engine, &state, &id, ns).ok_or_else(|| not_found(&id))?,
         (None, Some(ids)) => {
             let mut unique: Vec<String> = Vec::new();
             for id in ids {
@@ -216,7 +226,7 @@ fn functions_info(engine: &Engine, input: InfoInput) -> Outcome {
             let entries: Vec<Value> = unique
                 .iter()
                 .map(|id| {
-                    function_detail(&state, id, ns)
+                    function_detail(engine, &state, id, ns)
                         .unwrap_or_else(|| serde_json::json!({"function_id": id, "error": "not_found"}))
                 })
                 .collect();

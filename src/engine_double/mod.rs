@@ -70,6 +70,9 @@ pub struct EngineConfig {
     /// HEAD mode: how long a connection's registrations wait for `engine::workers::register`
     /// before they are applied in the `default` namespace (the real engine: 5 s).
     pub registration_grace: Duration,
+    /// HEAD mode: behave as if the standalone queue worker were installed (`enqueue` goes to
+    /// the engine's queues, `engine::queue::enqueue` is listed).
+    pub queue_worker: bool,
 }
 
 impl Default for EngineConfig {
@@ -81,6 +84,7 @@ impl Default for EngineConfig {
             functions_poll_interval: Duration::from_secs(5),
             head_protocol: false,
             registration_grace: Duration::from_secs(5),
+            queue_worker: false,
         }
     }
 }

@@ -45,7 +45,9 @@ pub(crate) async fn invoke(engine: &Arc<Engine>, conn: &Arc<Conn>, mut inv: Invo
         };
     }
     match inv.action.take() {
-        Some(TriggerAction::Enqueue { queue }) if engine.config.head_protocol => {
+        Some(TriggerAction::Enqueue { queue })
+            if engine.config.head_protocol && !engine.config.queue_worker =>
+        {
             head::enqueue(engine, conn, inv, &queue).await
         }
         Some(TriggerAction::Enqueue { queue }) => queues::enqueue(engine, conn, inv, &queue).await,

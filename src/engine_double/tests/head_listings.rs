@@ -236,3 +236,21 @@ async fn v011_mode_has_none_of_it() {
     let types = w.call("engine::trigger-types::list", json!({})).await;
     assert!(types["result"]["trigger_types"].as_array().is_some_and(|t| !t.is_empty()));
 }
+
+#[tokio::test]
+async fn a_simulated_queue_worker_takes_enqueues() {
+    let config = EngineConfig { head_protocol: true, queue_worker: true, ..config() };
+    let engine = EngineHandle::start(config).await.unwrap();
+    let mut w = Client::connect(&engine).await;
+    w.register("job::run").await;
+    announce(&mut w, "jobs", None).await;
+    let info = w.call("engine::functions::info", json!({"function_id": "engine::queue::enqueue"})).await;
+    assert_eq!(info["result"]["worker_name"], "iii-engine-functions");
+    let id = uuid::Uuid::new_v4().to_string();
+    w.send(json!({"type": "invokefunction", "invocation_id": id, "function_id": "job::run", "data": 5,
+        "action": {"type": "enqueue", "queue": "default"}}))
+        .await;
+    assert!(w.recv().await["result"]["messageReceiptId"].is_string());
+    let delivery = w.recv().await;
+    assert_eq!((delivery["function_id"].as_str(), delivery["data"].as_i64()), (Some("job::run"), Some(5)));
+}
