@@ -32,3 +32,7 @@ if [ "${LINT:-1}" != 0 ]; then
 fi
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider --timeout 120 tests
+if [ -z "${III_URL:-}" ]; then
+    # Again with the test engine behaving like the engines after v0.11.0 (protocol.md Part B).
+    III_TEST_ENGINE=head python -m pytest -q -p no:cacheprovider --timeout 120 tests
+fi

@@ -10,10 +10,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from iii import III, InitOptions, ReconnectionConfig, register_worker
+from iii import III, InitOptions, InvocationError, ReconnectionConfig, register_worker
 from iii.testing import Engine
 
 REAL_ENGINE_URL = os.environ.get("III_URL")
+#: Which generation the built-in test engine behaves like (``v0.11`` or ``head``).
+TEST_ENGINE_GENERATION = os.environ.get("III_TEST_ENGINE", "v0.11")
 
 
 @pytest.fixture
@@ -21,7 +23,7 @@ def engine() -> Iterator[Engine]:
     """The built-in test engine. Tests that control the engine itself use this directly."""
     if REAL_ENGINE_URL:
         pytest.skip("needs control over the engine (not possible with III_URL)")
-    with Engine(functions_poll_interval_ms=100) as e:
+    with Engine(functions_poll_interval_ms=100, generation=TEST_ENGINE_GENERATION, queue_worker=True) as e:
         yield e
 
 
@@ -30,7 +32,7 @@ def engine_url() -> Iterator[str]:
     if REAL_ENGINE_URL:
         yield REAL_ENGINE_URL
         return
-    with Engine(functions_poll_interval_ms=100) as e:
+    with Engine(functions_poll_interval_ms=100, generation=TEST_ENGINE_GENERATION, queue_worker=True) as e:
         yield e.url
 
 
@@ -64,6 +66,22 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout:.1f} s")
         time.sleep(interval)
+
+
+def needs_queue(worker: III) -> None:
+    """Engines after v0.11.0 enqueue through engine::queue::enqueue (the standalone queue
+    worker); skip where it is not installed."""
+    if worker.engine_generation == "head" and not has_queue_worker(worker):
+        pytest.skip("no queue worker (engine::queue::enqueue) on this engine")
+
+
+def has_queue_worker(worker: III) -> bool:
+    request = {"function_id": "engine::functions::info", "payload": {"function_id": "engine::queue::enqueue"}}
+    try:
+        worker.trigger(request)
+    except InvocationError:
+        return False
+    return True
 
 
 def wait_registered(caller: III, function_id: str, timeout: float = 5.0) -> None:

@@ -58,6 +58,16 @@ _GROUPS: list[tuple[str, list[str]]] = [
         "own TriggerTypeRef passes description=).",
         ["iii.types.IIIClient.register_function(args)", "iii.types.IIIClient.register_function(kwargs)"],
     ),
+    (
+        "Namespaces of the engines after v0.11.0, as in the newer official SDKs (README, engine "
+        "generations): the worker's namespace (else III_NAMESPACE), and a call's or binding's own.",
+        [
+            "iii.iii_constants.InitOptions.namespace",
+            "iii.iii_types.RegisterTriggerInput.namespace",
+            "iii.iii_types.RegisterTriggerInput.trigger_namespace",
+            "iii.iii_types.TriggerRequest.namespace",
+        ],
+    ),
 ]
 
 ALLOWED: dict[str, str] = {key: reason for reason, keys in _GROUPS for key in keys}

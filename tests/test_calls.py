@@ -20,7 +20,7 @@ from iii import (
     TriggerRequest,
 )
 
-from conftest import unique, wait_registered, wait_until
+from conftest import needs_queue, unique, wait_registered, wait_until
 
 
 class Greeting(BaseModel):
@@ -133,6 +133,7 @@ def test_three_registration_forms_and_unregister(make_worker):
 
 def test_enqueue_returns_receipt_and_delivers(make_worker):
     server, client = make_worker(), make_worker()
+    needs_queue(client)
     got = []
     fid = unique("job")
     server.register_function(fid, lambda d: got.append(d))
@@ -154,6 +155,7 @@ def test_enqueue_returns_receipt_and_delivers(make_worker):
 
 def test_enqueue_to_unknown_queue_is_an_error(make_worker):
     client = make_worker()
+    needs_queue(client)
     with pytest.raises(InvocationError) as err:
         client.trigger(
             {"function_id": "x", "payload": 1, "action": TriggerAction.Enqueue(queue="no-such-queue")}

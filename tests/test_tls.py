@@ -19,6 +19,7 @@ from iii import (
     EnqueueResult,
     IIIError,
     InitOptions,
+    QueueUnavailableError,
     ReconnectionConfig,
     TriggerAction,
     register_worker,
@@ -26,7 +27,7 @@ from iii import (
 from pki import Authority, Issued
 from tls_proxy import TlsProxy
 
-from conftest import unique, wait_registered, wait_until
+from conftest import has_queue_worker, unique, wait_registered, wait_until
 from proxy import ConnectProxy
 
 MIB = 1024 * 1024
@@ -101,10 +102,14 @@ def test_calls_in_every_mode_over_wss(wss_worker):
     assert client.trigger({"function_id": fid, "payload": {"n": 1}}) == {"echo": 1}
     assert asyncio.run(client.trigger_async({"function_id": fid, "payload": {"n": 2}})) == {"echo": 2}
     assert client.trigger({"function_id": job, "payload": {"v": 1}, "action": TriggerAction.Void()}) is None
-    receipt = client.trigger(
-        {"function_id": job, "payload": {"v": 2}, "action": TriggerAction.Enqueue(queue="default")}
-    )
-    assert isinstance(receipt, EnqueueResult)
+    enqueue = {"function_id": job, "payload": {"v": 2}, "action": TriggerAction.Enqueue(queue="default")}
+    if client.engine_generation == "head" and not has_queue_worker(client):
+        with pytest.raises(QueueUnavailableError):
+            client.trigger(enqueue)
+        enqueue["action"] = TriggerAction.Void()
+        client.trigger(enqueue)
+    else:
+        assert isinstance(client.trigger(enqueue), EnqueueResult)
     wait_until(lambda: len(jobs) == 2)
 
 

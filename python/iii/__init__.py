@@ -28,6 +28,7 @@ from .errors import (
     PayloadNotSerializableError,
     PayloadTooLargeError,
     ProtocolError,
+    QueueUnavailableError,
 )
 from .format import extract_request_format, extract_response_format, python_type_to_format
 from .http_trigger import HttpRequest, HttpResponse, InternalHttpRequest, http
@@ -120,6 +121,7 @@ __all__ = [
     "ClientShutdownError",
     "InvocationError",
     "InvocationTimeoutError",
+    "QueueUnavailableError",
     "ProtocolError",
     "PayloadError",
     "PayloadNotSerializableError",

@@ -106,6 +106,7 @@ class Connection:
     def state(self) -> str: ...
     def last_error(self) -> str | None: ...
     def worker_id(self) -> str | None: ...
+    def generation(self) -> str: ...
     def pending_calls(self) -> int: ...
     def wait_connected(self, timeout: float) -> str: ...
     def register_function(
@@ -130,7 +131,13 @@ class Connection:
         parent_service_id: str | None = None,
     ) -> None: ...
     def register_trigger(
-        self, trigger_type: str, function_id: str, config: Any = None, metadata: Any = None
+        self,
+        trigger_type: str,
+        function_id: str,
+        config: Any = None,
+        metadata: Any = None,
+        namespace: str | None = None,
+        trigger_namespace: str | None = None,
     ) -> str: ...
     def unregister_trigger(self, id: str, trigger_type: str) -> None: ...
     def register_trigger_type(
@@ -141,7 +148,17 @@ class Connection:
         self, binding: TriggerBinding, error_code: str | None = None, error_message: str | None = None
     ) -> None: ...
     def inject(self, frame: bytes) -> None: ...
-    def call(self, function_id: str, payload: Any, timeout_ms: int, queue: str | None = None) -> Any: ...
+    def bind_telemetry(self, telemetry: Telemetry) -> None: ...
+    def call(
+        self,
+        function_id: str,
+        payload: Any,
+        timeout_ms: int,
+        queue: str | None = None,
+        namespace: str | None = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> Any: ...
     def call_async(
         self,
         function_id: str,
@@ -150,10 +167,29 @@ class Connection:
         queue: str | None,
         future: Any,
         loop_queue: LoopQueue | None = None,
+        namespace: str | None = None,
         defer: bool = False,
+        traceparent: str | None = None,
+        baggage: str | None = None,
     ) -> bool: ...
-    def call_void(self, function_id: str, payload: Any, defer: bool = False) -> bool: ...
-    def reply(self, invocation_id: str, function_id: str, value: Any, defer: bool = False) -> bool: ...
+    def call_void(
+        self,
+        function_id: str,
+        payload: Any,
+        namespace: str | None = None,
+        defer: bool = False,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> bool: ...
+    def reply(
+        self,
+        invocation_id: str,
+        function_id: str,
+        value: Any,
+        defer: bool = False,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> bool: ...
     def reply_error(
         self,
         invocation_id: str,
@@ -162,6 +198,8 @@ class Connection:
         message: str,
         stacktrace: str | None = None,
         defer: bool = False,
+        traceparent: str | None = None,
+        baggage: str | None = None,
     ) -> bool: ...
     def flush(self) -> None: ...
     def shutdown(self, timeout: float = 2.0) -> None: ...
@@ -183,6 +221,8 @@ class TestEngine:
         queues: list[Any] | None = None,
         functions_poll_interval_ms: int = 5000,
         head_protocol: bool = False,
+        registration_grace_ms: int = 5000,
+        queue_worker: bool = False,
     ) -> Self: ...
     @property
     def url(self) -> str: ...

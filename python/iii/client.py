@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from . import _iii
+from . import _iii, listings, namespaces, telemetry
 from .channels import Channel, ChannelReader, ChannelWriter
 from .dispatch import Dispatcher, Handler, awaited
-from .errors import ClientShutdownError, InvocationError, NotConnectedError
+from .errors import ClientShutdownError, InvocationError, NotConnectedError, enqueue_error
 from .format import extract_request_format, extract_response_format, python_type_to_format
 from .options import FunctionRef, IIIConnectionState, InitOptions
 from .stream import (
@@ -89,6 +89,7 @@ class III(Dispatcher):
         self._address = address
         self._options = options or InitOptions()
         _check_options(self._options)
+        self._namespace = namespaces.worker_namespace(self._options.namespace)
         self._timeout_ms = int(self._options.invocation_timeout_ms)
         self._trigger_types: dict[str, TriggerHandler[Any]] = {}
         self._bindings: dict[str, TriggerConfig[Any]] = {}
@@ -104,8 +105,17 @@ class III(Dispatcher):
         self._sync_threads = 0
         self._link_fd: int | None = None
         self._connection = _iii.Connection(address, **self._connection_options())
+        # OpenTelemetry (on by default, as in the official SDK): exported on this connection.
+        self._telemetry = telemetry.start(
+            self._options.otel, worker_url=address, metrics=self._options.enable_metrics_reporting
+        )
+        if self._telemetry is not None:
+            self._connection.bind_telemetry(self._telemetry)
+            _telemetry_users.append(self)
         self._loop = asyncio.new_event_loop()
         self._loop.add_reader(self._connection.wake_fd, self._poll)
+        if self._telemetry is not None:
+            telemetry.attach_event_loop(self._loop)
         # Non-daemon, like the official SDK: a connected worker keeps the process alive.
         self._thread = threading.Thread(target=self._run_loop, name="iii-loop", daemon=False)
         self._thread.start()
@@ -138,7 +148,8 @@ class III(Dispatcher):
     def _worker_metadata(self) -> dict[str, Any]:
         t = self._options.telemetry
         lang = os.environ.get("LANG", "").split(".")[0] or None
-        return {
+        namespace = {"namespace": self._namespace} if self._namespace is not None else {}
+        return namespace | {
             "runtime": "python",
             "version": SDK_VERSION,
             "name": self._options.worker_name or f"{socket.gethostname()}:{os.getpid()}",
@@ -165,6 +176,12 @@ class III(Dispatcher):
                 self._state_listeners.remove(callback)
 
         return unsubscribe
+
+    @property
+    def engine_generation(self) -> str:
+        """``"v0.11"`` or ``"head"`` (an engine after v0.11.0), judged once per connection from
+        the engine's ``workerregistered``; ``"unknown"`` before the first connection."""
+        return str(self._connection.generation())
 
     @property
     def worker_id(self) -> str | None:
@@ -264,10 +281,17 @@ class III(Dispatcher):
         Blocks the calling thread (not the event loop of other threads) with the GIL released.
         """
         function_id, payload, action, timeout_ms = self._parse_request(request)
+        namespace = self._call_namespace(request, function_id)
+        traceparent, baggage = self._trace_headers()
         if action is _VOID:
-            self._connection.call_void(function_id, payload)
+            self._connection.call_void(function_id, payload, namespace, False, traceparent, baggage)
             return None
-        result = self._connection.call(function_id, payload, timeout_ms, action)
+        try:
+            result = self._connection.call(
+                function_id, payload, timeout_ms, action, namespace, traceparent, baggage
+            )
+        except InvocationError as exc:
+            raise exc if action is None else enqueue_error(exc) from None
         return result if action is None else EnqueueResult.model_validate(result)
 
     async def trigger_async(self, request: dict[str, Any] | TriggerRequest) -> Any:
@@ -278,20 +302,39 @@ class III(Dispatcher):
         ``TriggerAction.Void``: sends and returns ``None`` at once.
         """
         function_id, payload, action, timeout_ms = self._parse_request(request)
+        namespace = self._call_namespace(request, function_id)
+        traceparent, baggage = self._trace_headers()
         loop = asyncio.get_running_loop()
         # On the SDK loop the frame may be held back until the end of the loop's iteration, so
         # a burst of calls goes out in one write (see ``crate::connection::deferring``).
         on_sdk_loop = loop is self._loop
         if action is _VOID:
-            if self._connection.call_void(function_id, payload, on_sdk_loop):
+            if self._connection.call_void(function_id, payload, namespace, on_sdk_loop, traceparent, baggage):
                 loop.call_soon(self._connection.flush)
             return None
         future = loop.create_future()
         queue = None if on_sdk_loop else self._queue_for(loop)
-        if self._connection.call_async(function_id, payload, timeout_ms, action, future, queue, on_sdk_loop):
+        if self._connection.call_async(
+            function_id, payload, timeout_ms, action, future, queue, namespace, on_sdk_loop, traceparent, baggage
+        ):
             loop.call_soon(self._connection.flush)
-        result = await future
+        try:
+            result = await future
+        except InvocationError as exc:
+            raise exc if action is None else enqueue_error(exc) from None
         return result if action is None else EnqueueResult.model_validate(result)
+
+    def _trace_headers(self) -> tuple[str | None, str | None]:
+        """``traceparent`` and ``baggage`` for a call made now (none while OpenTelemetry is off)."""
+        if self._telemetry is None:
+            return None, None
+        from . import _otel_bridge
+
+        return _otel_bridge.outgoing_headers()
+
+    def _call_namespace(self, request: dict[str, Any] | TriggerRequest, function_id: str) -> str | None:
+        named = request.get("namespace") if isinstance(request, dict) else request.namespace
+        return namespaces.for_call(named, function_id, self._namespace)
 
     def _queue_for(self, loop: asyncio.AbstractEventLoop) -> _iii.LoopQueue | None:
         """The batch queue for results on ``loop`` (None: the SDK loop's own)."""
@@ -381,8 +424,17 @@ class III(Dispatcher):
         """Binds a trigger (``type``, ``function_id``, ``config``) to a function."""
         self._check_open()
         spec = _as(RegisterTriggerInput, trigger)
+        namespace = namespaces.explicit(spec.namespace, "RegisterTriggerInput.namespace") or self._namespace
+        trigger_namespace = namespaces.explicit(
+            spec.trigger_namespace, "RegisterTriggerInput.trigger_namespace"
+        )
         trigger_id = self._connection.register_trigger(
-            spec.type, spec.function_id, _format_json(spec.config), spec.metadata
+            spec.type,
+            spec.function_id,
+            _format_json(spec.config),
+            spec.metadata,
+            namespace,
+            trigger_namespace,
         )
         return Trigger(lambda: self._connection.unregister_trigger(trigger_id, spec.type))
 
@@ -424,44 +476,34 @@ class III(Dispatcher):
     # -- discovery ---------------------------------------------------------------------------
 
     def list_functions(self) -> list[FunctionInfo]:
-        """Every function registered with the engine, across all workers."""
-        return _functions(self.trigger({"function_id": "engine::functions::list", "payload": {}}))
+        """Every function registered with the engine, across all workers, with its formats."""
+        return listings.run(listings.functions(self.engine_generation), self.trigger)
 
     async def list_functions_async(self) -> list[FunctionInfo]:
-        return _functions(await self.trigger_async({"function_id": "engine::functions::list", "payload": {}}))
+        return await listings.run_async(listings.functions(self.engine_generation), self.trigger_async)
 
     def list_workers(self) -> list[WorkerInfo]:
         """Every worker connected to the engine."""
-        return _workers(self.trigger({"function_id": "engine::workers::list", "payload": {}}))
+        return listings.run(listings.workers(self.engine_generation), self.trigger)
 
     async def list_workers_async(self) -> list[WorkerInfo]:
-        return _workers(await self.trigger_async({"function_id": "engine::workers::list", "payload": {}}))
+        return await listings.run_async(listings.workers(self.engine_generation), self.trigger_async)
 
     def list_triggers(self, include_internal: bool = False) -> list[TriggerInfo]:
         """Every trigger binding (``include_internal`` adds the engine's own)."""
-        return _triggers(self.trigger(_listing("engine::triggers::list", include_internal)))
+        return listings.run(listings.triggers(self.engine_generation, include_internal), self.trigger)
 
     async def list_triggers_async(self, include_internal: bool = False) -> list[TriggerInfo]:
-        return _triggers(await self.trigger_async(_listing("engine::triggers::list", include_internal)))
+        plan = listings.triggers(self.engine_generation, include_internal)
+        return await listings.run_async(plan, self.trigger_async)
 
     def list_trigger_types(self, include_internal: bool = False) -> list[TriggerTypeInfo]:
         """Every trigger type (``include_internal`` adds ``engine::*`` ones)."""
-        try:
-            return _trigger_types(self.trigger(_listing(_TRIGGER_TYPES_V011, include_internal)))
-        except InvocationError as exc:
-            if exc.code != "function_not_found":
-                raise
-        # Newer engines list trigger types through engine::triggers::list (protocol.md B.4).
-        return _trigger_types(self.trigger(_listing("engine::triggers::list", include_internal)), "triggers")
+        return listings.run(listings.trigger_types(self.engine_generation, include_internal), self.trigger)
 
     async def list_trigger_types_async(self, include_internal: bool = False) -> list[TriggerTypeInfo]:
-        try:
-            return _trigger_types(await self.trigger_async(_listing(_TRIGGER_TYPES_V011, include_internal)))
-        except InvocationError as exc:
-            if exc.code != "function_not_found":
-                raise
-        result = await self.trigger_async(_listing("engine::triggers::list", include_internal))
-        return _trigger_types(result, "triggers")
+        plan = listings.trigger_types(self.engine_generation, include_internal)
+        return await listings.run_async(plan, self.trigger_async)
 
     def on_functions_available(self, callback: Callable[[list[FunctionInfo]], Any]) -> Callable[[], None]:
         """Calls ``callback(functions)`` whenever the engine's set of functions changes.
@@ -491,7 +533,8 @@ class III(Dispatcher):
         return unsubscribe
 
     async def _functions_changed(self, data: Any) -> None:
-        functions = _functions(data)
+        plan = listings.functions(self.engine_generation, listings.entries(data, "functions"))
+        functions = await listings.run_async(plan, self.trigger_async)
         for callback in list(self._functions_available):
             try:
                 await awaited(callback(functions))
@@ -544,6 +587,8 @@ class III(Dispatcher):
             if self._closed:
                 return
             self._closed = True
+        if self._telemetry is not None:
+            self._release_telemetry()
         self._connection.shutdown()
         if not self._loop.is_closed():
             try:
@@ -552,6 +597,20 @@ class III(Dispatcher):
                 pass
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
+
+    def _release_telemetry(self) -> None:
+        """One process has one exporter, sent on the link of the newest client using it: hand
+        it to the next client, or, for the last one, send what is buffered and switch it off."""
+        with _telemetry_lock:
+            if self in _telemetry_users:
+                _telemetry_users.remove(self)
+            if telemetry.current() is not self._telemetry:
+                return  # shut down (or replaced) by shutdown_otel() meanwhile
+            if _telemetry_users:
+                _telemetry_users[-1]._connection.bind_telemetry(self._telemetry)
+                return
+        # At most 5 s on a live link; with no link there is nothing to wait for.
+        telemetry.stop(5000 if self._connection.state() == "connected" else 0)
 
     async def shutdown_async(self) -> None:
         """:meth:`shutdown` for async code."""
@@ -569,6 +628,10 @@ class III(Dispatcher):
     def __repr__(self) -> str:
         return f"III({self._address!r}, state={self.get_connection_state()!r})"
 
+
+#: Clients exporting through the process's telemetry exporter, newest last.
+_telemetry_users: list[III] = []
+_telemetry_lock = threading.Lock()
 
 _STREAM_OPS: dict[str, type[BaseModel]] = {
     "get": StreamGetInput,
@@ -606,37 +669,6 @@ def _parse_action(action: Any) -> Any:
         f"invalid action {action!r}: use TriggerAction.Void(), TriggerAction.Enqueue(queue=...), "
         "{'type': 'void'} or {'type': 'enqueue', 'queue': ...}"
     )
-
-
-_TRIGGER_TYPES_V011 = "engine::trigger-types::list"
-
-
-def _listing(function_id: str, include_internal: bool) -> dict[str, Any]:
-    return {"function_id": function_id, "payload": {"include_internal": include_internal}}
-
-
-def _entries(result: Any, key: str) -> list[Any]:
-    if isinstance(result, dict):
-        entries = result.get(key)
-    else:
-        entries = result
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-
-
-def _functions(result: Any) -> list[FunctionInfo]:
-    return [FunctionInfo.model_validate(e) for e in _entries(result, "functions")]
-
-
-def _workers(result: Any) -> list[WorkerInfo]:
-    return [WorkerInfo.model_validate(e) for e in _entries(result, "workers")]
-
-
-def _triggers(result: Any) -> list[TriggerInfo]:
-    return [TriggerInfo.model_validate(e) for e in _entries(result, "triggers")]
-
-
-def _trigger_types(result: Any, key: str = "trigger_types") -> list[TriggerTypeInfo]:
-    return [TriggerTypeInfo.model_validate(e) for e in _entries(result, key)]
 
 
 def register_worker(address: str, options: InitOptions | None = None) -> III:

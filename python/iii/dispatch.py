@@ -242,6 +242,8 @@ class Dispatcher:
     def _on_state(self, state: IIIConnectionState) -> None:
         if state == "connected":
             self._attach_link()
+            if self._telemetry is not None:
+                self._telemetry.set_worker_id(self._connection.worker_id())
         else:
             self._detach_link()
         if state == "failed":

@@ -60,6 +60,26 @@ class InvocationError(IIIError):
         return f"InvocationError(code={self.code!r}, message={self.message!r})"
 
 
+class QueueUnavailableError(InvocationError):
+    """An enqueue found no queue to take the message.
+
+    On engines after v0.11.0 the ``enqueue`` action goes through ``engine::queue::enqueue``,
+    which the standalone queue worker provides; without it every enqueue fails this way.
+    ``code`` stays the engine's (``enqueue_error``).
+    """
+
+
+def enqueue_error(exc: InvocationError) -> InvocationError:
+    """The error to raise for a failed enqueue: :class:`QueueUnavailableError` when the engine
+    says no queue provider is installed, else ``exc`` itself."""
+    text = exc.message or ""
+    missing = "No queue provider" in text or ("engine::queue::enqueue" in text and "not found" in text)
+    if exc.code != "enqueue_error" or not missing or isinstance(exc, QueueUnavailableError):
+        return exc
+    message = f"no queue worker is installed on the engine (engine::queue::enqueue is missing): {text}"
+    return QueueUnavailableError(exc.code, message, exc.stacktrace)
+
+
 class ProtocolError(IIIError):
     """The engine sent something this SDK cannot make sense of."""
 
@@ -91,6 +111,7 @@ __all__ = [
     "ChannelError",
     "InvocationTimeoutError",
     "InvocationError",
+    "QueueUnavailableError",
     "ProtocolError",
     "PayloadError",
     "PayloadNotSerializableError",

@@ -123,6 +123,10 @@ class InitOptions:
       replaced (10 s / 30 s), so a half-open connection is noticed within seconds.
     - ``offline_queue_limit``: calls and results kept while disconnected (1000); beyond it
       calls fail with ``OfflineQueueFullError``.
+
+    ``namespace`` (as in the newer official SDKs; engines after v0.11.0): the namespace this
+    worker registers in, else ``III_NAMESPACE``, else the engine's ``default``. Calls and
+    trigger bindings follow it unless they name another namespace.
     """
 
     worker_name: str | None = None
@@ -137,6 +141,7 @@ class InitOptions:
     ping_interval_ms: int = 10000
     idle_timeout_ms: int = 30000
     offline_queue_limit: int = MAX_QUEUE_SIZE
+    namespace: str | None = None
 
 
 @dataclass

@@ -135,6 +135,11 @@ def init_otel(config: OtelConfig | None = None, loop: asyncio.AbstractEventLoop 
 
 def shutdown_otel() -> None:
     """Flushes what is buffered (waiting at most 5 s) and switches OpenTelemetry off."""
+    stop(_SHUTDOWN_WAIT_MS)
+
+
+def stop(wait_ms: int) -> None:
+    """:func:`shutdown_otel`, waiting at most ``wait_ms`` for buffered telemetry to be sent."""
     global _telemetry, _config, _loop
     with _lock:
         telemetry, _telemetry, _config, _loop = _telemetry, None, None, None
@@ -145,12 +150,17 @@ def shutdown_otel() -> None:
         _logger.set_otel_sink(None)
         _otel_bridge.detach_span_processor(telemetry)
         _fetch_instrumentation.disable()
-    telemetry.shutdown(_SHUTDOWN_WAIT_MS)
+    telemetry.shutdown(wait_ms)
 
 
 async def shutdown_otel_async() -> None:
     """:func:`shutdown_otel` without blocking the running event loop."""
     await asyncio.get_running_loop().run_in_executor(None, shutdown_otel)
+
+
+def current() -> Telemetry | None:
+    """The running exporter, if OpenTelemetry is on."""
+    return _telemetry
 
 
 def is_initialized() -> bool:

@@ -3,9 +3,9 @@
 It implements the engine behaviour the SDK relies on (worker registration, function routing,
 void and enqueue calls, trigger types, listings, notifications, channels, ``stream::*`` and
 ``state::*`` with custom-stream redirection, HTTP-invoked functions over plain ``http://``) as
-observed on the real engine v0.11.0. ``head_protocol=True`` adds the newer engine's
-``reattach`` and ``registrationrejected`` behaviours. It is a test tool, not a production
-engine: run the real iii engine for that.
+observed on the real engine v0.11.0, or with ``generation="head"`` as on the newer engines
+(protocol.md Part B). It is a test tool, not a production engine: run the real iii engine for
+that.
 
     with Engine() as engine:
         iii = register_worker(engine.url)
@@ -22,6 +22,9 @@ from typing import Any
 
 from ._iii import TestEngine
 
+#: Engine generations the test engine can behave like.
+GENERATIONS = ("v0.11", "head")
+
 
 class Engine:
     """A test engine on a free loopback port (or ``port``). Stop it with :meth:`close`.
@@ -29,12 +32,20 @@ class Engine:
     ``queues`` declares the queues usable with the ``enqueue`` action (names, or dicts with
     ``name``, ``max_retries``, ``backoff_ms``, ``concurrency``; default: one named
     ``default``). ``functions_poll_interval_ms`` is how often ``engine::functions-available``
-    looks for changes (5000 on the real engine). ``head_protocol=True`` behaves like a newer
-    engine (protocol.md Part B): ``workerregistered`` carries a ``reattach_token``, a matching
+    looks for changes (5000 on the real engine).
+
+    ``generation="head"`` (or ``head_protocol=True``) behaves like the engines after v0.11.0
+    (protocol.md Part B): ``workerregistered`` carries a ``reattach_token``, a matching
     ``reattach`` message cleans up the previous connection first, a worker ``name`` or a
     function id already held by another live worker gets ``registrationrejected``
     (``WORKER_NAMESPACE_CONFLICT`` then closes the connection; ``FUNCTION_NAMESPACE_CONFLICT``
-    only refuses the function).
+    only refuses the function); registrations wait for ``engine::workers::register`` or
+    ``registration_grace_ms``; the listings take HEAD's functions and shapes; calls resolve in
+    their ``namespace``; and ``enqueue`` goes through ``engine::queue::enqueue``, which some
+    worker must provide (else ``enqueue_error``: no queue provider), or, with
+    ``queue_worker=True``, the engine's own queues as if the standalone queue worker were
+    installed. Ids are unique across
+    namespaces here, unlike on the real engine.
     """
 
     def __init__(
@@ -45,8 +56,17 @@ class Engine:
         queues: list[str | dict[str, Any]] | None = None,
         functions_poll_interval_ms: int = 5000,
         head_protocol: bool = False,
+        generation: str = "v0.11",
+        registration_grace_ms: int = 5000,
+        queue_worker: bool = False,
     ) -> None:
-        self._engine = TestEngine(host, port, queues, functions_poll_interval_ms, head_protocol)
+        if generation not in GENERATIONS:
+            raise ValueError(f"generation must be one of {GENERATIONS}, not {generation!r}")
+        head = head_protocol or generation == "head"
+        self.generation = "head" if head else "v0.11"
+        self._engine = TestEngine(
+            host, port, queues, functions_poll_interval_ms, head, registration_grace_ms, queue_worker
+        )
         self._closed = False
 
     @property
@@ -137,10 +157,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=49134)
     parser.add_argument("--queue", action="append", help="queue name to declare (default: 'default')")
     parser.add_argument(
-        "--head-protocol", action="store_true", help="behave like a newer engine (reattach, conflicts)"
+        "--generation", choices=GENERATIONS, default="v0.11", help="behave like this engine generation"
     )
+    parser.add_argument("--head-protocol", action="store_true", help="same as --generation head")
     args = parser.parse_args(argv)
-    engine = Engine(args.port, host=args.host, queues=args.queue, head_protocol=args.head_protocol)
+    generation = "head" if args.head_protocol else args.generation
+    engine = Engine(args.port, host=args.host, queues=args.queue, generation=generation)
     print(f"iii test engine listening on {engine.url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

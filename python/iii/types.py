@@ -208,6 +208,10 @@ class RegisterTriggerInput(BaseModel):
     function_id: str
     config: Any = None
     metadata: dict[str, Any] | None = None
+    #: Newer engines: namespace of ``function_id`` (default: this worker's) and where to find
+    #: the trigger type's provider (default: the engine decides). Engine v0.11.0 ignores both.
+    namespace: str | None = None
+    trigger_namespace: str | None = None
 
 
 class RegisterTriggerTypeInput(BaseModel):
@@ -286,6 +290,8 @@ class TriggerRequest(BaseModel):
     payload: Any = None
     action: TriggerActionEnqueue | TriggerActionVoid | None = None
     timeout_ms: int | None = None
+    #: Newer engines: the namespace ``function_id`` resolves in (default: this worker's).
+    namespace: str | None = None
 
 
 class EnqueueResult(BaseModel):

@@ -195,15 +195,8 @@ async fn serve(
         // either in this snapshot or, once the writer is live, written by its registrar.
         let ledger = shared.ledger.lock();
         replay.extend(ledger.snapshot());
-        for (frame, kind) in offline.drain(..) {
-            if let FrameKind::Call(id) = kind {
-                if !shared.pending.contains(&id) {
-                    continue; // its caller already gave up
-                }
-            }
-            replay.push(frame);
-        }
-        shared.offline_len.store(0, Ordering::Release);
+        // Right after the registrations: a HEAD engine applies them when this arrives
+        // (protocol.md B.1 #1), so calls queued offline must come after it.
         if let Some(metadata) = &shared.config.worker_metadata {
             let void = Some(&TriggerAction::Void);
             replay.push(frames::invoke_function(
@@ -215,6 +208,15 @@ async fn serve(
                 None,
             ));
         }
+        for (frame, kind) in offline.drain(..) {
+            if let FrameKind::Call(id) = kind {
+                if !shared.pending.contains(&id) {
+                    continue; // its caller already gave up
+                }
+            }
+            replay.push(frame);
+        }
+        shared.offline_len.store(0, Ordering::Release);
         if let Err(e) = writer.send_many(OP_TEXT, replay.iter().map(String::as_bytes)) {
             return End::Lost(e);
         }
@@ -335,6 +337,9 @@ pub(super) fn handle_frame(client: &Client, bytes: &[u8]) -> Option<End> {
                 LogLevel::Info,
                 &format!("connected to the iii engine at {} as worker {worker_id}", shared.config.url),
             );
+            // Before `connected` is announced, so whoever waits for it sees the generation.
+            let generation = if reattach_token.is_some() { 2 } else { 1 };
+            shared.generation.store(generation, Ordering::Release);
             {
                 let mut info = shared.info.lock();
                 info.worker_id = Some(worker_id);

@@ -28,7 +28,7 @@ fn invocation_ids_are_version_4_and_distinct() {
     assert!(ids.iter().all(|id| id.get_version_num() == 4 && id.get_variant() == uuid::Variant::RFC4122));
 }
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,33 @@ impl ConnectionState {
             ConnectionState::Connected => "connected",
             ConnectionState::Reconnecting => "reconnecting",
             ConnectionState::Failed => "failed",
+        }
+    }
+}
+
+/// Which engine generation the connection talks to, judged from `workerregistered`: engines
+/// after v0.11.0 (protocol.md Part B) send a `reattach_token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    Unknown,
+    V011,
+    Head,
+}
+
+impl Generation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Generation::Unknown => "unknown",
+            Generation::V011 => "v0.11",
+            Generation::Head => "head",
+        }
+    }
+
+    fn from_u8(v: u8) -> Generation {
+        match v {
+            1 => Generation::V011,
+            2 => Generation::Head,
+            _ => Generation::Unknown,
         }
     }
 }
@@ -122,6 +149,8 @@ struct Shared {
     /// A frame was held back into an empty buffer (see `deferring`).
     flush_requested: AtomicBool,
     shutting_down: AtomicBool,
+    /// `Generation` as a number, set from each `workerregistered` (read without a lock).
+    generation: AtomicU8,
     sink: Arc<dyn EventSink>,
 }
 
@@ -142,6 +171,36 @@ pub fn deferring<R>(f: impl FnOnce() -> R) -> R {
     let result = f();
     DEFERRING.set(false);
     result
+}
+
+/// The optional fields around a call or a result: the namespace of newer engines (absent
+/// means `default`, protocol.md Part B) and the W3C trace context (protocol.md 10.3).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Envelope<'a> {
+    pub namespace: Option<&'a str>,
+    pub traceparent: Option<&'a str>,
+    pub baggage: Option<&'a str>,
+}
+
+fn call_frame(
+    invocation_id: Option<&str>,
+    function_id: &str,
+    data: Option<&str>,
+    action: Option<&TriggerAction>,
+    envelope: Envelope<'_>,
+) -> String {
+    let frame = frames::invoke_function(
+        invocation_id,
+        function_id,
+        data,
+        action,
+        envelope.traceparent,
+        envelope.baggage,
+    );
+    match envelope.namespace {
+        Some(ns) => frames::with_field(frame, "namespace", ns),
+        None => frame,
+    }
 }
 
 /// A random (version 4) UUID for a call. The engine keys calls by id across all workers, so
@@ -178,6 +237,7 @@ impl Client {
             offline_len: AtomicUsize::new(0),
             flush_requested: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
+            generation: AtomicU8::new(0),
             sink,
         });
         let client = Client { shared };
@@ -206,10 +266,12 @@ impl Client {
         Ok(())
     }
 
-    /// Sends a call that expects an answer (sync or enqueue). `data` is JSON text. The outcome
-    /// reaches `completion`, exactly once; an error returned here means nothing was sent.
-    pub fn call(
+    /// Sends a call that expects an answer (sync or enqueue), with the namespace and trace
+    /// context of `envelope`. `data` is JSON text. The outcome reaches `completion`, exactly
+    /// once; an error returned here means nothing was sent.
+    pub fn call_in(
         &self,
+        envelope: Envelope<'_>,
         function_id: &str,
         data: Option<&str>,
         action: Option<&TriggerAction>,
@@ -219,7 +281,7 @@ impl Client {
         let id = invocation_id();
         let mut buf = Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut buf);
-        let frame = frames::invoke_function(Some(id_text), function_id, data, action, None, None);
+        let frame = call_frame(Some(id_text), function_id, data, action, envelope);
         self.check_size(&frame)?;
         self.check_offline_room()?;
         let epoch = self.shared.epoch.load(Ordering::Acquire);
@@ -230,29 +292,45 @@ impl Client {
         Ok(id)
     }
 
-    /// Fire-and-forget call (`action: void`, no invocation id).
-    pub fn call_void(&self, function_id: &str, data: Option<&str>) -> Result<(), CallError> {
-        let frame = frames::invoke_function(None, function_id, data, Some(&TriggerAction::Void), None, None);
+    /// Fire-and-forget call (`action: void`, no invocation id), with `envelope`'s fields.
+    pub fn call_void_in(
+        &self,
+        envelope: Envelope<'_>,
+        function_id: &str,
+        data: Option<&str>,
+    ) -> Result<(), CallError> {
+        let frame = call_frame(None, function_id, data, Some(&TriggerAction::Void), envelope);
         self.check_size(&frame)?;
         self.check_offline_room()?;
         self.send(frame, FrameKind::Plain)
     }
 
-    /// Answers an invocation the engine sent to this worker. A result too large to send is
-    /// replaced by an error, so the caller is never left waiting.
+    /// Answers an invocation the engine sent to this worker, with the trace context of
+    /// `envelope` (its namespace is not used). A result too large to send is replaced by an
+    /// error, so the caller is never left waiting.
     pub fn send_result(
         &self,
         invocation_id: &str,
         function_id: &str,
         outcome: Result<Option<&str>, &ErrorBody>,
+        envelope: Envelope<'_>,
     ) {
-        let mut frame = frames::invocation_result(invocation_id, function_id, outcome);
+        let result = |outcome| {
+            let mut frame = frames::invocation_result(invocation_id, function_id, outcome);
+            for (key, value) in [("traceparent", envelope.traceparent), ("baggage", envelope.baggage)] {
+                if let Some(value) = value {
+                    frame = frames::with_field(frame, key, value);
+                }
+            }
+            frame
+        };
+        let mut frame = result(outcome);
         if let Err(err) = self.check_size(&frame) {
             let body = ErrorBody::new(
                 "invocation_failed",
                 format!("the function's result could not be sent: {err}"),
             );
-            frame = frames::invocation_result(invocation_id, function_id, Err(&body));
+            frame = result(Err(&body));
         }
         let _ = self.send(frame, FrameKind::Plain);
     }
@@ -378,6 +456,12 @@ impl Client {
 
     pub fn last_error(&self) -> Option<String> {
         self.shared.info.lock().last_error.clone()
+    }
+
+    /// The engine generation seen on the current (or last) connection; `Unknown` before the
+    /// first `workerregistered`.
+    pub fn generation(&self) -> Generation {
+        Generation::from_u8(self.shared.generation.load(Ordering::Acquire))
     }
 
     /// The id the engine gave the current (or last) connection.

@@ -19,7 +19,12 @@ struct Echo {
 impl EventSink for Echo {
     fn invocation(&self, client: &Client, call: InvokeFunction) {
         if let Some(id) = &call.invocation_id {
-            client.send_result(id, &call.function_id, Ok(call.data.as_deref().map(|d| d.get())));
+            client.send_result(
+                id,
+                &call.function_id,
+                Ok(call.data.as_deref().map(|d| d.get())),
+                Envelope::default(),
+            );
         }
     }
     fn message(&self, _client: &Client, _message: Message) {}
@@ -66,7 +71,7 @@ fn call(
     timeout: Duration,
 ) -> std::sync::mpsc::Receiver<Outcome> {
     let (tx, rx) = std::sync::mpsc::channel();
-    client.call(function_id, Some(data), None, timeout, Box::new(Chan(tx))).unwrap();
+    client.call_in(Envelope::default(), function_id, Some(data), None, timeout, Box::new(Chan(tx))).unwrap();
     rx
 }
 
@@ -117,6 +122,53 @@ fn calls_round_trip_between_two_clients() {
 }
 
 #[test]
+fn generation_is_read_from_workerregistered_and_namespaces_reach_the_engine() {
+    let rt = runtime();
+    let old = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
+    let client = Client::start(rt.handle(), config(&old.url()), Arc::new(Echo::default()));
+    connected(&client);
+    assert_eq!(client.generation(), Generation::V011);
+    client.shutdown();
+
+    let head =
+        rt.block_on(EngineHandle::start(EngineConfig { head_protocol: true, ..Default::default() })).unwrap();
+    let mut team = config(&head.url());
+    team.worker_metadata = Some(r#"{"runtime":"rust-test","name":"team-w","namespace":"team"}"#.into());
+    let server = Client::start(rt.handle(), team, Arc::new(Echo::default()));
+    let caller = Client::start(rt.handle(), config(&head.url()), Arc::new(Echo::default()));
+    connected(&server);
+    connected(&caller);
+    assert_eq!(server.generation(), Generation::Head);
+    register_echo(&server, "ns::echo");
+    // Registered at once (the metadata follows the replay), but only in namespace `team`.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (tx, rx) = std::sync::mpsc::channel();
+        caller
+            .call_in(
+                Envelope { namespace: Some("team"), ..Envelope::default() },
+                "ns::echo",
+                Some("[2]"),
+                None,
+                Duration::from_secs(5),
+                Box::new(Chan(tx)),
+            )
+            .unwrap();
+        match rx.recv().unwrap() {
+            Ok(v) => break assert_eq!(v.unwrap().get(), "[2]"),
+            Err(e) => assert!(Instant::now() < deadline, "never served: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match call(&caller, "ns::echo", "1", Duration::from_secs(5)).recv().unwrap() {
+        Err(CallError::Remote(e)) => assert_eq!(e.code, "function_not_found"),
+        other => panic!("resolved outside its namespace: {other:?}"),
+    }
+    caller.shutdown();
+    server.shutdown();
+}
+
+#[test]
 fn replays_registrations_in_protocol_order_after_a_reconnect() {
     let rt = runtime();
     let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
@@ -135,6 +187,7 @@ fn replays_registrations_in_protocol_order_after_a_reconnect() {
         config: None,
         metadata: None,
         namespace: None,
+        trigger_namespace: None,
     });
     client.register(RegistrationKind::Trigger, "trig-1", &trigger).unwrap();
     register_echo(&client, "f");
@@ -227,7 +280,14 @@ fn offline_queue_is_bounded_and_gives_up_after_max_retries() {
     let b = call(&client, "f", "2", Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(50));
     let (tx, _rx) = std::sync::mpsc::channel();
-    let third = client.call("f", Some("3"), None, Duration::from_secs(30), Box::new(Chan(tx)));
+    let third = client.call_in(
+        Envelope::default(),
+        "f",
+        Some("3"),
+        None,
+        Duration::from_secs(30),
+        Box::new(Chan(tx)),
+    );
     assert!(matches!(third, Err(CallError::OfflineQueueFull { limit: 2 })), "{third:?}");
     assert_eq!(
         client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Failed),

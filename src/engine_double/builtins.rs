@@ -10,7 +10,7 @@ use super::channels;
 use super::routing::{result_frame, Answer, Outcome};
 use super::state::{now_ms, Conn, Engine, Reply, WorkerMeta};
 use super::triggers::fire_worker_event;
-use super::{observability, state_fns, streams};
+use super::{head, head_listings, observability, state_fns, streams};
 use crate::protocol::{ErrorBody, Json, Message, RegistrationRejected};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -20,13 +20,18 @@ const WORKERS_LIST: &str = "engine::workers::list";
 const TRIGGERS_LIST: &str = "engine::triggers::list";
 const TRIGGER_TYPES_LIST: &str = "engine::trigger-types::list";
 pub(crate) const WORKERS_REGISTER: &str = "engine::workers::register";
-const CHANNELS_CREATE: &str = "engine::channels::create";
+pub(crate) const CHANNELS_CREATE: &str = "engine::channels::create";
 
 const BUILTINS: [&str; 6] =
     [FUNCTIONS_LIST, WORKERS_LIST, TRIGGERS_LIST, TRIGGER_TYPES_LIST, WORKERS_REGISTER, CHANNELS_CREATE];
 
-pub(crate) fn is_builtin(function_id: &str) -> bool {
-    function_id.starts_with("engine::") && BUILTINS.contains(&function_id)
+pub(crate) fn is_builtin(engine: &Engine, function_id: &str) -> bool {
+    function_id.starts_with("engine::")
+        && if engine.config.head_protocol {
+            head_listings::BUILTINS.contains(&function_id)
+        } else {
+            BUILTINS.contains(&function_id)
+        }
 }
 
 /// Answers a call to a function the engine provides itself; `None` for any other id.
@@ -47,7 +52,7 @@ pub(crate) async fn dispatch(
     if observability::is_observability_function(function_id) {
         return Some(Answer::Now(observability::call(engine, function_id, text)));
     }
-    if !is_builtin(function_id) {
+    if !is_builtin(engine, function_id) {
         return None;
     }
     if function_id == WORKERS_REGISTER && engine.config.head_protocol {
@@ -67,26 +72,49 @@ pub(crate) async fn dispatch(
             .await;
             return Some(Answer::Handled);
         }
+        return Some(Answer::Now(announce(engine, conn, text).await));
+    }
+    if engine.config.head_protocol {
+        return Some(Answer::Now(head_listings::call(engine, conn, function_id, text)));
     }
     Some(Answer::Now(call(engine, conn, function_id, data)))
 }
 
 /// HEAD: the `name` announced by `engine::workers::register` is held by another live worker.
 fn name_conflict(engine: &Engine, conn: &Conn, text: &str) -> Option<String> {
-    let name = serde_json::from_str::<RegisterInput>(text).ok()?.name?;
+    let input = serde_json::from_str::<RegisterInput>(text).ok()?;
+    let name = input.name?;
+    let namespace = input.namespace.unwrap_or_else(|| head::DEFAULT_NAMESPACE.into());
     let state = engine.state.lock();
-    let owner = state
-        .workers
-        .values()
-        .find(|w| w.conn.id != conn.id && w.meta.name.as_deref() == Some(name.as_str()))?;
+    let owner = state.workers.values().find(|w| {
+        w.conn.id != conn.id
+            && w.meta.name.as_deref() == Some(name.as_str())
+            && w.meta.namespace.as_deref().unwrap_or(head::DEFAULT_NAMESPACE) == namespace
+    })?;
     let msg = Message::RegistrationRejected(RegistrationRejected {
         code: "WORKER_NAMESPACE_CONFLICT".into(),
-        namespace: Some("default".into()),
+        namespace: Some(namespace.clone()),
         worker_name: Some(name.clone()),
         function_id: None,
         owner_worker_id: Some(owner.conn.id.clone()),
     });
     Some(msg.encode())
+}
+
+/// HEAD `engine::workers::register`: stores the metadata, then fixes the connection's
+/// namespace and applies the registrations buffered until now.
+async fn announce(engine: &Arc<Engine>, conn: &Arc<Conn>, text: &str) -> Outcome {
+    if !text.trim_start().starts_with('{') {
+        return Err(bad_input(WORKERS_REGISTER, "expected an object with _caller_worker_id"));
+    }
+    let input: RegisterInput = input(WORKERS_REGISTER, text)?;
+    if input.namespace.as_deref().is_some_and(|ns| ns.trim().is_empty()) {
+        return Err(ErrorBody::new("INVALID_NAMESPACE", "namespace is empty"));
+    }
+    let namespace = input.namespace.clone();
+    register_worker(engine, conn, input);
+    head::fix_namespace(engine, conn, namespace.as_deref()).await;
+    object1("success", true).map(Some).map_err(|e| ErrorBody::new("serialization_error", e.to_string()))
 }
 
 fn call(engine: &Arc<Engine>, conn: &Arc<Conn>, function_id: &str, data: Option<&RawValue>) -> Outcome {
@@ -123,18 +151,18 @@ fn call(engine: &Arc<Engine>, conn: &Arc<Conn>, function_id: &str, data: Option<
     out.map(Some).map_err(|e| ErrorBody::new("serialization_error", e.to_string()))
 }
 
-fn bad_input(function_id: &str, detail: impl std::fmt::Display) -> ErrorBody {
+pub(crate) fn bad_input(function_id: &str, detail: impl std::fmt::Display) -> ErrorBody {
     ErrorBody::new(
         "deserialization_error",
         format!("Failed to deserialize input for {function_id}: {detail}"),
     )
 }
 
-fn object1(key: &'static str, value: impl Serialize) -> serde_json::Result<Json> {
+pub(crate) fn object1(key: &'static str, value: impl Serialize) -> serde_json::Result<Json> {
     to_raw_value(&std::collections::BTreeMap::from([(key, value)]))
 }
 
-fn input<T: DeserializeOwned>(function_id: &str, text: &str) -> Result<T, ErrorBody> {
+pub(crate) fn input<T: DeserializeOwned>(function_id: &str, text: &str) -> Result<T, ErrorBody> {
     serde_json::from_str(text).map_err(|e| bad_input(function_id, e))
 }
 
@@ -158,6 +186,9 @@ struct RegisterInput {
     os: Option<String>,
     pid: Option<u32>,
     telemetry: Option<Json>,
+    namespace: Option<String>,
+    description: Option<String>,
+    isolation: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -171,6 +202,9 @@ struct FunctionInfo<'a> {
 
 /// `engine::functions::list` entries, also the `functions` of a functions-available event.
 pub(crate) fn function_entries(engine: &Engine, include_internal: bool) -> Json {
+    if engine.config.head_protocol {
+        return head_listings::function_summaries(engine, include_internal);
+    }
     let state = engine.state.lock();
     let mut entries: Vec<FunctionInfo<'_>> = state
         .functions
@@ -324,15 +358,20 @@ fn trigger_types_list(engine: &Engine, include_internal: bool) -> serde_json::Re
 }
 
 fn register_worker(engine: &Arc<Engine>, conn: &Arc<Conn>, input: RegisterInput) {
-    let meta = WorkerMeta {
+    let mut meta = WorkerMeta {
         runtime: Some(input.runtime.unwrap_or_else(|| "unknown".into())),
         version: input.version,
         name: input.name,
         os: input.os,
         pid: input.pid,
         telemetry: input.telemetry,
+        namespace: None,
+        description: input.description,
+        isolation: input.isolation,
     };
     if let Some(worker) = engine.state.lock().workers.get_mut(&conn.id) {
+        // A connection's namespace, once fixed, stays (`head::fix_namespace`).
+        meta.namespace = worker.meta.namespace.take();
         worker.meta = meta;
     }
     fire_worker_event(engine, "worker_metadata_updated", &conn.id);

@@ -6,12 +6,15 @@
 //! data-plane sockets (`channels`), `stream::*` / `state::*` with custom-stream redirection
 //! (`streams`, `state_fns`, `kv`), HTTP-invoked functions over plain `http://`
 //! (`http_functions`), and with `EngineConfig::head_protocol` the newer engine's `reattach` and
-//! `registrationrejected` behaviours, and telemetry frames with the observability listings
-//! (`observability`). Not covered: RBAC, namespaces beyond `default`,
-//! registration buffering of HEAD engines, `condition_function_id`.
+//! `registrationrejected` behaviours, registration buffering, listings, namespaces and enqueue
+//! (`head`, `head_listings`), and telemetry frames with the observability listings
+//! (`observability`). Not covered: RBAC, the same function id in two namespaces (ids are
+//! unique across namespaces here), trigger firing across namespaces, `condition_function_id`.
 
 mod builtins;
 mod channels;
+mod head;
+mod head_listings;
 mod http_functions;
 mod kv;
 mod observability;
@@ -60,9 +63,17 @@ pub struct EngineConfig {
     /// How often `engine::functions-available` looks for changes (the real engine: 5 s).
     pub functions_poll_interval: Duration,
     /// Newer-engine ("HEAD", protocol.md Part B) behaviours: `reattach_token` in
-    /// `workerregistered`, the `reattach` message, and `registrationrejected` for worker-name
-    /// and function-id conflicts.
+    /// `workerregistered`, the `reattach` message, `registrationrejected` for worker-name and
+    /// function-id conflicts, registrations buffered until the namespace is known, HEAD's
+    /// listing functions and shapes, namespaces on calls, and enqueue through
+    /// `engine::queue::enqueue` (see `head`).
     pub head_protocol: bool,
+    /// HEAD mode: how long a connection's registrations wait for `engine::workers::register`
+    /// before they are applied in the `default` namespace (the real engine: 5 s).
+    pub registration_grace: Duration,
+    /// HEAD mode: behave as if the standalone queue worker were installed (`enqueue` goes to
+    /// the engine's queues, `engine::queue::enqueue` is listed).
+    pub queue_worker: bool,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +84,8 @@ impl Default for EngineConfig {
             queues: vec![QueueConfig::default()],
             functions_poll_interval: Duration::from_secs(5),
             head_protocol: false,
+            registration_grace: Duration::from_secs(5),
+            queue_worker: false,
         }
     }
 }

@@ -8,9 +8,14 @@ use super::state::{Conn, Engine, Function, Reply, Service};
 use super::{http_functions, triggers};
 use crate::protocol::{ErrorBody, Message, RegisterFunction, RegisterService, RegistrationRejected};
 
-pub(crate) async fn register_function(engine: &Engine, conn: &Arc<Conn>, f: RegisterFunction) {
+pub(crate) async fn register_function(
+    engine: &Engine,
+    conn: &Arc<Conn>,
+    f: RegisterFunction,
+    namespace: &str,
+) {
     if engine.config.head_protocol {
-        if let Some(rejected) = function_conflict(engine, conn, &f.id) {
+        if let Some(rejected) = function_conflict(engine, conn, &f.id, namespace) {
             return conn.send(rejected).await;
         }
     }
@@ -38,18 +43,19 @@ pub(crate) async fn register_function(engine: &Engine, conn: &Arc<Conn>, f: Regi
         request_format: f.request_format,
         response_format: f.response_format,
         metadata: f.metadata,
+        namespace: namespace.to_owned(),
         http,
     };
     state.functions.insert(f.id, entry);
 }
 
 /// HEAD: an id owned by another live worker is refused with `FUNCTION_NAMESPACE_CONFLICT`.
-fn function_conflict(engine: &Engine, conn: &Conn, id: &str) -> Option<String> {
+fn function_conflict(engine: &Engine, conn: &Conn, id: &str, namespace: &str) -> Option<String> {
     let state = engine.state.lock();
     let owner = state.functions.get(id).map(|f| &f.owner).filter(|o| o.id != conn.id)?;
     let msg = Message::RegistrationRejected(RegistrationRejected {
         code: "FUNCTION_NAMESPACE_CONFLICT".into(),
-        namespace: Some("default".into()),
+        namespace: Some(namespace.into()),
         worker_name: None,
         function_id: Some(id.to_owned()),
         owner_worker_id: Some(owner.id.clone()),

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::http_functions::{self, HttpFunction};
 use super::state::{new_id, Conn, Engine, Pending, Reply, State};
-use super::{builtins, queues};
+use super::{builtins, head, queues};
 use crate::protocol::{ErrorBody, InvocationResult, InvokeFunction, Json, Message, TriggerAction};
 
 const CALLER_KEY: &str = "\"_caller_worker_id\"";
@@ -38,7 +38,18 @@ pub(crate) async fn invoke(engine: &Arc<Engine>, conn: &Arc<Conn>, mut inv: Invo
     if let Some(id) = inv.invocation_id.as_deref().filter(|id| !valid_id(id)) {
         return engine.log(format!("dropped invokefunction from {}: bad invocation_id {id:?}", conn.id));
     }
+    if let Err(e) = head::check_namespace(engine, &inv.function_id, inv.namespace.as_deref()) {
+        return match inv.invocation_id {
+            Some(id) => conn.send(result_frame(&id, &inv.function_id, Err(e))).await,
+            None => engine.log(format!("call of {} failed: {}: {}", inv.function_id, e.code, e.message)),
+        };
+    }
     match inv.action.take() {
+        Some(TriggerAction::Enqueue { queue })
+            if engine.config.head_protocol && !engine.config.queue_worker =>
+        {
+            head::enqueue(engine, conn, inv, &queue).await
+        }
         Some(TriggerAction::Enqueue { queue }) => queues::enqueue(engine, conn, inv, &queue).await,
         Some(TriggerAction::Void) => void_call(engine, conn, inv).await,
         None if inv.invocation_id.is_none() => void_call(engine, conn, inv).await,

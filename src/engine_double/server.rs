@@ -18,8 +18,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use super::channels::{self, Channel, Dir};
-use super::state::{new_id, now_ms, Conn, Engine, Worker};
-use super::{registry, routing, triggers};
+use super::state::{new_id, now_ms, Conn, Engine, Registrations, Worker};
+use super::{head, registry, routing, triggers};
 use crate::protocol::Message;
 
 const OUTBOUND_CAPACITY: usize = 64;
@@ -114,6 +114,11 @@ async fn serve_worker(engine: Arc<Engine>, ws: Ws, peer: SocketAddr) {
         connected_at_ms: now_ms(),
         reattach_token: reattach_token.clone(),
         closing: AtomicBool::new(false),
+        registrations: tokio::sync::Mutex::new(if engine.config.head_protocol {
+            Registrations::Buffering(Vec::new())
+        } else {
+            Registrations::Applied
+        }),
     });
     // Queued before the connection becomes visible, so nothing can overtake it.
     let hello = Message::WorkerRegistered { worker_id: conn.id.clone(), reattach_token };
@@ -124,6 +129,8 @@ async fn serve_worker(engine: Arc<Engine>, ws: Ws, peer: SocketAddr) {
         Worker { conn: conn.clone(), meta: Default::default(), functions: Default::default() },
     );
     triggers::fire_worker_event(&engine, "worker_connected", &conn.id);
+    let grace =
+        engine.config.head_protocol.then(|| tokio::spawn(head::grace_timer(engine.clone(), conn.clone())));
 
     let read = read_loop(&engine, &conn, stream);
     tokio::pin!(read);
@@ -147,6 +154,9 @@ async fn serve_worker(engine: Arc<Engine>, ws: Ws, peer: SocketAddr) {
         // Awaiting the aborted task guarantees the sink, and so the socket, is gone.
         writer.abort();
         let _ = writer.await;
+    }
+    if let Some(grace) = grace {
+        grace.abort();
     }
     if !stopped && !engine.is_shut_down() {
         registry::teardown(&engine, &conn).await;
@@ -233,20 +243,18 @@ async fn handle_frame(engine: &Arc<Engine>, conn: &Arc<Conn>, bytes: &[u8]) {
             routing::invoke(engine, conn, inv).await;
         }
         Message::InvocationResult(res) => routing::result(engine, conn, res).await,
-        Message::RegisterFunction(f) => registry::register_function(engine, conn, f).await,
         Message::Reattach { previous_worker_id, reattach_token } if engine.config.head_protocol => {
             registry::reattach(engine, conn, &previous_worker_id, &reattach_token).await
         }
-        Message::UnregisterFunction { id } => registry::unregister_function(engine, conn, &id),
-        Message::RegisterService(s) => registry::register_service(engine, s),
-        Message::RegisterTriggerType(t) => triggers::register_type(engine, conn, t).await,
-        Message::RegisterTrigger(t) => {
-            if t.config.is_none() && !present(bytes).config {
-                return engine.log(format!("dropped registertrigger from {}: missing config", conn.id));
-            }
-            triggers::register(engine, conn, t).await;
+        Message::RegisterTrigger(t) if t.config.is_none() && !present(bytes).config => {
+            engine.log(format!("dropped registertrigger from {}: missing config", conn.id))
         }
-        Message::UnregisterTrigger { id, .. } => triggers::unregister(engine, &id).await,
+        msg @ (Message::RegisterFunction(_)
+        | Message::UnregisterFunction { .. }
+        | Message::RegisterService(_)
+        | Message::RegisterTriggerType(_)
+        | Message::RegisterTrigger(_)
+        | Message::UnregisterTrigger { .. }) => head::admit(engine, conn, msg).await,
         Message::TriggerRegistrationResult(r) => engine.log(format!(
             "triggerregistrationresult for {} ({}): {}",
             r.id,

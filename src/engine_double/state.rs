@@ -35,6 +35,15 @@ pub(crate) struct Conn {
     pub reattach_token: Option<String>,
     /// Set once the engine queued a Close frame: incoming frames are no longer handled.
     pub closing: AtomicBool,
+    /// HEAD: registrations wait here until the connection's namespace is fixed.
+    pub registrations: tokio::sync::Mutex<Registrations>,
+}
+
+/// HEAD buffers a connection's registrations until `engine::workers::register` (or the grace
+/// period) fixes its namespace (protocol.md B.1 #1); v0.11.0 applies them at once.
+pub(crate) enum Registrations {
+    Buffering(Vec<crate::protocol::Message>),
+    Applied,
 }
 
 impl Conn {
@@ -60,6 +69,10 @@ pub(crate) struct WorkerMeta {
     pub name: Option<String>,
     pub os: Option<String>,
     pub pid: Option<u32>,
+    /// HEAD additions; `namespace` is `None` until announced (then `default` if absent).
+    pub namespace: Option<String>,
+    pub description: Option<String>,
+    pub isolation: Option<String>,
     #[allow(dead_code)] // kept like the real engine does; no v0.11.0 listing shows it
     pub telemetry: Option<Json>,
 }
@@ -77,6 +90,8 @@ pub(crate) struct Function {
     pub request_format: Option<Json>,
     pub response_format: Option<Json>,
     pub metadata: Option<Json>,
+    /// HEAD: the namespace the function was registered in (always `default` at v0.11.0).
+    pub namespace: String,
     /// Set for HTTP-invoked functions: the engine calls the URL instead of a worker.
     pub http: Option<Arc<HttpFunction>>,
 }
@@ -102,6 +117,9 @@ pub(crate) struct Binding {
     pub config: Option<Json>,
     pub metadata: Option<Json>,
     pub owner: Arc<Conn>,
+    /// HEAD: namespace of the target function and of the type's provider, as sent.
+    pub namespace: Option<String>,
+    pub trigger_namespace: Option<String>,
 }
 
 /// Where the result of a call delivered to a worker goes.
@@ -148,6 +166,7 @@ pub(crate) struct Engine {
     pub paused: watch::Sender<bool>,
     /// Spans, logs and metrics received in telemetry frames.
     pub observability: Mutex<super::observability::Store>,
+    pub started_at_ms: u64,
     live: AtomicUsize,
 }
 
@@ -170,6 +189,7 @@ impl Engine {
             states: Mutex::new(Store::default()),
             paused: watch::Sender::new(false),
             observability: Mutex::new(Default::default()),
+            started_at_ms: now_ms(),
             live: AtomicUsize::new(0),
         }
     }

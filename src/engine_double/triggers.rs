@@ -77,7 +77,9 @@ fn binding_frame(id: &str, b: &Binding) -> String {
         function_id: b.function_id.clone(),
         config: b.config.clone(),
         metadata: b.metadata.clone(),
-        namespace: None,
+        // HEAD: E→W copies carry the namespaces only when they are not `default`.
+        namespace: b.namespace.clone().filter(|n| n != "default"),
+        trigger_namespace: b.trigger_namespace.clone().filter(|n| n != "default"),
     })
     .encode()
 }
@@ -107,12 +109,18 @@ pub(crate) async fn register_type(engine: &Engine, conn: &Arc<Conn>, t: Register
 pub(crate) async fn register(engine: &Engine, conn: &Arc<Conn>, t: RegisterTrigger) {
     let forward = {
         let mut state = engine.state.lock();
-        let Some(tt) = state.trigger_types.get(&t.trigger_type) else {
-            drop(state);
-            return engine.log(format!(
-                "Trigger type not found: {} (binding {} from {} dropped)",
-                t.trigger_type, t.id, conn.id
-            ));
+        let provider = match state.trigger_types.get(&t.trigger_type) {
+            Some(tt) => tt.provider.clone(),
+            // HEAD parks a binding for a type that does not exist yet; the type's
+            // registration replays it (protocol.md B.1 #10).
+            None if engine.config.head_protocol => None,
+            None => {
+                drop(state);
+                return engine.log(format!(
+                    "Trigger type not found: {} (binding {} from {} dropped)",
+                    t.trigger_type, t.id, conn.id
+                ));
+            }
         };
         let binding = Binding {
             trigger_type: t.trigger_type,
@@ -120,8 +128,10 @@ pub(crate) async fn register(engine: &Engine, conn: &Arc<Conn>, t: RegisterTrigg
             config: t.config,
             metadata: t.metadata,
             owner: conn.clone(),
+            namespace: t.namespace,
+            trigger_namespace: t.trigger_namespace,
         };
-        let forward = tt.provider.clone().map(|p| (p, binding_frame(&t.id, &binding)));
+        let forward = provider.map(|p| (p, binding_frame(&t.id, &binding)));
         state.triggers.insert(t.id, binding);
         forward
     };

@@ -59,6 +59,19 @@ pub fn invoke_function(
     out
 }
 
+/// Adds a string field to an encoded message object (e.g. HEAD's `namespace` on a call).
+pub fn with_field(mut frame: String, key: &str, value: &str) -> String {
+    if frame.ends_with('}') {
+        frame.pop();
+        frame.push_str(",\"");
+        frame.push_str(key);
+        frame.push_str("\":");
+        push_str(&mut frame, value);
+        frame.push('}');
+    }
+    frame
+}
+
 /// `invocationresult`. `Ok(None)` omits `result` (a null result).
 pub fn invocation_result(
     invocation_id: &str,
@@ -110,6 +123,7 @@ mod tests {
             baggage: None,
             action: Some(action),
             metadata: None,
+            namespace: None,
         })
         .encode();
         let a: serde_json::Value = serde_json::from_str(&fast).unwrap();

@@ -80,9 +80,12 @@ pub struct RegisterTrigger {
     pub config: Option<Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Json>,
-    /// Set by newer engines on a binding sent to a trigger type's provider (protocol.md B).
+    /// HEAD: namespace of the target function (absent = `default`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// HEAD: namespace to find the type's provider in (absent = the connection's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_namespace: Option<String>,
 }
 
 /// A call. `data` is always written, as `null` when absent: the engine drops an
@@ -101,6 +104,9 @@ pub struct InvokeFunction {
     pub action: Option<TriggerAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Json>,
+    /// HEAD: namespace of the target function (absent = `default`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -236,6 +242,8 @@ struct Fields<'a> {
     #[serde(default, borrow)]
     namespace: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
+    trigger_namespace: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
     worker_name: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     owner_worker_id: Option<Cow<'a, str>>,
@@ -289,6 +297,7 @@ impl Message {
                 baggage: own(f.baggage),
                 action: f.action,
                 metadata: own_json(f.metadata),
+                namespace: own(f.namespace),
             }),
             "invocationresult" => Message::InvocationResult(InvocationResult {
                 invocation_id: need(f.invocation_id, "invocationresult", "invocation_id")?,
@@ -337,6 +346,7 @@ impl Message {
                 config: own_json(f.config),
                 metadata: own_json(f.metadata),
                 namespace: own(f.namespace),
+                trigger_namespace: own(f.trigger_namespace),
             }),
             "unregistertrigger" => Message::UnregisterTrigger {
                 id: need(f.id, "unregistertrigger", "id")?,
@@ -418,6 +428,7 @@ mod tests {
             baggage: None,
             action: Some(TriggerAction::Void),
             metadata: None,
+            namespace: None,
         });
         let text = msg.encode();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -437,6 +448,7 @@ mod tests {
             config: None,
             metadata: None,
             namespace: None,
+            trigger_namespace: None,
         });
         let v: serde_json::Value = serde_json::from_str(&msg.encode()).unwrap();
         assert!(v.as_object().unwrap().contains_key("config"));
@@ -455,6 +467,7 @@ mod tests {
             baggage: None,
             action: Some(TriggerAction::Enqueue { queue: "default".into() }),
             metadata: None,
+            namespace: None,
         });
         match roundtrip(&msg) {
             Message::InvokeFunction(inv) => {

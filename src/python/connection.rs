@@ -23,7 +23,10 @@ use super::queues::{
     outcome_to_py, AsyncCompletion, BlockingCompletion, Item, JobQueue, LoopQueue, LoopQueueInner, Slot,
 };
 use super::runtime;
-use crate::connection::{Client, ClientConfig, ConnectionState, EventSink, LogLevel, RegistrationKind};
+use super::telemetry::Telemetry;
+use crate::connection::{
+    Client, ClientConfig, ConnectionState, Envelope, EventSink, LogLevel, RegistrationKind,
+};
 use crate::invocations::Completion;
 use crate::protocol::{
     raw_json, ErrorBody, InvokeFunction, Json, Message, RegisterFunction, RegisterService, RegisterTrigger,
@@ -66,7 +69,7 @@ impl EventSink for Router {
             }
         };
         if let Some(id) = &call.invocation_id {
-            client.send_result(id, &call.function_id, Err(&refusal));
+            client.send_result(id, &call.function_id, Err(&refusal), Envelope::default());
         }
     }
 
@@ -137,13 +140,14 @@ impl Connection {
         payload: &Bound<'_, PyAny>,
         timeout_ms: u64,
         queue: Option<String>,
+        envelope: Envelope<'_>,
         completion: Box<dyn Completion>,
     ) -> PyResult<()> {
         let data = to_json_opt(payload)?;
         let action = queue.map(|queue| TriggerAction::Enqueue { queue });
         let timeout = Duration::from_millis(timeout_ms);
         self.client
-            .call(function_id, data.as_deref(), action.as_ref(), timeout, completion)
+            .call_in(envelope, function_id, data.as_deref(), action.as_ref(), timeout, completion)
             .map(|_| ())
             .map_err(|e| errors::call_error(payload.py(), &e))
     }
@@ -320,6 +324,11 @@ impl Connection {
         self.client.worker_id()
     }
 
+    /// `"v0.11"`, `"head"` or `"unknown"` (before the first `workerregistered`).
+    fn generation(&self) -> &'static str {
+        self.client.generation().as_str()
+    }
+
     fn pending_calls(&self) -> usize {
         self.client.pending_calls()
     }
@@ -423,7 +432,8 @@ impl Connection {
     }
 
     /// Binds a trigger to a function; returns the binding's id (a new UUID).
-    #[pyo3(signature = (trigger_type, function_id, config=None, metadata=None))]
+    #[pyo3(signature = (trigger_type, function_id, config=None, metadata=None, namespace=None, trigger_namespace=None))]
+    #[allow(clippy::too_many_arguments)] // the fields of `registertrigger`
     fn register_trigger(
         &self,
         py: Python<'_>,
@@ -431,6 +441,8 @@ impl Connection {
         function_id: String,
         config: Option<&Bound<'_, PyAny>>,
         metadata: Option<&Bound<'_, PyAny>>,
+        namespace: Option<String>,
+        trigger_namespace: Option<String>,
     ) -> PyResult<String> {
         let id = uuid::Uuid::new_v4().to_string();
         let message = Message::RegisterTrigger(RegisterTrigger {
@@ -439,7 +451,8 @@ impl Connection {
             function_id,
             config: json_field(config)?,
             metadata: json_field(metadata)?,
-            namespace: None,
+            namespace,
+            trigger_namespace,
         });
         self.record(py, RegistrationKind::Trigger, &id, &message)?;
         Ok(id)
@@ -493,13 +506,19 @@ impl Connection {
         self.client.send_message(&message).map_err(|e| errors::call_error(py, &e))
     }
 
+    /// Sends `telemetry`'s frames on this connection (the worker's own link).
+    fn bind_telemetry(&self, telemetry: &Telemetry) {
+        telemetry.bind_client(&self.client);
+    }
+
     /// Handles `frame` as if the engine had sent it (`III._handle_message`).
     fn inject(&self, frame: &[u8]) {
         self.client.handle_inbound(frame);
     }
 
     /// Calls a function and waits for its result with the GIL released (Ctrl-C still works).
-    #[pyo3(signature = (function_id, payload, timeout_ms, queue=None))]
+    #[pyo3(signature = (function_id, payload, timeout_ms, queue=None, namespace=None, traceparent=None, baggage=None))]
+    #[allow(clippy::too_many_arguments)]
     fn call(
         &self,
         py: Python<'_>,
@@ -507,9 +526,14 @@ impl Connection {
         payload: &Bound<'_, PyAny>,
         timeout_ms: u64,
         queue: Option<String>,
+        namespace: Option<&str>,
+        traceparent: Option<&str>,
+        baggage: Option<&str>,
     ) -> PyResult<Py<PyAny>> {
         let slot = Arc::new(Slot::default());
-        self.start_call(function_id, payload, timeout_ms, queue, Box::new(BlockingCompletion(slot.clone())))?;
+        let completion = Box::new(BlockingCompletion(slot.clone()));
+        let envelope = Envelope { namespace, traceparent, baggage };
+        self.start_call(function_id, payload, timeout_ms, queue, envelope, completion)?;
         let outcome = loop {
             if let Some(outcome) = py.detach(|| slot.wait(Duration::from_millis(100))) {
                 break outcome;
@@ -522,7 +546,10 @@ impl Connection {
     /// Calls a function; `future` gets the outcome through `loop_queue` (None: the SDK loop's).
     /// With `defer` (the SDK loop only), the frame may be held back: True means call `flush`
     /// soon (see `crate::connection::deferring`).
-    #[pyo3(signature = (function_id, payload, timeout_ms, queue, future, loop_queue=None, defer=false))]
+    #[pyo3(signature = (
+        function_id, payload, timeout_ms, queue, future, loop_queue=None, namespace=None, defer=false,
+        traceparent=None, baggage=None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn call_async(
         &self,
@@ -532,40 +559,64 @@ impl Connection {
         queue: Option<String>,
         future: Py<PyAny>,
         loop_queue: Option<&LoopQueue>,
+        namespace: Option<&str>,
         defer: bool,
+        traceparent: Option<&str>,
+        baggage: Option<&str>,
     ) -> PyResult<bool> {
         let queue_inner = loop_queue.map_or_else(|| self.router.loop_queue.clone(), |q| q.inner.clone());
         let completion = Box::new(AsyncCompletion { future, queue: queue_inner });
-        self.sending(defer, || self.start_call(function_id, payload, timeout_ms, queue, completion))
+        let envelope = Envelope { namespace, traceparent, baggage };
+        self.sending(defer, || self.start_call(function_id, payload, timeout_ms, queue, envelope, completion))
     }
 
-    /// Fire-and-forget call; `defer` as for `call_async`.
-    #[pyo3(signature = (function_id, payload, defer=false))]
+    /// Fire-and-forget call; the other arguments as for `call_async`.
+    #[pyo3(signature = (function_id, payload, namespace=None, defer=false, traceparent=None, baggage=None))]
+    #[allow(clippy::too_many_arguments)]
     fn call_void(
         &self,
         py: Python<'_>,
         function_id: &str,
         payload: &Bound<'_, PyAny>,
+        namespace: Option<&str>,
         defer: bool,
+        traceparent: Option<&str>,
+        baggage: Option<&str>,
     ) -> PyResult<bool> {
         let data = to_json_opt(payload)?;
+        let envelope = Envelope { namespace, traceparent, baggage };
         self.sending(defer, || {
-            self.client.call_void(function_id, data.as_deref()).map_err(|e| errors::call_error(py, &e))
+            self.client
+                .call_void_in(envelope, function_id, data.as_deref())
+                .map_err(|e| errors::call_error(py, &e))
         })
     }
 
-    /// Answers an invocation with a value; `defer` as for `call_async`. If the value cannot be
-    /// encoded, the caller gets an `invocation_failed` error instead and the reason is logged.
-    #[pyo3(signature = (invocation_id, function_id, value, defer=false))]
-    fn reply(&self, invocation_id: &str, function_id: &str, value: &Bound<'_, PyAny>, defer: bool) -> bool {
+    /// Answers an invocation with a value, with the invocation span's trace context;
+    /// `defer` as for `call_async`. If the value cannot be encoded, the caller gets an
+    /// `invocation_failed` error instead and the reason is logged.
+    #[pyo3(signature = (invocation_id, function_id, value, defer=false, traceparent=None, baggage=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn reply(
+        &self,
+        invocation_id: &str,
+        function_id: &str,
+        value: &Bound<'_, PyAny>,
+        defer: bool,
+        traceparent: Option<&str>,
+        baggage: Option<&str>,
+    ) -> bool {
         let outcome = to_json_opt(value);
+        let envelope = Envelope { namespace: None, traceparent, baggage };
         let flush = self.sending(defer, || {
             match &outcome {
-                Ok(text) => self.client.send_result(invocation_id, function_id, Ok(text.as_deref())),
+                Ok(text) => {
+                    self.client.send_result(invocation_id, function_id, Ok(text.as_deref()), envelope)
+                }
                 Err(err) => {
                     let message = format!("the function returned a value that cannot be sent: {err}");
                     let body = ErrorBody::new("invocation_failed", message);
-                    self.client.send_result(invocation_id, function_id, Err(&body));
+                    self.client.send_result(invocation_id, function_id, Err(&body), envelope);
                 }
             }
             Ok(())
@@ -577,8 +628,11 @@ impl Connection {
         flush.unwrap_or(false)
     }
 
-    /// Answers an invocation with an error; `defer` as for `call_async`.
-    #[pyo3(signature = (invocation_id, function_id, code, message, stacktrace=None, defer=false))]
+    /// Answers an invocation with an error; the other arguments as for `reply`.
+    #[pyo3(signature = (
+        invocation_id, function_id, code, message, stacktrace=None, defer=false, traceparent=None, baggage=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn reply_error(
         &self,
         invocation_id: &str,
@@ -587,10 +641,13 @@ impl Connection {
         message: String,
         stacktrace: Option<String>,
         defer: bool,
+        traceparent: Option<&str>,
+        baggage: Option<&str>,
     ) -> bool {
         let body = ErrorBody { code, message, stacktrace };
+        let envelope = Envelope { namespace: None, traceparent, baggage };
         let flush = self.sending(defer, || {
-            self.client.send_result(invocation_id, function_id, Err(&body));
+            self.client.send_result(invocation_id, function_id, Err(&body), envelope);
             Ok(())
         });
         flush.unwrap_or(false)

@@ -38,7 +38,8 @@ fn queue_config(spec: &Bound<'_, PyAny>) -> PyResult<QueueConfig> {
 #[pymethods]
 impl TestEngine {
     #[new]
-    #[pyo3(signature = (host="127.0.0.1".to_owned(), port=0, queues=None, functions_poll_interval_ms=5000, head_protocol=false))]
+    #[pyo3(signature = (host="127.0.0.1".to_owned(), port=0, queues=None, functions_poll_interval_ms=5000, head_protocol=false, registration_grace_ms=5000, queue_worker=false))]
+    #[allow(clippy::too_many_arguments)] // mirrors `iii.testing.Engine`'s keyword arguments
     fn new(
         py: Python<'_>,
         host: String,
@@ -46,12 +47,16 @@ impl TestEngine {
         queues: Option<Vec<Bound<'_, PyAny>>>,
         functions_poll_interval_ms: u64,
         head_protocol: bool,
+        registration_grace_ms: u64,
+        queue_worker: bool,
     ) -> PyResult<Self> {
         let mut config = EngineConfig {
             host,
             port,
             functions_poll_interval: Duration::from_millis(functions_poll_interval_ms.max(1)),
             head_protocol,
+            registration_grace: Duration::from_millis(registration_grace_ms),
+            queue_worker,
             ..EngineConfig::default()
         };
         if let Some(queues) = queues {

@@ -66,11 +66,8 @@ where
 }
 
 impl Telemetry {
-    /// Sends this worker's telemetry on `client`, the worker's own link (called by the worker
-    /// binding once connected; replaces a connection made with `connect`).
-    // Not called yet: the worker binding is being reworked and will call it (see
-    // python/iii/telemetry.py, `attach_worker`).
-    #[allow(dead_code)]
+    /// Sends this worker's telemetry on `client`, the worker's own link (replaces a connection
+    /// made with `connect`).
     pub(crate) fn bind_client(&self, client: &Client) {
         self.exporter.set_sink(Arc::new(client.clone()));
     }

@@ -280,7 +280,16 @@ fn telemetry_travels_on_the_workers_own_link_to_the_engine() {
     }
     let call = |client: &Client, function_id: &str, data: &str| -> serde_json::Value {
         let (tx, rx) = std::sync::mpsc::channel();
-        client.call(function_id, Some(data), None, WAIT, Box::new(Chan(tx))).unwrap();
+        client
+            .call_in(
+                crate::connection::Envelope::default(),
+                function_id,
+                Some(data),
+                None,
+                WAIT,
+                Box::new(Chan(tx)),
+            )
+            .unwrap();
         let text = rx.recv().unwrap().unwrap().unwrap();
         serde_json::from_str(text.get()).unwrap()
     };

@@ -37,6 +37,7 @@ async fn reattach_cleans_up_the_previous_connection_first() {
     let engine = head_engine().await;
     let mut old = Client::connect(&engine).await;
     old.register("svc::f").await;
+    announce(&mut old, "svc-old").await;
     has_function(&engine, "svc::f").await;
 
     let mut new = Client::connect(&engine).await;
@@ -49,6 +50,7 @@ async fn reattach_cleans_up_the_previous_connection_first() {
     let token = old.hello["reattach_token"].clone();
     new.send(json!({"type": "reattach", "previous_worker_id": old.id, "reattach_token": token})).await;
     new.register("svc::f").await;
+    announce(&mut new, "svc-new").await;
     new.send(json!({"type": "ping"})).await;
     assert_eq!(new.recv().await, json!({"type": "pong"}), "no registrationrejected: the old owner is gone");
     assert!(matches!(frame(&mut old).await, None | Some(WsMessage::Close(_))), "old socket dropped");
@@ -106,8 +108,10 @@ async fn a_taken_function_id_is_rejected_but_the_connection_kept() {
     let engine = head_engine().await;
     let mut owner = Client::connect(&engine).await;
     owner.register("x::f").await;
+    announce(&mut owner, "owner").await;
     has_function(&engine, "x::f").await;
     let mut other = Client::connect(&engine).await;
+    announce(&mut other, "other").await;
     other.register("x::f").await;
     assert_eq!(
         other.recv().await,

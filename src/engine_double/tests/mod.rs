@@ -3,6 +3,7 @@
 mod builtins;
 mod channels;
 mod head;
+mod head_listings;
 mod http_functions;
 mod lifecycle;
 mod observability;
@@ -32,7 +33,7 @@ pub(super) async fn head_engine() -> EngineHandle {
     EngineHandle::start(EngineConfig { head_protocol: true, ..config() }).await.expect("engine starts")
 }
 
-fn config() -> EngineConfig {
+pub(super) fn config() -> EngineConfig {
     EngineConfig {
         queues: vec![
             QueueConfig { backoff_ms: 50, ..QueueConfig::default() },
