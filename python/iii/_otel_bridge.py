@@ -125,8 +125,15 @@ def invocation_context(span: InvocationSpan) -> otel_context.Context:
     return trace.set_span_in_context(parent, ctx)
 
 
+def enter_invocation(span: InvocationSpan) -> None:
+    """Makes ``span`` (and the incoming baggage) the current OpenTelemetry context. Called
+    inside the invocation's own ``contextvars`` context, which is dropped afterwards."""
+    otel_context.attach(invocation_context(span))
+
+
 def outgoing_headers() -> tuple[str | None, str | None]:
-    """``(traceparent, baggage)`` of the current context, for an outgoing call."""
+    """``(traceparent, baggage)`` of the current context, for an outgoing call (no
+    ``traceparent`` outside any span)."""
     ctx = trace.get_current_span().get_span_context()
     traceparent = None
     if ctx.is_valid:
@@ -134,6 +141,16 @@ def outgoing_headers() -> tuple[str | None, str | None]:
     entries = otel_baggage.get_all()
     header = Telemetry.format_baggage({k: str(v) for k, v in entries.items()}) if entries else None
     return traceparent, header or None
+
+
+def call_span(telemetry: Telemetry, function_id: str) -> tuple[str, str | None, InvocationSpan | None]:
+    """``(traceparent, baggage, span)`` for a call made now: the current context, or, outside
+    any span, a new CLIENT span that starts a trace of its own (end it when the call ends)."""
+    traceparent, header = outgoing_headers()
+    if traceparent is not None:
+        return traceparent, header, None
+    span = telemetry.start_call(function_id, header)
+    return span.traceparent, header, span
 
 
 def log_sink(telemetry: Telemetry) -> Any:

@@ -282,17 +282,20 @@ class III(Dispatcher):
         """
         function_id, payload, action, timeout_ms = self._parse_request(request)
         namespace = self._call_namespace(request, function_id)
-        traceparent, baggage = self._trace_headers()
-        if action is _VOID:
-            self._connection.call_void(function_id, payload, namespace, False, traceparent, baggage)
-            return None
+        traceparent, baggage, span = self._trace(function_id)
         try:
-            result = self._connection.call(
-                function_id, payload, timeout_ms, action, namespace, traceparent, baggage
-            )
-        except InvocationError as exc:
-            raise exc if action is None else enqueue_error(exc) from None
-        return result if action is None else EnqueueResult.model_validate(result)
+            if action is _VOID:
+                self._connection.call_void(function_id, payload, namespace, False, traceparent, baggage)
+                result = None
+            else:
+                result = self._connection.call(
+                    function_id, payload, timeout_ms, action, namespace, traceparent, baggage
+                )
+        except BaseException as exc:
+            raise self._call_failed(exc, action, span) from None
+        if span is not None:
+            span.end()
+        return result if action is None or action is _VOID else EnqueueResult.model_validate(result)
 
     async def trigger_async(self, request: dict[str, Any] | TriggerRequest) -> Any:
         """Calls a function from any running event loop.
@@ -303,34 +306,50 @@ class III(Dispatcher):
         """
         function_id, payload, action, timeout_ms = self._parse_request(request)
         namespace = self._call_namespace(request, function_id)
-        traceparent, baggage = self._trace_headers()
+        traceparent, baggage, span = self._trace(function_id)
         loop = asyncio.get_running_loop()
         # On the SDK loop the frame may be held back until the end of the loop's iteration, so
         # a burst of calls goes out in one write (see ``crate::connection::deferring``).
         on_sdk_loop = loop is self._loop
-        if action is _VOID:
-            if self._connection.call_void(function_id, payload, namespace, on_sdk_loop, traceparent, baggage):
-                loop.call_soon(self._connection.flush)
-            return None
-        future = loop.create_future()
-        queue = None if on_sdk_loop else self._queue_for(loop)
-        if self._connection.call_async(
-            function_id, payload, timeout_ms, action, future, queue, namespace, on_sdk_loop, traceparent, baggage
-        ):
-            loop.call_soon(self._connection.flush)
         try:
-            result = await future
-        except InvocationError as exc:
-            raise exc if action is None else enqueue_error(exc) from None
-        return result if action is None else EnqueueResult.model_validate(result)
+            if action is _VOID:
+                if self._connection.call_void(
+                    function_id, payload, namespace, on_sdk_loop, traceparent, baggage
+                ):
+                    loop.call_soon(self._connection.flush)
+                result = None
+            else:
+                future = loop.create_future()
+                queue = None if on_sdk_loop else self._queue_for(loop)
+                if self._connection.call_async(
+                    function_id, payload, timeout_ms, action, future, queue, namespace, on_sdk_loop,
+                    traceparent, baggage,
+                ):  # fmt: skip
+                    loop.call_soon(self._connection.flush)
+                result = await future
+        except BaseException as exc:
+            raise self._call_failed(exc, action, span) from None
+        if span is not None:
+            span.end()
+        return result if action is None or action is _VOID else EnqueueResult.model_validate(result)
 
-    def _trace_headers(self) -> tuple[str | None, str | None]:
-        """``traceparent`` and ``baggage`` for a call made now (none while OpenTelemetry is off)."""
+    def _trace(self, function_id: str) -> tuple[str | None, str | None, _iii.InvocationSpan | None]:
+        """``traceparent`` and ``baggage`` for a call made now, and the CLIENT span that starts
+        a trace for it when it is made outside any span (all None while OpenTelemetry is off)."""
         if self._telemetry is None:
-            return None, None
+            return None, None, None
         from . import _otel_bridge
 
-        return _otel_bridge.outgoing_headers()
+        return _otel_bridge.call_span(self._telemetry, function_id)
+
+    @staticmethod
+    def _call_failed(exc: BaseException, action: Any, span: _iii.InvocationSpan | None) -> BaseException:
+        """The exception a failed call raises (an enqueue's in its own terms); ends its span."""
+        if span is not None:
+            span.end_error(type(exc).__name__, str(exc) or type(exc).__name__)
+        if action is not None and action is not _VOID and isinstance(exc, InvocationError):
+            return enqueue_error(exc)
+        return exc
 
     def _call_namespace(self, request: dict[str, Any] | TriggerRequest, function_id: str) -> str | None:
         named = request.get("namespace") if isinstance(request, dict) else request.namespace
@@ -601,13 +620,14 @@ class III(Dispatcher):
     def _release_telemetry(self) -> None:
         """One process has one exporter, sent on the link of the newest client using it: hand
         it to the next client, or, for the last one, send what is buffered and switch it off."""
+        exporter = self._telemetry
         with _telemetry_lock:
             if self in _telemetry_users:
                 _telemetry_users.remove(self)
-            if telemetry.current() is not self._telemetry:
+            if exporter is None or telemetry.current() is not exporter:
                 return  # shut down (or replaced) by shutdown_otel() meanwhile
             if _telemetry_users:
-                _telemetry_users[-1]._connection.bind_telemetry(self._telemetry)
+                _telemetry_users[-1]._connection.bind_telemetry(exporter)
                 return
         # At most 5 s on a live link; with no link there is nothing to wait for.
         telemetry.stop(5000 if self._connection.state() == "connected" else 0)

@@ -10,6 +10,7 @@ handlers run on SDK-owned threads fed by the Rust core's job queue.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import threading
@@ -108,6 +109,7 @@ class Dispatcher:
 
     _address: str
     _connection: _iii.Connection
+    _telemetry: _iii.Telemetry | None
     _loop: asyncio.AbstractEventLoop
     _sync_threads: int
     _link_fd: int | None
@@ -151,45 +153,77 @@ class Dispatcher:
             elif type(event) is _iii.LinkClosed:
                 self._detach_link()
 
+    def _context(self, inv: _iii.Invocation) -> tuple[contextvars.Context, _iii.InvocationSpan | None]:
+        """A fresh context for one invocation (nothing a handler sets leaks into the next) and,
+        with OpenTelemetry on, its SERVER span, current in that context."""
+        ctx = contextvars.Context()
+        if self._telemetry is None:
+            return ctx, None
+        from . import _otel_bridge  # only with OpenTelemetry on: it imports opentelemetry
+
+        span = self._telemetry.start_invocation(inv.function_id, inv.traceparent, inv.baggage)
+        ctx.run(_otel_bridge.enter_invocation, span)
+        return ctx, span
+
     def _dispatch_async(self, inv: _iii.Invocation) -> None:
+        ctx, span = self._context(inv)
         data = resolve_refs(self._address, inv.data) if inv.has_channel_refs else inv.data
         try:
-            coro = inv.handler.call(data, inv.metadata)
-            yielded = coro.send(None)
+            coro = ctx.run(inv.handler.call, data, inv.metadata)
+            yielded = ctx.run(coro.send, None)
         except StopIteration as stop:
-            self._reply(inv, stop.value, True)
+            self._reply(inv, stop.value, True, span)
             return
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
-            self._reply_exception(inv, exc, True)
+            self._reply_exception(inv, exc, True, span)
             return
-        # The handler really suspended: only now does it become a Task.
-        self._loop.create_task(self._finish(coro, yielded, inv))
+        # The handler really suspended: only now does it become a Task (in the same context).
+        self._loop.create_task(self._finish(coro, yielded, inv, span), context=ctx)
 
-    async def _finish(self, coro: Any, yielded: Any, inv: _iii.Invocation) -> None:
+    async def _finish(
+        self, coro: Any, yielded: Any, inv: _iii.Invocation, span: _iii.InvocationSpan | None
+    ) -> None:
         try:
             result = await _resume(coro, yielded)
         except BaseException as exc:  # noqa: BLE001
-            self._reply_exception(inv, exc, True)
+            self._reply_exception(inv, exc, True, span)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return
-        self._reply(inv, result, True)
+        self._reply(inv, result, True, span)
 
-    def _reply(self, inv: _iii.Invocation, value: Any, on_loop: bool) -> None:
+    def _reply(
+        self, inv: _iii.Invocation, value: Any, on_loop: bool, span: _iii.InvocationSpan | None
+    ) -> None:
         """Answers ``inv``. On the SDK loop the frame is held back until the end of the loop's
         iteration, so a burst of answers goes out in one write."""
+        traceparent = baggage = None
+        if span is not None:
+            span.end()
+            traceparent, baggage = span.traceparent, span.baggage
         if inv.invocation_id is not None and self._connection.reply(
-            inv.invocation_id, inv.function_id, value, on_loop
+            inv.invocation_id, inv.function_id, value, on_loop, traceparent, baggage
         ):
             self._loop.call_soon(self._connection.flush)
 
-    def _reply_exception(self, inv: _iii.Invocation, exc: BaseException, on_loop: bool) -> None:
+    def _reply_exception(
+        self, inv: _iii.Invocation, exc: BaseException, on_loop: bool, span: _iii.InvocationSpan | None
+    ) -> None:
         log.debug("function %r raised", inv.function_id, exc_info=exc)
-        if inv.invocation_id is None:
-            return
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        if self._connection.reply_error(
-            inv.invocation_id, inv.function_id, "invocation_failed", _error_text(exc), stack, on_loop
+        traceparent = baggage = None
+        if span is not None:
+            span.end_error(type(exc).__name__, _error_text(exc), stack)
+            traceparent, baggage = span.traceparent, span.baggage
+        if inv.invocation_id is not None and self._connection.reply_error(
+            inv.invocation_id,
+            inv.function_id,
+            "invocation_failed",
+            _error_text(exc),
+            stack,
+            on_loop,
+            traceparent,
+            baggage,
         ):
             self._loop.call_soon(self._connection.flush)
 
@@ -214,15 +248,17 @@ class Dispatcher:
             self._run_sync(inv)
 
     def _run_sync(self, inv: _iii.Invocation) -> None:
+        ctx, span = self._context(inv)
         try:
             data = resolve_refs(self._address, inv.data) if inv.has_channel_refs else inv.data
-            result = inv.handler.call(data, inv.metadata)
+            result = ctx.run(inv.handler.call, data, inv.metadata)
             if inspect.isawaitable(result):
-                result = asyncio.run_coroutine_threadsafe(awaited(result), self._loop).result()
+                future = ctx.run(asyncio.run_coroutine_threadsafe, awaited(result), self._loop)
+                result = future.result()
         except BaseException as exc:  # noqa: BLE001
-            self._reply_exception(inv, exc, False)
+            self._reply_exception(inv, exc, False, span)
             return
-        self._reply(inv, result, False)
+        self._reply(inv, result, False, span)
 
     def _attach_link(self) -> None:
         """Reads the live link on this loop: one wake-up per inbound message instead of two."""

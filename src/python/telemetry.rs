@@ -183,6 +183,23 @@ impl Telemetry {
             exporter: self.exporter.clone(),
             context,
             parent: parent.map(|p| p.span_id),
+            kind: SpanKind::Server,
+            function_id: function_id.to_owned(),
+            start_unix_nano: now_unix_nanos(),
+            baggage: baggage.filter(|b| !b.is_empty()),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts the CLIENT span `trigger <function_id>` of a call made outside any span: the
+    /// root of a new trace, so the callee's spans hang under something the engine has.
+    #[pyo3(signature = (function_id, baggage=None))]
+    fn start_call(&self, function_id: &str, baggage: Option<String>) -> InvocationSpan {
+        InvocationSpan {
+            exporter: self.exporter.clone(),
+            context: SpanContext { trace_id: TraceId::random(), span_id: SpanId::random(), sampled: true },
+            parent: None,
+            kind: SpanKind::Client,
             function_id: function_id.to_owned(),
             start_unix_nano: now_unix_nanos(),
             baggage: baggage.filter(|b| !b.is_empty()),
@@ -326,12 +343,14 @@ impl Telemetry {
     }
 }
 
-/// The span of one incoming invocation. End it once, with `end()` or `end_error(...)`.
+/// The span of one incoming invocation (SERVER), or of a call made outside any span (CLIENT).
+/// End it once, with `end()` or `end_error(...)`.
 #[pyclass(frozen, module = "iii._iii")]
 pub struct InvocationSpan {
     exporter: Arc<Exporter>,
     context: SpanContext,
     parent: Option<SpanId>,
+    kind: SpanKind,
     function_id: String,
     start_unix_nano: u64,
     baggage: Option<String>,
@@ -347,8 +366,11 @@ impl InvocationSpan {
             trace_id: self.context.trace_id,
             span_id: self.context.span_id,
             parent_span_id: self.parent,
-            name: format!("call {}", self.function_id),
-            kind: SpanKind::Server,
+            name: match self.kind {
+                SpanKind::Client => format!("trigger {}", self.function_id),
+                _ => format!("call {}", self.function_id),
+            },
+            kind: self.kind,
             start_unix_nano: self.start_unix_nano,
             end_unix_nano: now_unix_nanos(),
             attributes: vec![("function_id".into(), self.function_id.as_str().into())],

@@ -1,0 +1,169 @@
+"""Trace context across workers: every invocation runs in its own SERVER span, calls carry the
+current context, results carry the span's, and the engine sees one trace (issue 9 item 2)."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from typing import Any
+
+import pytest
+from opentelemetry import context as otel_context
+
+from iii import InitOptions, InvocationError, Logger, telemetry
+from iii.testing import Engine
+from test_telemetry import call, eventually, tree
+
+from conftest import WorkerFactory, unique, wait_registered
+
+
+def _chain(nodes: list[dict[str, Any]]) -> list[str]:
+    """Span names from the root down, following first children."""
+    names: list[str] = []
+    while nodes:
+        names.append(nodes[0]["name"])
+        nodes = nodes[0]["children"]
+    return names
+
+
+def test_a_trace_follows_a_call_across_three_workers(make_worker: WorkerFactory) -> None:
+    a, b, c, driver = make_worker(), make_worker(), make_worker(), make_worker()
+    fa, fb, fc = unique("a"), unique("b"), unique("c")
+    seen: dict[str, tuple[str | None, str | None, str | None]] = {}
+
+    def note(name: str) -> None:
+        seen[name] = (
+            telemetry.current_trace_id(),
+            telemetry.current_span_id(),
+            telemetry.get_baggage_entry("tenant"),
+        )
+
+    async def handler_a(data: Any) -> Any:
+        note("a")
+        token = otel_context.attach(telemetry.set_baggage_entry("tenant", "acme"))
+        try:
+            return await a.trigger_async({"function_id": fb, "payload": data})
+        finally:
+            otel_context.detach(token)
+
+    def handler_b(data: Any) -> Any:  # a sync handler, on the SDK's threads
+        note("b")
+        return b.trigger({"function_id": fc, "payload": data})
+
+    async def handler_c(data: Any) -> Any:
+        note("c")
+        return {"done": data}
+
+    a.register_function(fa, handler_a)
+    b.register_function(fb, handler_b)
+    c.register_function(fc, handler_c)
+    for fid in (fa, fb, fc):
+        wait_registered(driver, fid)
+    assert driver.trigger({"function_id": fa, "payload": 1}) == {"done": 1}
+
+    trace_ids = {seen[n][0] for n in "abc"}
+    assert len(trace_ids) == 1 and None not in trace_ids, seen
+    assert len({seen[n][1] for n in "abc"}) == 3, "each invocation has a span of its own"
+    assert seen["c"][2] == "acme", "baggage set in A reaches C through B"
+    assert seen["a"][2] is None
+    (trace_id,) = trace_ids
+    assert trace_id is not None
+    roots = tree(driver, trace_id, 3)
+    names = _chain(roots)
+    assert names[-3:] == [f"call {fa}", f"call {fb}", f"call {fc}"], roots
+
+
+def test_a_failing_handler_gives_an_error_span_with_one_exception_event(make_worker: WorkerFactory) -> None:
+    worker, driver = make_worker(), make_worker()
+    fid = unique("fails")
+    trace_ids: list[str | None] = []
+
+    def fail(_data: Any) -> None:
+        trace_ids.append(telemetry.current_trace_id())
+        raise ValueError("no stock")
+
+    worker.register_function(fid, fail)
+    wait_registered(driver, fid)
+    with pytest.raises(InvocationError, match="no stock"):
+        driver.trigger({"function_id": fid, "payload": {}})
+    (trace_id,) = trace_ids
+    assert trace_id is not None
+
+    def spans() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        stack = list(tree(driver, trace_id, 1))
+        while stack:
+            node = stack.pop()
+            out.append(node)
+            stack.extend(node["children"])
+        return out
+
+    span = next(s for s in spans() if s["name"] == f"call {fid}")
+    assert span["status"] == "error"
+    assert [e["name"] for e in span["events"]] == ["exception"]
+    assert ["exception.type", "ValueError"] in span["events"][0]["attributes"]
+
+
+def test_logger_records_carry_the_trace_in_async_and_sync_handlers(make_worker: WorkerFactory) -> None:
+    worker, driver = make_worker(), make_worker()
+    fa, fs = unique("logasync"), unique("logsync")
+    marker = unique("mark")
+    traces: dict[str, str | None] = {}
+
+    async def in_async(_data: Any) -> None:
+        traces["async"] = telemetry.current_trace_id()
+        Logger().info(f"{marker} async", {"n": 1})
+
+    def in_sync(_data: Any) -> None:
+        traces["sync"] = telemetry.current_trace_id()
+        Logger().info(f"{marker} sync", {"n": 2})
+
+    worker.register_function(fa, in_async)
+    worker.register_function(fs, in_sync)
+    for fid in (fa, fs):
+        wait_registered(driver, fid)
+        driver.trigger({"function_id": fid, "payload": {}})
+
+    def fetch() -> list[dict[str, Any]]:
+        logs = call(driver, "engine::logs::list", {})["logs"]
+        return [log for log in logs if str(log["body"]).startswith(marker)]
+
+    logs = eventually(fetch, lambda found: len(found) >= 2)
+    by_kind = {str(log["body"]).split()[-1]: log for log in logs}
+    assert by_kind["async"]["trace_id"] == traces["async"]
+    assert by_kind["sync"]["trace_id"] == traces["sync"]
+    assert traces["async"] != traces["sync"]
+
+
+def test_each_invocation_runs_in_its_own_context(make_worker: WorkerFactory) -> None:
+    worker, driver = make_worker(), make_worker()
+    fid = unique("ctx")
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("var", default=0)
+
+    async def bump(_data: Any) -> int:
+        before = var.get()
+        var.set(before + 1)
+        return before
+
+    worker.register_function(fid, bump)
+    wait_registered(driver, fid)
+    assert [driver.trigger({"function_id": fid, "payload": {}}) for _ in range(3)] == [0, 0, 0]
+
+
+def test_with_opentelemetry_off_no_telemetry_reaches_the_engine() -> None:
+    with Engine() as engine:
+        from iii import register_worker
+
+        off = InitOptions(worker_name="quiet", otel={"enabled": False})
+        worker = register_worker(engine.url, off)
+        try:
+            fid = unique("quiet")
+            done = threading.Event()
+            worker.register_function(fid, lambda _d: done.set())
+            worker.trigger({"function_id": fid, "payload": {}})
+            assert done.is_set()
+            assert telemetry.current() is None
+            traces = worker.trigger({"function_id": "engine::traces::list", "payload": {}})
+            assert traces["spans"] == [] if "spans" in traces else not traces.get("traces")
+        finally:
+            worker.shutdown()
