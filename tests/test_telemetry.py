@@ -184,10 +184,7 @@ def test_a_log_trigger_fires_for_matching_records(make_worker: WorkerFactory, ot
     worker.register_function(fid, lambda data: seen.append(data))
     worker.register_trigger({"type": "log", "function_id": fid, "config": {"level": "error"}})
     tag = unique("trig")
-    eventually(
-        lambda: call(worker, "engine::triggers::list", {}),
-        lambda r: any(t["function_id"] == fid for t in r["triggers"]),
-    )
+    eventually(worker.list_triggers, lambda r: any(t.function_id == fid for t in r))
     Logger().info(f"{tag} not me")
     Logger().error(f"{tag} me", {"code": 7})
     otel.flush()
@@ -220,6 +217,8 @@ def test_shutdown_flushes_what_is_buffered(make_worker: WorkerFactory, engine_ur
 
 def test_worker_gauges_fill_latest_metrics(make_worker: WorkerFactory, engine_url: str) -> None:
     worker = make_worker()
+    if worker.engine_generation == "head":
+        pytest.skip("engines after v0.11.0 report metrics through engine::workers::info (not emulated)")
     own = Telemetry({"metrics_export_interval_ms": 50})
     try:
         own.connect(engine_url)
