@@ -1,6 +1,7 @@
 """The wheel that scripts/build-wheels.sh makes installs and works without a Rust toolchain.
 
 Runs when III_WHEEL names that wheel: `WHEEL_TEST=1 ./test.sh` builds it and sets it (CI does).
+III_WHEEL_PYTHON picks the interpreter of the fresh venv (default: the one running pytest).
 """
 
 from __future__ import annotations
@@ -38,18 +39,21 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     assert wheel.is_file(), f"III_WHEEL={WHEEL} is not a file"
     home = tmp_path_factory.mktemp("wheel")
     venv = home / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = os.environ.get("III_WHEEL_PYTHON", sys.executable)
+    subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120)
     env = clean_env(venv)
     assert shutil.which("cargo", path=env["PATH"]) is None
     assert shutil.which("rustc", path=env["PATH"]) is None
     # --only-binary: pip must not fall back to building anything from source.
-    subprocess.run(
+    pip = subprocess.run(
         ["python", "-m", "pip", "install", "-q", "--only-binary", ":all:", str(wheel)],
         env=env,
         cwd=home,
-        check=True,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert pip.returncode == 0, pip.stdout + pip.stderr
     return home, env
 
 
