@@ -12,7 +12,10 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 . .venv/bin/activate
-python -m pip install -q "maturin[zig]>=1.5,<2" auditwheel
+# NOTE: zig pinned: it is the linker of the published wheel, and 0.17.1 (with maturin 1.16)
+# is the version whose output was checked (glibc symbols <= 2.17, wheel installed on CPython
+# 3.10-3.13); maturin-action itself caps the zig it installs (< 0.14 in its 1.47.3).
+python -m pip install -q "maturin>=1.5,<2" "ziglang==0.17.1" auditwheel
 
 mkdir -p dist
 rm -f dist/iii_sdk-*-manylinux*_"$arch".whl dist/iii_sdk-*.tar.gz
