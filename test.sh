@@ -41,5 +41,5 @@ echo "== pytest"
 python -m pytest -q -p no:cacheprovider --timeout 120 tests
 if [ -z "${III_URL:-}" ]; then
     # Again with the test engine behaving like the engines after v0.11.0 (protocol.md Part B).
-    III_TEST_ENGINE=head python -m pytest -q -p no:cacheprovider --timeout 120 tests
+    III_TEST_ENGINE=head III_WHEEL= python -m pytest -q -p no:cacheprovider --timeout 120 tests
 fi
