@@ -2,7 +2,8 @@
 # Runs every check CI runs: the lint gate (rustfmt, clippy, ruff, mypy --strict, stub check),
 # the Rust core's tests (cargo test) and the Python API's tests (pytest).
 # Creates ./.venv on first use. Set III_URL=ws://... to also run against a real engine.
-# LINT=0 skips the lint gate (for quick local runs).
+# LINT=0 skips the lint gate (for quick local runs). WHEEL_TEST=1 (CI sets it) also builds the
+# release wheel (scripts/build-wheels.sh, Linux) and installs it into a fresh venv without Rust.
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -x .venv/bin/python ]; then
@@ -30,9 +31,15 @@ if [ "${LINT:-1}" != 0 ]; then
     echo "== stub check"
     python -m mypy.stubtest iii._iii --allowlist tests/stubtest-allowlist.txt
 fi
+if [ "${WHEEL_TEST:-0}" != 0 ]; then
+    echo "== wheel"
+    scripts/build-wheels.sh
+    III_WHEEL=$(ls "$PWD"/dist/iii_sdk-*-manylinux*_"$(uname -m)".whl)
+    export III_WHEEL
+fi
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider --timeout 120 tests
 if [ -z "${III_URL:-}" ]; then
     # Again with the test engine behaving like the engines after v0.11.0 (protocol.md Part B).
-    III_TEST_ENGINE=head python -m pytest -q -p no:cacheprovider --timeout 120 tests
+    III_TEST_ENGINE=head III_WHEEL= python -m pytest -q -p no:cacheprovider --timeout 120 tests
 fi

@@ -187,7 +187,8 @@ def test_shutdown_releases_sockets_and_threads(engine_url):
     import gc
 
     def open_fds() -> int:
-        return len(os.listdir("/proc/self/fd"))
+        # /proc/self/fd on Linux, /dev/fd on macOS
+        return len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
 
     def sdk_threads() -> int:
         return sum(t.name.startswith("iii-") for t in threading.enumerate())

@@ -65,6 +65,15 @@ def proc_cpu(pid: int) -> float | None:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
+        pass
+    try:  # no /proc (macOS): ps prints [[dd-]hh:]mm:ss.cc
+        out = subprocess.run(["ps", "-o", "cputime=", "-p", str(pid)], capture_output=True, text=True).stdout
+        days, _, clock = out.strip().rpartition("-")
+        seconds = 0.0
+        for part in clock.split(":"):
+            seconds = seconds * 60 + float(part)
+        return seconds + 86400 * int(days or 0)
+    except (OSError, ValueError):
         return None
 
 

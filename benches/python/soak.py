@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import collections
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -26,6 +27,9 @@ from proxy import Proxy  # noqa: E402
 
 
 def rss_mib() -> float:
+    if not os.path.exists("/proc/self/statm"):  # macOS: ps reports the resident set in KiB
+        ps = subprocess.run(["ps", "-o", "rss=", "-p", str(os.getpid())], capture_output=True, check=True)
+        return int(ps.stdout) / 1024
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
