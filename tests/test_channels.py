@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import threading
 
-from iii import Channel, ChannelReader, ChannelWriter
+import pytest
+
+from iii import Channel, ChannelError, ChannelReader, ChannelWriter
+from iii.channels import _in_thread
 
 from conftest import unique, wait_registered
 
@@ -67,3 +73,43 @@ def test_sync_handler_reads_a_channel(make_worker):
         return await call
 
     assert asyncio.run(run()) == 100_000
+
+
+def test_ctrl_c_interrupts_a_blocked_channel_read(make_worker):
+    worker = make_worker()
+    channel = worker.create_channel()
+    interrupt = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    interrupt.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            channel.reader.read_chunk_sync()  # nobody writes: it waits until interrupted
+    finally:
+        interrupt.cancel()
+    channel.writer.write_sync(b"still usable")
+    channel.writer.close()
+    assert channel.reader.read_all_sync() == b"still usable"
+
+
+def test_async_channel_operations_run_on_the_sdks_own_threads(make_worker):
+    worker = make_worker()
+    channel = worker.create_channel()
+    names: list[str] = []
+
+    async def run() -> bytes:
+        names.append(await _in_thread(lambda: threading.current_thread().name))
+        await channel.writer.write(b"abc")
+        await channel.writer.close_async()
+        return await channel.reader.read_all()
+
+    assert asyncio.run(run()) == b"abc"
+    assert names[0].startswith("iii-channel-")
+    assert not threading.current_thread().name.startswith("iii-channel-")
+
+
+def test_a_channel_that_cannot_be_opened_raises_channel_error(make_worker):
+    worker = make_worker()
+    bogus = ChannelReader(
+        worker._address, {"channel_id": "no-such-channel", "access_key": "x", "direction": "read"}
+    )
+    with pytest.raises(ChannelError):
+        bogus.read_all_sync()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -62,8 +63,74 @@ def _url(base: str, ref: StreamChannelRef, direction: str) -> str:
     return build_channel_url(base, ref.channel_id, ref.access_key, direction)
 
 
+class _Threads:
+    """Threads the SDK owns for the blocking channel operations behind the async API.
+
+    Not asyncio's default executor: its threads are few and refuse work once the interpreter
+    starts exiting. These are not daemons (they wait inside Rust with the GIL released, and a
+    daemon thread there at interpreter exit aborts the process); an idle one ends after a second,
+    so they never keep a finished process alive for long.
+    """
+
+    def __init__(self, limit: int = 32) -> None:
+        self._jobs: queue.SimpleQueue[
+            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any, tuple[Any, ...]]
+        ]
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._count = 0
+        self._limit = limit
+
+    def run(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        self._jobs.put((loop, future, fn, args))
+        with self._lock:
+            if self._idle == 0 and self._count < self._limit:
+                self._count += 1
+                threading.Thread(target=self._work, name=f"iii-channel-{self._count}", daemon=False).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            try:
+                loop, future, fn, args = self._jobs.get(timeout=1.0)
+            except queue.Empty:
+                with self._lock:
+                    self._idle -= 1
+                    if self._jobs.empty():
+                        self._count -= 1
+                        return
+                continue
+            with self._lock:
+                self._idle -= 1
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits for this any more
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+_threads = _Threads()
+
+
 async def _in_thread(fn: Callable[..., _T], *args: Any) -> _T:
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    return await _threads.run(fn, *args)
 
 
 class _End:

@@ -4,6 +4,8 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use std::time::Duration;
+
 use super::runtime;
 use crate::channels::{ChannelSocket as Socket, Frame};
 
@@ -22,30 +24,49 @@ fn closed(e: String) -> PyErr {
     crate::python::errors::channel_error(e)
 }
 
+/// Runs `operation` on the runtime with the GIL released, waking every 100 ms to let Ctrl-C
+/// (or any signal handler that raises) through.
+fn wait<F>(py: Python<'_>, operation: F) -> PyResult<F::Output>
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    let mut operation = std::pin::pin!(operation);
+    loop {
+        let slice = py.detach(|| {
+            // The timer is made inside the runtime: `timeout` needs its context.
+            runtime::handle()
+                .block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut operation).await })
+        });
+        match slice {
+            Ok(output) => return Ok(output),
+            Err(_) => py.check_signals()?,
+        }
+    }
+}
+
 #[pymethods]
 impl ChannelSocket {
     /// Opens one channel end (blocking, GIL released).
     #[new]
     fn new(py: Python<'_>, url: String, max_message_size: usize) -> PyResult<Self> {
-        let socket = py
-            .detach(|| runtime::handle().block_on(Socket::connect(&url, max_message_size)))
-            .map_err(closed)?;
+        let socket = wait(py, Socket::connect(&url, max_message_size))?.map_err(closed)?;
         Ok(Self { socket })
     }
 
     /// Writes bytes as binary frames (64 KiB each at most).
     fn write(&self, py: Python<'_>, data: Vec<u8>) -> PyResult<()> {
-        py.detach(|| runtime::handle().block_on(self.socket.write(&data))).map_err(closed)
+        wait(py, self.socket.write(&data))?.map_err(closed)
     }
 
     /// Sends one text message.
     fn send_text(&self, py: Python<'_>, text: String) -> PyResult<()> {
-        py.detach(|| runtime::handle().block_on(self.socket.send(Frame::Text(text)))).map_err(closed)
+        wait(py, self.socket.send(Frame::Text(text)))?.map_err(closed)
     }
 
     /// Next frame: bytes, str, or None when the channel is closed.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        match py.detach(|| runtime::handle().block_on(self.socket.recv())) {
+        match wait(py, self.socket.recv())? {
             None => Ok(None),
             Some(Ok(Frame::Binary(b))) => Ok(Some(PyBytes::new(py, &b).into_any())),
             Some(Ok(Frame::Text(t))) => Ok(Some(t.into_pyobject(py)?.into_any())),
@@ -54,7 +75,7 @@ impl ChannelSocket {
     }
 
     /// Closes the channel end after the frames queued before.
-    fn close(&self, py: Python<'_>) {
-        py.detach(|| runtime::handle().block_on(self.socket.close()));
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        wait(py, self.socket.close())
     }
 }
