@@ -12,7 +12,7 @@ import pytest
 from iii import HttpInvocationConfig, InvocationError, IStream
 from iii.types import HttpAuthBearer
 
-from conftest import REAL_ENGINE_URL, unique, wait_registered, wait_until
+from conftest import REAL_ENGINE_URL, unique, wait_registered
 
 
 class MemoryStream(IStream):
