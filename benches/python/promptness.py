@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="one JSON line per figure")
     args = parser.parse_args()
-    logging.getLogger("iii").setLevel(logging.ERROR)  # the reconnect warnings are expected here
+    logging.getLogger("iii").setLevel(logging.CRITICAL)  # lost links and refusals are expected here
     with Engine(functions_poll_interval_ms=100) as engine:
         for figure in FIGURES:
             times = [figure(engine) * 1000 for _ in range(args.repeat)]
