@@ -1,4 +1,4 @@
-"""A loopback TCP proxy for fault injection: cut, stall or slow the link between a worker
+"""A loopback TCP proxy for fault injection: cut, stall or reset the link between a worker
 and the engine."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
 
 
 class Proxy:
@@ -23,7 +22,6 @@ class Proxy:
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._flowing = threading.Event()
         self._flowing.set()
-        self.delay = 0.0
         #: When set, the next chunk from the engine is cut after this many bytes and the link reset.
         self.reset_after_bytes: int | None = None
         self.accepted = 0
@@ -60,8 +58,6 @@ class Proxy:
                 if not data:
                     break
                 self._flowing.wait()
-                if self.delay:
-                    time.sleep(self.delay)
                 if from_engine and self.reset_after_bytes is not None:
                     cut, self.reset_after_bytes = self.reset_after_bytes, None
                     dst.sendall(data[:cut])

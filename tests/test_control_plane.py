@@ -210,14 +210,17 @@ def test_on_functions_available(make_worker):
     unsubscribe()
     wait_until(lambda: not bound())
     count = len(seen)
+    witness = make_worker()
+    witnessed: list[list[FunctionInfo]] = []
+    witness.on_functions_available(witnessed.append)
+    witness_fn = witness._functions_available_sub[0].id
+    wait_until(lambda: any(t.function_id == witness_fn for t in witness.list_triggers()))
     later = unique("later")
     other.register_function(later, lambda d: d)
-    wait_registered(watcher, later)
-    if not REAL_ENGINE_URL:
-        import time
-
-        time.sleep(0.4)  # several poll intervals of the test engine
-        assert not any(f.function_id == later for batch in seen[count:] for f in batch)
+    # The engine announces a change to every subscriber at once: once the witness (still
+    # subscribed) has heard of `later`, the unsubscribed watcher would have too.
+    wait_until(lambda: any(f.function_id == later for batch in witnessed for f in batch), timeout=timeout)
+    assert not any(f.function_id == later for batch in seen[count:] for f in batch)
 
 
 def test_http_invoked_function_is_registered(engine, make_worker):

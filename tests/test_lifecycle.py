@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 
@@ -44,16 +43,16 @@ def test_shutdown_fails_calls_in_flight_promptly(make_worker):
     server, client = make_worker(), make_worker()
     fid = unique("slow")
 
-    async def slow(d):
-        await asyncio.sleep(10)
+    async def never_answers(d):
+        await asyncio.Event().wait()  # cancelled when the server shuts down
 
-    server.register_function(fid, slow)
+    server.register_function(fid, never_answers)
     wait_registered(client, fid)
     errors = []
 
     def call():
         try:
-            client.trigger({"function_id": fid, "payload": {}})
+            client.trigger({"function_id": fid, "payload": {}, "timeout_ms": 60_000})
         except Exception as exc:
             errors.append(exc)
 
@@ -61,11 +60,10 @@ def test_shutdown_fails_calls_in_flight_promptly(make_worker):
     for t in threads:
         t.start()
     wait_until(lambda: client._connection.pending_calls() == 5)
-    started = time.monotonic()
     client.shutdown()
     for t in threads:
-        t.join(5)
-    assert time.monotonic() - started < 1.0
+        t.join(10)  # far below the calls' own 60 s timeout: only the shutdown can end them
+    assert not any(t.is_alive() for t in threads)
     assert len(errors) == 5 and all(isinstance(e, ClientShutdownError) for e in errors)
 
 
@@ -73,39 +71,36 @@ def test_engine_disappearing_mid_call_fails_the_call_within_a_second(engine, mak
     server, client = make_worker(engine.url), make_worker(engine.url)
     fid = unique("slow")
 
-    async def slow(d):
-        await asyncio.sleep(10)
+    async def never_answers(d):
+        await asyncio.Event().wait()  # cancelled when the server shuts down
 
-    server.register_function(fid, slow)
+    server.register_function(fid, never_answers)
     wait_registered(client, fid)
     errors = []
 
     async def call():
         try:
-            await client.trigger_async({"function_id": fid, "payload": {}})
+            await client.trigger_async({"function_id": fid, "payload": {}, "timeout_ms": 60_000})
         except Exception as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=lambda: asyncio.run(call()))
     thread.start()
     wait_until(lambda: client._connection.pending_calls() == 1)
-    started = time.monotonic()
     engine.stop()
-    thread.join(5)
-    assert time.monotonic() - started < 1.0
+    thread.join(10)  # far below the call's own 60 s timeout: only the lost link can end it
+    assert not thread.is_alive()
     assert len(errors) == 1
     assert isinstance(errors[0], ConnectionLostError) and isinstance(errors[0], IIIConnectionError)
     assert fid in str(errors[0])
 
 
 def test_unreachable_engine_fails_register_worker_clearly():
-    started = time.monotonic()
     with pytest.raises(NotConnectedError) as err:
         register_worker(
             "ws://127.0.0.1:9",
             InitOptions(reconnection_config=ReconnectionConfig(initial_delay_ms=10, max_retries=2)),
         )
-    assert time.monotonic() - started < 5
     assert "127.0.0.1:9" in str(err.value)
     assert not [t for t in threading.enumerate() if t.name == "iii-loop" and t.is_alive()]
 
@@ -113,8 +108,10 @@ def test_unreachable_engine_fails_register_worker_clearly():
 def test_malformed_frames_from_the_engine_are_survived(engine, make_worker):
     server, client = make_worker(engine.url), make_worker(engine.url)
     fid = unique()
+    marks: list[object] = []
     server.register_function(fid, lambda d: "alive")
-    wait_registered(client, fid)
+    server.register_function(fid + "::mark", marks.append)
+    wait_registered(client, fid + "::mark")
     wid = server.worker_id
     for frame in [
         "not json",
@@ -134,8 +131,15 @@ def test_malformed_frames_from_the_engine_are_survived(engine, make_worker):
         '{"type":"invokefunction","invocation_id":"8a3b2e55-0000-4000-8000-000000000000",'
         '"function_id":"nope","data":null}',
     )
-    time.sleep(0.2)
+    # Frames are handled in order: once this one ran, every frame above has been handled.
+    assert engine.send_raw(
+        wid,
+        '{"type":"invokefunction","invocation_id":"8a3b2e55-0000-4000-8000-000000000001",'
+        f'"function_id":"{fid}::mark","data":"after the garbage"}}',
+    )
+    wait_until(lambda: marks == ["after the garbage"])
     assert server.get_connection_state() == "connected"
+    assert wid == server.worker_id, "the same connection survived"
     assert client.trigger({"function_id": fid, "payload": {}}) == "alive"
 
 

@@ -153,6 +153,8 @@ def test_registering_a_function_id_twice_is_refused(make_worker):
         worker.register_function({"id": fid}, lambda d: 2)
     ref.unregister()
     worker.register_function(fid, lambda d: 3)  # free again once unregistered
+    # The three messages reach the engine in order, so this call meets the new handler.
+    assert worker.trigger({"function_id": fid, "payload": {}}) == 3
 
 
 @pytest.mark.parametrize("bad", ["", "   "])
@@ -168,6 +170,7 @@ def test_a_handler_that_is_not_callable_is_refused(make_worker):
     with pytest.raises(TypeError, match="callable"):
         worker.register_function(fid, "not a function")  # type: ignore[arg-type]
     worker.register_function(fid, lambda d: 1)  # the failed attempt left nothing behind
+    assert worker.trigger({"function_id": fid, "payload": {}}) == 1
 
 
 class Order(BaseModel):

@@ -12,7 +12,7 @@ import pytest
 from iii import HttpInvocationConfig, InvocationError, IStream
 from iii.types import HttpAuthBearer
 
-from conftest import REAL_ENGINE_URL, unique, wait_registered, wait_until
+from conftest import REAL_ENGINE_URL, unique, wait_registered
 
 
 class MemoryStream(IStream):
@@ -101,6 +101,7 @@ def test_http_invoked_function_is_called_by_the_engine(make_worker, monkeypatch)
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("IIIT_TOKEN", "s3cret")
+    _Receiver.received.clear()
     try:
         base = f"http://127.0.0.1:{server.server_port}"
         worker, caller = make_worker(), make_worker()
@@ -125,7 +126,7 @@ def test_http_invoked_function_is_called_by_the_engine(make_worker, monkeypatch)
         with pytest.raises(InvocationError) as err:
             caller.trigger({"function_id": fail, "payload": {}})
         assert (err.value.code, err.value.message) == ("payment_required", "pay first")
-        wait_until(lambda: len(_Receiver.received) >= 2)
+        assert [r["path"] for r in _Receiver.received] == ["/fn", "/fail"]
     finally:
         server.shutdown()
         os.environ.pop("IIIT_TOKEN", None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,17 +131,16 @@ def test_reconnects_after_a_cut_over_wss(tls, wss_worker):
     tls.cut()
     wait_until(lambda: tls.accepted >= before + 2, timeout=10)
     wait_until(lambda: client.get_connection_state() == "connected", timeout=10)
-    deadline = time.monotonic() + 10
-    while True:
+
+    def answers() -> bool:
         try:
-            assert (
+            return (
                 client.trigger({"function_id": fid, "payload": {"after": "cut"}, "timeout_ms": 2000}) == "cut"
             )
-            break
         except IIIError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)  # the server's replay may still be on its way
+            return False  # the server's replay may still be on its way
+
+    wait_until(answers, timeout=10)
 
 
 def test_channel_over_wss(wss_worker):
@@ -173,11 +171,9 @@ def test_channel_over_wss(wss_worker):
 def _refused(identity: Issued, engine_url: str) -> str:
     proxy = _proxy(identity, engine_url)
     try:
-        started = time.monotonic()
         with pytest.raises(IIIError) as raised:
             register_worker(proxy.url(), InitOptions(worker_name=f"tls-{uuid.uuid4().hex[:8]}"))
-        # Refused at the first attempt, not after the connect deadline of retries.
-        assert time.monotonic() - started < 10
+        # Refused at the first attempt: register_worker would otherwise retry until its deadline.
         assert proxy.accepted == 1, "a certificate failure must not be retried"
         return str(raised.value)
     finally:

@@ -4,6 +4,13 @@ Registers ``<ns>::drive``, an async function that runs one scenario against the 
 with ``await iii.trigger_async(...)`` (fan-out happens inside this handler, on the SDK's own
 loop: the official SDK only supports ``trigger_async`` there). The main thread triggers
 ``<ns>::drive`` once per scenario and prints ``RESULT {json}`` lines.
+
+Every call has ``--call-timeout-ms`` (default 2 s, far above a healthy call's latency even at
+1000 in flight): a result the engine drops (README, "Known engine issue") costs one short
+timeout instead of the SDK's 30 s and a collapsed figure. Errors are counted by cause
+(``timeouts`` and ``other_errors``) with a few samples of each. When calls failed, calls/s is
+the answered calls over the time to the last answer: in a fan-out the other calls go on while
+one waits out its timeout, and that wait must not stretch the figure.
 """
 
 from __future__ import annotations
@@ -26,21 +33,46 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+def is_timeout(exc: BaseException) -> bool:
+    # Both SDKs raise a TimeoutError subclass when a call's timeout_ms runs out.
+    return isinstance(exc, (TimeoutError, asyncio.TimeoutError))
+
+
 class Tally:
     """Counters that survive a scenario being cut short by its timeout."""
 
     def __init__(self) -> None:
         self.ok = 0
         self.bad = 0  # answered, but not with the expected echo
-        self.errors = 0
+        self.timeouts = 0
+        self.other_errors = 0
         self.samples: list[str] = []
         self.latencies: list[float] = []
+        self.last_ok = 0.0  # perf_counter() of the last answered call
+
+    @property
+    def errors(self) -> int:
+        return self.timeouts + self.other_errors
 
     def error(self, exc: BaseException) -> None:
-        self.errors += 1
-        text = f"{type(exc).__name__}: {exc}"[:200]
-        if len(self.samples) < 3 and text not in self.samples:
+        cause = "timeout" if is_timeout(exc) else "other"
+        if cause == "timeout":
+            self.timeouts += 1
+        else:
+            self.other_errors += 1
+        text = f"{cause}: {type(exc).__name__}: {exc}"[:200]
+        # A few samples of each cause: a single timeout must not hide an error of ours.
+        if sum(x.startswith(cause) for x in self.samples) < 2 and text not in self.samples:
             self.samples.append(text)
+
+    def counts(self) -> dict:
+        return {
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "other_errors": self.other_errors,
+            "bad": self.bad,
+            "error_samples": self.samples,
+        }
 
 
 def main() -> None:
@@ -52,7 +84,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--seq-calls", type=int, default=2000)
     parser.add_argument("--payload-bytes", type=int, default=16 * 1024)
-    parser.add_argument("--call-timeout-ms", type=int, default=30000)
+    parser.add_argument("--call-timeout-ms", type=int, default=2000)
     parser.add_argument("--scenario-timeout", type=float, default=180.0)
     parser.add_argument("--max-seconds", type=float, default=1800.0)
     args = parser.parse_args()
@@ -103,7 +135,8 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - counted
             t.error(exc)
             return
-        t.latencies.append(time.perf_counter() - start)
+        t.last_ok = time.perf_counter()
+        t.latencies.append(t.last_ok - start)
         if check(r):
             t.ok += 1
         else:
@@ -151,7 +184,7 @@ def main() -> None:
         extra = {"t0": time.perf_counter()}
         await voids(t, 300, base, extra)
         t.ok += extra["delivered"]
-        return {"ok": t.ok, "errors": t.errors, "bad": t.bad, "error_samples": t.samples}
+        return {"ok": t.ok, **t.counts()}
 
     async def drive(data: dict) -> dict:
         name = data["scenario"]
@@ -192,6 +225,10 @@ def main() -> None:
         except asyncio.TimeoutError:
             timed_out = True
         elapsed = time.perf_counter() - t0
+        # NOTE: one dropped result (README, "Known engine issue") waiting out a 30 s timeout
+        # turned a 13k calls/s fan-out into 650 (issue 12); the other calls flow at full rate
+        # meanwhile, so the figure stops at the last answer.
+        counted = t.last_ok - t0 if t.errors and t.last_ok > t0 else elapsed
         if name == "e":
             t.ok = extra.get("delivered", 0)
         driver_cpu = cpu() - cpu0
@@ -205,12 +242,11 @@ def main() -> None:
             "description": desc,
             "calls": n,
             "ok": t.ok,
-            "errors": t.errors,
-            "bad": t.bad,
+            **t.counts(),
             "timed_out": timed_out,
-            "error_samples": t.samples,
             "elapsed_s": elapsed,
-            "calls_per_s": t.ok / elapsed if elapsed > 0 else None,
+            "counted_s": counted,
+            "calls_per_s": t.ok / counted if counted > 0 else None,
             "p50_us": None if not lat else percentile(lat, 0.50) * 1e6,
             "p99_us": None if not lat else percentile(lat, 0.99) * 1e6,
             "driver_cpu_s": driver_cpu,

@@ -2,12 +2,15 @@
 
 Registers ``<ns>::echo_async``, ``<ns>::echo_sync``, ``<ns>::sink`` (void target, counted) and
 ``<ns>::stats`` ({"served", "sink", "cpu"}), prints ``READY {...}`` and serves until stdin
-closes or SIGTERM.
+closes or SIGTERM. ``--hang-every N`` leaves every Nth echo unanswered, which looks to the
+caller like a result the engine dropped (README, "Known engine issue"): a check of the bench's
+own robustness.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -22,6 +25,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--ns", required=True, help="function id namespace, e.g. bench-ours-1234")
     parser.add_argument("--max-seconds", type=float, default=1800.0)
+    parser.add_argument("--hang-every", type=int, default=0, help="leave every Nth echo unanswered")
     args = parser.parse_args()
     die_with_parent()
     watchdog(args.max_seconds)
@@ -30,13 +34,20 @@ def main() -> None:
     counts = {"async": 0, "sink": 0, "sync": 0}
     sync_lock = threading.Lock()  # sync handlers run on threads
 
+    hang = asyncio.Event()  # never set
+
     async def echo_async(data):
         counts["async"] += 1
+        if args.hang_every and counts["async"] % args.hang_every == 0:
+            await hang.wait()
         return data
 
     def echo_sync(data):
         with sync_lock:
             counts["sync"] += 1
+            n = counts["sync"]
+        if args.hang_every and n % args.hang_every == 0:
+            threading.Event().wait(args.max_seconds)
         return data
 
     async def sink(data):
