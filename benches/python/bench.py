@@ -168,9 +168,15 @@ class Child:
             pass
 
 
-def child_env() -> dict[str, str]:
+def child_env(otel: bool = False) -> dict[str, str]:
+    """The SDK processes' environment; OpenTelemetry off unless ``otel`` (then each SDK's
+    default, which is on for both)."""
     env = dict(os.environ)
-    env["OTEL_ENABLED"] = "false"
+    if otel:
+        env.pop("OTEL_ENABLED", None)
+        env["BENCH_OTEL"] = "1"
+    else:
+        env["OTEL_ENABLED"] = "false"
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("III_URL", None)
     return env
@@ -194,7 +200,7 @@ def run_sdk(label: str, python: str, args: argparse.Namespace, deadline: float) 
     """Runs every scenario with one SDK; returns {"label", "sdk", "scenarios": {...}, ...}."""
     out: dict = {"label": label, "python": python, "scenarios": {}, "problems": []}
     children: list[Child] = []
-    env = child_env()
+    env = child_env(args.otel and not label.endswith("-otel-off"))
     ns = f"bench-{label}-{uuid.uuid4().hex[:6]}"
     engine = None
     try:
@@ -210,6 +216,8 @@ def run_sdk(label: str, python: str, args: argparse.Namespace, deadline: float) 
         if args.tls:
             url = start_tls_proxy(label, url, env, children)
         out["url"] = url
+        if args.otel:
+            env["III_URL"] = url  # the official SDK sends telemetry there, not to the worker URL
         max_s = str(int(max(60, deadline - time.monotonic()) + 30))
         serve = Child(
             f"serve-{label}",
@@ -524,6 +532,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1500.0, help="overall limit in seconds")
     parser.add_argument("--json", help="write every result to this file")
     parser.add_argument("--tls", action="store_true", help="connect over wss:// through a TLS proxy")
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="OpenTelemetry at each SDK's default (on), and ours once more with it off ('ours-otel-off')",
+    )
     args = parser.parse_args()
     args.scenarios = [s for s in args.scenarios.split(",") if s]
 
@@ -533,6 +546,8 @@ def main() -> None:
     runs: list[tuple[str, str]] = []
     if not args.skip_ours:
         runs.append(("ours", sys.executable))
+        if args.otel:
+            runs.append(("ours-otel-off", sys.executable))
     if args.official_python:
         runs.append(("official", args.official_python))
     if args.rounds < 1:
@@ -556,6 +571,9 @@ def main() -> None:
     if "ours" in results and "official" in results:
         rows = comparison(results["ours"], results["official"])
         print_comparison(rows)
+    if "ours" in results and "ours-otel-off" in results:
+        print("\n== ours with OpenTelemetry on / off (the official columns are ours, off) ==")
+        print_comparison(comparison(results["ours"], results["ours-otel-off"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(

@@ -77,6 +77,8 @@ def sdk_info() -> dict:
 def connect(url: str, name: str):
     from iii import InitOptions, register_worker
 
+    if os.environ.get("BENCH_OTEL"):  # bench.py --otel: OpenTelemetry at the SDK's default
+        return register_worker(url, InitOptions(worker_name=name))
     return register_worker(url, InitOptions(worker_name=name, otel={"enabled": False}))
 
 

@@ -12,6 +12,7 @@ Imported only when OpenTelemetry is on, so ``import iii`` never imports ``opente
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from typing import Any
 
@@ -125,15 +126,30 @@ def invocation_context(span: InvocationSpan) -> otel_context.Context:
     return trace.set_span_in_context(parent, ctx)
 
 
+#: The context an invocation entered and the headers it implies, so calls made from a handler
+#: that did not change the context reuse them.
+_entered: contextvars.ContextVar[tuple[otel_context.Context, str, str | None]] = contextvars.ContextVar(
+    "iii_invocation_headers"
+)
+
+
 def enter_invocation(span: InvocationSpan) -> None:
     """Makes ``span`` (and the incoming baggage) the current OpenTelemetry context. Called
     inside the invocation's own ``contextvars`` context, which is dropped afterwards."""
-    otel_context.attach(invocation_context(span))
+    ctx = invocation_context(span)
+    otel_context.attach(ctx)
+    _entered.set((ctx, span.traceparent, span.baggage))
 
 
 def outgoing_headers() -> tuple[str | None, str | None]:
     """``(traceparent, baggage)`` of the current context, for an outgoing call (no
     ``traceparent`` outside any span)."""
+    # NOTE(perf): reading the span and the baggage back out of the context cost a call made
+    # from a handler about 2.5 us; while the handler has not changed the context (its own
+    # span, baggage) the invocation's headers are the answer.
+    entered = _entered.get(None)
+    if entered is not None and otel_context.get_current() is entered[0]:
+        return entered[1], entered[2]
     ctx = trace.get_current_span().get_span_context()
     traceparent = None
     if ctx.is_valid:
