@@ -87,3 +87,22 @@ def has_queue_worker(worker: III) -> bool:
 def wait_registered(caller: III, function_id: str, timeout: float = 5.0) -> None:
     """Registrations are not acknowledged: poll the engine's function list."""
     wait_until(lambda: any(f.function_id == function_id for f in caller.list_functions()), timeout)
+
+
+@pytest.fixture
+def needs_observability(engine_url: str) -> None:
+    """Skips a test when the engine keeps no telemetry (a real engine whose observability
+    module is off answers engine::traces::list with function_not_found)."""
+    if not REAL_ENGINE_URL:
+        return
+    from iii import InvocationError
+
+    probe = register_worker(
+        engine_url, InitOptions(worker_name="observability-probe", otel={"enabled": False})
+    )
+    try:
+        probe.trigger({"function_id": "engine::traces::list", "payload": {}, "timeout_ms": 5000})
+    except InvocationError as exc:
+        pytest.skip(f"the engine's observability module is off ({exc.code})")
+    finally:
+        probe.shutdown()

@@ -24,6 +24,8 @@ from conftest import WorkerFactory, unique
 
 T = TypeVar("T")
 
+pytestmark = pytest.mark.usefixtures("needs_observability")
+
 
 def eventually(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float = 10.0) -> T:
     """Fetches until ``done`` holds: the test engine stores frames from another connection."""
