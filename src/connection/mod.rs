@@ -1,18 +1,19 @@
 //! The worker side of one engine connection.
 //!
-//! `Connection` is a cheap handle. One lifecycle task (see `actor`) connects, replays
+//! `Connection` is a cheap handle. One lifecycle task (see `lifecycle`) connects, replays
 //! registrations and reconnects; it does not own the socket. Inbound frames are read by an
 //! attached event loop or by a runtime task (see `link`), never by a writer, so reading never
-//! waits for writing. While the link is up, a call goes into the shared pending table and its
+//! waits for writing; `inbound` says what each frame does. While the link is up, a call goes into the shared pending table and its
 //! frame straight into the socket from the caller's thread (see `writer::Writer`); while it is
 //! down, frames wait in the lifecycle task's offline queue.
 
-mod actor;
 mod config;
 pub(crate) mod endpoint;
 mod frame_codec;
 pub(crate) mod handshake;
+mod inbound;
 mod ledger;
+mod lifecycle;
 mod link;
 mod proxy;
 #[cfg(test)]
@@ -245,7 +246,7 @@ impl Connection {
             sink,
         });
         let conn = Connection { shared };
-        runtime.spawn(actor::run(conn.clone(), rx));
+        runtime.spawn(lifecycle::run(conn.clone(), rx));
         conn
     }
 
@@ -414,13 +415,13 @@ impl Connection {
         if link.is_ended() {
             return None;
         }
-        let handle = actor::incoming_handler(self.clone(), link.writer.clone());
+        let handle = inbound::incoming_handler(self.clone(), link.writer.clone());
         Some(ExternalReader::new(link, handle))
     }
 
     /// Routes one message as if the engine had sent it on the live link.
     pub fn handle_inbound(&self, frame: &[u8]) {
-        if let Some(end) = actor::handle_frame(self, frame) {
+        if let Some(end) = inbound::handle_frame(self, frame) {
             if let Some(link) = self.shared.link.lock().clone() {
                 link.end(end);
             }
