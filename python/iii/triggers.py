@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
-
-if TYPE_CHECKING:
-    from .types import IIIClient
 
 __all__ = ["Trigger", "TriggerConfig", "TriggerHandler", "TriggerTypeRef"]
 
@@ -74,6 +71,17 @@ class Trigger:
         self._unregister_fn()
 
 
+class _Binder(Protocol):
+    """What a :class:`TriggerTypeRef` needs of its client (``III`` provides it). Declared here
+    so that this module needs nothing of ``iii.types``, which imports it."""
+
+    def register_trigger(self, trigger: dict[str, Any], /) -> Trigger: ...
+
+    def register_function(
+        self, function_id: str, handler: Callable[..., Any], /, *, description: str | None = None
+    ) -> Any: ...
+
+
 def _config_to_json(config: Any) -> Any:
     if isinstance(config, BaseModel):
         return config.model_dump(mode="json")
@@ -89,7 +97,7 @@ class TriggerTypeRef(Generic[C, R]):
 
     def __init__(
         self,
-        iii: IIIClient,
+        iii: _Binder,
         trigger_type_id: str,
         config_cls: type[C] | None = None,
         request_cls: type[R] | None = None,

@@ -438,7 +438,7 @@ FunctionsAvailableCallback = Callable[[list[FunctionInfo]], None]
 
 
 class IIIClient(Protocol):
-    """The client surface that helper objects (e.g. ``TriggerTypeRef``) rely on."""
+    """The client surface that helpers and user code can type against (``III`` provides it)."""
 
     def register_function(
         self,

@@ -47,7 +47,7 @@ impl ReconnectPolicy {
 }
 
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub struct ConnectionConfig {
     pub url: String,
     pub headers: Vec<(String, String)>,
     /// Largest message sent or accepted, in bytes.
@@ -64,7 +64,7 @@ pub struct ClientConfig {
     pub worker_metadata: Option<String>,
 }
 
-impl ClientConfig {
+impl ConnectionConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),

@@ -94,7 +94,7 @@ impl Link {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Records why the link ended (the first reason wins) and wakes the actor.
+    /// Records why the link ended (the first reason wins) and wakes the lifecycle task.
     pub(super) fn end(&self, end: End) {
         {
             let mut ended = self.ended.lock();

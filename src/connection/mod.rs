@@ -1,18 +1,19 @@
-//! The client side of one engine connection.
+//! The worker side of one engine connection.
 //!
-//! `Client` is a cheap handle. One actor task (see `actor`) owns the connection's lifecycle:
-//! it connects, replays registrations and reconnects. Inbound frames are read by an attached
-//! event loop or by a runtime task (see `link`), never by a writer, so reading never waits for
-//! writing. While the link is up, a call goes into the shared pending table and its frame
-//! straight into the socket from the caller's thread (see `writer::Writer`); while it is down,
-//! frames wait in the actor's offline queue.
+//! `Connection` is a cheap handle. One lifecycle task (see `lifecycle`) connects, replays
+//! registrations and reconnects; it does not own the socket. Inbound frames are read by an
+//! attached event loop or by a runtime task (see `link`), never by a writer, so reading never
+//! waits for writing; `inbound` says what each frame does. While the link is up, a call goes into the shared pending table and its
+//! frame straight into the socket from the caller's thread (see `writer::Writer`); while it is
+//! down, frames wait in the lifecycle task's offline queue.
 
-mod actor;
 mod config;
 pub(crate) mod endpoint;
 mod frame_codec;
 pub(crate) mod handshake;
+mod inbound;
 mod ledger;
+mod lifecycle;
 mod link;
 mod proxy;
 #[cfg(test)]
@@ -36,7 +37,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-pub use config::ClientConfig;
+pub use config::ConnectionConfig;
 pub use ledger::Kind as RegistrationKind;
 use ledger::Ledger;
 pub use link::ExternalReader;
@@ -104,15 +105,15 @@ pub enum LogLevel {
 /// implementation must not block.
 pub trait EventSink: Send + Sync + 'static {
     /// The engine asks this worker to run one of its functions.
-    fn invocation(&self, client: &Client, call: InvokeFunction);
+    fn invocation(&self, conn: &Connection, call: InvokeFunction);
     /// Any other message for the worker: `registertrigger` / `unregistertrigger` for a trigger
     /// type it provides, `triggerregistrationresult`, `registrationrejected`.
-    fn message(&self, client: &Client, message: Message);
+    fn message(&self, conn: &Connection, message: Message);
     fn state_changed(&self, state: ConnectionState);
     fn log(&self, level: LogLevel, text: &str);
 }
 
-/// How the actor treats a frame queued while the link is down.
+/// How the lifecycle task treats a frame queued while the link is down.
 #[derive(Debug, Clone, Copy)]
 enum FrameKind {
     /// A call waiting for a result: dropped if its caller already gave up.
@@ -133,7 +134,7 @@ struct StateInfo {
 }
 
 struct Shared {
-    config: ClientConfig,
+    config: ConnectionConfig,
     tx: mpsc::UnboundedSender<Command>,
     pending: PendingTable,
     ledger: Mutex<Ledger>,
@@ -159,7 +160,7 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's frames to live links held back (`Writer::defer`) until the
-/// next frame written without it or `Client::flush_deferred`; `Client::take_flush_request`
+/// next frame written without it or `Connection::flush_deferred`; `Connection::take_flush_request`
 /// says when a flush must be arranged.
 ///
 /// NOTE(perf): the SDK loop answers and calls in bursts (a fan-out of 1000 calls, a batch of
@@ -211,13 +212,17 @@ fn invocation_id() -> Uuid {
 }
 
 #[derive(Clone)]
-pub struct Client {
+pub struct Connection {
     shared: Arc<Shared>,
 }
 
-impl Client {
+impl Connection {
     /// Starts connecting in the background on `runtime`.
-    pub fn start(runtime: &tokio::runtime::Handle, config: ClientConfig, sink: Arc<dyn EventSink>) -> Client {
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        config: ConnectionConfig,
+        sink: Arc<dyn EventSink>,
+    ) -> Connection {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
@@ -240,9 +245,9 @@ impl Client {
             generation: AtomicU8::new(0),
             sink,
         });
-        let client = Client { shared };
-        runtime.spawn(actor::run(client.clone(), rx));
-        client
+        let conn = Connection { shared };
+        runtime.spawn(lifecycle::run(conn.clone(), rx));
+        conn
     }
 
     fn check_size(&self, frame: &str) -> Result<(), CallError> {
@@ -360,7 +365,7 @@ impl Client {
         writer.send(frame_codec::OP_BINARY, frame).map_err(CallError::NotConnected)
     }
 
-    /// Writes the frame on the live link, or queues it for the actor (offline queue).
+    /// Writes the frame on the live link, or queues it for the lifecycle task (offline queue).
     fn send(&self, frame: String, kind: FrameKind) -> Result<(), CallError> {
         if let Some(err) = self.shared.pending.closed_reason() {
             return Err(err);
@@ -410,13 +415,13 @@ impl Client {
         if link.is_ended() {
             return None;
         }
-        let handle = actor::incoming_handler(self.clone(), link.writer.clone());
+        let handle = inbound::incoming_handler(self.clone(), link.writer.clone());
         Some(ExternalReader::new(link, handle))
     }
 
     /// Routes one message as if the engine had sent it on the live link.
     pub fn handle_inbound(&self, frame: &[u8]) {
-        if let Some(end) = actor::handle_frame(self, frame) {
+        if let Some(end) = inbound::handle_frame(self, frame) {
             if let Some(link) = self.shared.link.lock().clone() {
                 link.end(end);
             }
@@ -433,8 +438,8 @@ impl Client {
         self.check_size(&frame)?;
         let mut ledger = self.shared.ledger.lock();
         ledger.put(kind, id, frame.clone());
-        // Under the ledger lock: the actor's replay snapshot either has this registration or
-        // the writer is already live. While disconnected the next replay sends it.
+        // Under the ledger lock: the lifecycle task's replay snapshot either has this
+        // registration or the writer is already live. While disconnected the next replay sends it.
         if let Some(writer) = self.live_writer() {
             let _ = writer.send(frame_codec::OP_TEXT, frame.as_bytes());
         }

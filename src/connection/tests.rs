@@ -17,9 +17,9 @@ struct Echo {
 
 /// Answers every invocation with its own payload.
 impl EventSink for Echo {
-    fn invocation(&self, client: &Client, call: InvokeFunction) {
+    fn invocation(&self, conn: &Connection, call: InvokeFunction) {
         if let Some(id) = &call.invocation_id {
-            client.send_result(
+            conn.send_result(
                 id,
                 &call.function_id,
                 Ok(call.data.as_deref().map(|d| d.get())),
@@ -27,7 +27,7 @@ impl EventSink for Echo {
             );
         }
     }
-    fn message(&self, _client: &Client, _message: Message) {}
+    fn message(&self, _client: &Connection, _message: Message) {}
     fn state_changed(&self, state: ConnectionState) {
         self.states.lock().push(state);
     }
@@ -44,15 +44,15 @@ impl Completion for Chan {
     }
 }
 
-fn config(url: &str) -> ClientConfig {
-    let mut c = ClientConfig::new(url);
+fn config(url: &str) -> ConnectionConfig {
+    let mut c = ConnectionConfig::new(url);
     c.reconnect.initial_delay_ms = 20;
     c.reconnect.max_delay_ms = 50;
     c.worker_metadata = Some(r#"{"runtime":"rust-test","name":"t"}"#.into());
     c
 }
 
-fn register_echo(client: &Client, id: &str) {
+fn register_echo(conn: &Connection, id: &str) {
     let msg = Message::RegisterFunction(crate::protocol::RegisterFunction {
         id: id.into(),
         description: None,
@@ -61,32 +61,32 @@ fn register_echo(client: &Client, id: &str) {
         metadata: None,
         invocation: None,
     });
-    client.register(RegistrationKind::Function, id, &msg).unwrap();
+    conn.register(RegistrationKind::Function, id, &msg).unwrap();
 }
 
 fn call(
-    client: &Client,
+    conn: &Connection,
     function_id: &str,
     data: &str,
     timeout: Duration,
 ) -> std::sync::mpsc::Receiver<Outcome> {
     let (tx, rx) = std::sync::mpsc::channel();
-    client.call_in(Envelope::default(), function_id, Some(data), None, timeout, Box::new(Chan(tx))).unwrap();
+    conn.call_in(Envelope::default(), function_id, Some(data), None, timeout, Box::new(Chan(tx))).unwrap();
     rx
 }
 
-fn connected(client: &Client) {
+fn connected(conn: &Connection) {
     assert_eq!(
-        client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Connected),
+        conn.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Connected),
         ConnectionState::Connected
     );
 }
 
 /// Calls until the function answers (registrations are not acknowledged).
-fn call_until_served(client: &Client, function_id: &str) -> String {
+fn call_until_served(conn: &Connection, function_id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match call(client, function_id, "[1]", Duration::from_secs(5)).recv().unwrap() {
+        match call(conn, function_id, "[1]", Duration::from_secs(5)).recv().unwrap() {
             Ok(v) => return v.map(|v| v.get().to_owned()).unwrap_or_default(),
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
@@ -105,8 +105,8 @@ fn runtime() -> tokio::runtime::Runtime {
 fn calls_round_trip_between_two_clients() {
     let rt = runtime();
     let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
-    let server = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
-    let caller = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    let server = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    let caller = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
     connected(&server);
     connected(&caller);
     assert!(server.worker_id().is_some());
@@ -125,17 +125,17 @@ fn calls_round_trip_between_two_clients() {
 fn generation_is_read_from_workerregistered_and_namespaces_reach_the_engine() {
     let rt = runtime();
     let old = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
-    let client = Client::start(rt.handle(), config(&old.url()), Arc::new(Echo::default()));
-    connected(&client);
-    assert_eq!(client.generation(), Generation::V011);
-    client.shutdown();
+    let conn = Connection::start(rt.handle(), config(&old.url()), Arc::new(Echo::default()));
+    connected(&conn);
+    assert_eq!(conn.generation(), Generation::V011);
+    conn.shutdown();
 
     let head =
         rt.block_on(EngineHandle::start(EngineConfig { head_protocol: true, ..Default::default() })).unwrap();
     let mut team = config(&head.url());
     team.worker_metadata = Some(r#"{"runtime":"rust-test","name":"team-w","namespace":"team"}"#.into());
-    let server = Client::start(rt.handle(), team, Arc::new(Echo::default()));
-    let caller = Client::start(rt.handle(), config(&head.url()), Arc::new(Echo::default()));
+    let server = Connection::start(rt.handle(), team, Arc::new(Echo::default()));
+    let caller = Connection::start(rt.handle(), config(&head.url()), Arc::new(Echo::default()));
     connected(&server);
     connected(&caller);
     assert_eq!(server.generation(), Generation::Head);
@@ -172,8 +172,8 @@ fn generation_is_read_from_workerregistered_and_namespaces_reach_the_engine() {
 fn replays_registrations_in_protocol_order_after_a_reconnect() {
     let rt = runtime();
     let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
-    let client = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
-    connected(&client);
+    let conn = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    connected(&conn);
     let tt = Message::RegisterTriggerType(crate::protocol::RegisterTriggerType {
         id: "tt".into(),
         description: "d".into(),
@@ -189,9 +189,9 @@ fn replays_registrations_in_protocol_order_after_a_reconnect() {
         namespace: None,
         trigger_namespace: None,
     });
-    client.register(RegistrationKind::Trigger, "trig-1", &trigger).unwrap();
-    register_echo(&client, "f");
-    client.register(RegistrationKind::TriggerType, "tt", &tt).unwrap();
+    conn.register(RegistrationKind::Trigger, "trig-1", &trigger).unwrap();
+    register_echo(&conn, "f");
+    conn.register(RegistrationKind::TriggerType, "tt", &tt).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let before = engine.received_kinds().len();
     engine.disconnect_all();
@@ -208,7 +208,7 @@ fn replays_registrations_in_protocol_order_after_a_reconnect() {
         "replay order, then worker metadata"
     );
     assert_eq!(engine.trigger_ids(), vec!["trig-1".to_owned()]);
-    client.shutdown();
+    conn.shutdown();
 }
 
 #[test]
@@ -218,13 +218,13 @@ fn link_loss_fails_calls_in_flight_at_once_and_reconnects() {
     // A server that never answers.
     struct Silent;
     impl EventSink for Silent {
-        fn invocation(&self, _: &Client, _: InvokeFunction) {}
-        fn message(&self, _: &Client, _: Message) {}
+        fn invocation(&self, _: &Connection, _: InvokeFunction) {}
+        fn message(&self, _: &Connection, _: Message) {}
         fn state_changed(&self, _: ConnectionState) {}
         fn log(&self, _: LogLevel, _: &str) {}
     }
-    let server = Client::start(rt.handle(), config(&engine.url()), Arc::new(Silent));
-    let caller = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    let server = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Silent));
+    let caller = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
     connected(&server);
     connected(&caller);
     register_echo(&server, "hang");
@@ -249,23 +249,23 @@ fn link_loss_fails_calls_in_flight_at_once_and_reconnects() {
 fn calls_made_while_offline_are_sent_after_the_replay() {
     let rt = runtime();
     let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
-    // The client calls its own function: the replay re-registers it before the queued call
+    // The worker calls its own function: the replay re-registers it before the queued call
     // goes out, on the same connection, so the call is served.
-    let client = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
-    connected(&client);
-    register_echo(&client, "echo");
-    call_until_served(&client, "echo");
+    let conn = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    connected(&conn);
+    register_echo(&conn, "echo");
+    call_until_served(&conn, "echo");
     rt.block_on(engine.stop());
     assert_ne!(
-        client.wait_for(Duration::from_secs(2), |s| s != ConnectionState::Connected),
+        conn.wait_for(Duration::from_secs(2), |s| s != ConnectionState::Connected),
         ConnectionState::Connected
     );
-    let waiting = call(&client, "echo", r#"{"late":true}"#, Duration::from_secs(10));
+    let waiting = call(&conn, "echo", r#"{"late":true}"#, Duration::from_secs(10));
     rt.block_on(engine.restart()).unwrap();
     let outcome = waiting.recv_timeout(Duration::from_secs(8)).expect("answered after the replay");
     let value = outcome.expect("served").expect("has a result");
     assert!(value.get().contains(r#""late":true"#), "{}", value.get());
-    client.shutdown();
+    conn.shutdown();
 }
 
 #[test]
@@ -275,22 +275,16 @@ fn offline_queue_is_bounded_and_gives_up_after_max_retries() {
     c.offline_queue_limit = 2;
     c.reconnect.max_retries = 3;
     c.reconnect.initial_delay_ms = 100;
-    let client = Client::start(rt.handle(), c, Arc::new(Echo::default()));
-    let a = call(&client, "f", "1", Duration::from_secs(30));
-    let b = call(&client, "f", "2", Duration::from_secs(30));
+    let conn = Connection::start(rt.handle(), c, Arc::new(Echo::default()));
+    let a = call(&conn, "f", "1", Duration::from_secs(30));
+    let b = call(&conn, "f", "2", Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(50));
     let (tx, _rx) = std::sync::mpsc::channel();
-    let third = client.call_in(
-        Envelope::default(),
-        "f",
-        Some("3"),
-        None,
-        Duration::from_secs(30),
-        Box::new(Chan(tx)),
-    );
+    let third =
+        conn.call_in(Envelope::default(), "f", Some("3"), None, Duration::from_secs(30), Box::new(Chan(tx)));
     assert!(matches!(third, Err(CallError::OfflineQueueFull { limit: 2 })), "{third:?}");
     assert_eq!(
-        client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Failed),
+        conn.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Failed),
         ConnectionState::Failed
     );
     for waiting in [a, b] {
@@ -300,7 +294,7 @@ fn offline_queue_is_bounded_and_gives_up_after_max_retries() {
             "{outcome:?}"
         );
     }
-    assert!(client.last_error().unwrap().contains("127.0.0.1:9"));
+    assert!(conn.last_error().unwrap().contains("127.0.0.1:9"));
 }
 
 /// Not a benchmark (nothing is asserted about speed): prints the round-trip time of the core
@@ -310,8 +304,8 @@ fn offline_queue_is_bounded_and_gives_up_after_max_retries() {
 fn print_core_round_trip() {
     let rt = runtime();
     let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
-    let server = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
-    let caller = Client::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    let server = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    let caller = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
     connected(&server);
     connected(&caller);
     register_echo(&server, "echo");
@@ -372,15 +366,15 @@ fn a_continuation_claiming_near_u64_max_bytes_ends_the_link_with_a_clear_error()
     let url = hostile_engine(frames);
     let rt = runtime();
     let echo = Arc::new(Echo::default());
-    let client = Client::start(rt.handle(), config(&url), echo.clone());
+    let conn = Connection::start(rt.handle(), config(&url), echo.clone());
     assert_eq!(
-        client.wait_for(Duration::from_secs(10), |s| s == ConnectionState::Reconnecting),
+        conn.wait_for(Duration::from_secs(10), |s| s == ConnectionState::Reconnecting),
         ConnectionState::Reconnecting
     );
-    let error = client.last_error().expect("the reason is recorded");
+    let error = conn.last_error().expect("the reason is recorded");
     assert!(error.contains("exceeds the maximum message size"), "{error}");
     assert!(echo.logs.lock().iter().any(|l| l.contains("connection to the engine lost")));
-    client.shutdown();
+    conn.shutdown();
 }
 
 #[test]
@@ -391,8 +385,8 @@ fn url_credentials_path_and_extra_headers_reach_the_engine_over_ipv6() {
     let port = engine.local_addr().port();
     let mut c = config(&format!("WS://al%40ice:s3cret@[::1]:{port}/?team=blue"));
     c.headers = vec![("X-Worker-Token".into(), "t-1".into())];
-    let client = Client::start(rt.handle(), c, Arc::new(Echo::default()));
-    connected(&client);
+    let conn = Connection::start(rt.handle(), c, Arc::new(Echo::default()));
+    connected(&conn);
     let upgrade = engine.upgrade_requests().pop().expect("the engine saw the upgrade");
     assert_eq!(upgrade.resource, "/?team=blue");
     let header = |name: &str| upgrade.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
@@ -400,17 +394,17 @@ fn url_credentials_path_and_extra_headers_reach_the_engine_over_ipv6() {
     let basic = format!("Basic {}", data_encoding::BASE64.encode(b"al@ice:s3cret"));
     assert_eq!(header("authorization"), Some(basic));
     assert_eq!(header("x-worker-token").as_deref(), Some("t-1"));
-    client.shutdown();
+    conn.shutdown();
 }
 
 #[test]
 fn a_url_with_a_fragment_fails_at_once_with_a_clear_error() {
     let rt = runtime();
-    let client = Client::start(rt.handle(), config("ws://127.0.0.1:9/#main"), Arc::new(Echo::default()));
+    let conn = Connection::start(rt.handle(), config("ws://127.0.0.1:9/#main"), Arc::new(Echo::default()));
     assert_eq!(
-        client.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Failed),
+        conn.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Failed),
         ConnectionState::Failed
     );
-    let error = client.last_error().unwrap();
+    let error = conn.last_error().unwrap();
     assert!(error.contains("fragment"), "{error}");
 }

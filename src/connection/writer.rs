@@ -118,7 +118,7 @@ impl Writer {
     }
 
     /// Holds a frame back, to go out with the ones that follow in one write (see
-    /// `Client::deferring`). Returns true when it is the first one held: the caller must make
+    /// `deferring`). Returns true when it is the first one held: the caller must make
     /// sure `flush_deferred` runs soon.
     pub fn defer(&self, opcode: u8, payload: &[u8]) -> Result<bool, String> {
         let mut state = self.state.lock();

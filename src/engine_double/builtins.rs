@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::{to_raw_value, RawValue};
 
-use super::channels;
-use super::routing::{result_frame, Answer, Outcome};
-use super::state::{now_ms, Conn, Engine, Reply, WorkerMeta};
-use super::triggers::fire_worker_event;
+use super::channels::{self, CHANNELS_CREATE};
+use super::conn::Conn;
+use super::registry::WORKERS_REGISTER;
+use super::reply::{bad_input, input, not_found, now_ms, object1, result_frame, Answer, Outcome, Reply};
+use super::state::{Engine, WorkerMeta};
+use super::triggers::{self, fire_worker_event};
 use super::{head, head_listings, observability, state_fns, streams};
 use crate::protocol::{ErrorBody, Json, Message, RegistrationRejected};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -19,8 +20,6 @@ const FUNCTIONS_LIST: &str = "engine::functions::list";
 const WORKERS_LIST: &str = "engine::workers::list";
 const TRIGGERS_LIST: &str = "engine::triggers::list";
 const TRIGGER_TYPES_LIST: &str = "engine::trigger-types::list";
-pub(crate) const WORKERS_REGISTER: &str = "engine::workers::register";
-pub(crate) const CHANNELS_CREATE: &str = "engine::channels::create";
 
 const BUILTINS: [&str; 6] =
     [FUNCTIONS_LIST, WORKERS_LIST, TRIGGERS_LIST, TRIGGER_TYPES_LIST, WORKERS_REGISTER, CHANNELS_CREATE];
@@ -137,7 +136,7 @@ fn call(engine: &Arc<Engine>, conn: &Arc<Conn>, function_id: &str, data: Option<
             let input: Internal = input(function_id, text)?;
             trigger_types_list(engine, input.include_internal.unwrap_or(false))
         }
-        CHANNELS_CREATE => channels::create(engine, input(function_id, text)?),
+        CHANNELS_CREATE => channels::create(&engine.channels, input(function_id, text)?),
         WORKERS_REGISTER => {
             if !text.trim_start().starts_with('{') {
                 return Err(bad_input(function_id, "expected an object with _caller_worker_id"));
@@ -146,24 +145,9 @@ fn call(engine: &Arc<Engine>, conn: &Arc<Conn>, function_id: &str, data: Option<
             register_worker(engine, conn, input);
             object1("success", true)
         }
-        _ => return Err(super::routing::not_found(function_id)),
+        _ => return Err(not_found(function_id)),
     };
     out.map(Some).map_err(|e| ErrorBody::new("serialization_error", e.to_string()))
-}
-
-pub(crate) fn bad_input(function_id: &str, detail: impl std::fmt::Display) -> ErrorBody {
-    ErrorBody::new(
-        "deserialization_error",
-        format!("Failed to deserialize input for {function_id}: {detail}"),
-    )
-}
-
-pub(crate) fn object1(key: &'static str, value: impl Serialize) -> serde_json::Result<Json> {
-    to_raw_value(&std::collections::BTreeMap::from([(key, value)]))
-}
-
-pub(crate) fn input<T: DeserializeOwned>(function_id: &str, text: &str) -> Result<T, ErrorBody> {
-    serde_json::from_str(text).map_err(|e| bad_input(function_id, e))
 }
 
 #[derive(Deserialize)]
@@ -375,4 +359,33 @@ fn register_worker(engine: &Arc<Engine>, conn: &Arc<Conn>, input: RegisterInput)
         worker.meta = meta;
     }
     fire_worker_event(engine, "worker_metadata_updated", &conn.id);
+}
+
+/// Polls the function set like the real engine and notifies `engine::functions-available`.
+pub(crate) async fn poll_functions(engine: Arc<Engine>) {
+    let mut last = engine.function_ids();
+    let mut ticker = tokio::time::interval(engine.config.functions_poll_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let now = engine.function_ids();
+        if now == last {
+            continue;
+        }
+        last = now;
+        let functions = triggers::bound_functions(&engine, triggers::FUNCTIONS_AVAILABLE);
+        if functions.is_empty() {
+            continue;
+        }
+        #[derive(Serialize)]
+        struct Changed<'a, T: Serialize> {
+            event: &'a str,
+            functions: T,
+        }
+        let entries = function_entries(&engine, true);
+        let payload = serde_json::to_string(&Changed { event: "functions_changed", functions: entries })
+            .unwrap_or_default();
+        triggers::notify(&engine, functions, &payload).await;
+    }
 }

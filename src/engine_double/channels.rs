@@ -6,6 +6,7 @@
 //! the same frames and, once the writer has closed and the queue is drained, a Close frame
 //! without status code. Each end can be opened once. Channels live until the engine restarts.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +21,10 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use super::state::{new_id, Engine};
+use super::reply::new_id;
 use crate::protocol::Json;
 
+pub(crate) const CHANNELS_CREATE: &str = "engine::channels::create";
 pub(crate) const PATH_PREFIX: &str = "/ws/channels/";
 const DEFAULT_BUFFER: usize = 64;
 const MAX_BUFFER: usize = 1024;
@@ -32,6 +34,9 @@ const DRAIN_AFTER_CLOSE: Duration = Duration::from_millis(10);
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 type Ws = WebSocketStream<TcpStream>;
+
+/// Every channel of the engine run, by id.
+pub(crate) type Channels = Mutex<HashMap<String, Arc<Channel>>>;
 
 pub(crate) struct Channel {
     key: String,
@@ -60,12 +65,12 @@ pub(crate) struct CreateInput {
 }
 
 /// `engine::channels::create`: `{"writer": ref, "reader": ref}` sharing id and key.
-pub(crate) fn create(engine: &Engine, input: Option<CreateInput>) -> serde_json::Result<Json> {
+pub(crate) fn create(channels: &Channels, input: Option<CreateInput>) -> serde_json::Result<Json> {
     let size = input.and_then(|i| i.buffer_size).unwrap_or(DEFAULT_BUFFER).clamp(1, MAX_BUFFER);
     let (id, key) = (new_id(), new_id());
     let (tx, rx) = mpsc::channel(size);
     let channel = Channel { key: key.clone(), writer: Mutex::new(Some(tx)), reader: Mutex::new(Some(rx)) };
-    engine.channels.lock().insert(id.clone(), Arc::new(channel));
+    channels.lock().insert(id.clone(), Arc::new(channel));
     #[derive(Serialize)]
     struct Pair<'a> {
         writer: ChannelRef<'a>,
@@ -86,7 +91,7 @@ fn status(code: StatusCode, body: &str) -> ErrorResponse {
 /// Resolves an upgrade request for `/ws/channels/<rest>`; answers 404 like the real engine.
 #[allow(clippy::result_large_err)] // tungstenite's handshake error type
 pub(crate) fn lookup(
-    engine: &Engine,
+    channels: &Channels,
     rest: &str,
     query: Option<&str>,
 ) -> Result<(Arc<Channel>, Dir), ErrorResponse> {
@@ -100,7 +105,7 @@ pub(crate) fn lookup(
         }
     }
     let not_found = || status(StatusCode::NOT_FOUND, "Channel not found");
-    let channel = engine.channels.lock().get(&percent_decode(rest)).cloned().ok_or_else(not_found)?;
+    let channel = channels.lock().get(&percent_decode(rest)).cloned().ok_or_else(not_found)?;
     if key.as_deref() != Some(channel.key.as_str()) {
         return Err(not_found());
     }

@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
-use super::routing::{call_from_engine, result_frame};
-use super::state::{new_id, Conn, Engine, Registrations, Reply};
+use super::conn::{Conn, Registrations};
+use super::delivery::call_from_engine;
+use super::reply::{new_id, result_frame, Reply};
+use super::state::Engine;
 use super::{registry, triggers};
 use crate::protocol::{raw_json, ErrorBody, InvokeFunction, Message};
 

@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::{to_raw_value, RawValue};
 use serde_json::Value;
 
-use super::builtins::{input, object1, CHANNELS_CREATE, WORKERS_REGISTER};
-use super::routing::{not_found, Outcome};
-use super::state::{Conn, Engine, Reply, State};
+use super::channels::CHANNELS_CREATE;
+use super::conn::Conn;
+use super::registry::WORKERS_REGISTER;
+use super::reply::{input, not_found, object1, Outcome, Reply};
+use super::state::{Engine, State};
 use super::{channels, head, state_fns, streams};
 use crate::protocol::{ErrorBody, Json};
 
@@ -53,7 +55,7 @@ pub(crate) fn call(engine: &Arc<Engine>, conn: &Arc<Conn>, function_id: &str, te
             let input: Internal = input(function_id, text)?;
             registered_triggers(engine, input.include_internal.unwrap_or(false))
         }
-        CHANNELS_CREATE => channels::create(engine, input(function_id, text)?),
+        CHANNELS_CREATE => channels::create(&engine.channels, input(function_id, text)?),
         _ => return Err(not_found(function_id)),
     };
     out.map(Some).map_err(|e| ErrorBody::new("serialization_error", e.to_string()))

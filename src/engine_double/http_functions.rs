@@ -13,8 +13,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::routing::Outcome;
-use super::state::new_id;
+use super::reply::{new_id, Outcome};
 use crate::protocol::ErrorBody;
 
 const MAX_HEADER_BYTES: usize = 64 << 10;

@@ -10,9 +10,17 @@
 //! (`head`, `head_listings`), and telemetry frames with the observability listings
 //! (`observability`). Not covered: RBAC, the same function id in two namespaces (ids are
 //! unique across namespaces here), trigger firing across namespaces, `condition_function_id`.
+//!
+//! Layers, listed so that each module uses only modules listed before it: `conn`, `config`,
+//! `reply` (vocabulary); `kv`, `telemetry_store`, `channels`, `http_functions`, `state` (data);
+//! `delivery`, `triggers`, `registry`, `queues`, `streams`, `state_fns`, `observability`, `head`
+//! (mechanisms); `head_listings`, `builtins` (engine functions); `routing`, `server` (entry points).
 
 mod builtins;
 mod channels;
+pub(crate) mod config;
+mod conn;
+mod delivery;
 mod head;
 mod head_listings;
 mod http_functions;
@@ -20,11 +28,13 @@ mod kv;
 mod observability;
 mod queues;
 mod registry;
+mod reply;
 mod routing;
 mod server;
 mod state;
 mod state_fns;
 mod streams;
+mod telemetry_store;
 mod triggers;
 
 #[cfg(test)]
@@ -43,67 +53,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+pub use config::{EngineConfig, UpgradeRequest};
 use state::Engine;
-
-/// What a client sent to open one WebSocket (worker link or channel end).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpgradeRequest {
-    /// Path and query.
-    pub resource: String,
-    /// Header names in lower case, in the order received.
-    pub headers: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    pub host: String,
-    /// 0 picks a free port.
-    pub port: u16,
-    pub queues: Vec<QueueConfig>,
-    /// How often `engine::functions-available` looks for changes (the real engine: 5 s).
-    pub functions_poll_interval: Duration,
-    /// Newer-engine ("HEAD", protocol.md Part B) behaviours: `reattach_token` in
-    /// `workerregistered`, the `reattach` message, `registrationrejected` for worker-name and
-    /// function-id conflicts, registrations buffered until the namespace is known, HEAD's
-    /// listing functions and shapes, namespaces on calls, and enqueue through
-    /// `engine::queue::enqueue` (see `head`).
-    pub head_protocol: bool,
-    /// HEAD mode: how long a connection's registrations wait for `engine::workers::register`
-    /// before they are applied in the `default` namespace (the real engine: 5 s).
-    pub registration_grace: Duration,
-    /// HEAD mode: behave as if the standalone queue worker were installed (`enqueue` goes to
-    /// the engine's queues, `engine::queue::enqueue` is listed).
-    pub queue_worker: bool,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            host: "127.0.0.1".into(),
-            port: 0,
-            queues: vec![QueueConfig::default()],
-            functions_poll_interval: Duration::from_secs(5),
-            head_protocol: false,
-            registration_grace: Duration::from_secs(5),
-            queue_worker: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct QueueConfig {
-    pub name: String,
-    /// Total deliveries of a failing message before it goes to the dead-letter list.
-    pub max_retries: u32,
-    pub backoff_ms: u64,
-    pub concurrency: usize,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        Self { name: "default".into(), max_retries: 3, backoff_ms: 200, concurrency: 10 }
-    }
-}
 
 /// One start..stop lifetime of the engine.
 struct Run {
@@ -308,10 +259,12 @@ impl Drop for EngineHandle {
 
 fn launch(config: &EngineConfig, listener: TcpListener) -> Run {
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let engine = Arc::new(Engine::new(config.clone(), shutdown_rx));
+    let engine = Engine::new(config.clone(), shutdown_rx);
+    triggers::install_builtin_types(&mut engine.state.lock());
+    let engine = Arc::new(engine);
     let mut tasks = vec![tokio::spawn(server::accept_loop(engine.clone(), listener))];
     tasks.extend(queues::spawn_consumers(&engine));
-    tasks.push(tokio::spawn(triggers::poll_functions(engine.clone())));
+    tasks.push(tokio::spawn(builtins::poll_functions(engine.clone())));
     Run { engine, shutdown, tasks }
 }
 

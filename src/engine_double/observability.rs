@@ -5,23 +5,22 @@
 //! The engine's own invocation counters are not kept here: `engine_metrics.invocations` and
 //! `.workers` are zeros.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::routing::Outcome;
-use super::state::{now_ms, Engine};
+use super::reply::{not_found, now_ms, Outcome};
+use super::state::{Binding, Engine};
+use super::telemetry_store::{
+    now_ns, parse_logs, parse_metrics, parse_spans, StoredLog, StoredMetric, StoredSpan,
+};
+use super::triggers::{self, LOG_TRIGGER_TYPE};
 use crate::protocol::ErrorBody;
 
-const MAX_SPANS: usize = 10_000;
-const MAX_LOGS: usize = 10_000;
-const MAX_METRICS: usize = 10_000;
 /// `latest_metrics` looks this far back (the engine: 2 minutes).
 const METRICS_LOOKBACK_NS: u64 = 120_000_000_000;
-
-pub(crate) const LOG_TRIGGER_TYPE: &str = "log";
 
 const FUNCTIONS: [&str; 6] = [
     "engine::traces::list",
@@ -34,191 +33,6 @@ const FUNCTIONS: [&str; 6] = [
 
 pub(crate) fn is_observability_function(function_id: &str) -> bool {
     FUNCTIONS.contains(&function_id)
-}
-
-#[derive(Default)]
-pub(crate) struct Store {
-    spans: VecDeque<StoredSpan>,
-    logs: VecDeque<StoredLog>,
-    metrics: VecDeque<StoredMetric>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct StoredSpanEvent {
-    name: String,
-    timestamp_unix_nano: u64,
-    attributes: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct StoredSpan {
-    trace_id: String,
-    span_id: String,
-    parent_span_id: Option<String>,
-    name: String,
-    start_time_unix_nano: u64,
-    end_time_unix_nano: u64,
-    status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_description: Option<String>,
-    attributes: Vec<(String, String)>,
-    service_name: String,
-    events: Vec<StoredSpanEvent>,
-    links: Vec<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    instrumentation_scope_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    instrumentation_scope_version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flags: Option<u32>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct StoredLog {
-    timestamp_unix_nano: u64,
-    observed_timestamp_unix_nano: u64,
-    severity_number: i64,
-    severity_text: String,
-    body: String,
-    attributes: Map<String, Value>,
-    trace_id: Option<String>,
-    span_id: Option<String>,
-    resource: HashMap<String, String>,
-    service_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    instrumentation_scope_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    instrumentation_scope_version: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct StoredNumberPoint {
-    value: f64,
-    attributes: Vec<(String, String)>,
-    timestamp_unix_nano: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct StoredMetric {
-    name: String,
-    description: String,
-    unit: String,
-    metric_type: &'static str,
-    data_points: Vec<Value>,
-    service_name: String,
-    timestamp_unix_nano: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    instrumentation_scope_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    instrumentation_scope_version: Option<String>,
-    /// Number points, for `latest_metrics`.
-    #[serde(skip)]
-    numbers: Vec<StoredNumberPoint>,
-}
-
-fn now_ns() -> u64 {
-    now_ms() * 1_000_000
-}
-
-/// A 64-bit OTLP field: a number or a decimal string.
-fn u64_of(v: &Value) -> u64 {
-    match v {
-        Value::Number(n) => n.as_u64().unwrap_or(0),
-        Value::String(s) => s.parse().unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn str_of(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_owned()
-}
-
-/// An OTLP `AnyValue` as JSON: structure kept, an empty value is null.
-fn any_json(v: &Value) -> Value {
-    if let Some(s) = v.get("stringValue") {
-        return s.clone();
-    }
-    if let Some(i) = v.get("intValue") {
-        return match i {
-            Value::String(s) => s.parse::<i64>().map(Value::from).unwrap_or(Value::Null),
-            other => other.clone(),
-        };
-    }
-    if let Some(d) = v.get("doubleValue") {
-        return d.clone();
-    }
-    if let Some(b) = v.get("boolValue") {
-        return b.clone();
-    }
-    if let Some(kv) = v.get("kvlistValue") {
-        return Value::Object(kv_map(&kv["values"]));
-    }
-    if let Some(arr) = v.get("arrayValue") {
-        return Value::Array(
-            arr["values"].as_array().map(|a| a.iter().map(any_json).collect()).unwrap_or_default(),
-        );
-    }
-    Value::Null
-}
-
-/// An OTLP `AnyValue` as the engine's attribute string (nested values as JSON text).
-fn any_string(v: &Value) -> String {
-    match any_json(v) {
-        Value::String(s) => s,
-        Value::Null => String::new(),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if v.get("doubleValue").is_some() => f.to_string(),
-            _ => n.to_string(),
-        },
-        other => other.to_string(),
-    }
-}
-
-fn kv_map(list: &Value) -> Map<String, Value> {
-    list.as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|kv| kv.get("value").is_some())
-                .map(|kv| (str_of(&kv["key"]), any_json(&kv["value"])))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn kv_pairs(list: &Value) -> Vec<(String, String)> {
-    list.as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|kv| kv.get("value").is_some())
-                .map(|kv| (str_of(&kv["key"]), any_string(&kv["value"])))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn service_name(resource: &Value) -> String {
-    kv_pairs(&resource["attributes"])
-        .into_iter()
-        .find(|(k, _)| k == "service.name")
-        .map_or_else(|| "unknown".into(), |(_, v)| v)
-}
-
-fn scope_of(group: &Value) -> (Option<String>, Option<String>) {
-    let field = |k: &str| group["scope"][k].as_str().filter(|s| !s.is_empty()).map(str::to_owned);
-    (field("name"), field("version"))
-}
-
-fn non_zero_id(v: &Value) -> Option<String> {
-    v.as_str().filter(|s| !s.is_empty() && !s.bytes().all(|b| b == b'0')).map(str::to_owned)
-}
-
-fn push_bounded<T>(queue: &mut VecDeque<T>, items: impl IntoIterator<Item = T>, max: usize) {
-    for item in items {
-        if queue.len() >= max {
-            queue.pop_front();
-        }
-        queue.push_back(item);
-    }
 }
 
 /// Stores one binary telemetry frame. Frames that do not parse are logged and dropped, as
@@ -235,169 +49,28 @@ pub(crate) fn ingest(engine: &Arc<Engine>, frame: &[u8]) {
     match prefix {
         b"OTLP" => {
             let spans = parse_spans(&request);
-            push_bounded(&mut engine.observability.lock().spans, spans, MAX_SPANS);
+            engine.observability.lock().push_spans(spans);
         }
         b"LOGS" => {
             let logs = parse_logs(&request);
             for log in &logs {
                 fire_log_triggers(engine, log);
             }
-            push_bounded(&mut engine.observability.lock().logs, logs, MAX_LOGS);
+            engine.observability.lock().push_logs(logs);
         }
         b"MTRC" => match parse_metrics(&request) {
-            Ok(metrics) => push_bounded(&mut engine.observability.lock().metrics, metrics, MAX_METRICS),
+            Ok(metrics) => engine.observability.lock().push_metrics(metrics),
             Err(e) => engine.log(format!("MTRC frame dropped: {e}")),
         },
         _ => {}
     }
 }
 
-fn parse_spans(request: &Value) -> Vec<StoredSpan> {
-    let mut out = Vec::new();
-    for rs in request["resourceSpans"].as_array().into_iter().flatten() {
-        let service = service_name(&rs["resource"]);
-        for group in rs["scopeSpans"].as_array().into_iter().flatten() {
-            let (scope_name, scope_version) = scope_of(group);
-            for span in group["spans"].as_array().into_iter().flatten() {
-                let (status, status_description) = match span["status"]["code"].as_u64() {
-                    Some(1) => ("ok", None),
-                    Some(2) => (
-                        "error",
-                        span["status"]["message"].as_str().filter(|m| !m.is_empty()).map(str::to_owned),
-                    ),
-                    _ => ("unset", None),
-                };
-                let events = span["events"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| StoredSpanEvent {
-                        name: str_of(&e["name"]),
-                        timestamp_unix_nano: u64_of(&e["timeUnixNano"]),
-                        attributes: kv_pairs(&e["attributes"]),
-                    })
-                    .collect();
-                out.push(StoredSpan {
-                    trace_id: str_of(&span["traceId"]),
-                    span_id: str_of(&span["spanId"]),
-                    parent_span_id: non_zero_id(&span["parentSpanId"]),
-                    name: str_of(&span["name"]),
-                    start_time_unix_nano: u64_of(&span["startTimeUnixNano"]),
-                    end_time_unix_nano: u64_of(&span["endTimeUnixNano"]),
-                    status: status.into(),
-                    status_description,
-                    attributes: kv_pairs(&span["attributes"]),
-                    service_name: service.clone(),
-                    events,
-                    links: Vec::new(),
-                    instrumentation_scope_name: scope_name.clone(),
-                    instrumentation_scope_version: scope_version.clone(),
-                    flags: span["flags"].as_u64().map(|f| f as u32),
-                });
-            }
-        }
-    }
-    out
-}
-
-fn parse_logs(request: &Value) -> Vec<StoredLog> {
-    let mut out = Vec::new();
-    for rl in request["resourceLogs"].as_array().into_iter().flatten() {
-        let service = service_name(&rl["resource"]);
-        let resource: HashMap<String, String> = kv_pairs(&rl["resource"]["attributes"]).into_iter().collect();
-        for group in rl["scopeLogs"].as_array().into_iter().flatten() {
-            let (scope_name, scope_version) = scope_of(group);
-            for r in group["logRecords"].as_array().into_iter().flatten() {
-                out.push(StoredLog {
-                    timestamp_unix_nano: u64_of(&r["timeUnixNano"]),
-                    observed_timestamp_unix_nano: u64_of(&r["observedTimeUnixNano"]),
-                    severity_number: r["severityNumber"].as_i64().unwrap_or(0),
-                    severity_text: str_of(&r["severityText"]),
-                    body: r.get("body").map(any_string).unwrap_or_default(),
-                    attributes: kv_map(&r["attributes"]),
-                    trace_id: non_zero_id(&r["traceId"]),
-                    span_id: non_zero_id(&r["spanId"]),
-                    resource: resource.clone(),
-                    service_name: service.clone(),
-                    instrumentation_scope_name: scope_name.clone(),
-                    instrumentation_scope_version: scope_version.clone(),
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Like the engine, an `asInt` that is not a number makes the whole frame fail.
-fn parse_metrics(request: &Value) -> Result<Vec<StoredMetric>, String> {
-    let now = now_ns();
-    let mut out = Vec::new();
-    for rm in request["resourceMetrics"].as_array().into_iter().flatten() {
-        let service = service_name(&rm["resource"]);
-        for group in rm["scopeMetrics"].as_array().into_iter().flatten() {
-            let (scope_name, scope_version) = scope_of(group);
-            for m in group["metrics"].as_array().into_iter().flatten() {
-                let (metric_type, points) = if let Some(g) = m.get("gauge") {
-                    ("gauge", &g["dataPoints"])
-                } else if let Some(s) = m.get("sum") {
-                    (
-                        if s["isMonotonic"].as_bool().unwrap_or(false) { "counter" } else { "updowncounter" },
-                        &s["dataPoints"],
-                    )
-                } else if let Some(h) = m.get("histogram") {
-                    ("histogram", &h["dataPoints"])
-                } else {
-                    continue;
-                };
-                let mut numbers = Vec::new();
-                let mut data_points = Vec::new();
-                for p in points.as_array().into_iter().flatten() {
-                    let attributes = kv_pairs(&p["attributes"]);
-                    let timestamp_unix_nano = u64_of(&p["timeUnixNano"]);
-                    if metric_type == "histogram" {
-                        data_points.push(json!({
-                            "count": u64_of(&p["count"]), "sum": p["sum"].as_f64().unwrap_or(0.0),
-                            "bucket_counts": p["bucketCounts"].as_array().map(|a| a.iter().map(u64_of).collect::<Vec<_>>()).unwrap_or_default(),
-                            "explicit_bounds": p["explicitBounds"].clone(), "min": p["min"].clone(), "max": p["max"].clone(),
-                            "attributes": attributes, "timestamp_unix_nano": timestamp_unix_nano,
-                        }));
-                        continue;
-                    }
-                    let value = match (p.get("asDouble"), p.get("asInt")) {
-                        (Some(d), _) => d.as_f64().ok_or("asDouble is not a number")?,
-                        (None, Some(Value::Number(n))) => n.as_i64().ok_or("asInt out of range")? as f64,
-                        (None, Some(other)) => {
-                            return Err(format!("invalid type: {other}, expected i64 for asInt"))
-                        }
-                        (None, None) => 0.0,
-                    };
-                    let point = StoredNumberPoint { value, attributes, timestamp_unix_nano };
-                    data_points.push(serde_json::to_value(&point).unwrap_or_default());
-                    numbers.push(point);
-                }
-                out.push(StoredMetric {
-                    name: str_of(&m["name"]),
-                    description: str_of(&m["description"]),
-                    unit: str_of(&m["unit"]),
-                    metric_type,
-                    data_points,
-                    service_name: service.clone(),
-                    timestamp_unix_nano: now,
-                    instrumentation_scope_name: scope_name.clone(),
-                    instrumentation_scope_version: scope_version.clone(),
-                    numbers,
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn fire_log_triggers(engine: &Arc<Engine>, log: &StoredLog) {
     let level = log.severity_text.to_lowercase();
     let functions: Vec<String> = {
         let state = engine.state.lock();
-        let mut bound: Vec<(&String, &super::state::Binding)> = state
+        let mut bound: Vec<(&String, &Binding)> = state
             .triggers
             .iter()
             .filter(|(_, b)| b.trigger_type == LOG_TRIGGER_TYPE)
@@ -416,7 +89,7 @@ fn fire_log_triggers(engine: &Arc<Engine>, log: &StoredLog) {
     }
     let payload = serde_json::to_string(log).unwrap_or_default();
     let engine = engine.clone();
-    tokio::spawn(async move { super::triggers::notify(&engine, functions, &payload).await });
+    tokio::spawn(async move { triggers::notify(&engine, functions, &payload).await });
 }
 
 /// The `latest_metrics` of a worker's listing entry: its newest `iii.worker.*` gauges from
@@ -535,7 +208,7 @@ pub(crate) fn call(engine: &Engine, function_id: &str, text: &str) -> Outcome {
             json!({"success": true})
         }
         "engine::metrics::list" => metrics_list(engine, input(function_id, text)?),
-        _ => return Err(super::routing::not_found(function_id)),
+        _ => return Err(not_found(function_id)),
     };
     serde_json::value::to_raw_value(&value)
         .map(Some)

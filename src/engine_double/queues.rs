@@ -4,35 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::routing::{call_from_engine, result_frame};
-use super::state::{new_id, Conn, Engine, Reply};
-use super::QueueConfig;
-use crate::protocol::{raw_json, ErrorBody, InvokeFunction, Json};
-
-pub(crate) struct Job {
-    function_id: String,
-    data: Option<Json>,
-    traceparent: Option<String>,
-    baggage: Option<String>,
-}
-
-pub(crate) struct Queue {
-    config: QueueConfig,
-    tx: mpsc::UnboundedSender<Job>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
-    dead: Mutex<Vec<Job>>,
-}
-
-impl Queue {
-    pub fn new(config: QueueConfig) -> Queue {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Queue { config, tx, rx: Mutex::new(Some(rx)), dead: Mutex::new(Vec::new()) }
-    }
-}
+use super::conn::Conn;
+use super::delivery::call_from_engine;
+use super::reply::{new_id, result_frame, Reply};
+use super::state::{Engine, Job, Queue};
+use crate::protocol::{raw_json, ErrorBody, InvokeFunction};
 
 impl Engine {
     pub fn dead_letters(&self, queue: &str) -> Vec<String> {

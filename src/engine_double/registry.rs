@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::routing::result_frame;
-use super::state::{Conn, Engine, Function, Reply, Service};
+use super::conn::Conn;
+use super::reply::{result_frame, Reply};
+use super::state::{Engine, Function, Service};
 use super::{http_functions, triggers};
 use crate::protocol::{ErrorBody, Message, RegisterFunction, RegisterService, RegistrationRejected};
+
+pub(crate) const WORKERS_REGISTER: &str = "engine::workers::register";
 
 pub(crate) async fn register_function(
     engine: &Engine,

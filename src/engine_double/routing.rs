@@ -1,34 +1,19 @@
 //! Routing of `invokefunction` and `invocationresult` (protocol.md 2.11, 2.12, 3, 4).
 
 use std::borrow::Cow;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use super::http_functions::{self, HttpFunction};
-use super::state::{new_id, Conn, Engine, Pending, Reply, State};
+use super::conn::Conn;
+use super::delivery::{invoke_frame, log_failure, route, spawn_http, Target};
+use super::reply::{new_id, result_frame, Answer, Reply};
+use super::state::Engine;
 use super::{builtins, head, queues};
-use crate::protocol::{ErrorBody, InvocationResult, InvokeFunction, Json, Message, TriggerAction};
+use crate::protocol::{ErrorBody, InvocationResult, InvokeFunction, Message, TriggerAction};
 
 const CALLER_KEY: &str = "\"_caller_worker_id\"";
-
-pub(crate) type Outcome = Result<Option<Json>, ErrorBody>;
-
-/// How an engine-answered call completes: at once, or after work that must not hold up the
-/// caller's connection (custom streams, HTTP functions).
-pub(crate) enum Answer {
-    Now(Outcome),
-    Later(Pin<Box<dyn Future<Output = Outcome> + Send>>),
-    /// Already answered on the wire.
-    Handled,
-}
-
-pub(crate) fn not_found(function_id: &str) -> ErrorBody {
-    ErrorBody::new("function_not_found", format!("Function {function_id} not found"))
-}
 
 fn valid_id(id: &str) -> bool {
     uuid::Uuid::parse_str(id).is_ok()
@@ -55,48 +40,6 @@ pub(crate) async fn invoke(engine: &Arc<Engine>, conn: &Arc<Conn>, mut inv: Invo
         None if inv.invocation_id.is_none() => void_call(engine, conn, inv).await,
         None => sync_call(engine, conn, inv).await,
     }
-}
-
-/// Where a call goes.
-enum Target {
-    /// The worker that registered the function; the call is recorded as pending on it.
-    Worker(Arc<Conn>),
-    /// An HTTP-invoked function; the engine makes the request and answers `Reply` itself.
-    Http(Arc<HttpFunction>, Reply),
-}
-
-/// Looks the function up and records the call as pending on its owner, atomically.
-fn route(state: &mut State, function_id: &str, id: &str, reply: Reply) -> Result<Target, ErrorBody> {
-    let f = state.functions.get(function_id).ok_or_else(|| not_found(function_id))?;
-    if let Some(http) = &f.http {
-        return Ok(Target::Http(http.clone(), reply));
-    }
-    let callee = f.owner.clone();
-    let pending = Pending { callee: callee.clone(), function_id: function_id.to_owned(), reply };
-    state.pending.insert(id.to_owned(), pending);
-    Ok(Target::Worker(callee))
-}
-
-/// Runs an HTTP-invoked function in the background and hands its outcome to `reply`.
-fn spawn_http(
-    engine: &Arc<Engine>,
-    f: Arc<HttpFunction>,
-    id: &str,
-    function_id: &str,
-    body: String,
-    reply: Reply,
-) {
-    let (engine, id, fid) = (engine.clone(), id.to_owned(), function_id.to_owned());
-    tokio::spawn(async move {
-        let out = http_functions::invoke(&f, &fid, &body).await;
-        match reply {
-            Reply::Caller(caller) => caller.send(result_frame(&id, &fid, out)).await,
-            Reply::Await(tx) => {
-                let _ = tx.send(out);
-            }
-            Reply::Discard => log_failure(&engine, &fid, &out),
-        }
-    });
 }
 
 async fn sync_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) {
@@ -131,12 +74,6 @@ async fn sync_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) 
     }
 }
 
-fn log_failure(engine: &Engine, fid: &str, out: &Outcome) {
-    if let Err(e) = out {
-        engine.log(format!("void call of {fid} failed: {}: {}", e.code, e.message));
-    }
-}
-
 async fn void_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) {
     let fid = inv.function_id.as_str();
     if let Some(answer) =
@@ -163,32 +100,6 @@ async fn void_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) 
     if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
         engine.state.lock().pending.remove(&id);
     }
-}
-
-/// A call made by the engine itself (queues, notifications): no `_caller_worker_id`, fresh id.
-pub(crate) async fn call_from_engine(
-    engine: &Arc<Engine>,
-    function_id: &str,
-    data: &str,
-    traceparent: Option<&str>,
-    baggage: Option<&str>,
-    reply: Reply,
-) -> Result<(), ErrorBody> {
-    let id = new_id();
-    let routed = route(&mut engine.state.lock(), function_id, &id, reply)?;
-    let callee = match routed {
-        Target::Worker(callee) => callee,
-        Target::Http(f, reply) => {
-            spawn_http(engine, f, &id, function_id, data.to_owned(), reply);
-            return Ok(());
-        }
-    };
-    let frame = invoke_frame(&id, function_id, data, traceparent, baggage);
-    if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
-        engine.state.lock().pending.remove(&id);
-        return Err(ErrorBody::new("channel_send_failed", "callee connection closed"));
-    }
-    Ok(())
 }
 
 pub(crate) async fn result(engine: &Arc<Engine>, conn: &Arc<Conn>, mut res: InvocationResult) {
@@ -220,36 +131,9 @@ pub(crate) async fn result(engine: &Arc<Engine>, conn: &Arc<Conn>, mut res: Invo
     }
 }
 
-pub(crate) fn result_frame(id: &str, function_id: &str, outcome: Outcome) -> String {
-    let (result, error) = match outcome {
-        Ok(result) => (result.filter(|r| r.get() != "null"), None),
-        Err(e) => (None, Some(e)),
-    };
-    Message::InvocationResult(InvocationResult {
-        invocation_id: id.to_owned(),
-        function_id: function_id.to_owned(),
-        result,
-        error,
-        traceparent: None,
-        baggage: None,
-    })
-    .encode()
-}
-
 fn push_json_str(out: &mut String, s: &str) {
     // Serialising a str cannot fail.
     out.push_str(&serde_json::to_string(s).unwrap_or_default());
-}
-
-/// The E→W `invokefunction`; the payload text is copied, never re-parsed.
-pub(crate) fn invoke_frame(
-    id: &str,
-    function_id: &str,
-    data: &str,
-    traceparent: Option<&str>,
-    baggage: Option<&str>,
-) -> String {
-    crate::protocol::frames::invoke_function(Some(id), function_id, Some(data), None, traceparent, baggage)
 }
 
 /// Adds `_caller_worker_id` to an object payload by splicing its text; other payloads pass as is.

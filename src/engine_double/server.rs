@@ -18,7 +18,10 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use super::channels::{self, Channel, Dir};
-use super::state::{new_id, now_ms, Conn, Engine, Registrations, Worker};
+use super::config::UpgradeRequest;
+use super::conn::{Conn, Registrations};
+use super::reply::{new_id, now_ms};
+use super::state::{Engine, Worker};
 use super::{head, registry, routing, triggers};
 use crate::protocol::Message;
 
@@ -56,7 +59,7 @@ enum Route {
 
 #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
 fn check_path(engine: &Engine, req: &Request, route: &mut Route) -> Result<(), ErrorResponse> {
-    engine.record_upgrade(super::UpgradeRequest {
+    engine.record_upgrade(UpgradeRequest {
         resource: req.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
         headers: req
             .headers()
@@ -69,7 +72,7 @@ fn check_path(engine: &Engine, req: &Request, route: &mut Route) -> Result<(), E
         return Ok(());
     }
     if let Some(rest) = path.strip_prefix(channels::PATH_PREFIX) {
-        let (channel, dir) = channels::lookup(engine, rest, req.uri().query())?;
+        let (channel, dir) = channels::lookup(&engine.channels, rest, req.uri().query())?;
         *route = Route::Channel(channel, dir);
         return Ok(());
     }

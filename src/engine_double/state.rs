@@ -4,63 +4,23 @@
 //! tearing down a connection (unregister + failing its calls) can never interleave.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio::sync::{mpsc, watch};
 
-use super::channels::Channel;
+use super::channels::Channels;
+use super::config::{EngineConfig, QueueConfig, UpgradeRequest};
+use super::conn::Conn;
 use super::http_functions::HttpFunction;
 use super::kv::Store;
-use super::queues::Queue;
-use super::EngineConfig;
-use crate::protocol::{ErrorBody, Json};
+use super::reply::{now_ms, Reply};
+use super::telemetry_store;
+use crate::protocol::Json;
 
 const MAX_LOGS: usize = 1_000;
 const MAX_KINDS: usize = 10_000;
-
-/// One worker connection as seen by the rest of the engine.
-pub(crate) struct Conn {
-    pub id: String,
-    /// Bounded like the real engine's per-connection outbound buffer (protocol.md 3.5).
-    pub tx: mpsc::Sender<WsMessage>,
-    pub kill: Notify,
-    pub ip: String,
-    pub connected_at_ms: u64,
-    /// Given in `workerregistered` in HEAD mode; a later `reattach` must present it.
-    pub reattach_token: Option<String>,
-    /// Set once the engine queued a Close frame: incoming frames are no longer handled.
-    pub closing: AtomicBool,
-    /// HEAD: registrations wait here until the connection's namespace is fixed.
-    pub registrations: tokio::sync::Mutex<Registrations>,
-}
-
-/// HEAD buffers a connection's registrations until `engine::workers::register` (or the grace
-/// period) fixes its namespace (protocol.md B.1 #1); v0.11.0 applies them at once.
-pub(crate) enum Registrations {
-    Buffering(Vec<crate::protocol::Message>),
-    Applied,
-}
-
-impl Conn {
-    pub async fn send(&self, text: String) {
-        let _ = self.tx.send(WsMessage::Text(text.into())).await;
-    }
-
-    pub fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::Relaxed)
-    }
-
-    /// Queues a Close frame; the connection ends once it is written (see `server::write_loop`).
-    pub async fn close(&self, frame: Option<CloseFrame>) {
-        self.closing.store(true, Ordering::Relaxed);
-        let _ = self.tx.send(WsMessage::Close(frame)).await;
-    }
-}
 
 #[derive(Default, Clone)]
 pub(crate) struct WorkerMeta {
@@ -122,14 +82,26 @@ pub(crate) struct Binding {
     pub trigger_namespace: Option<String>,
 }
 
-/// Where the result of a call delivered to a worker goes.
-pub(crate) enum Reply {
-    /// A sync call: back to the caller under the same invocation id.
-    Caller(Arc<Conn>),
-    /// Void calls and engine-originated notifications: errors are only logged.
-    Discard,
-    /// Queue deliveries wait for the outcome to decide on redelivery.
-    Await(oneshot::Sender<Result<Option<Json>, ErrorBody>>),
+/// A named queue (protocol.md 4.2): jobs waiting for delivery and the dead-letter list.
+pub(crate) struct Job {
+    pub(super) function_id: String,
+    pub(super) data: Option<Json>,
+    pub(super) traceparent: Option<String>,
+    pub(super) baggage: Option<String>,
+}
+
+pub(crate) struct Queue {
+    pub(super) config: QueueConfig,
+    pub(super) tx: mpsc::UnboundedSender<Job>,
+    pub(super) rx: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+    pub(super) dead: Mutex<Vec<Job>>,
+}
+
+impl Queue {
+    pub fn new(config: QueueConfig) -> Queue {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Queue { config, tx, rx: Mutex::new(Some(rx)), dead: Mutex::new(Vec::new()) }
+    }
 }
 
 pub(crate) struct Pending {
@@ -155,17 +127,17 @@ pub(crate) struct Engine {
     pub logs: Mutex<VecDeque<String>>,
     pub kinds: Mutex<VecDeque<&'static str>>,
     /// The upgrade requests of every connection, oldest first (the last `MAX_LOGS`).
-    pub upgrades: Mutex<VecDeque<super::UpgradeRequest>>,
+    pub upgrades: Mutex<VecDeque<UpgradeRequest>>,
     pub shutdown: watch::Receiver<bool>,
     /// `engine::channels::create` channels by id; they live as long as the engine run.
-    pub channels: Mutex<HashMap<String, Arc<Channel>>>,
+    pub channels: Channels,
     /// The `stream::*` and `state::*` in-memory stores.
     pub streams: Mutex<Store>,
     pub states: Mutex<Store>,
     /// While true, worker sockets are not read (`EngineHandle::pause_reading`).
     pub paused: watch::Sender<bool>,
     /// Spans, logs and metrics received in telemetry frames.
-    pub observability: Mutex<super::observability::Store>,
+    pub observability: Mutex<telemetry_store::Store>,
     pub started_at_ms: u64,
     live: AtomicUsize,
 }
@@ -174,11 +146,9 @@ impl Engine {
     pub fn new(config: EngineConfig, shutdown: watch::Receiver<bool>) -> Engine {
         let queues =
             config.queues.iter().map(|q| (q.name.clone(), Arc::new(Queue::new(q.clone())))).collect();
-        let mut state = State::default();
-        super::triggers::install_builtin_types(&mut state);
         Engine {
             config,
-            state: Mutex::new(state),
+            state: Mutex::new(State::default()),
             queues,
             logs: Mutex::new(VecDeque::new()),
             kinds: Mutex::new(VecDeque::new()),
@@ -202,7 +172,7 @@ impl Engine {
         logs.push_back(line.into());
     }
 
-    pub fn record_upgrade(&self, request: super::UpgradeRequest) {
+    pub fn record_upgrade(&self, request: UpgradeRequest) {
         let mut upgrades = self.upgrades.lock();
         if upgrades.len() == MAX_LOGS {
             upgrades.pop_front();
@@ -253,12 +223,4 @@ impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.0.live.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-pub(crate) fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }

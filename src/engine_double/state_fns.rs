@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::kv::UpdateOp;
-use super::routing::Outcome;
+use super::reply::Outcome;
 use super::state::Engine;
 use super::streams::{parse, to_outcome};
 use super::triggers::fire_matching;

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use super::delivery::call_from_engine;
 use super::kv::UpdateOp;
-use super::routing::{call_from_engine, Answer, Outcome};
-use super::state::{now_ms, Engine, Reply};
+use super::reply::{now_ms, Answer, Outcome, Reply};
+use super::state::Engine;
 use super::triggers::fire_matching;
 use crate::protocol::ErrorBody;
 

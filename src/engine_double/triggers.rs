@@ -4,22 +4,20 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::builtins::function_entries;
-use super::routing::call_from_engine;
-use super::state::{Binding, Conn, Engine, Reply, State, TriggerType};
+use super::conn::Conn;
+use super::delivery::call_from_engine;
+use super::reply::Reply;
+use super::state::{Binding, Engine, State, TriggerType};
 use crate::protocol::{raw_json, Message, RegisterTrigger, RegisterTriggerType};
 
+pub(crate) const LOG_TRIGGER_TYPE: &str = "log";
 pub(crate) const FUNCTIONS_AVAILABLE: &str = "engine::functions-available";
 pub(crate) const WORKERS_AVAILABLE: &str = "engine::workers-available";
 
 /// Engine-provided types. Only the two `engine::` ones do anything here; the others exist so
 /// bindings to them are accepted and listed as on a real engine with its default modules.
 const BUILTIN_TYPES: [(&str, &str, &str); 9] = [
-    (
-        super::observability::LOG_TRIGGER_TYPE,
-        "Log event trigger",
-        r#"{"type":"object","properties":{"level":{"type":"string"}}}"#,
-    ),
+    (LOG_TRIGGER_TYPE, "Log event trigger", r#"{"type":"object","properties":{"level":{"type":"string"}}}"#),
     (FUNCTIONS_AVAILABLE, "Fires when the set of registered functions changes", r#"{"type":"object"}"#),
     (
         WORKERS_AVAILABLE,
@@ -156,7 +154,7 @@ pub(crate) async fn unregister(engine: &Engine, id: &str) {
     }
 }
 
-fn bound_functions(engine: &Engine, trigger_type: &str) -> Vec<String> {
+pub(crate) fn bound_functions(engine: &Engine, trigger_type: &str) -> Vec<String> {
     let state = engine.state.lock();
     let mut bound: Vec<(&String, &Binding)> =
         state.triggers.iter().filter(|(_, b)| b.trigger_type == trigger_type).collect();
@@ -220,33 +218,4 @@ pub(crate) fn fire_worker_event(engine: &Arc<Engine>, event: &str, worker_id: &s
     let payload = serde_json::to_string(&Event { event, worker_id }).unwrap_or_default();
     let engine = engine.clone();
     tokio::spawn(async move { notify(&engine, functions, &payload).await });
-}
-
-/// Polls the function set like the real engine and notifies `engine::functions-available`.
-pub(crate) async fn poll_functions(engine: Arc<Engine>) {
-    let mut last = engine.function_ids();
-    let mut ticker = tokio::time::interval(engine.config.functions_poll_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let now = engine.function_ids();
-        if now == last {
-            continue;
-        }
-        last = now;
-        let functions = bound_functions(&engine, FUNCTIONS_AVAILABLE);
-        if functions.is_empty() {
-            continue;
-        }
-        #[derive(Serialize)]
-        struct Changed<'a, T: Serialize> {
-            event: &'a str,
-            functions: T,
-        }
-        let entries = function_entries(&engine, true);
-        let payload = serde_json::to_string(&Changed { event: "functions_changed", functions: entries })
-            .unwrap_or_default();
-        notify(&engine, functions, &payload).await;
-    }
 }

@@ -1,4 +1,4 @@
-//! `Connection`: the Python face of one engine connection (`crate::connection::Client`).
+//! `Connection`: the Python face of one engine connection (`crate::connection::Connection`).
 //!
 //! The core owns the wire protocol: Python calls typed methods (register a function, a trigger,
 //! answer a binding...) and receives typed events (`events.rs`); no protocol message is built
@@ -25,7 +25,8 @@ use super::queues::{
 use super::runtime;
 use super::telemetry::Telemetry;
 use crate::connection::{
-    Client, ClientConfig, ConnectionState, Envelope, EventSink, LogLevel, RegistrationKind,
+    Connection as CoreConnection, ConnectionConfig, ConnectionState, Envelope, EventSink, LogLevel,
+    RegistrationKind,
 };
 use crate::invocations::Completion;
 use crate::protocol::{
@@ -50,7 +51,7 @@ struct Router {
 }
 
 impl EventSink for Router {
-    fn invocation(&self, client: &Client, call: InvokeFunction) {
+    fn invocation(&self, conn: &CoreConnection, call: InvokeFunction) {
         let refusal = match self.functions.read().get(&call.function_id) {
             Some(Entry::Local { handler, is_async: true }) => {
                 self.loop_queue.push(Item::Invoke(call, handler.clone()));
@@ -69,11 +70,11 @@ impl EventSink for Router {
             }
         };
         if let Some(id) = &call.invocation_id {
-            client.send_result(id, &call.function_id, Err(&refusal), Envelope::default());
+            conn.send_result(id, &call.function_id, Err(&refusal), Envelope::default());
         }
     }
 
-    fn message(&self, _client: &Client, message: Message) {
+    fn message(&self, _conn: &CoreConnection, message: Message) {
         let item = match message {
             Message::RegisterTrigger(t) => Item::Binding(Binding::Register(t)),
             Message::UnregisterTrigger { id, trigger_type } => {
@@ -115,7 +116,7 @@ impl EventSink for Router {
 /// One connection to the engine: its registrations, pending calls and the events for the SDK.
 #[pyclass(frozen, module = "iii._iii")]
 pub struct Connection {
-    client: Client,
+    core: CoreConnection,
     router: Arc<Router>,
     /// The live link while the SDK loop reads it itself (see `crate::connection::link`).
     link: Mutex<Option<crate::connection::ExternalReader>>,
@@ -146,7 +147,7 @@ impl Connection {
         let data = to_json_opt(payload)?;
         let action = queue.map(|queue| TriggerAction::Enqueue { queue });
         let timeout = Duration::from_millis(timeout_ms);
-        self.client
+        self.core
             .call_in(envelope, function_id, data.as_deref(), action.as_ref(), timeout, completion)
             .map(|_| ())
             .map_err(|e| errors::call_error(payload.py(), &e))
@@ -158,11 +159,11 @@ impl Connection {
             return send().map(|()| false);
         }
         crate::connection::deferring(send)?;
-        Ok(self.client.take_flush_request())
+        Ok(self.core.take_flush_request())
     }
 
     fn record(&self, py: Python<'_>, kind: RegistrationKind, id: &str, message: &Message) -> PyResult<()> {
-        self.client.register(kind, id, message).map_err(|e| errors::call_error(py, &e))
+        self.core.register(kind, id, message).map_err(|e| errors::call_error(py, &e))
     }
 }
 
@@ -194,7 +195,7 @@ impl Connection {
         max_retries: Option<i64>,
         worker_metadata: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let mut config = ClientConfig::new(url);
+        let mut config = ConnectionConfig::new(url);
         if let Some(headers) = headers {
             config.headers = headers.into_iter().collect();
         }
@@ -229,8 +230,8 @@ impl Connection {
             jobs: JobQueue::new(handler_threads, loop_queue.clone()),
             loop_queue,
         });
-        let client = Client::start(runtime::handle(), config, router.clone());
-        Ok(Self { client, router, link: Mutex::new(None) })
+        let core = CoreConnection::start(runtime::handle(), config, router.clone());
+        Ok(Self { core, router, link: Mutex::new(None) })
     }
 
     /// The descriptor the SDK loop watches for events; call `poll` when it is readable.
@@ -242,7 +243,7 @@ impl Connection {
     /// Lets the SDK loop read the live link itself: returns the socket's descriptor to watch
     /// (call `poll` when it is readable), or None while disconnected.
     fn attach_link(&self) -> Option<i32> {
-        let reader = self.client.attach_reader()?;
+        let reader = self.core.attach_reader()?;
         let fd = reader.fd();
         *self.link.lock() = Some(reader);
         Some(fd)
@@ -313,24 +314,24 @@ impl Connection {
     }
 
     fn state(&self) -> &'static str {
-        self.client.state().as_str()
+        self.core.state().as_str()
     }
 
     fn last_error(&self) -> Option<String> {
-        self.client.last_error()
+        self.core.last_error()
     }
 
     fn worker_id(&self) -> Option<String> {
-        self.client.worker_id()
+        self.core.worker_id()
     }
 
     /// `"v0.11"`, `"head"` or `"unknown"` (before the first `workerregistered`).
     fn generation(&self) -> &'static str {
-        self.client.generation().as_str()
+        self.core.generation().as_str()
     }
 
     fn pending_calls(&self) -> usize {
-        self.client.pending_calls()
+        self.core.pending_calls()
     }
 
     /// Waits (without the GIL) until connected, failed or shut down, or `timeout` seconds.
@@ -340,7 +341,7 @@ impl Connection {
             let slice =
                 deadline.saturating_duration_since(std::time::Instant::now()).min(Duration::from_millis(100));
             let state = py.detach(|| {
-                self.client.wait_for(slice, |s| {
+                self.core.wait_for(slice, |s| {
                     matches!(
                         s,
                         ConnectionState::Connected | ConnectionState::Failed | ConnectionState::Disconnected
@@ -409,7 +410,7 @@ impl Connection {
     fn unregister_function(&self, id: &str) {
         self.router.functions.write().remove(id);
         let frame = Message::UnregisterFunction { id: id.to_owned() }.encode();
-        self.client.unregister(RegistrationKind::Function, id, Some(frame));
+        self.core.unregister(RegistrationKind::Function, id, Some(frame));
     }
 
     #[pyo3(signature = (id, *, name=None, description=None, parent_service_id=None))]
@@ -461,7 +462,7 @@ impl Connection {
     fn unregister_trigger(&self, id: &str, trigger_type: String) {
         let frame =
             Message::UnregisterTrigger { id: id.to_owned(), trigger_type: Some(trigger_type) }.encode();
-        self.client.unregister(RegistrationKind::Trigger, id, Some(frame));
+        self.core.unregister(RegistrationKind::Trigger, id, Some(frame));
     }
 
     #[pyo3(signature = (id, description, trigger_request_format=None, call_request_format=None))]
@@ -484,7 +485,7 @@ impl Connection {
 
     fn unregister_trigger_type(&self, id: &str) {
         let frame = Message::UnregisterTriggerType { id: id.to_owned() }.encode();
-        self.client.unregister(RegistrationKind::TriggerType, id, Some(frame));
+        self.core.unregister(RegistrationKind::TriggerType, id, Some(frame));
     }
 
     /// Tells the engine whether this worker accepted a binding of its trigger type.
@@ -503,17 +504,17 @@ impl Connection {
             function_id: binding.function_id.clone(),
             error,
         });
-        self.client.send_message(&message).map_err(|e| errors::call_error(py, &e))
+        self.core.send_message(&message).map_err(|e| errors::call_error(py, &e))
     }
 
     /// Sends `telemetry`'s frames on this connection (the worker's own link).
     fn bind_telemetry(&self, telemetry: &Telemetry) {
-        telemetry.bind_client(&self.client);
+        telemetry.bind_connection(&self.core);
     }
 
     /// Handles `frame` as if the engine had sent it (`III._handle_message`).
     fn inject(&self, frame: &[u8]) {
-        self.client.handle_inbound(frame);
+        self.core.handle_inbound(frame);
     }
 
     /// Calls a function and waits for its result with the GIL released (Ctrl-C still works).
@@ -586,7 +587,7 @@ impl Connection {
         let data = to_json_opt(payload)?;
         let envelope = Envelope { namespace, traceparent, baggage };
         self.sending(defer, || {
-            self.client
+            self.core
                 .call_void_in(envelope, function_id, data.as_deref())
                 .map_err(|e| errors::call_error(py, &e))
         })
@@ -610,13 +611,11 @@ impl Connection {
         let envelope = Envelope { namespace: None, traceparent, baggage };
         let flush = self.sending(defer, || {
             match &outcome {
-                Ok(text) => {
-                    self.client.send_result(invocation_id, function_id, Ok(text.as_deref()), envelope)
-                }
+                Ok(text) => self.core.send_result(invocation_id, function_id, Ok(text.as_deref()), envelope),
                 Err(err) => {
                     let message = format!("the function returned a value that cannot be sent: {err}");
                     let body = ErrorBody::new("invocation_failed", message);
-                    self.client.send_result(invocation_id, function_id, Err(&body), envelope);
+                    self.core.send_result(invocation_id, function_id, Err(&body), envelope);
                 }
             }
             Ok(())
@@ -647,7 +646,7 @@ impl Connection {
         let body = ErrorBody { code, message, stacktrace };
         let envelope = Envelope { namespace: None, traceparent, baggage };
         let flush = self.sending(defer, || {
-            self.client.send_result(invocation_id, function_id, Err(&body), envelope);
+            self.core.send_result(invocation_id, function_id, Err(&body), envelope);
             Ok(())
         });
         flush.unwrap_or(false)
@@ -655,19 +654,19 @@ impl Connection {
 
     /// Writes the frames held back by `defer`.
     fn flush(&self) {
-        self.client.flush_deferred();
+        self.core.flush_deferred();
     }
 
     /// Fails pending calls, closes the connection and stops reconnecting. Waits up to
     /// `timeout` seconds for the socket to close.
     #[pyo3(signature = (timeout=2.0))]
     fn shutdown(&self, py: Python<'_>, timeout: f64) {
-        self.client.shutdown();
+        self.core.shutdown();
         self.router.jobs.close();
         // Handlers often hold the client that holds this connection: let that cycle go.
         self.router.functions.write().clear();
         py.detach(|| {
-            self.client.wait_for(Duration::from_secs_f64(timeout.max(0.0)), |s| {
+            self.core.wait_for(Duration::from_secs_f64(timeout.max(0.0)), |s| {
                 matches!(s, ConnectionState::Disconnected | ConnectionState::Failed)
             })
         });

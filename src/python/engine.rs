@@ -6,7 +6,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::runtime;
-use crate::engine_double::{EngineConfig, EngineHandle, QueueConfig};
+use crate::engine_double::config::QueueConfig;
+use crate::engine_double::{EngineConfig, EngineHandle};
 
 /// An in-process iii engine for tests; see `iii.testing.Engine`.
 #[pyclass(frozen, module = "iii._iii")]

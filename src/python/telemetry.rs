@@ -15,7 +15,7 @@ use pyo3::types::{PyDict, PyList, PyMapping, PySequence, PyString, PyTuple};
 
 use super::json::to_json;
 use super::runtime;
-use crate::connection::{Client, ClientConfig, ConnectionState, EventSink, LogLevel};
+use crate::connection::{Connection, ConnectionConfig, ConnectionState, EventSink, LogLevel};
 use crate::protocol::{InvokeFunction, Message};
 use crate::telemetry::context::{format_baggage, parse_baggage, SpanContext, SpanId, TraceId};
 use crate::telemetry::exporter::{Exporter, ExporterConfig};
@@ -35,15 +35,15 @@ pub struct Telemetry {
     service_name: Arc<str>,
     scopes: Mutex<HashMap<(String, String), Arc<Scope>>>,
     /// A connection of its own, when telemetry goes to another engine (`connect`).
-    own_link: Mutex<Option<Client>>,
+    own_link: Mutex<Option<Connection>>,
 }
 
 /// A telemetry-only connection ignores everything the engine sends.
 struct Silent;
 
 impl EventSink for Silent {
-    fn invocation(&self, _client: &Client, _call: InvokeFunction) {}
-    fn message(&self, _client: &Client, _message: Message) {}
+    fn invocation(&self, _conn: &Connection, _call: InvokeFunction) {}
+    fn message(&self, _conn: &Connection, _message: Message) {}
     fn state_changed(&self, _state: ConnectionState) {}
     fn log(&self, _level: LogLevel, _text: &str) {}
 }
@@ -66,10 +66,10 @@ where
 }
 
 impl Telemetry {
-    /// Sends this worker's telemetry on `client`, the worker's own link (replaces a connection
+    /// Sends this worker's telemetry on `conn`, the worker's own link (replaces a connection
     /// made with `connect`).
-    pub(crate) fn bind_client(&self, client: &Client) {
-        self.exporter.set_sink(Arc::new(client.clone()));
+    pub(crate) fn bind_connection(&self, conn: &Connection) {
+        self.exporter.set_sink(Arc::new(conn.clone()));
     }
 
     fn scope(&self, name: String, version: String) -> Arc<Scope> {
@@ -146,9 +146,9 @@ impl Telemetry {
     /// Opens a connection of its own to `url` and sends telemetry there (for an
     /// `engine_ws_url` that names another engine). It shows up in the engine as a worker.
     fn connect(&self, url: String) {
-        let client = Client::start(runtime::handle(), ClientConfig::new(url), Arc::new(Silent));
-        self.exporter.set_sink(Arc::new(client.clone()));
-        if let Some(old) = self.own_link.lock().replace(client) {
+        let conn = Connection::start(runtime::handle(), ConnectionConfig::new(url), Arc::new(Silent));
+        self.exporter.set_sink(Arc::new(conn.clone()));
+        if let Some(old) = self.own_link.lock().replace(conn) {
             old.shutdown();
         }
     }
@@ -295,8 +295,8 @@ impl Telemetry {
     #[pyo3(signature = (timeout_ms=5000))]
     fn shutdown(&self, py: Python<'_>, timeout_ms: u64) -> bool {
         let done = py.detach(|| self.exporter.shutdown(Duration::from_millis(timeout_ms)));
-        if let Some(client) = self.own_link.lock().take() {
-            client.shutdown();
+        if let Some(conn) = self.own_link.lock().take() {
+            conn.shutdown();
         }
         done
     }

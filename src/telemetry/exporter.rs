@@ -33,13 +33,13 @@ impl<F: Fn(&[u8]) -> bool + Send + Sync + 'static> FrameSink for F {
     }
 }
 
-impl FrameSink for crate::connection::Client {
+impl FrameSink for crate::connection::Connection {
     fn send_frame(&self, frame: &[u8]) -> bool {
         self.send_binary(frame).is_ok()
     }
 
     fn worker_id(&self) -> Option<String> {
-        crate::connection::Client::worker_id(self)
+        crate::connection::Connection::worker_id(self)
     }
 }
 

@@ -261,14 +261,14 @@ fn spans_from_several_scopes_keep_their_scope() {
 
 #[test]
 fn telemetry_travels_on_the_workers_own_link_to_the_engine() {
-    use crate::connection::{Client, ClientConfig, ConnectionState, EventSink, LogLevel};
+    use crate::connection::{Connection, ConnectionConfig, ConnectionState, EventSink, LogLevel};
     use crate::engine_double::{EngineConfig, EngineHandle};
     use crate::protocol::{InvokeFunction, Message};
 
     struct Quiet;
     impl EventSink for Quiet {
-        fn invocation(&self, _: &Client, _: InvokeFunction) {}
-        fn message(&self, _: &Client, _: Message) {}
+        fn invocation(&self, _: &Connection, _: InvokeFunction) {}
+        fn message(&self, _: &Connection, _: Message) {}
         fn state_changed(&self, _: ConnectionState) {}
         fn log(&self, _: LogLevel, _: &str) {}
     }
@@ -278,41 +278,40 @@ fn telemetry_travels_on_the_workers_own_link_to_the_engine() {
             let _ = self.0.send(outcome);
         }
     }
-    let call = |client: &Client, function_id: &str, data: &str| -> serde_json::Value {
+    let call = |conn: &Connection, function_id: &str, data: &str| -> serde_json::Value {
         let (tx, rx) = std::sync::mpsc::channel();
-        client
-            .call_in(
-                crate::connection::Envelope::default(),
-                function_id,
-                Some(data),
-                None,
-                WAIT,
-                Box::new(Chan(tx)),
-            )
-            .unwrap();
+        conn.call_in(
+            crate::connection::Envelope::default(),
+            function_id,
+            Some(data),
+            None,
+            WAIT,
+            Box::new(Chan(tx)),
+        )
+        .unwrap();
         let text = rx.recv().unwrap().unwrap().unwrap();
         serde_json::from_str(text.get()).unwrap()
     };
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
-    let client = Client::start(rt.handle(), ClientConfig::new(engine.url()), Arc::new(Quiet));
-    assert_eq!(client.wait_for(WAIT, |s| s == ConnectionState::Connected), ConnectionState::Connected);
+    let conn = Connection::start(rt.handle(), ConnectionConfig::new(engine.url()), Arc::new(Quiet));
+    assert_eq!(conn.wait_for(WAIT, |s| s == ConnectionState::Connected), ConnectionState::Connected);
 
     let mut config = quiet_config();
     config.metrics_interval = Some(Duration::from_secs(3600));
     let exporter = Exporter::start(&settings(), config).unwrap();
-    exporter.set_sink(Arc::new(client.clone()));
+    exporter.set_sink(Arc::new(conn.clone()));
     exporter.push_log(sample_log("over the link"));
     assert!(exporter.shutdown(WAIT), "{:?}", exporter.counters());
 
-    let logs = call(&client, "engine::logs::list", "{}");
+    let logs = call(&conn, "engine::logs::list", "{}");
     assert_eq!(logs["logs"][0]["body"], "over the link");
-    let id = client.worker_id().unwrap();
-    let workers = call(&client, "engine::workers::list", &format!("{{\"worker_id\":\"{id}\"}}"));
+    let id = conn.worker_id().unwrap();
+    let workers = call(&conn, "engine::workers::list", &format!("{{\"worker_id\":\"{id}\"}}"));
     assert_eq!(workers["workers"].as_array().unwrap().len(), 1, "no second connection");
     assert!(workers["workers"][0]["latest_metrics"]["memory_rss"].as_u64().unwrap() > 0);
 
-    client.shutdown();
-    assert!(client.send_binary(b"LOGS{}").is_err());
+    conn.shutdown();
+    assert!(conn.send_binary(b"LOGS{}").is_err());
 }

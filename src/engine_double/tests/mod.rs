@@ -20,7 +20,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::{EngineConfig, EngineHandle, QueueConfig};
+use super::config::QueueConfig;
+use super::{EngineConfig, EngineHandle};
 
 const WAIT: Duration = Duration::from_secs(5);
 

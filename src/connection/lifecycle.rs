@@ -1,30 +1,28 @@
-//! The connection actor: connect, replay, write, read, reconnect.
+//! The lifecycle task of a connection: connect, replay, reconnect with backoff, offline queue, ping.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
-use uuid::Uuid;
 
-use super::frame_codec::{Incoming, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use super::frame_codec::{OP_CLOSE, OP_PING, OP_TEXT};
 use super::handshake::{self, HandshakeError, Opened};
+use super::inbound::incoming_handler;
 use super::link::{End, Link};
-use super::writer::Writer;
-use super::{Client, Command, ConnectionState, FrameKind, LogLevel};
+use super::{Command, Connection, ConnectionState, FrameKind, LogLevel};
 use crate::invocations::CallError;
 use crate::protocol::{frames, Message, TriggerAction};
 
 /// Frames that were queued just before the link came up, written per write at most.
 const BATCH: usize = 256;
 
-pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
-    let shared = client.shared.clone();
+pub(super) async fn run(conn: Connection, mut rx: UnboundedReceiver<Command>) {
+    let shared = conn.shared.clone();
     let timer = tokio::spawn({
-        let client = client.clone();
-        async move { client.shared.pending.run_timer().await }
+        let conn = conn.clone();
+        async move { conn.shared.pending.run_timer().await }
     });
     let mut offline: VecDeque<(String, FrameKind)> = VecDeque::new();
     let mut failures: u64 = 0;
@@ -33,16 +31,16 @@ pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
 
     let final_state = loop {
         let state = if ever_connected { ConnectionState::Reconnecting } else { ConnectionState::Connecting };
-        client.set_state(state, None);
-        let attempt = tokio::time::timeout(shared.config.connect_timeout, connect(&client));
-        let Some(attempt) = while_offline(&client, &mut rx, &mut offline, attempt).await else {
+        conn.set_state(state, None);
+        let attempt = tokio::time::timeout(shared.config.connect_timeout, connect(&conn));
+        let Some(attempt) = while_offline(&conn, &mut rx, &mut offline, attempt).await else {
             break ConnectionState::Disconnected;
         };
         let error = match attempt {
             Ok(Ok(opened)) => {
                 failures = 0;
                 ever_connected = true;
-                let end = serve(&client, opened, &mut rx, &mut offline).await;
+                let end = serve(&conn, opened, &mut rx, &mut offline).await;
                 // New calls go to the offline queue from here on; then the calls sent on the
                 // lost link fail (their results cannot reach a new connection).
                 *shared.link.lock() = None;
@@ -51,12 +49,12 @@ pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
                 match end {
                     End::Shutdown => break ConnectionState::Disconnected,
                     End::Fatal(reason) => {
-                        give_up(&client, &mut offline, reason);
+                        give_up(&conn, &mut offline, reason);
                         break ConnectionState::Failed;
                     }
                     End::Lost(reason) => {
                         shared.pending.fail_sent_before(lost_epoch, &reason);
-                        client.log(
+                        conn.log(
                             LogLevel::Warn,
                             &format!("connection to the engine lost: {reason}; reconnecting"),
                         );
@@ -65,7 +63,7 @@ pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
                 }
             }
             Ok(Err(HandshakeError::Permanent(reason))) => {
-                give_up(&client, &mut offline, reason);
+                give_up(&conn, &mut offline, reason);
                 break ConnectionState::Failed;
             }
             Ok(Err(HandshakeError::Transient(reason))) => {
@@ -77,15 +75,15 @@ pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
                 format!("no connection within {} ms", shared.config.connect_timeout.as_millis())
             }
         };
-        client.set_state(ConnectionState::Reconnecting, Some(error.clone()));
+        conn.set_state(ConnectionState::Reconnecting, Some(error.clone()));
         if !policy.allows(failures) {
             let reason =
                 format!("could not connect to {} after {} attempts: {error}", shared.config.url, failures);
-            give_up(&client, &mut offline, reason);
+            give_up(&conn, &mut offline, reason);
             break ConnectionState::Failed;
         }
         let delay = policy.delay(failures.saturating_sub(1) as u32, fastrand::f64());
-        if while_offline(&client, &mut rx, &mut offline, tokio::time::sleep(delay)).await.is_none() {
+        if while_offline(&conn, &mut rx, &mut offline, tokio::time::sleep(delay)).await.is_none() {
             break ConnectionState::Disconnected;
         }
     };
@@ -96,21 +94,21 @@ pub(super) async fn run(client: Client, mut rx: UnboundedReceiver<Command>) {
             shared.pending.fail(&id, CallError::Shutdown);
         }
     }
-    client.set_state(final_state, None);
+    conn.set_state(final_state, None);
 }
 
 /// The engine cannot be reached any more: fail everything waiting, refuse new calls.
-fn give_up(client: &Client, offline: &mut VecDeque<(String, FrameKind)>, reason: String) {
-    client.log(LogLevel::Error, &reason);
-    client.set_state(ConnectionState::Failed, Some(reason.clone()));
+fn give_up(conn: &Connection, offline: &mut VecDeque<(String, FrameKind)>, reason: String) {
+    conn.log(LogLevel::Error, &reason);
+    conn.set_state(ConnectionState::Failed, Some(reason.clone()));
     offline.clear();
-    client.shared.offline_len.store(0, Ordering::Release);
-    client.shared.pending.close(CallError::NotConnected(reason));
+    conn.shared.offline_len.store(0, Ordering::Release);
+    conn.shared.pending.close(CallError::NotConnected(reason));
 }
 
 /// Runs `fut` while keeping commands flowing into the offline queue. `None` on shutdown.
 async fn while_offline<F: Future>(
-    client: &Client,
+    conn: &Connection,
     rx: &mut UnboundedReceiver<Command>,
     offline: &mut VecDeque<(String, FrameKind)>,
     fut: F,
@@ -121,26 +119,26 @@ async fn while_offline<F: Future>(
             out = &mut fut => return Some(out),
             cmd = rx.recv() => match cmd {
                 None | Some(Command::Shutdown) => return None,
-                Some(Command::Send(frame, kind)) => queue_offline(client, offline, frame, kind),
+                Some(Command::Send(frame, kind)) => queue_offline(conn, offline, frame, kind),
             },
         }
     }
 }
 
 fn queue_offline(
-    client: &Client,
+    conn: &Connection,
     offline: &mut VecDeque<(String, FrameKind)>,
     frame: String,
     kind: FrameKind,
 ) {
-    let limit = client.shared.config.offline_queue_limit;
+    let limit = conn.shared.config.offline_queue_limit;
     match kind {
         FrameKind::Call(id) if offline.len() >= limit => {
-            client.shared.pending.fail(&id, CallError::OfflineQueueFull { limit });
+            conn.shared.pending.fail(&id, CallError::OfflineQueueFull { limit });
             return;
         }
         FrameKind::Plain if offline.len() >= limit => {
-            client.log(
+            conn.log(
                 LogLevel::Warn,
                 &format!(
                     "offline queue full ({limit} messages): dropped an outgoing message while disconnected"
@@ -150,22 +148,22 @@ fn queue_offline(
         }
         _ => offline.push_back((frame, kind)),
     }
-    client.shared.offline_len.store(offline.len(), Ordering::Release);
+    conn.shared.offline_len.store(offline.len(), Ordering::Release);
 }
 
-async fn connect(client: &Client) -> Result<Opened, HandshakeError> {
-    let config = &client.shared.config;
+async fn connect(conn: &Connection) -> Result<Opened, HandshakeError> {
+    let config = &conn.shared.config;
     handshake::connect(&config.url, &config.headers).await
 }
 
 /// Owns one live link until it ends.
 async fn serve(
-    client: &Client,
+    conn: &Connection,
     opened: Opened,
     rx: &mut UnboundedReceiver<Command>,
     offline: &mut VecDeque<(String, FrameKind)>,
 ) -> End {
-    let shared = &client.shared;
+    let shared = &conn.shared;
     let link = Link::new(opened, shared.config.max_message_size);
     let writer = link.writer.clone();
     let mut flusher = tokio::spawn({
@@ -173,7 +171,7 @@ async fn serve(
         async move { writer.flush_backlog().await }
     });
     let reader = tokio::spawn({
-        let (link, handle) = (link.clone(), incoming_handler(client.clone(), writer.clone()));
+        let (link, handle) = (link.clone(), incoming_handler(conn.clone(), writer.clone()));
         let idle = shared.config.idle_timeout;
         let shared = shared.clone();
         async move { link.read(idle, move || !shared.pending.is_empty(), handle).await }
@@ -282,92 +280,4 @@ async fn serve(
     reader.abort();
     flusher.abort();
     end
-}
-
-/// What the reader does with each message (on whichever thread reads).
-pub(super) fn incoming_handler(
-    client: Client,
-    writer: Arc<Writer>,
-) -> Box<dyn FnMut(Incoming) -> Option<End> + Send> {
-    Box::new(move |incoming| match incoming {
-        Incoming::Text(bytes) | Incoming::Binary(bytes) => handle_frame(&client, &bytes),
-        Incoming::Ping(payload) => {
-            let _ = writer.send(OP_PONG, &payload);
-            None
-        }
-        Incoming::Pong => None,
-        Incoming::Close(code, reason) => {
-            let _ = writer.send(OP_CLOSE, &code.unwrap_or(1000).to_be_bytes());
-            let code = code.map(|c| format!(" (code {c}, {reason:?})")).unwrap_or_default();
-            Some(End::Lost(format!("the engine closed the connection{code}")))
-        }
-    })
-}
-
-pub(super) fn handle_frame(client: &Client, bytes: &[u8]) -> Option<End> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return None;
-    }
-    let message = match Message::decode(bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            let start = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-            client.log(LogLevel::Warn, &format!("ignored a frame from the engine ({e}): {start}"));
-            return None;
-        }
-    };
-    let shared = &client.shared;
-    match message {
-        Message::InvocationResult(result) => match Uuid::try_parse(&result.invocation_id) {
-            Ok(id) => {
-                let outcome = match result.error {
-                    Some(error) => Err(CallError::Remote(error)),
-                    None => Ok(result.result),
-                };
-                shared.pending.complete(&id, outcome);
-            }
-            Err(_) => client.log(
-                LogLevel::Warn,
-                &format!("ignored a result with a malformed invocation id {:?}", result.invocation_id),
-            ),
-        },
-        Message::InvokeFunction(call) => shared.sink.invocation(client, call),
-        Message::WorkerRegistered { worker_id, reattach_token } => {
-            client.log(
-                LogLevel::Info,
-                &format!("connected to the iii engine at {} as worker {worker_id}", shared.config.url),
-            );
-            // Before `connected` is announced, so whoever waits for it sees the generation.
-            let generation = if reattach_token.is_some() { 2 } else { 1 };
-            shared.generation.store(generation, Ordering::Release);
-            {
-                let mut info = shared.info.lock();
-                info.worker_id = Some(worker_id);
-                info.reattach_token = reattach_token;
-            }
-            client.set_state(ConnectionState::Connected, None);
-        }
-        Message::Ping => {
-            let _ = client.send_message(&Message::Pong);
-        }
-        Message::Pong => {}
-        Message::Error { error } => {
-            return Some(End::Fatal(format!(
-                "the engine refused this worker: {}: {}",
-                error.code, error.message
-            )));
-        }
-        Message::RegistrationRejected(rejected) if rejected.code == "WORKER_NAMESPACE_CONFLICT" => {
-            let reason = format!(
-                "the engine rejected this worker (WORKER_NAMESPACE_CONFLICT): a live worker named {:?} \
-                 already exists in namespace {:?}; give each worker a unique worker_name",
-                rejected.worker_name.clone().unwrap_or_default(),
-                rejected.namespace.clone().unwrap_or_default()
-            );
-            shared.sink.message(client, Message::RegistrationRejected(rejected));
-            return Some(End::Fatal(reason));
-        }
-        other => shared.sink.message(client, other),
-    }
-    None
 }
