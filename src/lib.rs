@@ -10,6 +10,7 @@ mod connection;
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 mod engine_double;
 pub mod invocations;
+mod percent;
 pub mod protocol;
 pub mod telemetry;
 

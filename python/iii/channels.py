@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -73,11 +73,9 @@ class _Threads:
     """
 
     def __init__(self, limit: int = 32) -> None:
-        self._jobs: queue.SimpleQueue[
-            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any, tuple[Any, ...]]
-        ]
-        self._jobs = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._jobs: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any, tuple[Any, ...]]]
+        self._jobs = deque()
+        self._ready = threading.Condition()
         self._idle = 0
         self._count = 0
         self._limit = limit
@@ -85,28 +83,28 @@ class _Threads:
     def run(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
-        self._jobs.put((loop, future, fn, args))
-        with self._lock:
-            if self._idle == 0 and self._count < self._limit:
+        with self._ready:
+            self._jobs.append((loop, future, fn, args))
+            # Every queued job needs a waiting thread of its own: a job must never wait behind
+            # one that blocks (a read waiting for the write queued after it).
+            if self._idle >= len(self._jobs):
+                self._ready.notify()
+            elif self._count < self._limit:
                 self._count += 1
                 threading.Thread(target=self._work, name=f"iii-channel-{self._count}", daemon=False).start()
         return future
 
     def _work(self) -> None:
         while True:
-            with self._lock:
+            with self._ready:
                 self._idle += 1
-            try:
-                loop, future, fn, args = self._jobs.get(timeout=1.0)
-            except queue.Empty:
-                with self._lock:
-                    self._idle -= 1
-                    if self._jobs.empty():
+                while not self._jobs:
+                    if not self._ready.wait(timeout=1.0) and not self._jobs:
+                        self._idle -= 1
                         self._count -= 1
                         return
-                continue
-            with self._lock:
                 self._idle -= 1
+                loop, future, fn, args = self._jobs.popleft()
             try:
                 result, error = fn(*args), None
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine

@@ -56,7 +56,7 @@ impl Endpoint {
                     .split_once(':')
                     .ok_or_else(|| invalid("a user name without a password (expected user:password@)"))?;
                 let decode = |s: &str| {
-                    percent_decode(s).ok_or_else(|| invalid("bad percent-encoding in the user info"))
+                    crate::percent::decode(s).ok_or_else(|| invalid("bad percent-encoding in the user info"))
                 };
                 Some((decode(user)?, decode(password)?))
             }
@@ -198,23 +198,6 @@ fn encode_component(s: &str) -> String {
         }
     }
     out
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde_json::value::{to_raw_value, RawValue};
 use super::channels::{self, CHANNELS_CREATE};
 use super::conn::Conn;
 use super::registry::WORKERS_REGISTER;
-use super::reply::{bad_input, input, not_found, now_ms, object1, result_frame, Answer, Outcome, Reply};
+use super::reply::{bad_input, input, not_found, now_ms, object1, result_frame, Answer, Outcome};
 use super::state::{Engine, WorkerMeta};
 use super::triggers::{self, fire_worker_event};
 use super::{head, head_listings, observability, state_fns, streams};
@@ -254,14 +254,7 @@ fn workers_list(engine: &Engine, caller: &Arc<Conn>, only: Option<&str>) -> serd
         })
         .map(|w| {
             let conn = &w.conn;
-            let in_flight = state
-                .pending
-                .values()
-                .filter(|p| {
-                    Arc::ptr_eq(&p.callee, conn)
-                        || matches!(&p.reply, Reply::Caller(c) if Arc::ptr_eq(c, conn))
-                })
-                .count();
+            let in_flight = state.in_flight(conn);
             WorkerInfo {
                 id: &conn.id,
                 name: w.meta.name.as_deref(),

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::channels::CHANNELS_CREATE;
 use super::conn::Conn;
 use super::registry::WORKERS_REGISTER;
-use super::reply::{input, not_found, object1, Outcome, Reply};
+use super::reply::{input, not_found, object1, Outcome};
 use super::state::{Engine, State};
 use super::{channels, head, state_fns, streams};
 use crate::protocol::{ErrorBody, Json};
@@ -319,14 +319,7 @@ fn workers_list(engine: &Engine, caller: &Arc<Conn>) -> serde_json::Result<Json>
         .filter(|w| w.meta.pid.is_some())
         .map(|w| {
             let conn = &w.conn;
-            let in_flight = state
-                .pending
-                .values()
-                .filter(|p| {
-                    Arc::ptr_eq(&p.callee, conn)
-                        || matches!(&p.reply, Reply::Caller(c) if Arc::ptr_eq(c, conn))
-                })
-                .count();
+            let in_flight = state.in_flight(conn);
             serde_json::json!({
                 "name": w.meta.name, "description": w.meta.description, "version": w.meta.version,
                 "id": conn.id, "namespace": w.meta.namespace.as_deref().unwrap_or(DEFAULT),

@@ -120,6 +120,18 @@ pub(crate) struct State {
     pub pending: HashMap<String, Pending>,
 }
 
+impl State {
+    /// Calls `conn` is part of right now, as callee or as caller (`active_invocations`).
+    pub fn in_flight(&self, conn: &Arc<Conn>) -> usize {
+        self.pending
+            .values()
+            .filter(|p| {
+                Arc::ptr_eq(&p.callee, conn) || matches!(&p.reply, Reply::Caller(c) if Arc::ptr_eq(c, conn))
+            })
+            .count()
+    }
+}
+
 pub(crate) struct Engine {
     pub config: EngineConfig,
     pub state: Mutex<State>,

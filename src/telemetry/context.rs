@@ -117,7 +117,7 @@ pub(crate) fn parse_baggage(value: &str) -> Vec<(String, String)> {
         if key.is_empty() || !key.bytes().all(is_token_byte) {
             continue;
         }
-        let Some(val) = percent_decode(val.trim()) else { continue };
+        let Some(val) = crate::percent::decode(val.trim()) else { continue };
         out.push((key.to_owned(), val));
     }
     out
@@ -153,23 +153,6 @@ fn is_token_byte(b: u8) -> bool {
 
 fn is_baggage_octet(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
