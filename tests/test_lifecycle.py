@@ -212,3 +212,18 @@ def test_shutdown_releases_sockets_and_threads(engine_url):
     gc.collect()
     wait_until(lambda: sdk_threads() <= threads)
     assert open_fds() <= fds + 2
+
+
+def test_an_uncaught_exception_in_the_main_thread_ends_the_process(engine_url):
+    """The SDK's threads are not daemons (a worker whose main thread returns keeps serving),
+    but a main thread that dies of an exception must not leave the process hanging."""
+    code = (
+        "import sys\n"
+        "from iii import register_worker, InitOptions\n"
+        "iii = register_worker(sys.argv[1], InitOptions(worker_name='crashing'))\n"
+        "iii.register_function('crash::f', lambda d: d)\n"
+        "raise RuntimeError('boom in main')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, engine_url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "boom in main" in done.stderr

@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import socket
+import sys
 import threading
 import uuid
 import weakref
@@ -119,6 +120,8 @@ class III(Dispatcher):
         # Non-daemon, like the official SDK: a connected worker keeps the process alive.
         self._thread = threading.Thread(target=self._run_loop, name="iii-loop", daemon=False)
         self._thread.start()
+        _live_clients.add(self)
+        _hook_uncaught_exceptions()
 
     # -- connection --------------------------------------------------------------------------
 
@@ -606,6 +609,7 @@ class III(Dispatcher):
             if self._closed:
                 return
             self._closed = True
+        _live_clients.discard(self)
         if self._telemetry is not None:
             self._release_telemetry()
         self._connection.shutdown()
@@ -647,6 +651,29 @@ class III(Dispatcher):
 
     def __repr__(self) -> str:
         return f"III({self._address!r}, state={self.get_connection_state()!r})"
+
+
+#: Clients not shut down yet (see ``_hook_uncaught_exceptions``).
+_live_clients: weakref.WeakSet[III] = weakref.WeakSet()
+_hooked = False
+
+
+def _hook_uncaught_exceptions() -> None:
+    """When the main thread dies of an uncaught exception, shut the clients down so the process
+    exits with the traceback (the SDK's non-daemon threads would otherwise keep it alive, as
+    the official SDK's do). A main thread that returns normally leaves a worker serving."""
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        previous(kind, value, tb)
+        for client in list(_live_clients):
+            client.shutdown()
+
+    sys.excepthook = hook
 
 
 #: Clients exporting through the process's telemetry exporter, newest last.
