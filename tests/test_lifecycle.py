@@ -224,6 +224,8 @@ def test_an_uncaught_exception_in_the_main_thread_ends_the_process(engine_url):
         "iii.register_function('crash::f', lambda d: d)\n"
         "raise RuntimeError('boom in main')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, engine_url], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code, engine_url], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1
     assert "boom in main" in done.stderr
