@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,29 @@ def needs_observability(engine_url: str) -> None:
         pytest.skip(f"the engine's observability module is off ({exc.code})")
     finally:
         probe.shutdown()
+
+
+def stream_through_a_channel(producer: III, consumer: III, blob: bytes) -> bytes:
+    """A function on ``producer`` writes ``blob`` into a channel ``consumer`` created and passed
+    to it; returns what ``consumer`` read from the channel."""
+    import asyncio
+
+    fid = unique("produce")
+
+    async def produce(data: Any) -> None:
+        await data["out"].write(blob)
+        await data["out"].close_async()
+
+    producer.register_function(fid, produce)
+    wait_registered(consumer, fid)
+    channel = consumer.create_channel()
+
+    async def run() -> bytes:
+        call = asyncio.ensure_future(
+            consumer.trigger_async({"function_id": fid, "payload": {"out": channel.writer_ref}})
+        )
+        received = await channel.reader.read_all()
+        await call
+        return received
+
+    return asyncio.run(run())

@@ -26,7 +26,7 @@ from iii import (
 from pki import Authority, Issued
 from tls_proxy import TlsProxy
 
-from conftest import has_queue_worker, unique, wait_registered, wait_until
+from conftest import has_queue_worker, stream_through_a_channel, unique, wait_registered, wait_until
 from proxy import ConnectProxy
 
 MIB = 1024 * 1024
@@ -145,27 +145,8 @@ def test_reconnects_after_a_cut_over_wss(tls, wss_worker):
 
 def test_channel_over_wss(wss_worker):
     producer, consumer = wss_worker(), wss_worker()
-    fid = unique("produce")
     blob = bytes(range(256)) * 1024
-
-    async def produce(data):
-        await data["out"].write(blob)
-        await data["out"].close_async()
-        return None
-
-    producer.register_function(fid, produce)
-    wait_registered(consumer, fid)
-    channel = consumer.create_channel()
-
-    async def run() -> bytes:
-        call = asyncio.ensure_future(
-            consumer.trigger_async({"function_id": fid, "payload": {"out": channel.writer_ref}})
-        )
-        received = await channel.reader.read_all()
-        await call
-        return received
-
-    assert asyncio.run(run()) == blob
+    assert stream_through_a_channel(producer, consumer, blob) == blob
 
 
 def _refused(identity: Issued, engine_url: str) -> str:
@@ -219,26 +200,7 @@ def connect_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectProxy]:
 
 def test_link_and_channels_go_through_an_https_proxy(tls, connect_proxy, wss_worker):
     producer, consumer = wss_worker(), wss_worker()
-    fid = unique("produce")
-
-    async def produce(data):
-        await data["out"].write(b"through the proxy")
-        await data["out"].close_async()
-        return None
-
-    producer.register_function(fid, produce)
-    wait_registered(consumer, fid)
-    channel = consumer.create_channel()
-
-    async def run() -> bytes:
-        call = asyncio.ensure_future(
-            consumer.trigger_async({"function_id": fid, "payload": {"out": channel.writer_ref}})
-        )
-        received = await channel.reader.read_all()
-        await call
-        return received
-
-    assert asyncio.run(run()) == b"through the proxy"
+    assert stream_through_a_channel(producer, consumer, b"through the proxy") == b"through the proxy"
     # Two worker links and two channel ends, all tunnelled to the TLS endpoint by name.
     assert connect_proxy.targets == [f"localhost:{tls.port}"] * 4
     assert set(connect_proxy.authorizations) == {"Basic " + base64.b64encode(b"who:pw").decode()}

@@ -3,7 +3,6 @@ upgrade (headers, credentials, Host) reaches the engine, for the link and for ch
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import socket
 import uuid
@@ -13,7 +12,7 @@ import pytest
 from iii import IIIError, InitOptions, ReconnectionConfig, register_worker
 from iii.testing import Engine
 
-from conftest import unique, wait_registered
+from conftest import stream_through_a_channel
 
 
 def _ipv6_loopback() -> bool:
@@ -70,26 +69,7 @@ def test_channels_follow_the_engine_url(engine):
     url = engine.url.replace("ws://", "ws://u:p@") + "/?team=blue"
     producer, consumer = register_worker(url, _options()), register_worker(url, _options())
     try:
-        fid = unique("produce")
-
-        async def produce(data):
-            await data["out"].write(b"hello")
-            await data["out"].close_async()
-            return None
-
-        producer.register_function(fid, produce)
-        wait_registered(consumer, fid)
-        channel = consumer.create_channel()
-
-        async def run() -> bytes:
-            call = asyncio.ensure_future(
-                consumer.trigger_async({"function_id": fid, "payload": {"out": channel.writer_ref}})
-            )
-            received = await channel.reader.read_all()
-            await call
-            return received
-
-        assert asyncio.run(run()) == b"hello"
+        assert stream_through_a_channel(producer, consumer, b"hello") == b"hello"
         ends = [u for u in engine.upgrade_requests() if u[0].startswith("/ws/channels/")]
         assert {u[0].split("dir=")[1] for u in ends} == {"read&team=blue", "write&team=blue"}
         for _, headers in ends:
