@@ -78,6 +78,8 @@ def test_sync_handler_reads_a_channel(make_worker):
 def test_ctrl_c_interrupts_a_blocked_channel_read(make_worker):
     worker = make_worker()
     channel = worker.create_channel()
+    # A process started in the background may inherit SIGINT as ignored: make it Ctrl-C again.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     interrupt = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     interrupt.start()
     try:
@@ -85,6 +87,7 @@ def test_ctrl_c_interrupts_a_blocked_channel_read(make_worker):
             channel.reader.read_chunk_sync()  # nobody writes: it waits until interrupted
     finally:
         interrupt.cancel()
+        signal.signal(signal.SIGINT, previous)
     channel.writer.write_sync(b"still usable")
     channel.writer.close()
     assert channel.reader.read_all_sync() == b"still usable"
