@@ -67,11 +67,7 @@ class Proxy:
                 dst.sendall(data)
         except OSError:
             pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shut_down(src, dst)
 
     def cut(self) -> None:
         """Resets every open link (TCP RST, no close handshake); new connections still pass."""
@@ -176,14 +172,19 @@ class ConnectProxy:
             _reset(s)
 
 
+def _shut_down(*sockets: socket.socket) -> None:
+    """Ends both directions of each socket, ignoring ones already gone."""
+    for s in sockets:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def _forward(src: socket.socket, dst: socket.socket) -> None:
     try:
         while data := src.recv(65536):
             dst.sendall(data)
     except OSError:
         pass
-    for s in (src, dst):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    _shut_down(src, dst)

@@ -8,7 +8,7 @@ use serde_json::value::{to_raw_value, RawValue};
 use super::channels::{self, CHANNELS_CREATE};
 use super::conn::Conn;
 use super::registry::WORKERS_REGISTER;
-use super::reply::{bad_input, input, not_found, now_ms, object1, result_frame, Answer, Outcome};
+use super::reply::{bad_input, input, not_found, now_ms, object1, result_frame, Answer, Internal, Outcome};
 use super::state::{Engine, WorkerMeta};
 use super::triggers::{self, fire_worker_event};
 use super::{head, head_listings, observability, state_fns, streams};
@@ -148,12 +148,6 @@ fn call(engine: &Arc<Engine>, conn: &Arc<Conn>, function_id: &str, data: Option<
         _ => return Err(not_found(function_id)),
     };
     out.map(Some).map_err(|e| ErrorBody::new("serialization_error", e.to_string()))
-}
-
-#[derive(Deserialize)]
-struct Internal {
-    #[serde(default)]
-    include_internal: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::channels::CHANNELS_CREATE;
 use super::conn::Conn;
 use super::registry::WORKERS_REGISTER;
-use super::reply::{input, not_found, object1, Outcome};
+use super::reply::{input, not_found, object1, Internal, Outcome};
 use super::state::{Engine, State};
 use super::{channels, head, state_fns, streams};
 use crate::protocol::{ErrorBody, Json};
@@ -59,12 +59,6 @@ pub(crate) fn call(engine: &Arc<Engine>, conn: &Arc<Conn>, function_id: &str, te
         _ => return Err(not_found(function_id)),
     };
     out.map(Some).map_err(|e| ErrorBody::new("serialization_error", e.to_string()))
-}
-
-#[derive(Deserialize)]
-struct Internal {
-    #[serde(default)]
-    include_internal: Option<bool>,
 }
 
 #[derive(Serialize)]

@@ -71,6 +71,13 @@ pub(crate) fn input<T: DeserializeOwned>(function_id: &str, text: &str) -> Resul
     serde_json::from_str(text).map_err(|e| bad_input(function_id, e))
 }
 
+/// The input of the listings that can include the engine's own entries.
+#[derive(serde::Deserialize)]
+pub(crate) struct Internal {
+    #[serde(default)]
+    pub include_internal: Option<bool>,
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
