@@ -242,6 +242,43 @@ def test_worker_gauges_fill_latest_metrics(make_worker: WorkerFactory, engine_ur
         own.shutdown()
 
 
+def test_the_applications_instruments_reach_the_engine(make_worker: WorkerFactory, engine_url: str) -> None:
+    worker = make_worker()
+    name = unique("orders").replace("::", "_")
+    telemetry.init_otel(
+        OtelConfig(engine_ws_url=engine_url, service_name="shop", metrics_export_interval_ms=3_600_000)
+    )
+    try:
+        meter = telemetry.get_meter()
+        assert meter is not None
+        orders = meter.create_counter(f"{name}.taken", unit="1", description="orders taken")
+        latency = meter.create_histogram(f"{name}.latency", unit="ms")
+        orders.add(3, {"route": "/buy"})
+        orders.add(2, {"route": "/buy"})
+        latency.record(4.0)
+        latency.record(40.0)
+    finally:
+        telemetry.shutdown_otel()  # collects and sends before switching off (interval: 1 h)
+
+    def listed(metric: str) -> list[dict[str, Any]]:
+        def fetch() -> list[dict[str, Any]]:
+            return list(call(worker, "engine::metrics::list", {"metric_name": metric})["sdk_metrics"])
+
+        return eventually(fetch, lambda found: len(found) > 0)
+
+    (counter,) = listed(f"{name}.taken")
+    assert counter["metric_type"] == "counter"
+    assert counter["data_points"][0]["value"] == 5
+    assert dict(counter["data_points"][0]["attributes"]) == {
+        "route": "/buy"
+    }  # the engine: [key, value] pairs
+    (histogram,) = listed(f"{name}.latency")
+    assert histogram["metric_type"] == "histogram"
+    assert histogram["data_points"][0]["count"] == 2
+    assert histogram["data_points"][0]["sum"] == 44.0
+    assert telemetry.get_meter() is None  # off again
+
+
 def test_with_span_and_context_helpers(otel: Telemetry) -> None:
     import asyncio
 

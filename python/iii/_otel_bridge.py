@@ -8,21 +8,35 @@ Imported only when OpenTelemetry is on, so ``import iii`` never imports ``opente
   span (started in Rust) as the current span, plus the incoming baggage.
 - :func:`outgoing_headers` gives ``traceparent`` / ``baggage`` for a call made now.
 - :func:`log_sink` is what :class:`iii.Logger` calls when OpenTelemetry is on.
+- :class:`EngineMetricExporter` hands each collection of the application's instruments
+  (``iii.telemetry.get_meter()``) to Rust, which encodes and sends it.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 from typing import Any
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.metrics.export import (
+    Gauge,
+    Histogram,
+    Metric,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    Sum,
+)
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from ._iii import InvocationSpan, Telemetry
+
+log = logging.getLogger("iii")
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -113,6 +127,118 @@ def detach_span_processor(telemetry: Telemetry) -> None:
     with _provider_lock:
         if _processor.telemetry is telemetry:
             _processor.telemetry = None
+
+
+class EngineMetricExporter(MetricExporter):
+    """Sends what the process's MeterProvider collects to the current :class:`Telemetry`.
+
+    One instance per process, like :class:`EngineSpanProcessor`: after ``shutdown_otel()``
+    and a new ``init_otel()`` the same reader and exporter send to the new exporter.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.telemetry: Telemetry | None = None
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        telemetry = self.telemetry
+        if telemetry is None:
+            return MetricExportResult.SUCCESS  # OpenTelemetry is off: nowhere to send
+        out = []
+        for resource_metrics in metrics_data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                scope = scope_metrics.scope
+                for metric in scope_metrics.metrics:
+                    row = _metric_row(metric)
+                    if row is not None:
+                        out.append((*row, scope.name, scope.version))
+        try:
+            telemetry.record_metrics(out)
+        except (TypeError, ValueError, OverflowError):
+            log.exception("metrics could not be exported")
+            return MetricExportResult.FAILURE
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        return None
+
+
+def _metric_row(metric: Metric) -> tuple[Any, ...] | None:
+    """``(name, description, unit, kind, monotonic, temporality, points)`` for Rust, or None
+    for kinds the engine does not read (exponential histograms)."""
+    data = metric.data
+    head = (metric.name, metric.description or "", metric.unit or "")
+    if isinstance(data, Histogram):
+        points = [
+            (
+                p.attributes or {},
+                p.start_time_unix_nano,
+                p.time_unix_nano,
+                p.count,
+                float(p.sum),
+                list(p.bucket_counts),
+                [float(b) for b in p.explicit_bounds],
+                p.min,
+                p.max,
+            )
+            for p in data.data_points
+        ]
+        return (*head, "histogram", False, int(data.aggregation_temporality), points)
+    if isinstance(data, (Sum, Gauge)):
+        numbers = [
+            (p.attributes or {}, p.start_time_unix_nano or 0, p.time_unix_nano, p.value)
+            for p in data.data_points
+        ]
+        if isinstance(data, Sum):
+            return (*head, "sum", data.is_monotonic, int(data.aggregation_temporality), numbers)
+        return (*head, "gauge", False, 0, numbers)
+    return None
+
+
+_metric_exporter = EngineMetricExporter()
+_COLLECT_MS = 1000
+_meter_provider: Any = None
+
+
+def install_metric_exporter(telemetry: Telemetry, interval_ms: int) -> Any:
+    """Points the process's metric exporter at ``telemetry``; returns the MeterProvider whose
+    meters it exports (created on first use and made the global one unless the application
+    installed its own first, which then keeps exporting wherever it was set up to)."""
+    global _meter_provider
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    with _provider_lock:
+        _metric_exporter.telemetry = telemetry
+        if _meter_provider is None:
+            reader = PeriodicExportingMetricReader(_metric_exporter, export_interval_millis=interval_ms)
+            _meter_provider = MeterProvider(resource=Resource(telemetry.resource()), metric_readers=[reader])
+            if not isinstance(metrics.get_meter_provider(), MeterProvider):
+                metrics.set_meter_provider(_meter_provider)
+        return _meter_provider
+
+
+def detach_metric_exporter(telemetry: Telemetry, timeout_ms: int) -> None:
+    """Collects and hands over what the application's instruments hold now, then stops
+    sending to ``telemetry``."""
+    provider = _meter_provider
+    if provider is not None and _metric_exporter.telemetry is telemetry:
+        # Collecting only hands the figures to Rust (no network), so even a shutdown that
+        # waits for nothing gets a moment for it.
+        try:
+            provider.force_flush(max(timeout_ms, _COLLECT_MS))
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on without the last figures
+            log.warning("the application's metrics were not collected at shutdown: %s", exc)
+    with _provider_lock:
+        if _metric_exporter.telemetry is telemetry:
+            _metric_exporter.telemetry = None
 
 
 def invocation_context(span: InvocationSpan) -> otel_context.Context:

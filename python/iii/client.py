@@ -105,6 +105,8 @@ class III(Dispatcher):
         )
         self._sync_threads = 0
         self._link_fd: int | None = None
+        self._polling = False
+        self._flush_due = False
         self._connection = _iii.Connection(address, **self._connection_options())
         # OpenTelemetry (on by default, as in the official SDK): exported on this connection.
         self._telemetry = telemetry.start(
@@ -319,7 +321,7 @@ class III(Dispatcher):
                 if self._connection.call_void(
                     function_id, payload, namespace, on_sdk_loop, traceparent, baggage
                 ):
-                    loop.call_soon(self._connection.flush)
+                    self._flush_soon()
                 result = None
             else:
                 future = loop.create_future()
@@ -328,7 +330,7 @@ class III(Dispatcher):
                     function_id, payload, timeout_ms, action, future, queue, namespace, on_sdk_loop,
                     traceparent, baggage,
                 ):  # fmt: skip
-                    loop.call_soon(self._connection.flush)
+                    self._flush_soon()
                 result = await future
         except BaseException as exc:
             raise self._call_failed(exc, action, span) from None

@@ -113,6 +113,8 @@ def start(
         from . import _otel_bridge
 
         _otel_bridge.install_span_processor(telemetry)
+        if cfg.metrics_enabled:
+            _otel_bridge.install_metric_exporter(telemetry, cfg.metrics_export_interval_ms)
         if telemetry.logs_enabled:
             _logger.set_otel_sink(_otel_bridge.log_sink(telemetry))
         if cfg.fetch_instrumentation_enabled:
@@ -150,6 +152,7 @@ def stop(wait_ms: int) -> None:
         _logger.set_otel_sink(None)
         _otel_bridge.detach_span_processor(telemetry)
         _fetch_instrumentation.disable()
+    _otel_bridge.detach_metric_exporter(telemetry, wait_ms)
     telemetry.shutdown(wait_ms)
 
 
@@ -198,16 +201,16 @@ def get_tracer() -> Any:
 
 
 def get_meter() -> Any:
-    """The global ``opentelemetry.metrics`` meter while OpenTelemetry is on, else ``None``.
-
-    Instruments created on it are exported by whatever MeterProvider the application
-    installed; the worker gauges themselves are measured and sent by the SDK.
-    """
-    if _telemetry is None or _config is None or not _config.metrics_enabled:
+    """A meter (``opentelemetry.metrics.Meter``) whose instruments are exported to the engine
+    every ``metrics_export_interval_ms`` and at shutdown, or ``None`` while OpenTelemetry or
+    its metrics are off. Named after the service, like the official SDK's."""
+    telemetry = _telemetry
+    if telemetry is None or _config is None or not _config.metrics_enabled:
         return None
-    from opentelemetry import metrics
+    from . import _otel_bridge
 
-    return metrics.get_meter(_TRACER_NAME)
+    provider = _otel_bridge.install_metric_exporter(telemetry, _config.metrics_export_interval_ms)
+    return provider.get_meter(telemetry.service_name)
 
 
 def get_logger() -> Any:

@@ -46,6 +46,8 @@ pub(super) enum End {
 pub(super) enum Pumped {
     /// The socket has nothing more for now.
     Drained,
+    /// Another thread is reading.
+    Busy,
     /// The budget ran out with data left.
     More,
     Ended,
@@ -118,10 +120,10 @@ impl Link {
     }
 
     /// Reads what the socket has and hands each message to `handle`, without blocking. Returns
-    /// at once if another thread is reading.
+    /// at once if another thread is reading (`Busy`).
     pub(super) fn pump(&self, mut handle: impl FnMut(Incoming) -> Option<End>) -> Pumped {
         let Some(mut reader) = self.reader.try_lock() else {
-            return if self.is_ended() { Pumped::Ended } else { Pumped::Drained };
+            return if self.is_ended() { Pumped::Ended } else { Pumped::Busy };
         };
         if self.is_ended() {
             return Pumped::Ended;
@@ -240,7 +242,7 @@ impl Link {
                         ready = fd.readable() => {
                             let Ok(mut ready) = ready else { break };
                             match self.pump(&mut handle) {
-                                Pumped::Drained => ready.clear_ready(),
+                                Pumped::Drained | Pumped::Busy => ready.clear_ready(),
                                 Pumped::More => {}
                                 Pumped::Ended => return,
                             }

@@ -7,6 +7,7 @@
 //! frame straight into the socket from the caller's thread (see `writer::Writer`); while it is
 //! down, frames wait in the lifecycle task's offline queue.
 
+mod blocking;
 mod config;
 pub(crate) mod endpoint;
 mod frame_codec;
@@ -37,6 +38,8 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+#[cfg_attr(not(feature = "python"), allow(unused_imports))]
+pub use blocking::{Slot, SlotCompletion};
 pub use config::ConnectionConfig;
 pub use ledger::Kind as RegistrationKind;
 use ledger::Ledger;

@@ -408,3 +408,116 @@ fn a_url_with_a_fragment_fails_at_once_with_a_clear_error() {
     let error = conn.last_error().unwrap();
     assert!(error.contains("fragment"), "{error}");
 }
+
+/// Records which thread completed a blocking call, then hands the outcome to its slot.
+struct Recorded(Arc<Slot>, Arc<Mutex<Vec<std::thread::ThreadId>>>);
+
+impl Completion for Recorded {
+    fn complete(self: Box<Self>, outcome: Outcome) {
+        self.1.lock().push(std::thread::current().id());
+        self.0.put(outcome);
+    }
+}
+
+fn blocking_call(
+    conn: &Connection,
+    function_id: &str,
+    timeout: Duration,
+    done_on: &Arc<Mutex<Vec<std::thread::ThreadId>>>,
+) -> Outcome {
+    let slot = Arc::new(Slot::default());
+    let completion = Box::new(Recorded(slot.clone(), done_on.clone()));
+    conn.call_in(Envelope::default(), function_id, Some("[7]"), None, timeout, completion).unwrap();
+    conn.wait_result(&slot, Duration::from_secs(30)).expect("an outcome before the wait's limit")
+}
+
+/// Repeats `call` while the engine does not know the function yet (its registration is on
+/// its way); returns the first other outcome.
+fn until_registered<T>(mut call: impl FnMut() -> (Outcome, T)) -> (Outcome, T) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (outcome, extra) = call();
+        match &outcome {
+            Err(CallError::Remote(e)) if e.code == "function_not_found" && Instant::now() < deadline => {}
+            _ => return (outcome, extra),
+        }
+    }
+}
+
+#[test]
+fn a_blocking_caller_reads_its_own_result_while_the_loop_holds_the_link_without_reading() {
+    let rt = runtime();
+    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
+    let server = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    let caller = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    connected(&server);
+    connected(&caller);
+    register_echo(&server, "echo");
+    call_until_served(&caller, "echo");
+    // An event loop that attached itself as the reader and is busy: only its fallback (every
+    // few milliseconds, and not within that time of another read) would read for the caller.
+    let _attached = caller.attach_reader().expect("connected");
+    let done_on = Arc::new(Mutex::new(Vec::new()));
+    for _ in 0..20 {
+        let outcome = blocking_call(&caller, "echo", Duration::from_secs(10), &done_on);
+        assert_eq!(outcome.unwrap().unwrap().get(), "[7]");
+    }
+    let me = std::thread::current().id();
+    let mine = done_on.lock().iter().filter(|t| **t == me).count();
+    assert!(mine > 0, "no result was read by the thread waiting for it");
+    caller.shutdown();
+    server.shutdown();
+}
+
+#[test]
+fn a_blocking_caller_polling_the_socket_is_woken_by_a_timeout_and_by_another_reader() {
+    let rt = runtime();
+    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
+    struct Silent;
+    impl EventSink for Silent {
+        fn invocation(&self, _: &Connection, _: InvokeFunction) {}
+        fn message(&self, _: &Connection, _: Message) {}
+        fn state_changed(&self, _: ConnectionState) {}
+        fn log(&self, _: LogLevel, _: &str) {}
+    }
+    let server = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Silent));
+    let caller = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    connected(&server);
+    connected(&caller);
+    register_echo(&server, "hang");
+    let done_on = Arc::new(Mutex::new(Vec::new()));
+    // Nothing arrives on the socket: the pending table's timer completes the call and must
+    // wake the caller out of its poll (the wait's own limit is 30 s).
+    let (outcome, waited) = until_registered(|| {
+        let started = Instant::now();
+        (blocking_call(&caller, "hang", Duration::from_millis(50), &done_on), started.elapsed())
+    });
+    assert!(matches!(outcome, Err(CallError::Timeout { .. })), "{outcome:?}");
+    assert!(waited < Duration::from_secs(10), "the caller slept through its timeout");
+    assert_ne!(done_on.lock().last(), Some(&std::thread::current().id()));
+
+    // Another thread holds the reader: the caller waits to be handed its result.
+    register_echo(&caller, "self-echo");
+    let reader = Arc::new(Mutex::new(caller.attach_reader().expect("connected")));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pumping = {
+        let (reader, stop) = (reader.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                reader.lock().pump();
+                std::thread::yield_now();
+            }
+        })
+    };
+    let (first, ()) =
+        until_registered(|| (blocking_call(&caller, "self-echo", Duration::from_secs(10), &done_on), ()));
+    assert_eq!(first.unwrap().unwrap().get(), "[7]");
+    for _ in 0..20 {
+        let outcome = blocking_call(&caller, "self-echo", Duration::from_secs(10), &done_on);
+        assert_eq!(outcome.unwrap().unwrap().get(), "[7]");
+    }
+    stop.store(true, Ordering::Relaxed);
+    pumping.join().unwrap();
+    caller.shutdown();
+    server.shutdown();
+}

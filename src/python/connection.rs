@@ -19,14 +19,12 @@ use super::events::{
     Binding, CoreLog, HandlerThreadWanted, Invocation, LinkClosed, StateChange, TriggerBinding,
 };
 use super::json::to_json_opt;
-use super::queues::{
-    outcome_to_py, AsyncCompletion, BlockingCompletion, Item, JobQueue, LoopQueue, LoopQueueInner, Slot,
-};
+use super::queues::{outcome_to_py, AsyncCompletion, Item, JobQueue, LoopQueue, LoopQueueInner};
 use super::runtime;
 use super::telemetry::Telemetry;
 use crate::connection::{
     Connection as CoreConnection, ConnectionConfig, ConnectionState, Envelope, EventSink, LogLevel,
-    RegistrationKind,
+    RegistrationKind, Slot, SlotCompletion,
 };
 use crate::invocations::Completion;
 use crate::protocol::{
@@ -532,11 +530,11 @@ impl Connection {
         baggage: Option<&str>,
     ) -> PyResult<Py<PyAny>> {
         let slot = Arc::new(Slot::default());
-        let completion = Box::new(BlockingCompletion(slot.clone()));
+        let completion = Box::new(SlotCompletion(slot.clone()));
         let envelope = Envelope { namespace, traceparent, baggage };
         self.start_call(function_id, payload, timeout_ms, queue, envelope, completion)?;
         let outcome = loop {
-            if let Some(outcome) = py.detach(|| slot.wait(Duration::from_millis(100))) {
+            if let Some(outcome) = py.detach(|| self.core.wait_result(&slot, Duration::from_millis(100))) {
                 break outcome;
             }
             py.check_signals()?;

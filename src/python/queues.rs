@@ -161,32 +161,6 @@ impl Completion for AsyncCompletion {
     }
 }
 
-/// Delivers a call's outcome to a thread blocked in `trigger()`.
-#[derive(Default)]
-pub(crate) struct Slot {
-    value: Mutex<Option<Outcome>>,
-    ready: Condvar,
-}
-
-impl Slot {
-    pub fn wait(&self, timeout: Duration) -> Option<Outcome> {
-        let mut value = self.value.lock();
-        if value.is_none() {
-            self.ready.wait_for(&mut value, timeout);
-        }
-        value.take()
-    }
-}
-
-pub(crate) struct BlockingCompletion(pub Arc<Slot>);
-
-impl Completion for BlockingCompletion {
-    fn complete(self: Box<Self>, outcome: Outcome) {
-        *self.0.value.lock() = Some(outcome);
-        self.0.ready.notify_one();
-    }
-}
-
 struct JobState {
     jobs: VecDeque<(InvokeFunction, Arc<Py<PyAny>>)>,
     idle: usize,

@@ -20,6 +20,7 @@ use crate::protocol::{InvokeFunction, Message};
 use crate::telemetry::context::{format_baggage, parse_baggage, SpanContext, SpanId, TraceId};
 use crate::telemetry::exporter::{Exporter, ExporterConfig};
 use crate::telemetry::log::{LogRecord, Severity};
+use crate::telemetry::metrics::{AppData, AppMetric, HistogramPoint, NumberPoint, Point};
 use crate::telemetry::otlp::{now_unix_nanos, AnyValue};
 use crate::telemetry::resource::{OtelOverrides, OtelSettings};
 use crate::telemetry::span::{Scope, SpanEvent, SpanKind, SpanRecord, StatusCode};
@@ -251,6 +252,32 @@ impl Telemetry {
         Ok(())
     }
 
+    /// Queues one collection of the application's instruments (see `_otel_bridge`), a list of
+    /// `(name, description, unit, kind, monotonic, temporality, points, scope_name,
+    /// scope_version | None)` with `kind` `"gauge"`, `"sum"` or `"histogram"`, `temporality`
+    /// OTLP's number (1 delta, 2 cumulative), and points `(attributes, start_ns, time_ns, value)`,
+    /// or for histograms `(attributes, start_ns, time_ns, count, sum, bucket_counts,
+    /// explicit_bounds, min | None, max | None)`.
+    fn record_metrics(&self, metrics: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut out = Vec::new();
+        for metric in metrics.try_iter()? {
+            type Head<'py> =
+                (String, String, String, String, bool, u8, Bound<'py, PyAny>, String, Option<String>);
+            let (name, description, unit, kind, monotonic, temporality, points, scope, version): Head<'_> =
+                metric?.extract()?;
+            let data = match kind.as_str() {
+                "gauge" => AppData::Gauge(number_points(&points)?),
+                "sum" => AppData::Sum { points: number_points(&points)?, monotonic, temporality },
+                "histogram" => AppData::Histogram { points: histogram_points(&points)?, temporality },
+                other => return Err(PyValueError::new_err(format!("unknown metric kind {other:?}"))),
+            };
+            let scope = self.scope(scope, version.unwrap_or_default());
+            out.push(AppMetric { name, description, unit, data, scope });
+        }
+        self.exporter.push_app_metrics(out);
+        Ok(())
+    }
+
     /// Queues a log record. `severity` is an OTel severity number (DEBUG 5, INFO 9, WARN 13,
     /// ERROR 17); `data` any JSON-able value (pydantic models are dumped), kept as structure
     /// in `log.data`; `trace_id` / `span_id` correlate it with a span.
@@ -476,6 +503,46 @@ fn pairs(map: &Bound<'_, PyMapping>) -> PyResult<Vec<(String, AnyValue)>> {
     for item in map.items()?.try_iter()? {
         let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
         out.push((key.str()?.to_str()?.to_owned(), any_value(&value)?));
+    }
+    Ok(out)
+}
+
+fn number_points(points: &Bound<'_, PyAny>) -> PyResult<Vec<NumberPoint>> {
+    let mut out = Vec::new();
+    for point in points.try_iter()? {
+        let (attrs, start, time, value): (Bound<'_, PyAny>, u64, u64, Bound<'_, PyAny>) = point?.extract()?;
+        let value = if value.is_instance_of::<pyo3::types::PyInt>() {
+            Point::Int(value.extract()?)
+        } else {
+            Point::Double(value.extract()?)
+        };
+        out.push(NumberPoint {
+            attributes: attributes(&attrs)?,
+            start_unix_nano: start,
+            time_unix_nano: time,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+fn histogram_points(points: &Bound<'_, PyAny>) -> PyResult<Vec<HistogramPoint>> {
+    let mut out = Vec::new();
+    for point in points.try_iter()? {
+        type Row<'py> = (Bound<'py, PyAny>, u64, u64, u64, f64, Vec<u64>, Vec<f64>, Option<f64>, Option<f64>);
+        let (attrs, start, time, count, sum, bucket_counts, explicit_bounds, min, max): Row<'_> =
+            point?.extract()?;
+        out.push(HistogramPoint {
+            attributes: attributes(&attrs)?,
+            start_unix_nano: start,
+            time_unix_nano: time,
+            count,
+            sum,
+            bucket_counts,
+            explicit_bounds,
+            min,
+            max,
+        });
     }
     Ok(out)
 }

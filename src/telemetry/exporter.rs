@@ -13,7 +13,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::frame::{FramePacker, Signal};
 use super::log::LogRecord;
-use super::metrics::{ProcessSampler, WorkerGauges};
+use super::metrics::{AppMetric, MetricItem, ProcessSampler};
 use super::resource::OtelSettings;
 use super::span::{Scope, SpanRecord};
 
@@ -99,7 +99,7 @@ pub(crate) struct Counters {
 struct Buffers {
     spans: VecDeque<SpanRecord>,
     logs: VecDeque<LogRecord>,
-    metrics: VecDeque<WorkerGauges>,
+    metrics: VecDeque<MetricItem>,
     /// Flush requests made / served, so `flush` waits for its own.
     flush_requested: u64,
     flush_done: u64,
@@ -202,6 +202,25 @@ impl Exporter {
         push_bounded(&mut b.spans, span, inner.config.max_spans, &inner.counters.spans_dropped);
         if b.spans.len() == inner.config.span_batch {
             inner.wake.notify_one();
+        }
+    }
+
+    /// Queues one collection of the application's instruments; it goes out with the next
+    /// batch of spans or logs (or a flush).
+    pub(crate) fn push_app_metrics(&self, metrics: Vec<AppMetric>) {
+        let inner = &self.inner;
+        let mut b = inner.buffers.lock();
+        if b.stopped {
+            return;
+        }
+        for metric in metrics {
+            let item = MetricItem::App(metric);
+            push_bounded(
+                &mut b.metrics,
+                item,
+                inner.config.max_metric_samples,
+                &inner.counters.metrics_dropped,
+            );
         }
     }
 
@@ -358,7 +377,8 @@ impl Inner {
         let lag = self.event_loop_lag.load(Ordering::Relaxed);
         let gauges = sampler.sample(&id, (lag != u64::MAX).then(|| f64::from_bits(lag)));
         let mut b = self.buffers.lock();
-        push_bounded(&mut b.metrics, gauges, self.config.max_metric_samples, &self.counters.metrics_dropped);
+        let item = MetricItem::Worker(gauges);
+        push_bounded(&mut b.metrics, item, self.config.max_metric_samples, &self.counters.metrics_dropped);
     }
 
     /// Packs `items` into frames and sends them in order; returns the items not sent (from
@@ -418,8 +438,8 @@ impl Inner {
     fn send_metrics(
         &self,
         sink: Option<&dyn FrameSink>,
-        samples: VecDeque<WorkerGauges>,
-    ) -> VecDeque<WorkerGauges> {
-        self.send_items(sink, Signal::Metrics, samples, |_| None, |g, out| g.encode(out))
+        samples: VecDeque<MetricItem>,
+    ) -> VecDeque<MetricItem> {
+        self.send_items(sink, Signal::Metrics, samples, MetricItem::scope, MetricItem::encode)
     }
 }

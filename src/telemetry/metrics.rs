@@ -10,9 +10,11 @@
 //! engine treats every gauge as optional).
 
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::otlp::{self, AnyValue};
+use super::span::Scope;
 
 /// One sample of the worker's gauges.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,18 +34,43 @@ pub(crate) struct WorkerGauges {
     pub(crate) worker_id: String,
 }
 
-enum Point {
-    Int(u64),
+/// One number of a gauge or sum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Point {
+    Int(i64),
     Double(f64),
+}
+
+impl Point {
+    fn encode(self, out: &mut Vec<u8>) {
+        match self {
+            // A number, never a string: the engine rejects the frame otherwise.
+            Point::Int(v) => {
+                let _ = write!(out, "\"asInt\":{v}");
+            }
+            Point::Double(v) => {
+                out.extend_from_slice(b"\"asDouble\":");
+                write_f64(out, v);
+            }
+        }
+    }
+}
+
+fn write_f64(out: &mut Vec<u8>, v: f64) {
+    let _ = serde_json::to_writer(&mut *out, &if v.is_finite() { v } else { 0.0 });
+}
+
+fn int(v: u64) -> Point {
+    Point::Int(v.min(i64::MAX as u64) as i64)
 }
 
 impl WorkerGauges {
     fn points(&self) -> Vec<(&'static str, &'static str, Point)> {
         let mut points = vec![
             ("iii.worker.cpu.percent", "%", Point::Double(self.cpu_percent)),
-            ("iii.worker.cpu.user_micros", "us", Point::Int(self.cpu_user_micros)),
-            ("iii.worker.cpu.system_micros", "us", Point::Int(self.cpu_system_micros)),
-            ("iii.worker.memory.rss", "By", Point::Int(self.memory_rss)),
+            ("iii.worker.cpu.user_micros", "us", int(self.cpu_user_micros)),
+            ("iii.worker.cpu.system_micros", "us", int(self.cpu_system_micros)),
+            ("iii.worker.memory.rss", "By", int(self.memory_rss)),
         ];
         let optional = [
             ("iii.worker.memory.vms", self.memory_vms),
@@ -51,8 +78,8 @@ impl WorkerGauges {
             ("iii.worker.memory.heap_total", self.memory_heap_total),
             ("iii.worker.memory.external", self.memory_external),
         ];
-        points.extend(optional.into_iter().filter_map(|(name, v)| Some((name, "By", Point::Int(v?)))));
-        points.push(("iii.worker.uptime_seconds", "s", Point::Int(self.uptime_seconds)));
+        points.extend(optional.into_iter().filter_map(|(name, v)| Some((name, "By", int(v?)))));
+        points.push(("iii.worker.uptime_seconds", "s", int(self.uptime_seconds)));
         if let Some(lag) = self.event_loop_lag_ms {
             points.push(("iii.worker.event_loop.lag_ms", "ms", Point::Double(lag)));
         }
@@ -74,17 +101,158 @@ impl WorkerGauges {
             otlp::write_attributes(out, [("worker.id", &worker)]);
             out.push(b',');
             otlp::write_nanos(out, "timeUnixNano", self.time_unix_nano);
-            match point {
-                // A number, never a string: the engine rejects the frame otherwise.
-                Point::Int(v) => {
-                    let _ = write!(out, ",\"asInt\":{}", v.min(i64::MAX as u64));
-                }
-                Point::Double(v) => {
-                    out.extend_from_slice(b",\"asDouble\":");
-                    let _ = serde_json::to_writer(&mut *out, &if v.is_finite() { v } else { 0.0 });
-                }
-            }
+            out.push(b',');
+            point.encode(out);
             out.extend_from_slice(b"}]}}");
+        }
+    }
+}
+
+/// A data point of the application's gauge or sum.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NumberPoint {
+    pub(crate) attributes: Vec<(String, AnyValue)>,
+    pub(crate) start_unix_nano: u64,
+    pub(crate) time_unix_nano: u64,
+    pub(crate) value: Point,
+}
+
+/// A data point of the application's histogram.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HistogramPoint {
+    pub(crate) attributes: Vec<(String, AnyValue)>,
+    pub(crate) start_unix_nano: u64,
+    pub(crate) time_unix_nano: u64,
+    pub(crate) count: u64,
+    pub(crate) sum: f64,
+    pub(crate) bucket_counts: Vec<u64>,
+    pub(crate) explicit_bounds: Vec<f64>,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AppData {
+    Gauge(Vec<NumberPoint>),
+    /// `temporality` as OTLP numbers it: 1 delta, 2 cumulative.
+    Sum {
+        points: Vec<NumberPoint>,
+        monotonic: bool,
+        temporality: u8,
+    },
+    Histogram {
+        points: Vec<HistogramPoint>,
+        temporality: u8,
+    },
+}
+
+/// One collection of an instrument the application created (Python's opentelemetry-sdk
+/// collects; this is its OTLP form).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AppMetric {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) unit: String,
+    pub(crate) data: AppData,
+    pub(crate) scope: Arc<Scope>,
+}
+
+fn write_point_head(out: &mut Vec<u8>, attributes: &[(String, AnyValue)], start: u64, time: u64) {
+    out.extend_from_slice(b"{\"attributes\":");
+    otlp::write_attributes(out, attributes.iter().map(|(k, v)| (k.as_str(), v)));
+    out.push(b',');
+    otlp::write_nanos(out, "startTimeUnixNano", start);
+    out.push(b',');
+    otlp::write_nanos(out, "timeUnixNano", time);
+}
+
+fn write_number_points(out: &mut Vec<u8>, points: &[NumberPoint]) {
+    out.extend_from_slice(b"\"dataPoints\":[");
+    for (i, p) in points.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_point_head(out, &p.attributes, p.start_unix_nano, p.time_unix_nano);
+        out.push(b',');
+        p.value.encode(out);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+impl AppMetric {
+    /// Writes the metric object (an element of `scopeMetrics[].metrics`).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"name\":");
+        otlp::write_str(out, &self.name);
+        out.extend_from_slice(b",\"description\":");
+        otlp::write_str(out, &self.description);
+        out.extend_from_slice(b",\"unit\":");
+        otlp::write_str(out, &self.unit);
+        match &self.data {
+            AppData::Gauge(points) => {
+                out.extend_from_slice(b",\"gauge\":{");
+                write_number_points(out, points);
+            }
+            AppData::Sum { points, monotonic, temporality } => {
+                out.extend_from_slice(b",\"sum\":{");
+                write_number_points(out, points);
+                let _ = write!(out, ",\"aggregationTemporality\":{temporality},\"isMonotonic\":{monotonic}");
+            }
+            AppData::Histogram { points, temporality } => {
+                out.extend_from_slice(b",\"histogram\":{\"dataPoints\":[");
+                for (i, p) in points.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_point_head(out, &p.attributes, p.start_unix_nano, p.time_unix_nano);
+                    // Counts as numbers, like asInt (the engine takes numbers or strings here).
+                    let _ = write!(out, ",\"count\":{},\"sum\":", p.count);
+                    write_f64(out, p.sum);
+                    let _ = write!(out, ",\"bucketCounts\":{:?}", p.bucket_counts);
+                    out.extend_from_slice(b",\"explicitBounds\":[");
+                    for (j, b) in p.explicit_bounds.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        write_f64(out, *b);
+                    }
+                    out.push(b']');
+                    for (key, v) in [("min", p.min), ("max", p.max)] {
+                        if let Some(v) = v {
+                            let _ = write!(out, ",\"{key}\":");
+                            write_f64(out, v);
+                        }
+                    }
+                    out.push(b'}');
+                }
+                let _ = write!(out, "],\"aggregationTemporality\":{temporality}");
+            }
+        }
+        out.extend_from_slice(b"}}");
+    }
+}
+
+/// What the exporter sends in `MTRC` frames.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum MetricItem {
+    /// The worker gauges: one sample, several metrics, the SDK's scope.
+    Worker(WorkerGauges),
+    App(AppMetric),
+}
+
+impl MetricItem {
+    pub(crate) fn scope(&self) -> Option<&Scope> {
+        match self {
+            MetricItem::Worker(_) => None,
+            MetricItem::App(m) => Some(&m.scope),
+        }
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            MetricItem::Worker(g) => g.encode(out),
+            MetricItem::App(m) => m.encode(out),
         }
     }
 }

@@ -315,3 +315,62 @@ fn telemetry_travels_on_the_workers_own_link_to_the_engine() {
     conn.shutdown();
     assert!(conn.send_binary(b"LOGS{}").is_err());
 }
+
+#[test]
+fn application_metrics_keep_their_kind_scope_and_numbers() {
+    use super::metrics::{AppData, AppMetric, HistogramPoint, NumberPoint, Point};
+    use super::otlp::AnyValue;
+    use super::span::Scope;
+    let (exporter, sink) = start(quiet_config());
+    let scope = Arc::new(Scope { name: "shop".into(), version: "1.2".into() });
+    let attrs = vec![("route".to_owned(), AnyValue::Str("/buy".into()))];
+    let number =
+        |value| NumberPoint { attributes: attrs.clone(), start_unix_nano: 5, time_unix_nano: 9, value };
+    exporter.push_app_metrics(vec![
+        AppMetric {
+            name: "orders".into(),
+            description: "orders taken".into(),
+            unit: "1".into(),
+            data: AppData::Sum { points: vec![number(Point::Int(-3))], monotonic: false, temporality: 2 },
+            scope: scope.clone(),
+        },
+        AppMetric {
+            name: "latency".into(),
+            description: String::new(),
+            unit: "ms".into(),
+            data: AppData::Histogram {
+                points: vec![HistogramPoint {
+                    attributes: attrs.clone(),
+                    start_unix_nano: 5,
+                    time_unix_nano: 9,
+                    count: 3,
+                    sum: 7.5,
+                    bucket_counts: vec![1, 2, 0],
+                    explicit_bounds: vec![1.0, 5.0],
+                    min: Some(0.5),
+                    max: None,
+                }],
+                temporality: 1,
+            },
+            scope,
+        },
+    ]);
+    assert!(exporter.shutdown(WAIT));
+    let bodies = sink.bodies(b"MTRC");
+    assert_eq!(bodies.len(), 1);
+    let scope_metrics = &bodies[0]["resourceMetrics"][0]["scopeMetrics"][0];
+    assert_eq!(scope_metrics["scope"]["name"], "shop");
+    assert_eq!(scope_metrics["scope"]["version"], "1.2");
+    let metrics = scope_metrics["metrics"].as_array().unwrap();
+    let sum = &metrics[0]["sum"];
+    assert_eq!(sum["dataPoints"][0]["asInt"], -3);
+    assert_eq!(sum["dataPoints"][0]["attributes"][0]["value"]["stringValue"], "/buy");
+    assert_eq!((sum["isMonotonic"].clone(), sum["aggregationTemporality"].clone()), (false.into(), 2.into()));
+    let point = &metrics[1]["histogram"]["dataPoints"][0];
+    assert_eq!(metrics[1]["unit"], "ms");
+    assert_eq!(point["count"], 3);
+    assert_eq!(point["bucketCounts"], serde_json::json!([1, 2, 0]));
+    assert_eq!(point["explicitBounds"], serde_json::json!([1.0, 5.0]));
+    assert_eq!((point["min"].clone(), point.get("max")), (0.5.into(), None));
+    assert_eq!(metrics[1]["histogram"]["aggregationTemporality"], 1);
+}
