@@ -15,7 +15,7 @@
 
 use std::net::{Shutdown, TcpStream as StdStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,8 @@ pub struct Link {
     /// Last text or binary frame: control frames (keepalive) do not count as traffic.
     last_data_ms: AtomicU64,
     last_pump_ms: AtomicU64,
+    /// Blocking callers sleeping in `poll` on this socket (see `blocking`): they read it.
+    pub(super) callers_polling: AtomicUsize,
     external: AtomicBool,
     external_changed: Notify,
     /// The runtime reader sleeps until `activity` (see `note_call`).
@@ -85,6 +87,7 @@ impl Link {
             last_frame_ms: AtomicU64::new(0),
             last_data_ms: AtomicU64::new(0),
             last_pump_ms: AtomicU64::new(0),
+            callers_polling: AtomicUsize::new(0),
             external: AtomicBool::new(false),
             external_changed: Notify::new(),
             idle_waiting: AtomicBool::new(false),
@@ -222,7 +225,8 @@ impl Link {
                     _ = self.external_changed.notified() => continue,
                 }
                 let since_pump = self.now_ms().saturating_sub(self.last_pump_ms.load(Ordering::Relaxed));
-                if since_pump >= FALLBACK_POLL.as_millis() as u64 {
+                let caller_reads = self.callers_polling.load(Ordering::Relaxed) > 0;
+                if since_pump >= FALLBACK_POLL.as_millis() as u64 && !caller_reads {
                     if let Pumped::Ended = self.pump(&mut handle) {
                         return;
                     }

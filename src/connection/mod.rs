@@ -150,6 +150,8 @@ struct Shared {
     /// registration is either in the replay snapshot or written after it.
     link: Mutex<Option<Arc<link::Link>>>,
     offline_len: AtomicUsize,
+    /// Threads in `wait_result` (see `blocking`).
+    blocking_waiters: AtomicUsize,
     /// A frame was held back into an empty buffer (see `deferring`).
     flush_requested: AtomicBool,
     shutting_down: AtomicBool,
@@ -243,6 +245,7 @@ impl Connection {
             connected: AtomicBool::new(false),
             link: Mutex::new(None),
             offline_len: AtomicUsize::new(0),
+            blocking_waiters: AtomicUsize::new(0),
             flush_requested: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             generation: AtomicU8::new(0),
