@@ -177,7 +177,7 @@ def _metric_row(metric: Metric) -> tuple[Any, ...] | None:
         points = [
             (
                 p.attributes or {},
-                p.start_time_unix_nano,
+                p.start_time_unix_nano or 0,
                 p.time_unix_nano,
                 p.count,
                 float(p.sum),
@@ -205,10 +205,17 @@ _COLLECT_MS = 1000
 _meter_provider: Any = None
 
 
-def install_metric_exporter(telemetry: Telemetry, interval_ms: int) -> Any:
-    """Points the process's metric exporter at ``telemetry``; returns the MeterProvider whose
-    meters it exports (created on first use and made the global one unless the application
-    installed its own first, which then keeps exporting wherever it was set up to)."""
+def meter(name: str) -> Any:
+    """A meter of the MeterProvider whose instruments go to the engine (None before
+    :func:`install_metric_exporter`)."""
+    provider = _meter_provider
+    return None if provider is None else provider.get_meter(name)
+
+
+def install_metric_exporter(telemetry: Telemetry, interval_ms: int) -> None:
+    """Points the process's metric exporter at ``telemetry``. Its MeterProvider is created on
+    first use and made the global one unless the application installed its own first (that
+    one keeps exporting wherever it was set up to)."""
     global _meter_provider
     from opentelemetry import metrics
     from opentelemetry.sdk.metrics import MeterProvider
@@ -222,7 +229,6 @@ def install_metric_exporter(telemetry: Telemetry, interval_ms: int) -> Any:
             _meter_provider = MeterProvider(resource=Resource(telemetry.resource()), metric_readers=[reader])
             if not isinstance(metrics.get_meter_provider(), MeterProvider):
                 metrics.set_meter_provider(_meter_provider)
-        return _meter_provider
 
 
 def detach_metric_exporter(telemetry: Telemetry, timeout_ms: int) -> None:

@@ -142,7 +142,8 @@ class Dispatcher:
         if events is None:
             return
         # Frames held back while handling this batch go out in one write at its end, not one
-        # loop iteration later. NOTE(perf): the extra iteration was about 8 us of the round trip.
+        # loop iteration later. NOTE(perf): round trip p50 against a raw driving process, 5-6
+        # alternating runs: 112 -> 91 us median.
         self._polling = True
         try:
             self._handle_events(events)

