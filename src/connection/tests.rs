@@ -101,14 +101,38 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-#[test]
-fn calls_round_trip_between_two_clients() {
+/// An event sink that never answers.
+struct Silent;
+
+impl EventSink for Silent {
+    fn invocation(&self, _: &Connection, _: InvokeFunction) {}
+    fn message(&self, _: &Connection, _: Message) {}
+    fn state_changed(&self, _: ConnectionState) {}
+    fn log(&self, _: LogLevel, _: &str) {}
+}
+
+/// A test engine and two connected workers: `server` with `sink`, `caller` echoing. Bind
+/// `_rt` first so that the runtime is dropped last.
+struct Workers {
+    server: Connection,
+    caller: Connection,
+    engine: EngineHandle,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn two_workers(sink: impl EventSink + 'static) -> Workers {
     let rt = runtime();
     let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
-    let server = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    let server = Connection::start(rt.handle(), config(&engine.url()), Arc::new(sink));
     let caller = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
     connected(&server);
     connected(&caller);
+    Workers { server, caller, engine, _rt: rt }
+}
+
+#[test]
+fn calls_round_trip_between_two_clients() {
+    let Workers { _rt, engine: _engine, server, caller } = two_workers(Echo::default());
     assert!(server.worker_id().is_some());
     register_echo(&server, "echo");
     assert_eq!(call_until_served(&caller, "echo"), "[1]");
@@ -213,20 +237,7 @@ fn replays_registrations_in_protocol_order_after_a_reconnect() {
 
 #[test]
 fn link_loss_fails_calls_in_flight_at_once_and_reconnects() {
-    let rt = runtime();
-    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
-    // A server that never answers.
-    struct Silent;
-    impl EventSink for Silent {
-        fn invocation(&self, _: &Connection, _: InvokeFunction) {}
-        fn message(&self, _: &Connection, _: Message) {}
-        fn state_changed(&self, _: ConnectionState) {}
-        fn log(&self, _: LogLevel, _: &str) {}
-    }
-    let server = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Silent));
-    let caller = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
-    connected(&server);
-    connected(&caller);
+    let Workers { _rt, engine, server, caller } = two_workers(Silent);
     register_echo(&server, "hang");
     std::thread::sleep(Duration::from_millis(100));
     let pending = call(&caller, "hang", "1", Duration::from_secs(30));
@@ -302,12 +313,7 @@ fn offline_queue_is_bounded_and_gives_up_after_max_retries() {
 #[test]
 #[ignore]
 fn print_core_round_trip() {
-    let rt = runtime();
-    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
-    let server = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
-    let caller = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
-    connected(&server);
-    connected(&caller);
+    let Workers { _rt, engine: _engine, server, caller } = two_workers(Echo::default());
     register_echo(&server, "echo");
     call_until_served(&caller, "echo");
     let n = 2000;
@@ -446,12 +452,7 @@ fn until_registered<T>(mut call: impl FnMut() -> (Outcome, T)) -> (Outcome, T) {
 
 #[test]
 fn a_blocking_caller_reads_its_own_result_while_the_loop_holds_the_link_without_reading() {
-    let rt = runtime();
-    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
-    let server = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
-    let caller = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
-    connected(&server);
-    connected(&caller);
+    let Workers { _rt, engine: _engine, server, caller } = two_workers(Echo::default());
     register_echo(&server, "echo");
     call_until_served(&caller, "echo");
     // An event loop that attached itself as the reader and is busy: only its fallback (every
@@ -471,19 +472,7 @@ fn a_blocking_caller_reads_its_own_result_while_the_loop_holds_the_link_without_
 
 #[test]
 fn a_blocking_caller_polling_the_socket_is_woken_by_a_timeout_and_by_another_reader() {
-    let rt = runtime();
-    let engine = rt.block_on(EngineHandle::start(EngineConfig::default())).unwrap();
-    struct Silent;
-    impl EventSink for Silent {
-        fn invocation(&self, _: &Connection, _: InvokeFunction) {}
-        fn message(&self, _: &Connection, _: Message) {}
-        fn state_changed(&self, _: ConnectionState) {}
-        fn log(&self, _: LogLevel, _: &str) {}
-    }
-    let server = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Silent));
-    let caller = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
-    connected(&server);
-    connected(&caller);
+    let Workers { _rt, engine: _engine, server, caller } = two_workers(Silent);
     register_echo(&server, "hang");
     let done_on = Arc::new(Mutex::new(Vec::new()));
     // Nothing arrives on the socket: the pending table's timer completes the call and must
