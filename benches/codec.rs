@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the hot path of the Rust core: encoding and decoding the two messages
 //! every call produces (`invokefunction`, `invocationresult`) and one round through the
-//! pending-call table; and the telemetry exporter's span encoding.
+//! pending-call table; the telemetry exporter's span encoding; and what sealing and opening a
+//! 16 KiB TLS record costs with each TLS 1.3 cipher (the `wss://` link's choice, `tls.rs`).
 //!
 //!     cargo bench --bench codec -- --warm-up-time 1 --measurement-time 2
 
@@ -120,5 +121,32 @@ fn telemetry(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encode, decode, pending, telemetry);
+/// One TLS record of the 16 KiB fan-out each way: sealed by the sender, opened by the receiver
+/// (ring's AEADs, which rustls uses with the ring provider).
+fn tls_record(c: &mut Criterion) {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305};
+    let mut g = c.benchmark_group("tls_record_16KiB");
+    g.throughput(Throughput::Bytes(16 * 1024));
+    for (name, alg) in
+        [("aes128gcm", &AES_128_GCM), ("aes256gcm", &AES_256_GCM), ("chacha20", &CHACHA20_POLY1305)]
+    {
+        let key = LessSafeKey::new(UnboundKey::new(alg, &vec![7u8; alg.key_len()]).expect("key"));
+        let mut record = vec![b'x'; 16 * 1024];
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let nonce = || Nonce::assume_unique_for_key([1u8; 12]);
+                let tag = key.seal_in_place_separate_tag(nonce(), Aad::empty(), &mut record).expect("seal");
+                let mut sealed = std::mem::take(&mut record);
+                sealed.extend_from_slice(tag.as_ref());
+                let plain_len = key.open_in_place(nonce(), Aad::empty(), &mut sealed).expect("open").len();
+                sealed.truncate(plain_len);
+                record = sealed;
+                black_box(&record);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, encode, decode, pending, telemetry, tls_record);
 criterion_main!(benches);

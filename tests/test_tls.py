@@ -122,6 +122,35 @@ def test_twenty_mib_both_ways_over_wss(wss_worker):
     assert out["size"] == 20 * MIB and out["back"] == data
 
 
+def test_a_burst_of_results_is_read_to_the_last_one_over_wss(tls, wss_worker, make_worker):
+    # Hundreds of results reach the worker in one write: what its reader took from the socket
+    # beyond one pass's share must still be handed out, though no further byte arrives.
+    server, client = make_worker(), wss_worker()
+    fid = unique("burst")
+    server.register_function(fid, lambda d: {"i": d["i"]})
+    wait_registered(client, fid)
+    n = 600
+
+    async def burst() -> list[object]:
+        tls.hold()
+        calls = [
+            asyncio.ensure_future(
+                client.trigger_async({"function_id": fid, "payload": {"i": i}, "timeout_ms": 10_000})
+            )
+            for i in range(n)
+        ]
+
+        async def all_held() -> None:  # every result (over 100 bytes each) waits in the proxy
+            while tls.held_bytes() < n * 100:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(all_held(), 10)
+        tls.release()
+        return await asyncio.gather(*calls)
+
+    assert asyncio.run(burst()) == [{"i": i} for i in range(n)]
+
+
 def test_reconnects_after_a_cut_over_wss(tls, wss_worker):
     server, client = wss_worker(), wss_worker()
     fid = unique("echo")

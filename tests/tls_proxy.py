@@ -13,7 +13,8 @@ from pki import Issued
 
 class TlsProxy:
     """Serves TLS with ``identity`` on ``127.0.0.1:<port>`` and forwards plaintext to
-    ``target_host:target_port``. ``cut()`` resets every open link. ``accepted`` counts TCP
+    ``target_host:target_port``. ``cut()`` resets every open link; ``hold()`` keeps what the
+    engine sends until ``release()`` writes it in one piece. ``accepted`` counts TCP
     connections, whether their handshake succeeded or not."""
 
     def __init__(self, identity: Issued, target_port: int, target_host: str = "127.0.0.1") -> None:
@@ -23,6 +24,7 @@ class TlsProxy:
         self._loop = asyncio.new_event_loop()
         self._transports: set[asyncio.BaseTransport] = set()
         self.accepted = 0
+        self._held: dict[asyncio.StreamWriter, bytearray] | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self._server = self._call(asyncio.start_server(self._serve, "127.0.0.1", 0))
@@ -51,12 +53,51 @@ class TlsProxy:
         pair = (writer.transport, up_writer.transport)
         self._transports.update(pair)
         try:
-            await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer), return_exceptions=True)
+            await asyncio.gather(
+                self._pump(reader, up_writer, down=False),
+                self._pump(up_reader, writer, down=True),
+                return_exceptions=True,
+            )
         except asyncio.CancelledError:
             pass  # closing
         for t in pair:
             self._transports.discard(t)
             t.abort()
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, down: bool) -> None:
+        try:
+            while data := await src.read(65536):
+                if down and self._held is not None:
+                    self._held.setdefault(dst, bytearray()).extend(data)
+                    continue
+                dst.write(data)
+                await dst.drain()
+        finally:
+            dst.transport.abort()
+
+    def hold(self) -> None:
+        """Keeps what the engine sends to the workers from now on."""
+
+        async def start() -> None:
+            self._held = {}
+
+        self._call(start())
+
+    def held_bytes(self) -> int:
+        async def count() -> int:
+            return sum(map(len, (self._held or {}).values()))
+
+        return int(self._call(count()))
+
+    def release(self) -> None:
+        """Writes what was held, each link's in one write, and stops holding."""
+
+        async def flush() -> None:
+            held, self._held = self._held or {}, None
+            for dst, data in held.items():
+                dst.write(bytes(data))
+
+        self._call(flush())
 
     def cut(self) -> None:
         """Resets every open link; new connections still pass."""
@@ -80,15 +121,6 @@ class TlsProxy:
         self._call(stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
-
-
-async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    try:
-        while data := await src.read(65536):
-            dst.write(data)
-            await dst.drain()
-    finally:
-        dst.transport.abort()
 
 
 def main() -> None:

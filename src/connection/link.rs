@@ -149,7 +149,8 @@ impl Link {
                         return Pumped::Ended;
                     }
                 }
-                Ok(None) if handled >= PUMP_BUDGET => break Pumped::More,
+                // Stops where the socket's readiness brings the reader back.
+                Ok(None) if handled >= PUMP_BUDGET && !self.writer.input_buffered() => break Pumped::More,
                 Ok(None) => match reader.fill(self.writer.received()) {
                     Ok(0) => {
                         drop(reader);
