@@ -125,9 +125,9 @@ def test_logger_records_carry_the_trace_in_async_and_sync_handlers(make_worker: 
     marker = unique("mark")
     traces: dict[str, str | None] = {}
 
-    async def in_async(_data: Any) -> None:
-        traces["async"] = telemetry.current_trace_id()
+    async def in_async(_data: Any) -> None:  # logs before anything read the context
         Logger().info(f"{marker} async", {"n": 1})
+        traces["async"] = telemetry.current_trace_id()
 
     def in_sync(_data: Any) -> None:
         traces["sync"] = telemetry.current_trace_id()
@@ -148,6 +148,49 @@ def test_logger_records_carry_the_trace_in_async_and_sync_handlers(make_worker: 
     assert by_kind["async"]["trace_id"] == traces["async"]
     assert by_kind["sync"]["trace_id"] == traces["sync"]
     assert traces["async"] != traces["sync"]
+
+
+def test_a_handler_that_never_touches_opentelemetry_passes_its_span_on(make_worker: WorkerFactory) -> None:
+    quiet_worker, noted_worker, driver = make_worker(), make_worker(), make_worker()
+    fq, fn = unique("quiet"), unique("noted")
+    seen: list[str | None] = []
+
+    async def quiet(data: Any) -> Any:  # calls on without reading the context first
+        return await quiet_worker.trigger_async({"function_id": fn, "payload": data})
+
+    def noted(_data: Any) -> None:
+        seen.append(telemetry.current_trace_id())
+
+    quiet_worker.register_function(fq, quiet)
+    noted_worker.register_function(fn, noted)
+    for fid in (fq, fn):
+        wait_registered(driver, fid)
+    driver.trigger({"function_id": fq, "payload": {}})
+    (trace_id,) = seen
+    assert trace_id is not None
+    _, path = _find(driver, trace_id, fn)
+    ours = [node["name"] for node in path if any(_ours(node, f) for f in (fq, fn))]
+    assert ours == [f"call {fq}", f"call {fn}"], path
+
+
+def test_a_context_attached_before_any_read_gives_way_to_the_invocations_on_detach(
+    make_worker: WorkerFactory,
+) -> None:
+    worker, driver = make_worker(), make_worker()
+    fid = unique("swap")
+
+    def swap(_data: Any) -> dict[str, str | None]:
+        token = otel_context.attach(otel_context.Context())
+        inside = telemetry.current_trace_id()
+        otel_context.detach(token)
+        return {"inside": inside, "after": telemetry.current_trace_id()}
+
+    worker.register_function(fid, swap)
+    wait_registered(driver, fid)
+    out = driver.trigger({"function_id": fid, "payload": {}})
+    assert out["inside"] is None
+    assert out["after"] is not None
+    _find(driver, out["after"], fid)  # the invocation's own span is in that trace
 
 
 def test_each_invocation_runs_in_its_own_context(make_worker: WorkerFactory) -> None:
