@@ -41,15 +41,15 @@ struct WriterState {
     /// `wss://`: the session. It buffers the records the socket has not taken yet, so
     /// `queued` stays empty.
     tls: Option<ClientConnection>,
-    /// `wss://`: bytes read from the socket that the session has not taken yet.
-    ciphertext: Ciphertext,
+    /// `wss://`: records read from the socket that the session has not taken yet.
+    input: TlsInput,
     closed: Option<String>,
     /// Frames held back by `defer`, written before the next frame or by `flush_deferred`.
     deferred: Vec<u8>,
 }
 
 /// What one read from a `wss://` socket takes (the plain reader's size, `frame_codec`).
-const CIPHERTEXT_READ: usize = 64 * 1024;
+const TLS_READ: usize = 64 * 1024;
 
 /// Received TLS records, read from the socket in one call and handed to the session from
 /// memory. NOTE(perf): `ClientConnection::read_tls` reads at most 4 KiB per call from a
@@ -57,7 +57,7 @@ const CIPHERTEXT_READ: usize = 64 * 1024;
 /// 4 KiB; fed from this buffer it takes one. The cipher is not where the time goes: sealing
 /// and opening a 16 KiB record is 3.1 us with AES-256-GCM, 2.9 us with AES-128-GCM
 /// (`cargo bench --bench codec -- tls_record`).
-struct Ciphertext {
+struct TlsInput {
     buf: Box<[u8]>,
     pos: usize,
     end: usize,
@@ -65,9 +65,9 @@ struct Ciphertext {
     plaintext_left: bool,
 }
 
-impl Ciphertext {
+impl TlsInput {
     fn new(tls: bool) -> Self {
-        let size = if tls { CIPHERTEXT_READ } else { 0 };
+        let size = if tls { TLS_READ } else { 0 };
         Self { buf: vec![0; size].into_boxed_slice(), pos: 0, end: 0, plaintext_left: false }
     }
 
@@ -126,7 +126,7 @@ impl Writer {
             state: Mutex::new(WriterState {
                 queued: VecDeque::new(),
                 front_written: 0,
-                ciphertext: Ciphertext::new(tls.is_some()),
+                input: TlsInput::new(tls.is_some()),
                 tls,
                 closed: None,
                 deferred: Vec::new(),
@@ -337,27 +337,27 @@ impl Writer {
             return false;
         }
         let state = self.state.lock();
-        state.ciphertext.pos < state.ciphertext.end || state.ciphertext.plaintext_left
+        state.input.pos < state.input.end || state.input.plaintext_left
     }
 
     /// `wss://`: feeds what the socket has to the session and returns plaintext. Under the
     /// writer's lock, which writers hold only for non-blocking writes.
     fn read_decrypted(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         let mut state = self.state.lock();
-        let WriterState { tls, ciphertext, .. } = &mut *state;
+        let WriterState { tls, input, .. } = &mut *state;
         let Some(tls) = tls.as_mut() else {
             return (&*self.stream).read(buf);
         };
         let result = loop {
             match tls.reader().read(buf) {
                 Ok(n) => {
-                    ciphertext.plaintext_left = n > 0 && n == buf.len();
+                    input.plaintext_left = n > 0 && n == buf.len();
                     break Ok(n);
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => input.plaintext_left = false,
                 Err(e) => break Err(e),
             }
-            match ciphertext.feed(tls, &self.stream) {
+            match input.feed(tls, &self.stream) {
                 Ok(0) => break Ok(0),
                 Ok(_) => {
                     if let Err(e) = tls.process_new_packets() {
