@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the hot path of the Rust core: encoding and decoding the two messages
 //! every call produces (`invokefunction`, `invocationresult`) and one round through the
 //! pending-call table; the telemetry exporter's span encoding; and what sealing and opening a
-//! 16 KiB TLS record costs with each TLS 1.3 cipher (the `wss://` link's choice, `tls.rs`).
+//! 16 KiB TLS record costs with each TLS 1.3 cipher (what `wss://` adds, `connection/writer.rs`).
 //!
 //!     cargo bench --bench codec -- --warm-up-time 1 --measurement-time 2
 

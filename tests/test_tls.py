@@ -123,8 +123,8 @@ def test_twenty_mib_both_ways_over_wss(wss_worker):
 
 
 def test_a_burst_of_results_is_read_to_the_last_one_over_wss(tls, wss_worker, make_worker):
-    # Hundreds of results reach the worker in one write: what its reader took from the socket
-    # beyond one pass's share must still be handed out, though no further byte arrives.
+    # Hundreds of results reach the worker in one write, several TLS records read at once and
+    # handed to the session from memory: every one of them is handed out, in order of calls.
     server, client = make_worker(), wss_worker()
     fid = unique("burst")
     server.register_function(fid, lambda d: {"i": d["i"]})
