@@ -148,5 +148,26 @@ fn tls_record(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encode, decode, pending, telemetry, tls_record);
+/// A payload string written as JSON: serde_json's escaping against ours (`write_json_str`).
+fn json_str(c: &mut Criterion) {
+    let mut g = c.benchmark_group("json_str_16KiB");
+    let text = "x".repeat(16 * 1024);
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    let mut out = Vec::with_capacity(20 * 1024);
+    g.bench_function("serde_json", |b| {
+        b.iter(|| {
+            out.clear();
+            serde_json::to_writer(&mut out, black_box(text.as_str())).expect("serialises");
+        })
+    });
+    g.bench_function("ours", |b| {
+        b.iter(|| {
+            out.clear();
+            _iii::protocol::write_json_str(&mut out, black_box(text.as_str()));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encode, decode, pending, telemetry, tls_record, json_str);
 criterion_main!(benches);

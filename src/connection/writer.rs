@@ -90,7 +90,25 @@ impl TlsInput {
 /// Held-back frames are written at once beyond this many bytes.
 const DEFER_LIMIT: usize = 256 * 1024;
 
+/// A written buffer up to this size is kept for the next frames held back.
+const RECYCLE_LIMIT: usize = 4 * DEFER_LIMIT;
+
 impl WriterState {
+    /// Keeps `written`'s memory for the next frames `defer` holds back. NOTE(perf): a batch of
+    /// held-back 16 KiB answers grew a new buffer to 256 KiB and freed it, every batch: the
+    /// serving process of the 16 KiB fan-out took 2.8 page faults per call, 2.2 with this
+    /// (perf stat). With `protocol::write_json_str`, CPU per 16 KiB call 38.9 -> 20.5 us
+    /// serving, 35.1 -> 24.9 us calling (bench.py, old and new build in one run, 3 rounds).
+    fn recycle(&mut self, mut written: Vec<u8>) {
+        if self.deferred.is_empty()
+            && written.capacity() > self.deferred.capacity()
+            && written.capacity() <= RECYCLE_LIMIT
+        {
+            written.clear();
+            self.deferred = written;
+        }
+    }
+
     fn has_backlog(&self) -> bool {
         !self.queued.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
     }
@@ -202,6 +220,8 @@ impl Writer {
             // The session's buffer is unbounded (`set_buffer_limit(None)`): this takes it all,
             // unless the session is already closed.
             let taken = tls.writer().write_all(&frame);
+            state.recycle(frame);
+            let tls = state.tls.as_mut().expect("still a TLS link");
             if behind && taken.is_ok() {
                 return Ok(()); // the flusher already knows
             }
@@ -245,6 +265,8 @@ impl Writer {
             state.front_written = written;
             drop(state);
             self.backlog.notify_one();
+        } else {
+            state.recycle(frame);
         }
         Ok(())
     }

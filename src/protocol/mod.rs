@@ -3,8 +3,10 @@
 pub mod frames;
 #[cfg(test)]
 mod fuzz;
+mod json_str;
 mod message;
 
+pub use json_str::write_json_str;
 pub use message::{
     raw_json, DecodeError, ErrorBody, InvocationResult, InvokeFunction, Json, Message, RegisterFunction,
     RegisterService, RegisterTrigger, RegisterTriggerType, RegistrationRejected, TriggerAction,

@@ -84,7 +84,7 @@ impl<'py> Encoder<'py> {
     }
 
     fn write_str(&mut self, s: &str) {
-        serde_json::to_writer(&mut self.out, s).expect("strings always serialise");
+        crate::protocol::write_json_str(&mut self.out, s);
     }
 
     fn key_text(&self, key: &Bound<'py, PyAny>) -> PyResult<Cow<'py, str>> {
