@@ -409,3 +409,102 @@ def test_results_reach_blocking_callers_while_the_sdk_loop_is_busy(make_worker):
     finally:
         release.set()
     assert hog_done.wait(5)
+
+
+def _random_value(rng, depth=0):
+    chars = 'ab "\\\n\t\x00\x1f/é漢🎉\x7f'
+    kind = rng.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.random() < 0.5
+    if kind == 2:
+        return rng.choice(
+            [0, -1, 2**31, -(2**63), 2**63 - 1, 2**63, 2**64 - 1, rng.randrange(-(2**63), 2**64)]
+        )
+    if kind == 3:
+        return rng.choice([0.5, -0.0, 1e300, 5e-324, -2.5e-8, rng.uniform(-1e6, 1e6)])
+    if kind in (4, 5):
+        return "".join(rng.choice(chars) for _ in range(rng.randrange(0, 80)))
+    if kind == 6:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(0, 5))]
+    return {
+        _random_value(rng, 9) if rng.random() < 0.3 else f"k{i}": _random_value(rng, depth + 1)
+        for i in range(rng.randrange(0, 5))
+    }
+
+
+def test_payloads_read_back_as_the_strict_decoder_reads_them(make_worker):
+    # Payloads from the engine are read without a second check of their bytes; the result must
+    # be what the strict decoder (`loads`) makes of the same text, types and signs included.
+    # (Integers beyond 64 bits are left out: engines carry them as floats.)
+    import random
+
+    from iii import _iii
+
+    server, client = make_worker(), make_worker()
+    fid = unique("echo")
+    server.register_function(fid, lambda d: {"v": d["v"], "seen": repr(d["v"])})
+    wait_registered(client, fid)
+    tricky = [
+        "",
+        "plain",
+        'a"b\\c',
+        "\n\t\r\b\f",
+        "\x00\x1f",
+        "é ü 漢字 🎉",
+        "x" * 20_000,
+        "y" * 40 + '"' + "z" * 40 + "\\" + "\n" * 3,
+        2**63,
+        2**64 - 1,
+        -(2**63),
+        0.1,
+        -0.0,
+        1e300,
+        5e-324,
+        {},
+        [],
+        {'k"e\ny': 1, "é": [None, True, False]},
+        [[[[[[[[[[1]]]]]]]]]],
+    ]
+    rng = random.Random(7)
+    for value in tricky + [_random_value(rng) for _ in range(300)]:
+        want = repr(_iii.loads(_iii.dumps(value)))
+        out = client.trigger({"function_id": fid, "payload": {"v": value}})
+        assert out["seen"] == want, value  # as the serving worker read the invocation
+        assert repr(out["v"]) == want, value  # as the calling worker read the result
+
+
+def test_an_invocation_whose_data_cannot_be_read_is_answered_and_the_worker_goes_on(
+    engine, make_worker, caplog
+):
+    """A number beyond float range is valid JSON but no Python value: the caller gets an error
+    at once instead of waiting for its timeout, and the loop and the sync threads go on."""
+    server = make_worker(engine.url)
+    sync_fn, async_fn = unique("sync"), unique("async")
+    seen: list[object] = []
+
+    async def in_async(data):
+        seen.append(data["n"])
+
+    server.register_function(sync_fn, lambda data: seen.append(data["n"]))
+    server.register_function(async_fn, in_async)
+    wait_registered(make_worker(engine.url), async_fn)
+    before = len(engine.received_kinds())
+
+    def invoke(fid: str, n: int, value: str) -> None:
+        frame = (
+            f'{{"type":"invokefunction","invocation_id":"9c4d3f66-0000-4000-8000-00000000000{n}",'
+            f'"function_id":"{fid}","data":{{"n":{value}}}}}'
+        )
+        assert engine.send_raw(server.worker_id, frame)
+
+    with caplog.at_level("ERROR", logger="iii"):
+        invoke(sync_fn, 1, "1e400")
+        invoke(async_fn, 2, "1e400")
+        invoke(sync_fn, 3, "3")
+        invoke(async_fn, 4, "4")
+        wait_until(lambda: sorted(seen) == [3, 4])
+        wait_until(lambda: engine.received_kinds()[before:].count("invocationresult") == 4)
+    refused = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
+    assert len(refused) == 2, refused

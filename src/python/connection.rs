@@ -163,6 +163,25 @@ impl Connection {
     fn record(&self, py: Python<'_>, kind: RegistrationKind, id: &str, message: &Message) -> PyResult<()> {
         self.core.register(kind, id, message).map_err(|e| errors::call_error(py, &e))
     }
+
+    /// The invocation for its handler; or, when its data cannot be read into Python, None after
+    /// answering the caller with the reason (it would otherwise wait for its whole timeout) and
+    /// logging it.
+    fn readable(&self, py: Python<'_>, call: InvokeFunction, handler: &Arc<Py<PyAny>>) -> Option<Invocation> {
+        let (err, call) = match Invocation::new(py, call, handler) {
+            Ok(invocation) => return Some(invocation),
+            Err(refused) => *refused,
+        };
+        let message = format!("the invocation's data could not be read: {err}");
+        if let Some(id) = &call.invocation_id {
+            let body = ErrorBody::new("invocation_failed", message.clone());
+            let envelope = Envelope { namespace: None, traceparent: None, baggage: None };
+            self.core.send_result(id, &call.function_id, Err(&body), envelope);
+        }
+        let text = format!("function {:?}: {message}", call.function_id);
+        self.router.loop_queue.push(Item::Log(LogLevel::Error, text));
+        None
+    }
 }
 
 #[pymethods]
@@ -270,7 +289,11 @@ impl Connection {
         let events = PyList::empty(py);
         for item in items {
             match item {
-                Item::Invoke(call, handler) => events.append(Invocation::new(py, call, &handler)?)?,
+                Item::Invoke(call, handler) => {
+                    if let Some(invocation) = self.readable(py, call, &handler) {
+                        events.append(invocation)?;
+                    }
+                }
                 Item::Binding(binding) => events.append(TriggerBinding::new(py, binding)?)?,
                 Item::State(state) => events.append(StateChange::new(state))?,
                 Item::Log(level, text) => events.append(CoreLog::new(level, text))?,
@@ -298,7 +321,10 @@ impl Connection {
         let Some((call, handler)) = job else {
             return Ok(None);
         };
-        Ok(Some(Invocation::new(py, call, &handler)?))
+        match self.readable(py, call, &handler) {
+            Some(invocation) => Ok(Some(invocation)),
+            None => self.next_job(py), // answered with an error; the thread takes the next one
+        }
     }
 
     /// Claims a slot for a new sync-handler thread; False when the pool is full or closed.

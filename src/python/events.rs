@@ -26,13 +26,26 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    pub(crate) fn new(py: Python<'_>, call: InvokeFunction, handler: &Arc<Py<PyAny>>) -> PyResult<Self> {
+    /// The invocation as Python sees it, or, when its data or metadata cannot be read, why,
+    /// with the call (to answer it).
+    pub(crate) fn new(
+        py: Python<'_>,
+        call: InvokeFunction,
+        handler: &Arc<Py<PyAny>>,
+    ) -> Result<Self, Box<(PyErr, InvokeFunction)>> {
         let raw = call.data.as_deref().map(|d| d.get());
+        let has_channel_refs = raw.is_some_and(|d| d.contains("\"access_key\""));
+        let read = |text: Option<&str>| from_json_opt(py, text).map(Bound::unbind);
+        let (data, metadata) =
+            match read(raw).and_then(|d| Ok((d, read(call.metadata.as_deref().map(|m| m.get()))?))) {
+                Ok(both) => both,
+                Err(err) => return Err(Box::new((err, call))),
+            };
         Ok(Invocation {
             handler: handler.clone_ref(py),
-            has_channel_refs: raw.is_some_and(|d| d.contains("\"access_key\"")),
-            data: from_json_opt(py, raw)?.unbind(),
-            metadata: from_json_opt(py, call.metadata.as_deref().map(|d| d.get()))?.unbind(),
+            has_channel_refs,
+            data,
+            metadata,
             invocation_id: call.invocation_id,
             function_id: call.function_id,
             traceparent: call.traceparent,
