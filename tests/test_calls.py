@@ -508,3 +508,18 @@ def test_an_invocation_whose_data_cannot_be_read_is_answered_and_the_worker_goes
         wait_until(lambda: engine.received_kinds()[before:].count("invocationresult") == 4)
     refused = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
     assert len(refused) == 2, refused
+
+
+def test_numbers_in_raw_frames_read_as_the_strict_decoder_reads_them(engine, make_worker):
+    from iii import _iii
+
+    server = make_worker(engine.url)
+    fid = unique("numbers")
+    seen: list[str] = []
+    server.register_function(fid, lambda data: seen.append(repr(data)))
+    wait_registered(make_worker(engine.url), fid)
+    text = "[-0,0,-1,123456789012345678,-123456789012345678,9223372036854775808,-9223372036854775809,1e2,-0.0,1.5e-7]"
+    frame = f'{{"type":"invokefunction","function_id":"{fid}","data":{text}}}'
+    assert engine.send_raw(server.worker_id, frame)
+    wait_until(lambda: len(seen) == 1)
+    assert seen == [repr(_iii.loads(text))]

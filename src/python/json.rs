@@ -448,7 +448,17 @@ impl<'a, 'py> Checked<'a, 'py> {
             self.at += 1;
         }
         let number = &self.text[start..self.at];
-        from_json(self.py, number) // the strict decoder's numbers, to the last bit
+        // Up to 18 digits is always an exact i64; anything else is read by the strict decoder,
+        // whose results (big integers and floats) this must match to the last bit.
+        let digits = number.strip_prefix('-').unwrap_or(number);
+        if digits.len() <= 18 && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            match number.parse::<i64>() {
+                Ok(0) if number.starts_with('-') => {} // serde_json reads -0 as the float -0.0
+                Ok(v) => return Ok(v.into_pyobject(self.py)?.into_any()),
+                Err(_) => {}
+            }
+        }
+        from_json(self.py, number)
     }
 }
 
