@@ -286,3 +286,21 @@ def test_bad_registrations_raise(make_worker, bad):
     worker = make_worker()
     with pytest.raises((ValueError, TypeError)):
         worker.register_function(bad, lambda d: d)
+
+
+def test_a_binding_whose_config_cannot_be_read_is_refused_and_the_worker_goes_on(engine, make_worker):
+    provider, binder = make_worker(engine.url), make_worker(engine.url)
+    handler = RecordingHandler()
+    type_id = unique("unreadable")
+    provider.register_trigger_type({"id": type_id, "description": "d"}, handler)
+    wait_until(lambda: any(t.id == type_id for t in binder.list_trigger_types()))
+    # A number beyond float range is valid JSON but no Python value.
+    frame = (
+        f'{{"type":"registertrigger","id":"t-unreadable","trigger_type":"{type_id}",'
+        f'"function_id":"f","config":{{"path":1e400}}}}'
+    )
+    assert engine.send_raw(provider.worker_id, frame)
+    wait_until(lambda: any("config could not be read" in line for line in engine.logs()))
+    binder.register_trigger({"type": type_id, "function_id": "f", "config": {"path": "/ok"}})
+    wait_until(lambda: len(handler.registered) == 1)
+    assert handler.registered[0].config == {"path": "/ok"}

@@ -182,6 +182,20 @@ impl Connection {
         self.router.loop_queue.push(Item::Log(LogLevel::Error, text));
         None
     }
+
+    /// Answers a binding whose config cannot be read into Python with the reason, and logs it.
+    fn refuse_binding(&self, (err, trigger): (PyErr, RegisterTrigger)) {
+        let message = format!("the trigger's config could not be read: {err}");
+        let text = format!("trigger {:?} of type {:?}: {message}", trigger.id, trigger.trigger_type);
+        let result = Message::TriggerRegistrationResult(TriggerRegistrationResult {
+            id: trigger.id,
+            trigger_type: trigger.trigger_type,
+            function_id: trigger.function_id,
+            error: Some(ErrorBody::new("trigger_registration_failed", message)),
+        });
+        let _ = self.core.send_message(&result); // a lost link ends the binding anyway
+        self.router.loop_queue.push(Item::Log(LogLevel::Error, text));
+    }
 }
 
 #[pymethods]
@@ -294,7 +308,10 @@ impl Connection {
                         events.append(invocation)?;
                     }
                 }
-                Item::Binding(binding) => events.append(TriggerBinding::new(py, binding)?)?,
+                Item::Binding(binding) => match TriggerBinding::new(py, binding) {
+                    Ok(binding) => events.append(binding)?,
+                    Err(refused) => self.refuse_binding(*refused),
+                },
                 Item::State(state) => events.append(StateChange::new(state))?,
                 Item::Log(level, text) => events.append(CoreLog::new(level, text))?,
                 Item::ThreadWanted => events.append(HandlerThreadWanted)?,

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 
 use super::json::from_json_opt;
 use crate::connection::{ConnectionState, LogLevel};
-use crate::protocol::{InvokeFunction, RegisterTrigger};
+use crate::protocol::{InvokeFunction, Json, RegisterTrigger};
 
 /// The engine asks this worker to run one of its functions.
 #[pyclass(frozen, get_all, module = "iii._iii")]
@@ -74,17 +74,27 @@ pub(crate) enum Binding {
 }
 
 impl TriggerBinding {
-    pub(crate) fn new(py: Python<'_>, binding: Binding) -> PyResult<Self> {
+    /// The binding as Python sees it, or, when its config or metadata cannot be read, why,
+    /// with the binding (to answer it).
+    pub(crate) fn new(py: Python<'_>, binding: Binding) -> Result<Self, Box<(PyErr, RegisterTrigger)>> {
         Ok(match binding {
-            Binding::Register(t) => TriggerBinding {
-                register: true,
-                id: t.id,
-                trigger_type: t.trigger_type,
-                function_id: t.function_id,
-                config: from_json_opt(py, t.config.as_deref().map(|d| d.get()))?.unbind(),
-                metadata: from_json_opt(py, t.metadata.as_deref().map(|d| d.get()))?.unbind(),
-                namespace: t.namespace,
-            },
+            Binding::Register(t) => {
+                let read = |text: Option<&Json>| from_json_opt(py, text.map(|d| d.get())).map(Bound::unbind);
+                let (config, metadata) =
+                    match read(t.config.as_ref()).and_then(|c| Ok((c, read(t.metadata.as_ref())?))) {
+                        Ok(both) => both,
+                        Err(err) => return Err(Box::new((err, t))),
+                    };
+                TriggerBinding {
+                    register: true,
+                    id: t.id,
+                    trigger_type: t.trigger_type,
+                    function_id: t.function_id,
+                    config,
+                    metadata,
+                    namespace: t.namespace,
+                }
+            }
             Binding::Unregister { id, trigger_type } => TriggerBinding {
                 register: false,
                 id,
