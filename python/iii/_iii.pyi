@@ -181,14 +181,8 @@ class Connection:
         traceparent: str | None = None,
         baggage: str | None = None,
     ) -> bool: ...
-    def reply(
-        self,
-        invocation_id: str,
-        function_id: str,
-        value: Any,
-        defer: bool = False,
-        traceparent: str | None = None,
-        baggage: str | None = None,
+    def answer(
+        self, invocation: Invocation, value: Any, defer: bool = False, span: InvocationSpan | None = None
     ) -> bool: ...
     def reply_error(
         self,
@@ -277,6 +271,7 @@ class Telemetry:
     def start_invocation(
         self, function_id: str, traceparent: str | None = None, baggage: str | None = None
     ) -> InvocationSpan: ...
+    def start_for(self, invocation: Invocation) -> InvocationSpan: ...
     def start_call(self, function_id: str, baggage: str | None = None) -> InvocationSpan: ...
     def record_span(self, span: tuple[Any, ...]) -> None: ...
     def record_metrics(self, metrics: list[tuple[Any, ...]]) -> None: ...

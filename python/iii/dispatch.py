@@ -184,7 +184,7 @@ class Dispatcher:
             return ctx, None
         from . import _otel_bridge  # only with OpenTelemetry on: it imports opentelemetry
 
-        span = self._telemetry.start_invocation(inv.function_id, inv.traceparent, inv.baggage)
+        span = self._telemetry.start_for(inv)
         ctx.run(_otel_bridge.enter_invocation, span)
         return ctx, span
 
@@ -218,15 +218,9 @@ class Dispatcher:
     def _reply(
         self, inv: _iii.Invocation, value: Any, on_loop: bool, span: _iii.InvocationSpan | None
     ) -> None:
-        """Answers ``inv``. On the SDK loop the frame is held back until the end of the loop's
-        iteration, so a burst of answers goes out in one write."""
-        traceparent = baggage = None
-        if span is not None:
-            span.end()
-            traceparent, baggage = span.traceparent, span.baggage
-        if inv.invocation_id is not None and self._connection.reply(
-            inv.invocation_id, inv.function_id, value, on_loop, traceparent, baggage
-        ):
+        """Answers ``inv`` and ends its span. On the SDK loop the frame is held back until the
+        end of the loop's iteration, so a burst of answers goes out in one write."""
+        if self._connection.answer(inv, value, on_loop, span):
             self._flush_soon()
 
     def _reply_exception(

@@ -13,6 +13,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyMapping, PySequence, PyString, PyTuple};
 
+use super::events::Invocation;
 use super::json::to_json;
 use super::runtime;
 use crate::connection::{Connection, ConnectionConfig, ConnectionState, EventSink, LogLevel};
@@ -190,6 +191,12 @@ impl Telemetry {
             baggage: baggage.filter(|b| !b.is_empty()),
             ended: AtomicBool::new(false),
         }
+    }
+
+    /// `start_invocation` with the invocation's own fields (read here, not in Python).
+    fn start_for(&self, invocation: &Bound<'_, Invocation>) -> InvocationSpan {
+        let inv = invocation.get();
+        self.start_invocation(&inv.function_id, inv.traceparent.as_deref(), inv.baggage.clone())
     }
 
     /// Starts the CLIENT span `trigger <function_id>` of a call made outside any span: the
@@ -429,13 +436,13 @@ impl InvocationSpan {
 
     /// This span's `traceparent`, for outgoing calls and the `invocationresult`.
     #[getter]
-    fn traceparent(&self) -> String {
+    pub(crate) fn traceparent(&self) -> String {
         self.context.traceparent()
     }
 
     /// The incoming `baggage` header, unchanged.
     #[getter]
-    fn baggage(&self) -> Option<&str> {
+    pub(crate) fn baggage(&self) -> Option<&str> {
         self.baggage.as_deref()
     }
 
@@ -449,7 +456,7 @@ impl InvocationSpan {
     }
 
     /// Ends the span as successful.
-    fn end(&self) {
+    pub(crate) fn end(&self) {
         self.finish(StatusCode::Ok, None, Vec::new());
     }
 
