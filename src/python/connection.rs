@@ -359,20 +359,21 @@ impl Connection {
     /// Waits (without the GIL) for the next invocation of a synchronous handler. None once the
     /// SDK is shutting down.
     fn next_job(&self, py: Python<'_>) -> PyResult<Option<Invocation>> {
-        // A thread that just finished a job takes the next one without a GIL hand-off.
-        let job = match self.router.jobs.try_next() {
-            Some(job) => Some(job),
-            None => {
-                let jobs = self.router.jobs.clone();
-                py.detach(move || jobs.next())
-            }
-        };
-        let Some((call, handler)) = job else {
-            return Ok(None);
-        };
-        match self.readable(py, call, &handler) {
-            Some(invocation) => Ok(Some(invocation)),
-            None => self.next_job(py), // answered with an error; the thread takes the next one
+        loop {
+            // A thread that just finished a job takes the next one without a GIL hand-off.
+            let job = match self.router.jobs.try_next() {
+                Some(job) => Some(job),
+                None => {
+                    let jobs = self.router.jobs.clone();
+                    py.detach(move || jobs.next())
+                }
+            };
+            let Some((call, handler)) = job else {
+                return Ok(None);
+            };
+            if let Some(invocation) = self.readable(py, call, &handler) {
+                return Ok(Some(invocation));
+            } // else answered with an error: take the next one
         }
     }
 
