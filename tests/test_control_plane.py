@@ -51,6 +51,15 @@ class RecordingHandler(TriggerHandler[WebhookConfig]):
         self.unregistered.append(config)
 
 
+def _provided_type(make_worker, handler, prefix, description, url=None):
+    """A provider worker with a trigger type of its own, and a second worker that sees it."""
+    provider, binder = make_worker(url), make_worker(url)
+    type_id = unique(prefix)
+    provider.register_trigger_type({"id": type_id, "description": description}, handler)
+    wait_until(lambda: any(t.id == type_id for t in binder.list_trigger_types()))
+    return provider, binder, type_id
+
+
 def test_services_are_sent(engine, make_worker):
     worker = make_worker(engine.url)
     worker.register_service({"id": "payments", "description": "Payment processing"})
@@ -79,13 +88,10 @@ def test_builtin_trigger_binding_is_listed_and_unregistered(make_worker):
 
 
 def test_trigger_without_config_is_sent_with_null_config(make_worker):
-    provider, binder = make_worker(), make_worker()
     handler = RecordingHandler()
-    type_id = unique("nocfg")
-    provider.register_trigger_type({"id": type_id, "description": "no config"}, handler)
+    _, binder, type_id = _provided_type(make_worker, handler, "nocfg", "no config")
     fid = unique()
     binder.register_function(fid, lambda d: d)
-    wait_until(lambda: any(t.id == type_id for t in binder.list_trigger_types()))
     binder.register_trigger(RegisterTriggerInput(type=type_id, function_id=fid))
     wait_until(lambda: len(handler.registered) == 1)
     assert handler.registered[0].config is None
@@ -143,10 +149,9 @@ def test_custom_trigger_type_end_to_end(make_worker):
 
 
 def test_trigger_handler_failure_is_reported_to_the_engine(engine, make_worker):
-    provider, binder = make_worker(engine.url), make_worker(engine.url)
-    type_id = unique("failing")
-    provider.register_trigger_type({"id": type_id, "description": "fails"}, RecordingHandler(fail=True))
-    wait_until(lambda: any(t.id == type_id for t in binder.list_trigger_types()))
+    _, binder, type_id = _provided_type(
+        make_worker, RecordingHandler(fail=True), "failing", "fails", engine.url
+    )
     binder.register_trigger({"type": type_id, "function_id": "f", "config": {}})
     wait_until(lambda: "triggerregistrationresult" in engine.received_kinds())
     wait_until(lambda: any("trigger_registration_failed" in line for line in engine.logs()))
@@ -154,11 +159,8 @@ def test_trigger_handler_failure_is_reported_to_the_engine(engine, make_worker):
 
 
 def test_unregister_trigger_type_stops_the_handler_locally(engine, make_worker):
-    provider, binder = make_worker(engine.url), make_worker(engine.url)
     handler = RecordingHandler()
-    type_id = unique("gone")
-    provider.register_trigger_type({"id": type_id, "description": "d"}, handler)
-    wait_until(lambda: any(t.id == type_id for t in binder.list_trigger_types()))
+    provider, binder, type_id = _provided_type(make_worker, handler, "gone", "d", engine.url)
     provider.unregister_trigger_type({"id": type_id, "description": "d"})
     wait_until(lambda: "unregistertriggertype" in engine.received_kinds())
     # Engine v0.11.0 ignores the message and keeps forwarding bindings: the SDK answers
@@ -289,11 +291,8 @@ def test_bad_registrations_raise(make_worker, bad):
 
 
 def test_a_binding_whose_config_cannot_be_read_is_refused_and_the_worker_goes_on(engine, make_worker):
-    provider, binder = make_worker(engine.url), make_worker(engine.url)
     handler = RecordingHandler()
-    type_id = unique("unreadable")
-    provider.register_trigger_type({"id": type_id, "description": "d"}, handler)
-    wait_until(lambda: any(t.id == type_id for t in binder.list_trigger_types()))
+    provider, binder, type_id = _provided_type(make_worker, handler, "unreadable", "d", engine.url)
     # A number beyond float range is valid JSON but no Python value.
     frame = (
         f'{{"type":"registertrigger","id":"t-unreadable","trigger_type":"{type_id}",'

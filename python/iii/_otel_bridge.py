@@ -305,12 +305,10 @@ class _LazyRuntime(_RuntimeContext):
 
 
 def _lazy_runtime() -> bool:
-    """Puts `_LazyRuntime` in front of OpenTelemetry's default runtime context, once. False
+    """Puts `_LazyRuntime` in front of OpenTelemetry's default runtime context (at import). False
     when another runtime context is configured (``OTEL_PYTHON_CONTEXT``): contexts are then
     built eagerly."""
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-    if isinstance(runtime, _LazyRuntime):
-        return True
     if type(runtime) is not ContextVarsRuntimeContext:
         return False
     otel_context._RUNTIME_CONTEXT = _LazyRuntime(runtime)

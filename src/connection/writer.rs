@@ -93,22 +93,20 @@ const DEFER_LIMIT: usize = 256 * 1024;
 /// A written buffer up to this size is kept for the next frames held back.
 const RECYCLE_LIMIT: usize = 4 * DEFER_LIMIT;
 
-impl WriterState {
-    /// Keeps `written`'s memory for the next frames `defer` holds back. NOTE(perf): a batch of
-    /// held-back 16 KiB answers grew a new buffer to 256 KiB and freed it, every batch: the
-    /// serving process of the 16 KiB fan-out took 2.8 page faults per call, 2.2 with this
-    /// (perf stat). With `protocol::write_json_str`, CPU per 16 KiB call 38.9 -> 20.5 us
-    /// serving, 35.1 -> 24.9 us calling (bench.py, old and new build in one run, 3 rounds).
-    fn recycle(&mut self, mut written: Vec<u8>) {
-        if self.deferred.is_empty()
-            && written.capacity() > self.deferred.capacity()
-            && written.capacity() <= RECYCLE_LIMIT
-        {
-            written.clear();
-            self.deferred = written;
-        }
+/// Keeps `written`'s memory for the next frames `defer` holds back. NOTE(perf): a batch of
+/// held-back 16 KiB answers grew a new buffer to 256 KiB and freed it, every batch: the
+/// serving process of the 16 KiB fan-out took 2.8 page faults per call, 2.2 with this
+/// (perf stat). With `protocol::write_json_str`, CPU per 16 KiB call 38.9 -> 20.5 us
+/// serving, 35.1 -> 24.9 us calling (bench.py, old and new build in one run, 3 rounds).
+fn recycle(deferred: &mut Vec<u8>, mut written: Vec<u8>) {
+    if deferred.is_empty() && written.capacity() > deferred.capacity() && written.capacity() <= RECYCLE_LIMIT
+    {
+        written.clear();
+        *deferred = written;
     }
+}
 
+impl WriterState {
     fn has_backlog(&self) -> bool {
         !self.queued.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
     }
@@ -215,13 +213,12 @@ impl Writer {
         if frame.is_empty() {
             return Ok(());
         }
-        if let Some(tls) = state.tls.as_mut() {
+        if let WriterState { tls: Some(tls), deferred, closed, .. } = &mut *state {
             let behind = tls.wants_write();
             // The session's buffer is unbounded (`set_buffer_limit(None)`): this takes it all,
             // unless the session is already closed.
             let taken = tls.writer().write_all(&frame);
-            state.recycle(frame);
-            let tls = state.tls.as_mut().expect("still a TLS link");
+            recycle(deferred, frame);
             if behind && taken.is_ok() {
                 return Ok(()); // the flusher already knows
             }
@@ -234,7 +231,7 @@ impl Writer {
                 }
                 Err(e) => {
                     let reason = e.to_string();
-                    state.closed = Some(reason.clone());
+                    *closed = Some(reason.clone());
                     drop(state);
                     self.backlog.notify_one();
                     Err(reason)
@@ -266,7 +263,7 @@ impl Writer {
             drop(state);
             self.backlog.notify_one();
         } else {
-            state.recycle(frame);
+            recycle(&mut state.deferred, frame);
         }
         Ok(())
     }

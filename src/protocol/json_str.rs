@@ -31,6 +31,8 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
             }
         }
         let b = bytes[i];
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let unicode;
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -40,19 +42,8 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
             b'\r' => b"\\r",
             b'\t' => b"\\t",
             0x00..=0x1F => {
-                out.extend_from_slice(&bytes[start..i]);
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 15) as usize],
-                ]);
-                i += 1;
-                start = i;
-                continue;
+                unicode = [b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]];
+                &unicode
             }
             _ => {
                 i += 1;

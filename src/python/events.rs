@@ -9,6 +9,16 @@ use super::json::from_json_opt;
 use crate::connection::{ConnectionState, LogLevel};
 use crate::protocol::{InvokeFunction, Json, RegisterTrigger};
 
+/// Two payloads of a frame (data or config, and metadata) as Python objects.
+fn read_both(
+    py: Python<'_>,
+    first: Option<&Json>,
+    second: Option<&Json>,
+) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let read = |json: Option<&Json>| from_json_opt(py, json.map(|j| j.get())).map(Bound::unbind);
+    Ok((read(first)?, read(second)?))
+}
+
 /// The engine asks this worker to run one of its functions.
 #[pyclass(frozen, get_all, module = "iii._iii")]
 pub struct Invocation {
@@ -33,14 +43,11 @@ impl Invocation {
         call: InvokeFunction,
         handler: &Arc<Py<PyAny>>,
     ) -> Result<Self, Box<(PyErr, InvokeFunction)>> {
-        let raw = call.data.as_deref().map(|d| d.get());
-        let has_channel_refs = raw.is_some_and(|d| d.contains("\"access_key\""));
-        let read = |text: Option<&str>| from_json_opt(py, text).map(Bound::unbind);
-        let (data, metadata) =
-            match read(raw).and_then(|d| Ok((d, read(call.metadata.as_deref().map(|m| m.get()))?))) {
-                Ok(both) => both,
-                Err(err) => return Err(Box::new((err, call))),
-            };
+        let has_channel_refs = call.data.as_deref().is_some_and(|d| d.get().contains("\"access_key\""));
+        let (data, metadata) = match read_both(py, call.data.as_ref(), call.metadata.as_ref()) {
+            Ok(both) => both,
+            Err(err) => return Err(Box::new((err, call))),
+        };
         Ok(Invocation {
             handler: handler.clone_ref(py),
             has_channel_refs,
@@ -79,12 +86,10 @@ impl TriggerBinding {
     pub(crate) fn new(py: Python<'_>, binding: Binding) -> Result<Self, Box<(PyErr, RegisterTrigger)>> {
         Ok(match binding {
             Binding::Register(t) => {
-                let read = |text: Option<&Json>| from_json_opt(py, text.map(|d| d.get())).map(Bound::unbind);
-                let (config, metadata) =
-                    match read(t.config.as_ref()).and_then(|c| Ok((c, read(t.metadata.as_ref())?))) {
-                        Ok(both) => both,
-                        Err(err) => return Err(Box::new((err, t))),
-                    };
+                let (config, metadata) = match read_both(py, t.config.as_ref(), t.metadata.as_ref()) {
+                    Ok(both) => both,
+                    Err(err) => return Err(Box::new((err, t))),
+                };
                 TriggerBinding {
                     register: true,
                     id: t.id,

@@ -350,11 +350,9 @@ impl<'a, 'py> Checked<'a, 'py> {
             Some(b'{') => {
                 self.at += 1;
                 let dict = PyDict::new(py);
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
-                    return Ok(dict.into_any());
-                }
-                loop {
+                let mut first = true;
+                while self.more(b'}', first)? {
+                    first = false;
                     if self.peek() != Some(b'"') {
                         return Err(self.fail("expected a key"));
                     }
@@ -362,34 +360,18 @@ impl<'a, 'py> Checked<'a, 'py> {
                     self.expect(b':')?;
                     let value = self.value(depth + 1)?;
                     dict.set_item(PyString::new(py, &key), value)?;
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b'}') => {
-                            self.at += 1;
-                            return Ok(dict.into_any());
-                        }
-                        _ => return Err(self.fail("expected ',' or '}'")),
-                    }
                 }
+                Ok(dict.into_any())
             }
             Some(b'[') => {
                 self.at += 1;
                 let list = PyList::empty(py);
-                if self.peek() == Some(b']') {
-                    self.at += 1;
-                    return Ok(list.into_any());
-                }
-                loop {
+                let mut first = true;
+                while self.more(b']', first)? {
+                    first = false;
                     list.append(self.value(depth + 1)?)?;
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b']') => {
-                            self.at += 1;
-                            return Ok(list.into_any());
-                        }
-                        _ => return Err(self.fail("expected ',' or ']'")),
-                    }
                 }
+                Ok(list.into_any())
             }
             Some(b'"') => Ok(PyString::new(py, &self.string()?).into_any()),
             Some(b't') => self.word("true", PyBool::new(py, true).to_owned().into_any()),
@@ -397,6 +379,23 @@ impl<'a, 'py> Checked<'a, 'py> {
             Some(b'n') => self.word("null", py.None().into_bound(py)),
             Some(_) => self.number(),
             None => Err(self.fail("expected a value")),
+        }
+    }
+
+    /// Whether another member of the object or array being read follows (`first`: none has
+    /// been read yet); consumes the `,` or the `close` that says so.
+    fn more(&mut self, close: u8, first: bool) -> PyResult<bool> {
+        match self.peek() {
+            Some(b) if b == close => {
+                self.at += 1;
+                Ok(false)
+            }
+            Some(b',') if !first => {
+                self.at += 1;
+                Ok(true)
+            }
+            _ if first => Ok(true),
+            _ => Err(self.fail(&format!("expected ',' or {:?}", close as char))),
         }
     }
 
