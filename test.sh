@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q "maturin>=1.5,<2" pytest pytest-timeout "pydantic>=2" "opentelemetry-api>=1.25" "opentelemetry-sdk>=1.25" "ruff>=0.8" "mypy>=1.13" cryptography
+python -m pip install -q "maturin>=1.5,<2" pytest pytest-timeout "pydantic>=2" "opentelemetry-api>=1.25" "opentelemetry-sdk>=1.25" "uvloop>=0.19" "ruff>=0.8" "mypy>=1.13" cryptography
 
 if [ "${LINT:-1}" != 0 ]; then
     echo "== lint"

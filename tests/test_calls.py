@@ -305,6 +305,34 @@ def test_trigger_from_many_threads(make_worker):
     assert results == {i: i * 2 for i in range(400)}
 
 
+@pytest.mark.parametrize("choice", ["", "asyncio", "uvloop"])
+def test_handlers_run_on_the_chosen_event_loop(make_worker, monkeypatch, choice):
+    """uvloop by default (a dependency), asyncio's own loop with III_EVENT_LOOP=asyncio; calls
+    made from a handler on either loop, awaited and sync, get their results."""
+    pytest.importorskip("uvloop")
+    monkeypatch.setenv("III_EVENT_LOOP", choice)
+    worker = make_worker()
+    echo, probe = unique(), unique()
+
+    async def echo_handler(d):
+        return d
+
+    async def probe_handler(d):
+        loop = type(asyncio.get_running_loop())
+        got = await asyncio.gather(
+            *(worker.trigger_async({"function_id": echo, "payload": i}) for i in range(50))
+        )
+        return {"loop": f"{loop.__module__}.{loop.__name__}", "got": got}
+
+    worker.register_function(echo, echo_handler)
+    worker.register_function(probe, probe_handler)
+    wait_registered(worker, probe)
+    out = worker.trigger({"function_id": probe, "payload": {}})
+    assert out["got"] == list(range(50))
+    assert out["loop"].startswith("asyncio.") == (choice == "asyncio"), out["loop"]
+    assert out["loop"].startswith("uvloop") == (choice != "asyncio"), out["loop"]
+
+
 def test_trigger_async_from_foreign_loops(make_worker):
     server, client = make_worker(), make_worker()
     fid = unique()

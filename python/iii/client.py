@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from . import _iii, listings, namespaces, telemetry
 from .channels import Channel, ChannelReader, ChannelWriter
-from .dispatch import Dispatcher, Handler, awaited
+from .dispatch import Dispatcher, Handler, awaited, new_loop
 from .errors import ClientShutdownError, InvocationError, NotConnectedError, enqueue_error
 from .format import extract_request_format, extract_response_format, python_type_to_format
 from .options import FunctionRef, IIIConnectionState, InitOptions
@@ -115,7 +115,7 @@ class III(Dispatcher):
         if self._telemetry is not None:
             self._connection.bind_telemetry(self._telemetry)
             _telemetry_users.append(self)
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_loop()
         self._loop.add_reader(self._connection.wake_fd, self._poll)
         if self._telemetry is not None:
             telemetry.attach_event_loop(self._loop)

@@ -13,6 +13,8 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import os
+import sys
 import threading
 import traceback
 import types
@@ -46,6 +48,29 @@ def _resume(coro: Any, yielded: Any) -> Any:
                 yielded = coro.send(None)
             except StopIteration as stop:
                 return stop.value
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """The SDK's event loop: uvloop where it is installed (a dependency on Linux and macOS),
+    asyncio's own with ``III_EVENT_LOOP=asyncio`` or in asyncio debug mode (which uvloop
+    does not implement).
+
+    NOTE(perf): a fan-out driven from a handler spends most of its process's CPU in asyncio's
+    own Python code (Task steps, ``call_soon``, ``_run_once``), not in the SDK. Against engine
+    v0.11.0, 20,000 calls at concurrency 1000, median of the clean rounds, CPU per call of the
+    driving process: async echo 25.5 -> 19.5 us, sync echo 27.5 -> 23 us on uvloop.
+    """
+    wanted = os.environ.get("III_EVENT_LOOP", "").strip().lower()
+    debug = sys.flags.dev_mode or bool(os.environ.get("PYTHONASYNCIODEBUG"))
+    if wanted != "asyncio" and not debug:
+        try:
+            import uvloop
+        except ImportError:
+            if wanted == "uvloop":
+                raise ImportError("III_EVENT_LOOP=uvloop, but uvloop is not installed") from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

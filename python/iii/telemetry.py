@@ -179,7 +179,7 @@ def attach_event_loop(loop: asyncio.AbstractEventLoop) -> None:
     if telemetry is None or _loop is loop:
         return
     _loop = loop
-    interval = 0.5
+    interval = 1.0  # NOTE: once a second: an idle worker wakes for nothing more often
 
     def probe(expected: float) -> None:
         if _telemetry is not telemetry or loop.is_closed():

@@ -200,7 +200,8 @@ impl Exporter {
             return;
         }
         push_bounded(&mut b.spans, span, inner.config.max_spans, &inner.counters.spans_dropped);
-        if b.spans.len() == inner.config.span_batch {
+        // The first record arms the exporter's timer; a full batch goes at once.
+        if b.spans.len() == 1 || b.spans.len() == inner.config.span_batch {
             inner.wake.notify_one();
         }
     }
@@ -212,6 +213,9 @@ impl Exporter {
         let mut b = inner.buffers.lock();
         if b.stopped {
             return;
+        }
+        if b.metrics.is_empty() && !metrics.is_empty() {
+            inner.wake.notify_one();
         }
         for metric in metrics {
             let item = MetricItem::App(metric);
@@ -231,7 +235,7 @@ impl Exporter {
             return;
         }
         push_bounded(&mut b.logs, log, inner.config.max_logs, &inner.counters.logs_dropped);
-        if b.logs.len() == inner.config.log_batch {
+        if b.logs.len() == 1 || b.logs.len() == inner.config.log_batch {
             inner.wake.notify_one();
         }
     }
@@ -300,18 +304,30 @@ impl Inner {
         let mut final_sample_taken = false;
         loop {
             let mut b = self.buffers.lock();
-            let mut deadline = next_spans.min(next_logs);
-            if let Some(m) = next_metrics {
-                deadline = deadline.min(m);
-            }
             while !b.shutdown
                 && b.flush_requested == b.flush_done
                 && b.spans.len() < self.config.span_batch
                 && b.logs.len() < self.config.log_batch
-                && Instant::now() < deadline
             {
-                if self.wake.wait_until(&mut b, deadline).timed_out() {
-                    break;
+                // NOTE(perf): an empty buffer arms no timer (a push into it wakes this thread),
+                // so an idle worker's exporter sleeps between gauge samples: it used to wake
+                // every log flush interval, 12 times a second with the defaults.
+                let mut deadline = next_metrics;
+                let mut arm = |due: Instant| deadline = Some(deadline.map_or(due, |d| d.min(due)));
+                if !b.spans.is_empty() || !b.metrics.is_empty() {
+                    arm(next_spans);
+                }
+                if !b.logs.is_empty() {
+                    arm(next_logs);
+                }
+                match deadline {
+                    Some(due) if Instant::now() >= due => break,
+                    Some(due) => {
+                        if self.wake.wait_until(&mut b, due).timed_out() {
+                            break;
+                        }
+                    }
+                    None => self.wake.wait(&mut b),
                 }
             }
             let now = Instant::now();

@@ -216,11 +216,35 @@ fn the_log_batch_size_triggers_an_early_flush() {
         exporter.push_log(sample_log(&format!("l{i}")));
     }
     // No flush call: the third record wakes the exporter. Wait for the frame on a condition.
+    assert!(eventually(|| sink.log_bodies().len() == 3));
+}
+
+/// Waits on a condition (not a sleep) for at most `WAIT`.
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + WAIT;
-    while sink.log_bodies().len() < 3 && std::time::Instant::now() < deadline {
+    while !done() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
         std::thread::yield_now();
     }
-    assert_eq!(sink.log_bodies().len(), 3);
+    true
+}
+
+#[test]
+fn a_record_reaching_an_idle_exporter_wakes_it() {
+    // An exporter with nothing buffered sleeps without a timer: the first record must wake it.
+    // Each round waits for the previous frame, so the exporter is back asleep (or about to be).
+    let mut config = quiet_config();
+    config.span_interval = Duration::from_millis(1);
+    config.log_interval = Duration::from_millis(1);
+    let (exporter, sink) = start(config);
+    for i in 0..20 {
+        exporter.push_span(sample_span(&format!("s{i}")));
+        assert!(eventually(|| sink.bodies(b"OTLP").len() == i + 1), "span {i} was never sent");
+        exporter.push_log(sample_log(&format!("l{i}")));
+        assert!(eventually(|| sink.log_bodies().len() == i + 1), "log {i} was never sent");
+    }
 }
 
 #[test]
