@@ -115,6 +115,13 @@ class III(Dispatcher):
         if self._telemetry is not None:
             self._connection.bind_telemetry(self._telemetry)
             _telemetry_users.append(self)
+            # Looked up once (the bridge imports opentelemetry, so only with it on). NOTE(perf):
+            # a `from . import` per call and per invocation cost about 2 us each time (py-spy,
+            # sequential round trip).
+            from . import _otel_bridge
+
+            self._call_span = _otel_bridge.call_span
+            self._enter_invocation = _otel_bridge.enter_invocation
         self._loop = new_loop()
         self._loop.add_reader(self._connection.wake_fd, self._poll)
         if self._telemetry is not None:
@@ -343,9 +350,7 @@ class III(Dispatcher):
         a trace for it when it is made outside any span (all None while OpenTelemetry is off)."""
         if self._telemetry is None:
             return None, None, None
-        from . import _otel_bridge
-
-        return _otel_bridge.call_span(self._telemetry, function_id)
+        return self._call_span(self._telemetry, function_id)
 
     @staticmethod
     def _call_failed(exc: BaseException, action: Any, span: _iii.InvocationSpan | None) -> BaseException:

@@ -135,6 +135,7 @@ class Dispatcher:
     _address: str
     _connection: _iii.Connection
     _telemetry: _iii.Telemetry | None
+    _enter_invocation: Callable[[_iii.InvocationSpan], None]  # set while OpenTelemetry is on
     _loop: asyncio.AbstractEventLoop
     _sync_threads: int
     _link_fd: int | None
@@ -207,10 +208,8 @@ class Dispatcher:
         ctx = contextvars.Context()
         if self._telemetry is None:
             return ctx, None
-        from . import _otel_bridge  # only with OpenTelemetry on: it imports opentelemetry
-
         span = self._telemetry.start_for(inv)
-        ctx.run(_otel_bridge.enter_invocation, span)
+        ctx.run(self._enter_invocation, span)
         return ctx, span
 
     def _dispatch_async(self, inv: _iii.Invocation) -> None:
