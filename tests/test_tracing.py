@@ -97,6 +97,33 @@ def test_a_trace_follows_a_call_across_three_workers(make_worker: WorkerFactory)
     assert ours == [f"call {fa}", f"call {fb}", f"call {fc}"], path
 
 
+def test_calls_from_outside_any_handler_carry_what_the_caller_attached(make_worker: WorkerFactory) -> None:
+    """A call made where nothing is attached starts a trace of its own with no baggage; one made
+    inside the application's own span, with baggage attached, carries both."""
+    worker, caller = make_worker(), make_worker()
+    fid = unique("seen")
+
+    def seen(_data: Any) -> Any:
+        return [telemetry.current_trace_id(), telemetry.get_baggage_entry("tenant")]
+
+    worker.register_function(fid, seen)
+    wait_registered(caller, fid)
+    first, second = call(caller, fid), call(caller, fid)
+    assert first[0] and second[0] and first[0] != second[0], "each bare call is a trace of its own"
+    assert first[1] is None and second[1] is None
+
+    tracer = telemetry.get_tracer()
+    assert tracer is not None
+    with tracer.start_as_current_span("app span") as mine:
+        token = otel_context.attach(telemetry.set_baggage_entry("tenant", "acme"))
+        try:
+            inside = call(caller, fid)
+        finally:
+            otel_context.detach(token)
+    assert inside == [f"{mine.get_span_context().trace_id:032x}", "acme"]
+    assert call(caller, fid)[1] is None, "nothing stays attached after the span"
+
+
 def test_a_failing_handler_gives_an_error_span_with_one_exception_event(make_worker: WorkerFactory) -> None:
     worker, driver = make_worker(), make_worker()
     fid = unique("fails")

@@ -311,8 +311,12 @@ def _lazy_runtime() -> bool:
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     if type(runtime) is not ContextVarsRuntimeContext:
         return False
-    otel_context._RUNTIME_CONTEXT = _LazyRuntime(runtime)
+    global _RUNTIME
+    _RUNTIME = otel_context._RUNTIME_CONTEXT = _LazyRuntime(runtime)
     return True
+
+
+_RUNTIME: _LazyRuntime | None = None
 
 
 _LAZY = _lazy_runtime()
@@ -342,6 +346,10 @@ def outgoing_headers() -> tuple[str | None, str | None]:
     entered = _entered.get(None)
     if entered is not None and otel_context.get_current() is entered[0]:
         return entered[1], entered[2]
+    if _RUNTIME is not None and not _RUNTIME.inner.get_current():
+        # Nothing attached here (a call outside any handler or span): no span, no baggage.
+        # NOTE(perf): asking OpenTelemetry for both cost such a call 0.8 of its 2.4 us.
+        return None, None
     ctx = trace.get_current_span().get_span_context()
     traceparent = None
     if ctx.is_valid:
