@@ -304,29 +304,25 @@ class _LazyRuntime(_RuntimeContext):
         self.inner.detach(token)
 
 
-def _lazy_runtime() -> bool:
-    """Puts `_LazyRuntime` in front of OpenTelemetry's default runtime context (at import). False
+def _lazy_runtime() -> _LazyRuntime | None:
+    """Puts `_LazyRuntime` in front of OpenTelemetry's default runtime context (at import). None
     when another runtime context is configured (``OTEL_PYTHON_CONTEXT``): contexts are then
     built eagerly."""
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     if type(runtime) is not ContextVarsRuntimeContext:
-        return False
-    global _RUNTIME
-    _RUNTIME = otel_context._RUNTIME_CONTEXT = _LazyRuntime(runtime)
-    return True
+        return None
+    lazy = otel_context._RUNTIME_CONTEXT = _LazyRuntime(runtime)
+    return lazy
 
 
-_RUNTIME: _LazyRuntime | None = None
-
-
-_LAZY = _lazy_runtime()
+_RUNTIME = _lazy_runtime()
 
 
 def enter_invocation(span: InvocationSpan) -> None:
     """Makes ``span`` (and the incoming baggage) the current OpenTelemetry context, when
     something first asks for it. Called inside the invocation's own ``contextvars`` context,
     which is dropped afterwards."""
-    if _LAZY:
+    if _RUNTIME is not None:
         _pending.set(span)
         return
     ctx = invocation_context(span)

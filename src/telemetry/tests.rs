@@ -80,6 +80,18 @@ const WAIT: Duration = Duration::from_secs(10);
 /// For waits expected to run out (the link stays down).
 const SHORT: Duration = Duration::from_millis(100);
 
+/// Waits on a condition (not a sleep) for at most `WAIT`.
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !done() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
 #[test]
 fn flush_sends_spans_and_logs_batched_with_the_resource() {
     let (exporter, sink) = start(quiet_config());
@@ -217,18 +229,6 @@ fn the_log_batch_size_triggers_an_early_flush() {
     }
     // No flush call: the third record wakes the exporter. Wait for the frame on a condition.
     assert!(eventually(|| sink.log_bodies().len() == 3));
-}
-
-/// Waits on a condition (not a sleep) for at most `WAIT`.
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + WAIT;
-    while !done() {
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::yield_now();
-    }
-    true
 }
 
 #[test]
