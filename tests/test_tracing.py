@@ -99,7 +99,9 @@ def test_a_trace_follows_a_call_across_three_workers(make_worker: WorkerFactory)
 
 def test_calls_from_outside_any_handler_carry_what_the_caller_attached(make_worker: WorkerFactory) -> None:
     """A call made where nothing is attached starts a trace of its own with no baggage; one made
-    inside the application's own span, with baggage attached, carries both."""
+    inside the application's own root span, with baggage attached, carries both (opentelemetry-sdk
+    flags such a span 03, sampled and random, and the engine drops a traceparent with flags
+    above 02: the call must send 01)."""
     worker, caller = make_worker(), make_worker()
     fid = unique("seen")
 

@@ -349,7 +349,10 @@ def outgoing_headers() -> tuple[str | None, str | None]:
     ctx = trace.get_current_span().get_span_context()
     traceparent = None
     if ctx.is_valid:
-        traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+        # Only the sampled flag: opentelemetry-sdk marks the root spans it starts with the W3C
+        # "random" flag too (03), and engine v0.11.0 rejects a version-00 traceparent whose
+        # flags are above 02 and starts a new trace, so the call left the application's trace.
+        traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags) & 1:02x}"
     entries = otel_baggage.get_all()
     header = Telemetry.format_baggage({k: str(v) for k, v in entries.items()}) if entries else None
     return traceparent, header or None

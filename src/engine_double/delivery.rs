@@ -91,7 +91,8 @@ pub(crate) async fn call_from_engine(
     Ok(())
 }
 
-/// The E→W `invokefunction`; the payload text is copied, never re-parsed.
+/// The E→W `invokefunction`; the payload text is copied, never re-parsed. A `traceparent` the
+/// real engine would not accept is left out, so the callee starts a trace of its own there too.
 pub(crate) fn invoke_frame(
     id: &str,
     function_id: &str,
@@ -99,5 +100,22 @@ pub(crate) fn invoke_frame(
     traceparent: Option<&str>,
     baggage: Option<&str>,
 ) -> String {
+    let traceparent = traceparent.filter(|tp| engine_accepts(tp));
     crate::protocol::frames::invoke_function(Some(id), function_id, Some(data), None, traceparent, baggage)
+}
+
+/// Whether engine v0.11.0 (OpenTelemetry's W3C propagator) keeps a caller's `traceparent`: four
+/// fields of 2, 32, 16 and 2 lower-case hex digits, ids not all zero, and at version 00 no flag
+/// above 02. Anything else makes it start a new trace.
+pub(crate) fn engine_accepts(traceparent: &str) -> bool {
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    let hex =
+        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let zero = |s: &str| s.bytes().all(|b| b == b'0');
+    if parts.len() < 4 || !hex(parts[0], 2) || !hex(parts[1], 32) || !hex(parts[2], 16) || !hex(parts[3], 2) {
+        return false;
+    }
+    let (version, flags) = (&parts[0], &parts[3]);
+    let version_00_rules = *version != "00" || (parts.len() == 4 && *flags <= "02");
+    *version != "ff" && version_00_rules && !zero(parts[1]) && !zero(parts[2])
 }

@@ -189,15 +189,43 @@ mod tests {
 
     #[test]
     fn hand_written_invoke_frame_decodes() {
-        let frame = invoke_frame("i\"d", "a::b", r#"{"k":[1]}"#, Some("00-x"), None);
+        let frame = invoke_frame("i\"d", "a::b", r#"{"k":[1]}"#, Some(PARENT), None);
         match Message::decode(frame.as_bytes()).unwrap() {
             Message::InvokeFunction(inv) => {
                 assert_eq!(inv.invocation_id.as_deref(), Some("i\"d"));
                 assert_eq!(inv.data.unwrap().get(), r#"{"k":[1]}"#);
-                assert_eq!(inv.traceparent.as_deref(), Some("00-x"));
+                assert_eq!(inv.traceparent.as_deref(), Some(PARENT));
                 assert!(inv.action.is_none());
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    #[test]
+    fn a_traceparent_the_real_engine_refuses_is_not_forwarded() {
+        let forwarded =
+            |tp: &str| match Message::decode(invoke_frame("i", "a::b", "{}", Some(tp), None).as_bytes()) {
+                Ok(Message::InvokeFunction(inv)) => inv.traceparent,
+                other => panic!("{other:?}"),
+            };
+        for kept in [PARENT, &PARENT.replace("-01", "-00"), &PARENT.replace("-01", "-02")] {
+            assert_eq!(forwarded(kept).as_deref(), Some(kept));
+        }
+        let flags_03 = PARENT.replace("-01", "-03"); // opentelemetry-sdk's root spans: sampled + random
+        let upper = PARENT.replace("0af7", "0AF7");
+        let zero_trace = format!("00-{}-b7ad6b7169203331-01", "0".repeat(32));
+        let extra_field = format!("{PARENT}-x");
+        for refused in [
+            "00-x",
+            &flags_03,
+            &upper,
+            &zero_trace,
+            &extra_field,
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ] {
+            assert_eq!(forwarded(refused), None, "{refused}");
         }
     }
 }

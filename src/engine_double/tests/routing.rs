@@ -22,13 +22,13 @@ async fn sync_call_keeps_the_id_and_injects_the_caller() {
     let id = uuid::Uuid::new_v4().to_string();
     caller
         .send(json!({"type": "invokefunction", "invocation_id": id, "function_id": "probe::echo",
-            "data": {"x": 1}, "traceparent": "00-aa-bb-01"}))
+            "data": {"x": 1}, "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}))
         .await;
     let inv = callee.recv().await;
     assert_eq!(inv["type"], "invokefunction");
     assert_eq!(inv["invocation_id"], id.as_str());
     assert_eq!(inv["data"], json!({"_caller_worker_id": caller.id, "x": 1}));
-    assert_eq!(inv["traceparent"], "00-aa-bb-01");
+    assert_eq!(inv["traceparent"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     assert!(inv.get("action").is_none());
     callee.reply(&inv, json!({"echo": 1})).await;
     let res = caller.recv().await;
