@@ -9,8 +9,10 @@ import pytest
 from pydantic import BaseModel
 
 from iii import (
+    III,
     EnqueueResult,
     IIIError,
+    InitOptions,
     InvocationError,
     InvocationTimeoutError,
     PayloadNotSerializableError,
@@ -331,6 +333,12 @@ def test_handlers_run_on_the_chosen_event_loop(make_worker, monkeypatch, choice)
     assert out["got"] == list(range(50))
     assert out["loop"].startswith("asyncio.") == (choice == "asyncio"), out["loop"]
     assert out["loop"].startswith("uvloop") == (choice != "asyncio"), out["loop"]
+
+
+def test_an_unknown_event_loop_choice_is_a_clear_error(engine_url, monkeypatch):
+    monkeypatch.setenv("III_EVENT_LOOP", "trio")
+    with pytest.raises(ValueError, match="III_EVENT_LOOP must be 'uvloop' or 'asyncio', not 'trio'"):
+        III(engine_url, InitOptions(worker_name=unique()))
 
 
 def test_trigger_async_from_foreign_loops(make_worker):

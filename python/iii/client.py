@@ -107,6 +107,7 @@ class III(Dispatcher):
         self._link_fd: int | None = None
         self._polling = False
         self._flush_due = False
+        self._loop = new_loop()  # before the connection: a bad III_EVENT_LOOP leaves nothing running
         self._connection = _iii.Connection(address, **self._connection_options())
         # OpenTelemetry (on by default, as in the official SDK): exported on this connection.
         self._telemetry = telemetry.start(
@@ -122,7 +123,6 @@ class III(Dispatcher):
 
             self._call_span = _otel_bridge.call_span
             self._enter_invocation = _otel_bridge.enter_invocation
-        self._loop = new_loop()
         self._loop.add_reader(self._connection.wake_fd, self._poll)
         if self._telemetry is not None:
             telemetry.attach_event_loop(self._loop)

@@ -61,6 +61,8 @@ def new_loop() -> asyncio.AbstractEventLoop:
     driving process: async echo 25.5 -> 19.5 us, sync echo 27.5 -> 23 us on uvloop.
     """
     wanted = os.environ.get("III_EVENT_LOOP", "").strip().lower()
+    if wanted not in ("", "uvloop", "asyncio"):
+        raise ValueError(f"III_EVENT_LOOP must be 'uvloop' or 'asyncio', not {wanted!r}")
     debug = sys.flags.dev_mode or bool(os.environ.get("PYTHONASYNCIODEBUG"))
     if wanted != "asyncio" and not debug:
         try:
