@@ -108,7 +108,11 @@ class III(Dispatcher):
         self._polling = False
         self._flush_due = False
         self._loop = new_loop()  # before the connection: a bad III_EVENT_LOOP leaves nothing running
-        self._connection = _iii.Connection(address, **self._connection_options())
+        try:
+            self._connection = _iii.Connection(address, **self._connection_options())
+        except BaseException:
+            self._loop.close()  # a refused URL or option leaves no loop behind either
+            raise
         # OpenTelemetry (on by default, as in the official SDK): exported on this connection.
         self._telemetry = telemetry.start(
             self._options.otel, worker_url=address, metrics=self._options.enable_metrics_reporting
