@@ -107,7 +107,7 @@ pub(crate) fn invoke_frame(
 /// Whether engine v0.11.0 (OpenTelemetry's W3C propagator) keeps a caller's `traceparent`: four
 /// fields of 2, 32, 16 and 2 lower-case hex digits, ids not all zero, and at version 00 no flag
 /// above 02. Anything else makes it start a new trace.
-pub(crate) fn engine_accepts(traceparent: &str) -> bool {
+fn engine_accepts(traceparent: &str) -> bool {
     let parts: Vec<&str> = traceparent.split('-').collect();
     let hex =
         |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
