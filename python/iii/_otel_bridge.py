@@ -288,9 +288,7 @@ class _LazyRuntime(_RuntimeContext):
         span = _pending.get(None)
         if span is not None:
             _pending.set(None)
-            ctx = invocation_context(span)
-            self.inner.attach(ctx)
-            _entered.set((ctx, span.traceparent, span.baggage))
+            _attach_invocation(span, self.inner.attach)
 
     def attach(self, context: otel_context.Context) -> Token[otel_context.Context]:
         self._enter_pending()  # detaching returns to the invocation's context
@@ -325,8 +323,14 @@ def enter_invocation(span: InvocationSpan) -> None:
     if _RUNTIME is not None:
         _pending.set(span)
         return
+    _attach_invocation(span, otel_context.attach)
+
+
+def _attach_invocation(span: InvocationSpan, attach: Any) -> None:
+    """Attaches the invocation's OpenTelemetry context with ``attach`` and remembers the headers
+    that go with it (see `outgoing_headers`)."""
     ctx = invocation_context(span)
-    otel_context.attach(ctx)
+    attach(ctx)
     _entered.set((ctx, span.traceparent, span.baggage))
 
 
