@@ -16,8 +16,7 @@ python -m pip install -q "maturin>=1.5,<2" pytest pytest-timeout "pydantic>=2" "
 if [ "${LINT:-1}" != 0 ]; then
     echo "== lint"
     cargo fmt --check
-    cargo clippy --quiet --all-targets -- -D warnings
-    cargo clippy --quiet --all-targets --features python -- -D warnings
+    cargo clippy --quiet --workspace --all-targets -- -D warnings
     ruff check python tests benches examples tools
     ruff format --check python tests benches examples tools
     mypy --strict python/iii

@@ -11,8 +11,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use uuid::Uuid;
 
-use _iii::invocations::{Completion, Outcome, PendingTable};
-use _iii::protocol::{frames, raw_json, Message};
+use iii_core::invocations::{Completion, Outcome, PendingTable};
+use iii_protocol::{frames, raw_json, Message};
 
 const INVOCATION_ID: &str = "6f1c2a9e-3b7d-4c1e-9a57-0d2b8e4f6a13";
 const FUNCTION_ID: &str = "bench::echo_async";
@@ -116,7 +116,7 @@ fn telemetry(c: &mut Criterion) {
     let mut g = c.benchmark_group("telemetry");
     g.throughput(Throughput::Elements(2000));
     g.bench_function("encode 2000 spans", |b| {
-        b.iter(|| _iii::telemetry::bench_encode_spans(black_box(2000)))
+        b.iter(|| iii_core::telemetry::bench_encode_spans(black_box(2000)))
     });
     g.finish();
 }
@@ -163,7 +163,7 @@ fn json_str(c: &mut Criterion) {
     g.bench_function("ours", |b| {
         b.iter(|| {
             out.clear();
-            _iii::protocol::write_json_str(&mut out, black_box(text.as_str()));
+            iii_protocol::write_json_str(&mut out, black_box(text.as_str()));
         })
     });
     g.finish();

@@ -1,0 +1,525 @@
+//! The worker side of one engine connection.
+//!
+//! `Connection` is a cheap handle. One lifecycle task (see `lifecycle`) connects, replays
+//! registrations and reconnects; it does not own the socket. Inbound frames are read by an
+//! attached event loop or by a runtime task (see `link`), never by a writer, so reading never
+//! waits for writing; `inbound` says what each frame does. While the link is up, a call goes into the shared pending table and its
+//! frame straight into the socket from the caller's thread (see `writer::Writer`); while it is
+//! down, frames wait in the lifecycle task's offline queue.
+
+mod blocking;
+mod config;
+pub(crate) mod endpoint;
+mod frame_codec;
+pub(crate) mod handshake;
+mod inbound;
+mod ledger;
+mod lifecycle;
+mod link;
+mod proxy;
+#[cfg(test)]
+mod tests;
+pub(crate) mod tls;
+mod writer;
+
+#[cfg(test)]
+#[test]
+fn invocation_ids_are_version_4_and_distinct() {
+    let ids: std::collections::HashSet<Uuid> = (0..10_000).map(|_| invocation_id()).collect();
+    assert_eq!(ids.len(), 10_000);
+    assert!(ids.iter().all(|id| id.get_version_num() == 4 && id.get_variant() == uuid::Variant::RFC4122));
+}
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+pub use blocking::{Slot, SlotCompletion};
+pub use config::ConnectionConfig;
+pub use ledger::Kind as RegistrationKind;
+use ledger::Ledger;
+pub use link::ExternalReader;
+
+use crate::invocations::{CallError, Completion, PendingTable};
+use iii_protocol::{frames, ErrorBody, InvokeFunction, Message, TriggerAction};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Disconnected,
+    Connecting,
+    Connected,
+    Reconnecting,
+    Failed,
+}
+
+impl ConnectionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Connected => "connected",
+            ConnectionState::Reconnecting => "reconnecting",
+            ConnectionState::Failed => "failed",
+        }
+    }
+}
+
+/// Which engine generation the connection talks to, judged from `workerregistered`: engines
+/// after v0.11.0 (protocol.md Part B) send a `reattach_token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    Unknown,
+    V011,
+    Head,
+}
+
+impl Generation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Generation::Unknown => "unknown",
+            Generation::V011 => "v0.11",
+            Generation::Head => "head",
+        }
+    }
+
+    fn from_u8(v: u8) -> Generation {
+        match v {
+            1 => Generation::V011,
+            2 => Generation::Head,
+            _ => Generation::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Where the connection delivers what the engine sends. Called on runtime threads: an
+/// implementation must not block.
+pub trait EventSink: Send + Sync + 'static {
+    /// The engine asks this worker to run one of its functions.
+    fn invocation(&self, conn: &Connection, call: InvokeFunction);
+    /// Any other message for the worker: `registertrigger` / `unregistertrigger` for a trigger
+    /// type it provides, `triggerregistrationresult`, `registrationrejected`.
+    fn message(&self, conn: &Connection, message: Message);
+    fn state_changed(&self, state: ConnectionState);
+    fn log(&self, level: LogLevel, text: &str);
+}
+
+/// How the lifecycle task treats a frame queued while the link is down.
+#[derive(Debug, Clone, Copy)]
+enum FrameKind {
+    /// A call waiting for a result: dropped if its caller already gave up.
+    Call(Uuid),
+    Plain,
+}
+
+enum Command {
+    Send(String, FrameKind),
+    Shutdown,
+}
+
+struct StateInfo {
+    state: ConnectionState,
+    last_error: Option<String>,
+    worker_id: Option<String>,
+    reattach_token: Option<String>,
+}
+
+struct Shared {
+    config: ConnectionConfig,
+    tx: mpsc::UnboundedSender<Command>,
+    pending: PendingTable,
+    ledger: Mutex<Ledger>,
+    info: Mutex<StateInfo>,
+    state_changed: Condvar,
+    /// Number of the current link; calls record it so a lost link fails exactly its calls.
+    epoch: AtomicU64,
+    connected: AtomicBool,
+    /// The live link; `None` while disconnected. Set under `ledger`'s lock, so a
+    /// registration is either in the replay snapshot or written after it.
+    link: Mutex<Option<Arc<link::Link>>>,
+    offline_len: AtomicUsize,
+    /// Threads in `wait_result` (see `blocking`).
+    blocking_waiters: AtomicUsize,
+    /// A frame was held back into an empty buffer (see `deferring`).
+    flush_requested: AtomicBool,
+    shutting_down: AtomicBool,
+    /// `Generation` as a number, set from each `workerregistered` (read without a lock).
+    generation: AtomicU8,
+    sink: Arc<dyn EventSink>,
+}
+
+thread_local! {
+    static DEFERRING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's frames to live links held back (`Writer::defer`) until the
+/// next frame written without it or `Connection::flush_deferred`; `Connection::take_flush_request`
+/// says when a flush must be arranged.
+///
+/// NOTE(perf): the SDK loop answers and calls in bursts (a fan-out of 1000 calls, a batch of
+/// invocations answered inline); one write per frame made the write system call the largest
+/// single cost of the serving process (py-spy: 10 % of its busy samples in `send`). Held back
+/// until the end of the loop's iteration, a burst goes out in one write.
+pub fn deferring<R>(f: impl FnOnce() -> R) -> R {
+    DEFERRING.set(true);
+    let result = f();
+    DEFERRING.set(false);
+    result
+}
+
+/// The optional fields around a call or a result: the namespace of newer engines (absent
+/// means `default`, protocol.md Part B) and the W3C trace context (protocol.md 10.3).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Envelope<'a> {
+    pub namespace: Option<&'a str>,
+    pub traceparent: Option<&'a str>,
+    pub baggage: Option<&'a str>,
+}
+
+fn call_frame(
+    invocation_id: Option<&str>,
+    function_id: &str,
+    data: Option<&str>,
+    action: Option<&TriggerAction>,
+    envelope: Envelope<'_>,
+) -> String {
+    let frame = frames::invoke_function(
+        invocation_id,
+        function_id,
+        data,
+        action,
+        envelope.traceparent,
+        envelope.baggage,
+    );
+    match envelope.namespace {
+        Some(ns) => frames::with_field(frame, "namespace", ns),
+        None => frame,
+    }
+}
+
+/// A random (version 4) UUID for a call. The engine keys calls by id across all workers, so
+/// ids must be unique, not secret: a per-thread PRNG seeded from the OS is enough, and spares
+/// the `getrandom` system call `Uuid::new_v4` makes for every call.
+fn invocation_id() -> Uuid {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+}
+
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+impl Connection {
+    /// Starts connecting in the background on `runtime`.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        config: ConnectionConfig,
+        sink: Arc<dyn EventSink>,
+    ) -> Connection {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            config,
+            tx,
+            pending: PendingTable::new(),
+            ledger: Mutex::new(Ledger::default()),
+            info: Mutex::new(StateInfo {
+                state: ConnectionState::Connecting,
+                last_error: None,
+                worker_id: None,
+                reattach_token: None,
+            }),
+            state_changed: Condvar::new(),
+            epoch: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            link: Mutex::new(None),
+            offline_len: AtomicUsize::new(0),
+            blocking_waiters: AtomicUsize::new(0),
+            flush_requested: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            generation: AtomicU8::new(0),
+            sink,
+        });
+        let conn = Connection { shared };
+        runtime.spawn(lifecycle::run(conn.clone(), rx));
+        conn
+    }
+
+    fn check_size(&self, frame: &str) -> Result<(), CallError> {
+        let limit = self.shared.config.max_message_size;
+        if frame.len() > limit {
+            return Err(CallError::TooLarge { size: frame.len(), limit });
+        }
+        Ok(())
+    }
+
+    fn check_offline_room(&self) -> Result<(), CallError> {
+        if let Some(err) = self.shared.pending.closed_reason() {
+            return Err(err);
+        }
+        let limit = self.shared.config.offline_queue_limit;
+        if !self.shared.connected.load(Ordering::Acquire)
+            && self.shared.offline_len.load(Ordering::Acquire) >= limit
+        {
+            return Err(CallError::OfflineQueueFull { limit });
+        }
+        Ok(())
+    }
+
+    /// Sends a call that expects an answer (sync or enqueue), with the namespace and trace
+    /// context of `envelope`. `data` is JSON text. The outcome reaches `completion`, exactly
+    /// once; an error returned here means nothing was sent.
+    pub fn call_in(
+        &self,
+        envelope: Envelope<'_>,
+        function_id: &str,
+        data: Option<&str>,
+        action: Option<&TriggerAction>,
+        timeout: Duration,
+        completion: Box<dyn Completion>,
+    ) -> Result<Uuid, CallError> {
+        let id = invocation_id();
+        let mut buf = Uuid::encode_buffer();
+        let id_text = id.hyphenated().encode_lower(&mut buf);
+        let frame = call_frame(Some(id_text), function_id, data, action, envelope);
+        self.check_size(&frame)?;
+        self.check_offline_room()?;
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        self.shared.pending.insert(id, function_id, timeout, epoch, completion).map_err(|(_, e)| e)?;
+        if self.send(frame, FrameKind::Call(id)).is_err() {
+            self.shared.pending.fail(&id, CallError::Shutdown);
+        }
+        Ok(id)
+    }
+
+    /// Fire-and-forget call (`action: void`, no invocation id), with `envelope`'s fields.
+    pub fn call_void_in(
+        &self,
+        envelope: Envelope<'_>,
+        function_id: &str,
+        data: Option<&str>,
+    ) -> Result<(), CallError> {
+        let frame = call_frame(None, function_id, data, Some(&TriggerAction::Void), envelope);
+        self.check_size(&frame)?;
+        self.check_offline_room()?;
+        self.send(frame, FrameKind::Plain)
+    }
+
+    /// Answers an invocation the engine sent to this worker, with the trace context of
+    /// `envelope` (its namespace is not used). A result too large to send is replaced by an
+    /// error, so the caller is never left waiting.
+    pub fn send_result(
+        &self,
+        invocation_id: &str,
+        function_id: &str,
+        outcome: Result<Option<&str>, &ErrorBody>,
+        envelope: Envelope<'_>,
+    ) {
+        let result = |outcome| {
+            let mut frame = frames::invocation_result(invocation_id, function_id, outcome);
+            for (key, value) in [("traceparent", envelope.traceparent), ("baggage", envelope.baggage)] {
+                if let Some(value) = value {
+                    frame = frames::with_field(frame, key, value);
+                }
+            }
+            frame
+        };
+        let mut frame = result(outcome);
+        if let Err(err) = self.check_size(&frame) {
+            let body = ErrorBody::new(
+                "invocation_failed",
+                format!("the function's result could not be sent: {err}"),
+            );
+            frame = result(Err(&body));
+        }
+        let _ = self.send(frame, FrameKind::Plain);
+    }
+
+    /// Sends a message that is neither a call nor a registration.
+    pub fn send_message(&self, message: &Message) -> Result<(), CallError> {
+        self.send_text(message.encode())
+    }
+
+    /// `send_message` with the message already encoded as JSON text.
+    pub fn send_text(&self, frame: String) -> Result<(), CallError> {
+        self.check_size(&frame)?;
+        self.send(frame, FrameKind::Plain)
+    }
+
+    /// Writes a binary frame (telemetry, protocol.md 10.1) on the live link. Never queued:
+    /// while disconnected it fails with `NotConnected` and the caller keeps its data.
+    pub fn send_binary(&self, frame: &[u8]) -> Result<(), CallError> {
+        if let Some(err) = self.shared.pending.closed_reason() {
+            return Err(err);
+        }
+        let limit = self.shared.config.max_message_size;
+        if frame.len() > limit {
+            return Err(CallError::TooLarge { size: frame.len(), limit });
+        }
+        let writer = self.live_writer().ok_or_else(|| CallError::NotConnected("the link is down".into()))?;
+        writer.send(frame_codec::OP_BINARY, frame).map_err(CallError::NotConnected)
+    }
+
+    /// Writes the frame on the live link, or queues it for the lifecycle task (offline queue).
+    fn send(&self, frame: String, kind: FrameKind) -> Result<(), CallError> {
+        if let Some(err) = self.shared.pending.closed_reason() {
+            return Err(err);
+        }
+        let link = self.shared.link.lock().clone();
+        if let Some(link) = link {
+            let sent = if DEFERRING.get() {
+                link.writer.defer(frame_codec::OP_TEXT, frame.as_bytes()).map(|first| {
+                    if first {
+                        self.shared.flush_requested.store(true, Ordering::Release);
+                    }
+                })
+            } else {
+                link.writer.send(frame_codec::OP_TEXT, frame.as_bytes())
+            };
+            if sent.is_ok() {
+                if let FrameKind::Call(_) = kind {
+                    link.note_call();
+                }
+                return Ok(());
+            }
+        }
+        self.shared.tx.send(Command::Send(frame, kind)).map_err(|_| CallError::Shutdown)
+    }
+
+    /// Writes the frames held back on the live link (see `deferring`).
+    pub fn flush_deferred(&self) {
+        if let Some(writer) = self.live_writer() {
+            let _ = writer.flush_deferred();
+        }
+    }
+
+    /// True once after a frame was held back into an empty buffer: arrange a `flush_deferred`.
+    pub fn take_flush_request(&self) -> bool {
+        self.shared.flush_requested.load(Ordering::Relaxed)
+            && self.shared.flush_requested.swap(false, Ordering::AcqRel)
+    }
+
+    fn live_writer(&self) -> Option<Arc<writer::Writer>> {
+        self.shared.link.lock().as_ref().map(|link| link.writer.clone())
+    }
+
+    /// Hands reading of the live link to the caller's event loop (see `link`): watch
+    /// `fd()` and call `pump()`. `None` while disconnected.
+    pub fn attach_reader(&self) -> Option<ExternalReader> {
+        let link = self.shared.link.lock().clone()?;
+        if link.is_ended() {
+            return None;
+        }
+        let handle = inbound::incoming_handler(self.clone(), link.writer.clone());
+        Some(ExternalReader::new(link, handle))
+    }
+
+    /// Routes one message as if the engine had sent it on the live link.
+    pub fn handle_inbound(&self, frame: &[u8]) {
+        if let Some(end) = inbound::handle_frame(self, frame) {
+            if let Some(link) = self.shared.link.lock().clone() {
+                link.end(end);
+            }
+        }
+    }
+
+    /// Records a registration (replayed after every reconnect) and sends it now if connected.
+    pub fn register(&self, kind: RegistrationKind, id: &str, message: &Message) -> Result<(), CallError> {
+        self.register_frame(kind, id, message.encode())
+    }
+
+    /// `register` with the message already encoded as JSON text.
+    pub fn register_frame(&self, kind: RegistrationKind, id: &str, frame: String) -> Result<(), CallError> {
+        self.check_size(&frame)?;
+        let mut ledger = self.shared.ledger.lock();
+        ledger.put(kind, id, frame.clone());
+        // Under the ledger lock: the lifecycle task's replay snapshot either has this
+        // registration or the writer is already live. While disconnected the next replay sends it.
+        if let Some(writer) = self.live_writer() {
+            let _ = writer.send(frame_codec::OP_TEXT, frame.as_bytes());
+        }
+        Ok(())
+    }
+
+    /// Forgets a registration and sends `frame` (its unregister message, if any) when connected.
+    pub fn unregister(&self, kind: RegistrationKind, id: &str, frame: Option<String>) {
+        let mut ledger = self.shared.ledger.lock();
+        ledger.remove(kind, id);
+        if let (Some(frame), Some(writer)) = (frame, self.live_writer()) {
+            let _ = writer.send(frame_codec::OP_TEXT, frame.as_bytes());
+        }
+    }
+
+    pub fn state(&self) -> ConnectionState {
+        self.shared.info.lock().state
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.info.lock().last_error.clone()
+    }
+
+    /// The engine generation seen on the current (or last) connection; `Unknown` before the
+    /// first `workerregistered`.
+    pub fn generation(&self) -> Generation {
+        Generation::from_u8(self.shared.generation.load(Ordering::Acquire))
+    }
+
+    /// The id the engine gave the current (or last) connection.
+    pub fn worker_id(&self) -> Option<String> {
+        self.shared.info.lock().worker_id.clone()
+    }
+
+    /// Blocks until `done(state)` holds or `timeout` passes; returns the state then.
+    pub fn wait_for(&self, timeout: Duration, done: impl Fn(ConnectionState) -> bool) -> ConnectionState {
+        let deadline = Instant::now() + timeout;
+        let mut info = self.shared.info.lock();
+        while !done(info.state) {
+            if self.shared.state_changed.wait_until(&mut info, deadline).timed_out() {
+                break;
+            }
+        }
+        info.state
+    }
+
+    pub fn pending_calls(&self) -> usize {
+        self.shared.pending.len()
+    }
+
+    /// Fails every pending call, closes the socket and stops reconnecting. Idempotent.
+    pub fn shutdown(&self) {
+        if self.shared.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.shared.pending.close(CallError::Shutdown);
+        let _ = self.shared.tx.send(Command::Shutdown);
+    }
+
+    fn set_state(&self, state: ConnectionState, error: Option<String>) {
+        {
+            let mut info = self.shared.info.lock();
+            if info.state == state && error.is_none() {
+                return;
+            }
+            info.state = state;
+            if error.is_some() {
+                info.last_error = error;
+            }
+        }
+        self.shared.state_changed.notify_all();
+        self.shared.sink.state_changed(state);
+    }
+
+    fn log(&self, level: LogLevel, text: &str) {
+        self.shared.sink.log(level, text);
+    }
+}

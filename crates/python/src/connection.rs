@@ -1,0 +1,745 @@
+//! `Connection`: the Python face of one engine connection (`iii_core::connection::Connection`).
+//!
+//! The core owns the wire protocol: Python calls typed methods (register a function, a trigger,
+//! answer a binding...) and receives typed events (`events.rs`); no protocol message is built
+//! or parsed in Python. The function registry lives here too, once: it routes invocations
+//! without the GIL and hands the handler object to Python with each invocation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use super::errors;
+use super::events::{
+    Binding, CoreLog, HandlerThreadWanted, Invocation, LinkClosed, StateChange, TriggerBinding,
+};
+use super::json::to_json_opt;
+use super::queues::{outcome_to_py, AsyncCompletion, Item, JobQueue, LoopQueue, LoopQueueInner};
+use super::runtime;
+use super::telemetry::{InvocationSpan, Telemetry};
+use iii_core::connection::{
+    Connection as CoreConnection, ConnectionConfig, ConnectionState, Envelope, EventSink, LogLevel,
+    RegistrationKind, Slot, SlotCompletion,
+};
+use iii_core::invocations::Completion;
+use iii_protocol::{
+    raw_json, ErrorBody, InvokeFunction, Json, Message, RegisterFunction, RegisterService, RegisterTrigger,
+    RegisterTriggerType, TriggerAction, TriggerRegistrationResult,
+};
+
+/// A function this worker registered.
+enum Entry {
+    /// Run here: on the SDK loop (`is_async`) or on a sync-handler thread.
+    Local { handler: Arc<Py<PyAny>>, is_async: bool },
+    /// Invoked by the engine over HTTP; never runs here.
+    Http,
+}
+
+/// Routes what the engine sends. Runs on whichever thread reads the link, so it never touches
+/// Python: events wait in the SDK loop's queue or the job queue until a Python thread takes them.
+struct Router {
+    functions: RwLock<HashMap<String, Entry>>,
+    loop_queue: Arc<LoopQueueInner>,
+    jobs: Arc<JobQueue>,
+}
+
+impl EventSink for Router {
+    fn invocation(&self, conn: &CoreConnection, call: InvokeFunction) {
+        let refusal = match self.functions.read().get(&call.function_id) {
+            Some(Entry::Local { handler, is_async: true }) => {
+                self.loop_queue.push(Item::Invoke(call, handler.clone()));
+                return;
+            }
+            Some(Entry::Local { handler, is_async: false }) => {
+                self.jobs.push(call, handler.clone());
+                return;
+            }
+            Some(Entry::Http) => ErrorBody::new(
+                "function_not_invokable",
+                "Function is HTTP-invoked and cannot be invoked locally",
+            ),
+            None => {
+                ErrorBody::new("function_not_found", format!("Function '{}' not found", call.function_id))
+            }
+        };
+        if let Some(id) = &call.invocation_id {
+            conn.send_result(id, &call.function_id, Err(&refusal), Envelope::default());
+        }
+    }
+
+    fn message(&self, _conn: &CoreConnection, message: Message) {
+        let item = match message {
+            Message::RegisterTrigger(t) => Item::Binding(Binding::Register(t)),
+            Message::UnregisterTrigger { id, trigger_type } => {
+                Item::Binding(Binding::Unregister { id, trigger_type })
+            }
+            Message::TriggerRegistrationResult(TriggerRegistrationResult {
+                id,
+                trigger_type,
+                error: Some(error),
+                ..
+            }) => Item::Log(
+                LogLevel::Warn,
+                format!(
+                    "the engine refused trigger {id} ({trigger_type}): {}: {}",
+                    error.code, error.message
+                ),
+            ),
+            Message::RegistrationRejected(r) => Item::Log(
+                LogLevel::Error,
+                format!(
+                    "the engine rejected a registration: {} (function {:?}, namespace {:?}, owner {:?})",
+                    r.code, r.function_id, r.namespace, r.owner_worker_id
+                ),
+            ),
+            other => Item::Log(LogLevel::Debug, format!("ignored {} message from the engine", other.kind())),
+        };
+        self.loop_queue.push(item);
+    }
+
+    fn state_changed(&self, state: ConnectionState) {
+        self.loop_queue.push(Item::State(state));
+    }
+
+    fn log(&self, level: LogLevel, text: &str) {
+        self.loop_queue.push(Item::Log(level, text.to_owned()));
+    }
+}
+
+/// One connection to the engine: its registrations, pending calls and the events for the SDK.
+#[pyclass(frozen, module = "iii._iii")]
+pub struct Connection {
+    core: CoreConnection,
+    router: Arc<Router>,
+    /// The live link while the SDK loop reads it itself (see `iii_core::connection::link`).
+    link: Mutex<Option<iii_core::connection::ExternalReader>>,
+}
+
+/// A JSON value from Python, kept as raw JSON (`None` stays absent).
+fn json_field(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Json>> {
+    match value {
+        Some(v) => match to_json_opt(v)? {
+            Some(text) => Ok(Some(raw_json(&text).expect("the encoder writes valid JSON"))),
+            None => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+impl Connection {
+    /// Encodes the payload and sends a call that expects an answer; `completion` gets it.
+    fn start_call(
+        &self,
+        function_id: &str,
+        payload: &Bound<'_, PyAny>,
+        timeout_ms: u64,
+        queue: Option<String>,
+        envelope: Envelope<'_>,
+        completion: Box<dyn Completion>,
+    ) -> PyResult<()> {
+        let data = to_json_opt(payload)?;
+        let action = queue.map(|queue| TriggerAction::Enqueue { queue });
+        let timeout = Duration::from_millis(timeout_ms);
+        self.core
+            .call_in(envelope, function_id, data.as_deref(), action.as_ref(), timeout, completion)
+            .map(|_| ())
+            .map_err(|e| errors::call_error(payload.py(), &e))
+    }
+
+    /// Runs a send, holding its frame back when `defer`; true when a `flush` must follow.
+    fn sending(&self, defer: bool, send: impl FnOnce() -> PyResult<()>) -> PyResult<bool> {
+        if !defer {
+            return send().map(|()| false);
+        }
+        iii_core::connection::deferring(send)?;
+        Ok(self.core.take_flush_request())
+    }
+
+    fn record(&self, py: Python<'_>, kind: RegistrationKind, id: &str, message: &Message) -> PyResult<()> {
+        self.core.register(kind, id, message).map_err(|e| errors::call_error(py, &e))
+    }
+
+    /// Answers an invocation with a value, with the invocation span's trace context;
+    /// `defer` as for `Connection.call_async`. If the value cannot be encoded, the caller gets an
+    /// `invocation_failed` error instead and the reason is logged.
+    fn reply(
+        &self,
+        invocation_id: &str,
+        function_id: &str,
+        value: &Bound<'_, PyAny>,
+        defer: bool,
+        traceparent: Option<&str>,
+        baggage: Option<&str>,
+    ) -> bool {
+        let outcome = to_json_opt(value);
+        let envelope = Envelope { namespace: None, traceparent, baggage };
+        let flush = self.sending(defer, || {
+            match &outcome {
+                Ok(text) => self.core.send_result(invocation_id, function_id, Ok(text.as_deref()), envelope),
+                Err(err) => {
+                    let message = format!("the function returned a value that cannot be sent: {err}");
+                    let body = ErrorBody::new("invocation_failed", message);
+                    self.core.send_result(invocation_id, function_id, Err(&body), envelope);
+                }
+            }
+            Ok(())
+        });
+        if let Err(err) = outcome {
+            let text = format!("function {function_id:?} returned a value that cannot be sent: {err}");
+            self.router.loop_queue.push(Item::Log(LogLevel::Error, text));
+        }
+        flush.unwrap_or(false)
+    }
+
+    /// The invocation for its handler; or, when its data cannot be read into Python, None after
+    /// answering the caller with the reason (it would otherwise wait for its whole timeout) and
+    /// logging it.
+    fn readable(&self, py: Python<'_>, call: InvokeFunction, handler: &Arc<Py<PyAny>>) -> Option<Invocation> {
+        let (err, call) = match Invocation::new(py, call, handler) {
+            Ok(invocation) => return Some(invocation),
+            Err(refused) => *refused,
+        };
+        let message = format!("the invocation's data could not be read: {err}");
+        if let Some(id) = &call.invocation_id {
+            let body = ErrorBody::new("invocation_failed", message.clone());
+            let envelope = Envelope { namespace: None, traceparent: None, baggage: None };
+            self.core.send_result(id, &call.function_id, Err(&body), envelope);
+        }
+        let text = format!("function {:?}: {message}", call.function_id);
+        self.router.loop_queue.push(Item::Log(LogLevel::Error, text));
+        None
+    }
+
+    /// Answers a binding whose config cannot be read into Python with the reason, and logs it.
+    fn refuse_binding(&self, (err, trigger): (PyErr, RegisterTrigger)) {
+        let message = format!("the trigger's config could not be read: {err}");
+        let text = format!("trigger {:?} of type {:?}: {message}", trigger.id, trigger.trigger_type);
+        let result = Message::TriggerRegistrationResult(TriggerRegistrationResult {
+            id: trigger.id,
+            trigger_type: trigger.trigger_type,
+            function_id: trigger.function_id,
+            error: Some(ErrorBody::new("trigger_registration_failed", message)),
+        });
+        let _ = self.core.send_message(&result); // a lost link ends the binding anyway
+        self.router.loop_queue.push(Item::Log(LogLevel::Error, text));
+    }
+}
+
+#[pymethods]
+impl Connection {
+    /// Starts connecting to `url` in the background. Sync handlers run on at most
+    /// `handler_threads` threads; the other settings are `InitOptions`' (see `iii/client.py`).
+    #[new]
+    #[pyo3(signature = (
+        url, *, handler_threads, headers=None, max_message_size=None, connect_timeout_ms=None,
+        ping_interval_ms=None, idle_timeout_ms=None, offline_queue_limit=None, initial_delay_ms=None,
+        max_delay_ms=None, backoff_multiplier=None, jitter_factor=None, max_retries=None,
+        worker_metadata=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        url: String,
+        handler_threads: usize,
+        headers: Option<HashMap<String, String>>,
+        max_message_size: Option<usize>,
+        connect_timeout_ms: Option<u64>,
+        ping_interval_ms: Option<u64>,
+        idle_timeout_ms: Option<u64>,
+        offline_queue_limit: Option<usize>,
+        initial_delay_ms: Option<u64>,
+        max_delay_ms: Option<u64>,
+        backoff_multiplier: Option<f64>,
+        jitter_factor: Option<f64>,
+        max_retries: Option<i64>,
+        worker_metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let mut config = ConnectionConfig::new(url);
+        if let Some(headers) = headers {
+            config.headers = headers.into_iter().collect();
+        }
+        if let Some(v) = max_message_size {
+            config.max_message_size = v;
+        }
+        let ms = |v: u64| Duration::from_millis(v.max(1));
+        if let Some(v) = connect_timeout_ms {
+            config.connect_timeout = ms(v);
+        }
+        if let Some(v) = ping_interval_ms {
+            config.ping_interval = ms(v);
+        }
+        if let Some(v) = idle_timeout_ms {
+            config.idle_timeout = ms(v);
+        }
+        if let Some(v) = offline_queue_limit {
+            config.offline_queue_limit = v;
+        }
+        let r = &mut config.reconnect;
+        r.initial_delay_ms = initial_delay_ms.unwrap_or(r.initial_delay_ms);
+        r.max_delay_ms = max_delay_ms.unwrap_or(r.max_delay_ms);
+        r.backoff_multiplier = backoff_multiplier.unwrap_or(r.backoff_multiplier);
+        r.jitter_factor = jitter_factor.unwrap_or(r.jitter_factor);
+        r.max_retries = max_retries.unwrap_or(r.max_retries);
+        if let Some(meta) = worker_metadata {
+            config.worker_metadata = to_json_opt(meta)?;
+        }
+        let loop_queue = LoopQueueInner::new()?;
+        let router = Arc::new(Router {
+            functions: RwLock::new(HashMap::new()),
+            jobs: JobQueue::new(handler_threads, loop_queue.clone()),
+            loop_queue,
+        });
+        let core = CoreConnection::start(runtime::handle(), config, router.clone());
+        Ok(Self { core, router, link: Mutex::new(None) })
+    }
+
+    /// The descriptor the SDK loop watches for events; call `poll` when it is readable.
+    #[getter]
+    fn wake_fd(&self) -> i32 {
+        self.router.loop_queue.fd()
+    }
+
+    /// Lets the SDK loop read the live link itself: returns the socket's descriptor to watch
+    /// (call `poll` when it is readable), or None while disconnected.
+    fn attach_link(&self) -> Option<i32> {
+        let reader = self.core.attach_reader()?;
+        let fd = reader.fd();
+        *self.link.lock() = Some(reader);
+        Some(fd)
+    }
+
+    /// Gives reading back to the runtime. Call after the loop stopped watching the descriptor.
+    fn detach_link(&self) {
+        self.link.lock().take();
+    }
+
+    /// Reads what the link has (when attached), resolves finished calls of this loop, and
+    /// returns the other events in order: `Invocation`, `TriggerBinding`, `StateChange`,
+    /// `CoreLog`, `HandlerThreadWanted`, `LinkClosed`. None when there are none.
+    fn poll<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let queue = &self.router.loop_queue;
+        let mut closed = false;
+        if let Some(reader) = self.link.lock().as_mut() {
+            queue.owner_pumping.store(true, std::sync::atomic::Ordering::Release);
+            closed = !reader.pump();
+            queue.owner_pumping.store(false, std::sync::atomic::Ordering::Release);
+        }
+        let items = queue.take(py);
+        if items.is_empty() && !closed {
+            return Ok(None);
+        }
+        let events = PyList::empty(py);
+        for item in items {
+            match item {
+                Item::Invoke(call, handler) => {
+                    if let Some(invocation) = self.readable(py, call, &handler) {
+                        events.append(invocation)?;
+                    }
+                }
+                Item::Binding(binding) => match TriggerBinding::new(py, binding) {
+                    Ok(binding) => events.append(binding)?,
+                    Err(refused) => self.refuse_binding(*refused),
+                },
+                Item::State(state) => events.append(StateChange::new(state))?,
+                Item::Log(level, text) => events.append(CoreLog::new(level, text))?,
+                Item::ThreadWanted => events.append(HandlerThreadWanted)?,
+                Item::Done { .. } => unreachable!("take() resolves completions"),
+            }
+        }
+        if closed {
+            events.append(LinkClosed)?;
+        }
+        Ok(Some(events))
+    }
+
+    /// Waits (without the GIL) for the next invocation of a synchronous handler. None once the
+    /// SDK is shutting down.
+    fn next_job(&self, py: Python<'_>) -> PyResult<Option<Invocation>> {
+        loop {
+            // A thread that just finished a job takes the next one without a GIL hand-off.
+            let job = match self.router.jobs.try_next() {
+                Some(job) => Some(job),
+                None => {
+                    let jobs = self.router.jobs.clone();
+                    py.detach(move || jobs.next())
+                }
+            };
+            let Some((call, handler)) = job else {
+                return Ok(None);
+            };
+            if let Some(invocation) = self.readable(py, call, &handler) {
+                return Ok(Some(invocation));
+            } // else answered with an error: take the next one
+        }
+    }
+
+    /// Claims a slot for a new sync-handler thread; False when the pool is full or closed.
+    fn reserve_handler_thread(&self) -> bool {
+        self.router.jobs.reserve_thread()
+    }
+
+    /// Ends the sync-handler threads once they finish their current job.
+    fn close_jobs(&self) {
+        self.router.jobs.close();
+    }
+
+    fn state(&self) -> &'static str {
+        self.core.state().as_str()
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.core.last_error()
+    }
+
+    fn worker_id(&self) -> Option<String> {
+        self.core.worker_id()
+    }
+
+    /// `"v0.11"`, `"head"` or `"unknown"` (before the first `workerregistered`).
+    fn generation(&self) -> &'static str {
+        self.core.generation().as_str()
+    }
+
+    fn pending_calls(&self) -> usize {
+        self.core.pending_calls()
+    }
+
+    /// Waits (without the GIL) until connected, failed or shut down, or `timeout` seconds.
+    fn wait_connected(&self, py: Python<'_>, timeout: f64) -> PyResult<&'static str> {
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
+        loop {
+            let slice =
+                deadline.saturating_duration_since(std::time::Instant::now()).min(Duration::from_millis(100));
+            let state = py.detach(|| {
+                self.core.wait_for(slice, |s| {
+                    matches!(
+                        s,
+                        ConnectionState::Connected | ConnectionState::Failed | ConnectionState::Disconnected
+                    )
+                })
+            });
+            if slice.is_zero()
+                || !matches!(state, ConnectionState::Connecting | ConnectionState::Reconnecting)
+            {
+                return Ok(state.as_str());
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// Registers a function run by `handler` here (`is_async`: on the SDK loop, else on a
+    /// sync-handler thread), or, with `handler` None, an HTTP-invoked one described by
+    /// `invocation`. Raises ValueError for an empty id or one this worker already registered.
+    #[pyo3(signature = (
+        id, handler, *, is_async=false, description=None, request_format=None, response_format=None,
+        metadata=None, invocation=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn register_function(
+        &self,
+        py: Python<'_>,
+        id: String,
+        handler: Option<Py<PyAny>>,
+        is_async: bool,
+        description: Option<String>,
+        request_format: Option<&Bound<'_, PyAny>>,
+        response_format: Option<&Bound<'_, PyAny>>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        invocation: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        if id.trim().is_empty() {
+            return Err(PyValueError::new_err("a function needs a non-empty id"));
+        }
+        let message = Message::RegisterFunction(RegisterFunction {
+            id: id.clone(),
+            description,
+            request_format: json_field(request_format)?,
+            response_format: json_field(response_format)?,
+            metadata: json_field(metadata)?,
+            invocation: json_field(invocation)?,
+        });
+        let entry = match handler {
+            Some(handler) => Entry::Local { handler: Arc::new(handler), is_async },
+            None => Entry::Http,
+        };
+        {
+            let mut functions = self.router.functions.write();
+            if functions.contains_key(&id) {
+                return Err(PyValueError::new_err(format!(
+                    "function id {id:?} is already registered by this worker; unregister it first \
+                     (FunctionRef.unregister())"
+                )));
+            }
+            functions.insert(id.clone(), entry);
+        }
+        self.record(py, RegistrationKind::Function, &id, &message).inspect_err(|_| {
+            self.router.functions.write().remove(&id);
+        })
+    }
+
+    fn unregister_function(&self, id: &str) {
+        self.router.functions.write().remove(id);
+        let frame = Message::UnregisterFunction { id: id.to_owned() }.encode();
+        self.core.unregister(RegistrationKind::Function, id, Some(frame));
+    }
+
+    #[pyo3(signature = (id, *, name=None, description=None, parent_service_id=None))]
+    fn register_service(
+        &self,
+        py: Python<'_>,
+        id: String,
+        name: Option<String>,
+        description: Option<String>,
+        parent_service_id: Option<String>,
+    ) -> PyResult<()> {
+        let name = Some(name.unwrap_or_else(|| id.clone()));
+        let message = Message::RegisterService(RegisterService {
+            id: id.clone(),
+            name,
+            description,
+            parent_service_id,
+        });
+        self.record(py, RegistrationKind::Service, &id, &message)
+    }
+
+    /// Binds a trigger to a function; returns the binding's id (a new UUID).
+    #[pyo3(signature = (trigger_type, function_id, config=None, metadata=None, namespace=None, trigger_namespace=None))]
+    #[allow(clippy::too_many_arguments)] // the fields of `registertrigger`
+    fn register_trigger(
+        &self,
+        py: Python<'_>,
+        trigger_type: String,
+        function_id: String,
+        config: Option<&Bound<'_, PyAny>>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        namespace: Option<String>,
+        trigger_namespace: Option<String>,
+    ) -> PyResult<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let message = Message::RegisterTrigger(RegisterTrigger {
+            id: id.clone(),
+            trigger_type,
+            function_id,
+            config: json_field(config)?,
+            metadata: json_field(metadata)?,
+            namespace,
+            trigger_namespace,
+        });
+        self.record(py, RegistrationKind::Trigger, &id, &message)?;
+        Ok(id)
+    }
+
+    fn unregister_trigger(&self, id: &str, trigger_type: String) {
+        let frame =
+            Message::UnregisterTrigger { id: id.to_owned(), trigger_type: Some(trigger_type) }.encode();
+        self.core.unregister(RegistrationKind::Trigger, id, Some(frame));
+    }
+
+    #[pyo3(signature = (id, description, trigger_request_format=None, call_request_format=None))]
+    fn register_trigger_type(
+        &self,
+        py: Python<'_>,
+        id: String,
+        description: String,
+        trigger_request_format: Option<&Bound<'_, PyAny>>,
+        call_request_format: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let message = Message::RegisterTriggerType(RegisterTriggerType {
+            id: id.clone(),
+            description,
+            trigger_request_format: json_field(trigger_request_format)?,
+            call_request_format: json_field(call_request_format)?,
+        });
+        self.record(py, RegistrationKind::TriggerType, &id, &message)
+    }
+
+    fn unregister_trigger_type(&self, id: &str) {
+        let frame = Message::UnregisterTriggerType { id: id.to_owned() }.encode();
+        self.core.unregister(RegistrationKind::TriggerType, id, Some(frame));
+    }
+
+    /// Tells the engine whether this worker accepted a binding of its trigger type.
+    #[pyo3(signature = (binding, error_code=None, error_message=None))]
+    fn answer_binding(
+        &self,
+        py: Python<'_>,
+        binding: &TriggerBinding,
+        error_code: Option<String>,
+        error_message: Option<String>,
+    ) -> PyResult<()> {
+        let error = error_code.map(|code| ErrorBody::new(code, error_message.unwrap_or_default()));
+        let message = Message::TriggerRegistrationResult(TriggerRegistrationResult {
+            id: binding.id.clone(),
+            trigger_type: binding.trigger_type.clone(),
+            function_id: binding.function_id.clone(),
+            error,
+        });
+        self.core.send_message(&message).map_err(|e| errors::call_error(py, &e))
+    }
+
+    /// Sends `telemetry`'s frames on this connection (the worker's own link).
+    fn bind_telemetry(&self, telemetry: &Telemetry) {
+        telemetry.bind_connection(&self.core);
+    }
+
+    /// Handles `frame` as if the engine had sent it (`III._handle_message`).
+    fn inject(&self, frame: &[u8]) {
+        self.core.handle_inbound(frame);
+    }
+
+    /// Calls a function and waits for its result with the GIL released (Ctrl-C still works).
+    #[pyo3(signature = (function_id, payload, timeout_ms, queue=None, namespace=None, traceparent=None, baggage=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &self,
+        py: Python<'_>,
+        function_id: &str,
+        payload: &Bound<'_, PyAny>,
+        timeout_ms: u64,
+        queue: Option<String>,
+        namespace: Option<&str>,
+        traceparent: Option<&str>,
+        baggage: Option<&str>,
+    ) -> PyResult<Py<PyAny>> {
+        let slot = Arc::new(Slot::default());
+        let completion = Box::new(SlotCompletion(slot.clone()));
+        let envelope = Envelope { namespace, traceparent, baggage };
+        self.start_call(function_id, payload, timeout_ms, queue, envelope, completion)?;
+        let outcome = loop {
+            if let Some(outcome) = py.detach(|| self.core.wait_result(&slot, Duration::from_millis(100))) {
+                break outcome;
+            }
+            py.check_signals()?;
+        };
+        outcome_to_py(py, outcome)
+    }
+
+    /// Calls a function; `future` gets the outcome through `loop_queue` (None: the SDK loop's).
+    /// With `defer` (the SDK loop only), the frame may be held back: True means call `flush`
+    /// soon (see `iii_core::connection::deferring`).
+    #[pyo3(signature = (
+        function_id, payload, timeout_ms, queue, future, loop_queue=None, namespace=None, defer=false,
+        traceparent=None, baggage=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn call_async(
+        &self,
+        function_id: &str,
+        payload: &Bound<'_, PyAny>,
+        timeout_ms: u64,
+        queue: Option<String>,
+        future: Py<PyAny>,
+        loop_queue: Option<&LoopQueue>,
+        namespace: Option<&str>,
+        defer: bool,
+        traceparent: Option<&str>,
+        baggage: Option<&str>,
+    ) -> PyResult<bool> {
+        let queue_inner = loop_queue.map_or_else(|| self.router.loop_queue.clone(), |q| q.inner.clone());
+        let completion = Box::new(AsyncCompletion { future, queue: queue_inner });
+        let envelope = Envelope { namespace, traceparent, baggage };
+        self.sending(defer, || self.start_call(function_id, payload, timeout_ms, queue, envelope, completion))
+    }
+
+    /// Fire-and-forget call; the other arguments as for `call_async`.
+    #[pyo3(signature = (function_id, payload, namespace=None, defer=false, traceparent=None, baggage=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn call_void(
+        &self,
+        py: Python<'_>,
+        function_id: &str,
+        payload: &Bound<'_, PyAny>,
+        namespace: Option<&str>,
+        defer: bool,
+        traceparent: Option<&str>,
+        baggage: Option<&str>,
+    ) -> PyResult<bool> {
+        let data = to_json_opt(payload)?;
+        let envelope = Envelope { namespace, traceparent, baggage };
+        self.sending(defer, || {
+            self.core
+                .call_void_in(envelope, function_id, data.as_deref())
+                .map_err(|e| errors::call_error(py, &e))
+        })
+    }
+
+    /// Answers `invocation` with `value` (see `reply`), after ending `span`, whose headers the
+    /// answer carries; the fields are read here, not fetched one by one in Python (the gain
+    /// was within the noise of a per-thread CPU probe of the SDK loop; the Python side is
+    /// simpler).
+    #[pyo3(signature = (invocation, value, defer=false, span=None))]
+    fn answer(
+        &self,
+        invocation: &Bound<'_, Invocation>,
+        value: &Bound<'_, PyAny>,
+        defer: bool,
+        span: Option<&Bound<'_, InvocationSpan>>,
+    ) -> bool {
+        let inv = invocation.get();
+        let span = span.map(Bound::get);
+        if let Some(span) = span {
+            span.end();
+        }
+        let Some(id) = inv.invocation_id.as_deref() else {
+            return false; // fire-and-forget: nothing goes back
+        };
+        let traceparent = span.map(InvocationSpan::traceparent);
+        self.reply(
+            id,
+            &inv.function_id,
+            value,
+            defer,
+            traceparent.as_deref(),
+            span.and_then(InvocationSpan::baggage),
+        )
+    }
+
+    /// Answers an invocation with an error; the other arguments as for `reply`.
+    #[pyo3(signature = (
+        invocation_id, function_id, code, message, stacktrace=None, defer=false, traceparent=None, baggage=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn reply_error(
+        &self,
+        invocation_id: &str,
+        function_id: &str,
+        code: String,
+        message: String,
+        stacktrace: Option<String>,
+        defer: bool,
+        traceparent: Option<&str>,
+        baggage: Option<&str>,
+    ) -> bool {
+        let body = ErrorBody { code, message, stacktrace };
+        let envelope = Envelope { namespace: None, traceparent, baggage };
+        let flush = self.sending(defer, || {
+            self.core.send_result(invocation_id, function_id, Err(&body), envelope);
+            Ok(())
+        });
+        flush.unwrap_or(false)
+    }
+
+    /// Writes the frames held back by `defer`.
+    fn flush(&self) {
+        self.core.flush_deferred();
+    }
+
+    /// Fails pending calls, closes the connection and stops reconnecting. Waits up to
+    /// `timeout` seconds for the socket to close.
+    #[pyo3(signature = (timeout=2.0))]
+    fn shutdown(&self, py: Python<'_>, timeout: f64) {
+        self.core.shutdown();
+        self.router.jobs.close();
+        // Handlers often hold the client that holds this connection: let that cycle go.
+        self.router.functions.write().clear();
+        py.detach(|| {
+            self.core.wait_for(Duration::from_secs_f64(timeout.max(0.0)), |s| {
+                matches!(s, ConnectionState::Disconnected | ConnectionState::Failed)
+            })
+        });
+    }
+}

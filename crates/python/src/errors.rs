@@ -1,0 +1,55 @@
+//! The one place where core errors become Python exceptions. The classes live in
+//! `iii/errors.py` so they can inherit from built-ins (`TimeoutError`, `ConnectionError`...).
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use iii_core::invocations::CallError;
+
+static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+fn class<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyAny> {
+    let module = MODULE
+        .get_or_try_init(py, || py.import("iii.errors").map(Bound::unbind))
+        .expect("iii.errors is part of the package");
+    module.bind(py).getattr(name).expect("exception class exists in iii.errors")
+}
+
+fn make<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyErr {
+    match class(py, name).call1(args) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(e) => e,
+    }
+}
+
+pub fn not_serialisable(py: Python<'_>, what: &str) -> PyErr {
+    make(py, "PayloadNotSerializableError", (what,))
+}
+
+pub fn protocol(py: Python<'_>, what: &str) -> PyErr {
+    make(py, "ProtocolError", (what,))
+}
+
+pub fn call_error(py: Python<'_>, err: &CallError) -> PyErr {
+    let text = err.to_string();
+    match err {
+        CallError::Remote(body) => make(
+            py,
+            "InvocationError",
+            (body.code.as_str(), body.message.as_str(), body.stacktrace.as_deref()),
+        ),
+        CallError::Timeout { function_id, timeout_ms } => {
+            make(py, "InvocationTimeoutError", (text, function_id.as_str(), *timeout_ms))
+        }
+        CallError::ConnectionLost { .. } => make(py, "ConnectionLostError", (text,)),
+        CallError::NotConnected(_) => make(py, "NotConnectedError", (text,)),
+        CallError::OfflineQueueFull { .. } => make(py, "OfflineQueueFullError", (text,)),
+        CallError::Shutdown => make(py, "ClientShutdownError", (text,)),
+        CallError::TooLarge { size, limit } => make(py, "PayloadTooLargeError", (text, *size, *limit)),
+    }
+}
+
+/// An error on a channel socket (connection refused, closed mid-stream...).
+pub fn channel_error(text: String) -> PyErr {
+    Python::attach(|py| make(py, "ChannelError", (text,)))
+}

@@ -1,0 +1,155 @@
+//! What the core hands to the Python layer: typed events, built with the GIL held on the thread
+//! that handles them (the SDK loop, or a sync-handler thread).
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use super::json::from_json_opt;
+use iii_core::connection::{ConnectionState, LogLevel};
+use iii_protocol::{InvokeFunction, Json, RegisterTrigger};
+
+/// Two payloads of a frame (data or config, and metadata) as Python objects.
+fn read_both(
+    py: Python<'_>,
+    first: Option<&Json>,
+    second: Option<&Json>,
+) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let read = |json: Option<&Json>| from_json_opt(py, json.map(|j| j.get())).map(Bound::unbind);
+    Ok((read(first)?, read(second)?))
+}
+
+/// The engine asks this worker to run one of its functions.
+#[pyclass(frozen, get_all, module = "iii._iii")]
+pub struct Invocation {
+    /// The object registered with the function (`iii.dispatch.Handler`).
+    pub handler: Py<PyAny>,
+    /// `None` for a fire-and-forget call: nothing is answered.
+    pub invocation_id: Option<String>,
+    pub function_id: String,
+    pub data: Py<PyAny>,
+    pub metadata: Py<PyAny>,
+    pub traceparent: Option<String>,
+    pub baggage: Option<String>,
+    /// The payload may hold channel references (a cheap test on the raw JSON).
+    pub has_channel_refs: bool,
+}
+
+impl Invocation {
+    /// The invocation as Python sees it, or, when its data or metadata cannot be read, why,
+    /// with the call (to answer it).
+    pub(crate) fn new(
+        py: Python<'_>,
+        call: InvokeFunction,
+        handler: &Arc<Py<PyAny>>,
+    ) -> Result<Self, Box<(PyErr, InvokeFunction)>> {
+        let has_channel_refs = call.data.as_deref().is_some_and(|d| d.get().contains("\"access_key\""));
+        let (data, metadata) = match read_both(py, call.data.as_ref(), call.metadata.as_ref()) {
+            Ok(both) => both,
+            Err(err) => return Err(Box::new((err, call))),
+        };
+        Ok(Invocation {
+            handler: handler.clone_ref(py),
+            has_channel_refs,
+            data,
+            metadata,
+            invocation_id: call.invocation_id,
+            function_id: call.function_id,
+            traceparent: call.traceparent,
+            baggage: call.baggage,
+        })
+    }
+}
+
+/// The engine binds (`register` true) or unbinds a trigger of a type this worker provides.
+/// Answer a binding with `Connection.answer_binding`.
+#[pyclass(frozen, get_all, module = "iii._iii")]
+pub struct TriggerBinding {
+    pub register: bool,
+    pub id: String,
+    pub trigger_type: String,
+    pub function_id: String,
+    pub config: Py<PyAny>,
+    pub metadata: Py<PyAny>,
+    pub namespace: Option<String>,
+}
+
+/// What arrives from the engine about a binding, before it meets Python.
+pub(crate) enum Binding {
+    Register(RegisterTrigger),
+    Unregister { id: String, trigger_type: Option<String> },
+}
+
+impl TriggerBinding {
+    /// The binding as Python sees it, or, when its config or metadata cannot be read, why,
+    /// with the binding (to answer it).
+    pub(crate) fn new(py: Python<'_>, binding: Binding) -> Result<Self, Box<(PyErr, RegisterTrigger)>> {
+        Ok(match binding {
+            Binding::Register(t) => {
+                let (config, metadata) = match read_both(py, t.config.as_ref(), t.metadata.as_ref()) {
+                    Ok(both) => both,
+                    Err(err) => return Err(Box::new((err, t))),
+                };
+                TriggerBinding {
+                    register: true,
+                    id: t.id,
+                    trigger_type: t.trigger_type,
+                    function_id: t.function_id,
+                    config,
+                    metadata,
+                    namespace: t.namespace,
+                }
+            }
+            Binding::Unregister { id, trigger_type } => TriggerBinding {
+                register: false,
+                id,
+                trigger_type: trigger_type.unwrap_or_default(),
+                function_id: String::new(),
+                config: py.None(),
+                metadata: py.None(),
+                namespace: None,
+            },
+        })
+    }
+}
+
+/// The connection changed state: connecting, connected, reconnecting, failed, disconnected.
+#[pyclass(frozen, get_all, module = "iii._iii")]
+pub struct StateChange {
+    pub state: &'static str,
+}
+
+impl StateChange {
+    pub(crate) fn new(state: ConnectionState) -> Self {
+        StateChange { state: state.as_str() }
+    }
+}
+
+/// Something the core wants logged through Python's `logging` (`level` is a `logging` level).
+#[pyclass(frozen, get_all, module = "iii._iii")]
+pub struct CoreLog {
+    pub level: i32,
+    pub text: String,
+}
+
+impl CoreLog {
+    pub(crate) fn new(level: LogLevel, text: String) -> Self {
+        let level = match level {
+            LogLevel::Debug => 10,
+            LogLevel::Info => 20,
+            LogLevel::Warn => 30,
+            LogLevel::Error => 40,
+        };
+        CoreLog { level, text }
+    }
+}
+
+/// Synchronous handlers are stuck and every handler thread is busy: start one more thread
+/// (its slot is already reserved).
+#[pyclass(frozen, module = "iii._iii")]
+pub struct HandlerThreadWanted;
+
+/// The link the SDK loop was reading has ended: stop watching its descriptor, then call
+/// `Connection.detach_link`.
+#[pyclass(frozen, module = "iii._iii")]
+pub struct LinkClosed;

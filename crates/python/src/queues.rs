@@ -1,0 +1,297 @@
+//! How results and inbound work reach Python threads without a per-call bridge.
+//!
+//! NOTE(perf): a generic tokio->asyncio bridge (a `call_soon_threadsafe` per result) costs
+//! 13-36 us per call. Instead each event loop owns a `LoopQueue`: runtime threads append to it
+//! and write one byte to a socketpair only when it goes from empty to non-empty; the loop's
+//! reader callback takes the whole batch in one call. Sync handlers pull jobs from a
+//! `JobQueue` on threads the SDK owns, waiting with the GIL released.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use pyo3::prelude::*;
+
+use super::errors;
+use super::events::Binding;
+use super::json::from_json_opt;
+use iii_core::connection::{ConnectionState, LogLevel};
+use iii_core::invocations::{Completion, Outcome};
+use iii_protocol::InvokeFunction;
+
+/// Work for an event loop, converted to Python objects only on that loop's thread.
+pub(crate) enum Item {
+    Done {
+        future: Py<PyAny>,
+        outcome: Outcome,
+    },
+    Invoke(InvokeFunction, Arc<Py<PyAny>>),
+    Binding(Binding),
+    State(ConnectionState),
+    Log(LogLevel, String),
+    /// Sync handlers are stuck and every handler thread is busy: start one more.
+    ThreadWanted,
+}
+
+pub(crate) struct LoopQueueInner {
+    items: Mutex<Vec<Item>>,
+    wake_tx: UnixStream,
+    wake_rx: UnixStream,
+    /// Set while the loop's own thread reads its link: it takes the queue right after, so
+    /// pushes need no wake-up.
+    pub(crate) owner_pumping: AtomicBool,
+    /// A wake-up byte may be waiting in the socket: only then does `take` read it.
+    woken: AtomicBool,
+}
+
+impl LoopQueueInner {
+    pub(crate) fn new() -> PyResult<Arc<Self>> {
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        Ok(Arc::new(LoopQueueInner {
+            items: Mutex::new(Vec::new()),
+            wake_tx,
+            wake_rx,
+            owner_pumping: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
+        }))
+    }
+
+    pub(crate) fn push(&self, item: Item) {
+        let was_empty = {
+            let mut items = self.items.lock();
+            let was_empty = items.is_empty();
+            items.push(item);
+            was_empty
+        };
+        if was_empty && !self.owner_pumping.load(Ordering::Acquire) {
+            // A full socket buffer means a wake-up is already pending. The flag is set after the
+            // byte is written: a take that misses it leaves the byte for the next wake-up.
+            let _ = (&self.wake_tx).write(&[1]);
+            self.woken.store(true, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn fd(&self) -> i32 {
+        self.wake_rx.as_raw_fd()
+    }
+
+    /// Everything queued so far; resolves the futures of finished calls on the way and returns
+    /// the other items.
+    pub(crate) fn take(&self, py: Python<'_>) -> Vec<Item> {
+        // Consume wake-ups before taking the batch, so a push racing with us re-arms one.
+        // One read normally empties the socket (at most one byte per empty->non-empty edge).
+        if self.woken.swap(false, Ordering::AcqRel) {
+            let mut sink = [0u8; 256];
+            while let Ok(256) = (&self.wake_rx).read(&mut sink) {}
+        }
+        let items = std::mem::take(&mut *self.items.lock());
+        let mut others = Vec::new();
+        for item in items {
+            match item {
+                Item::Done { future, outcome } => resolve(py, future.bind(py), outcome),
+                other => others.push(other),
+            }
+        }
+        others
+    }
+}
+
+/// The batch queue of an event loop other than the SDK's own, for the results of
+/// `trigger_async` calls made on it (see the module note).
+#[pyclass(frozen, module = "iii._iii")]
+pub struct LoopQueue {
+    pub(crate) inner: Arc<LoopQueueInner>,
+}
+
+#[pymethods]
+impl LoopQueue {
+    #[new]
+    fn new() -> PyResult<Self> {
+        Ok(Self { inner: LoopQueueInner::new()? })
+    }
+
+    /// File descriptor to watch with `loop.add_reader`.
+    #[getter]
+    fn fd(&self) -> i32 {
+        self.inner.fd()
+    }
+
+    /// Resolves the futures of the calls that finished.
+    fn drain(&self, py: Python<'_>) {
+        // Only completions are ever pushed to a foreign loop's queue.
+        drop(self.inner.take(py));
+    }
+}
+
+pub(crate) fn outcome_to_py(py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
+    match outcome {
+        Ok(value) => Ok(from_json_opt(py, value.as_deref().map(|v| v.get()))?.unbind()),
+        Err(err) => Err(errors::call_error(py, &err)),
+    }
+}
+
+fn resolve(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: Outcome) {
+    // A future whose awaiting task was cancelled is already done; its late result is dropped.
+    if future.call_method0(pyo3::intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true) {
+        return;
+    }
+    let _ = match outcome_to_py(py, outcome) {
+        Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,)),
+        Err(err) => future.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),)),
+    };
+}
+
+/// Delivers a call's outcome to an asyncio future through its loop's queue.
+pub(crate) struct AsyncCompletion {
+    pub future: Py<PyAny>,
+    pub queue: Arc<LoopQueueInner>,
+}
+
+impl Completion for AsyncCompletion {
+    fn complete(self: Box<Self>, outcome: Outcome) {
+        let AsyncCompletion { future, queue } = *self;
+        queue.push(Item::Done { future, outcome });
+    }
+}
+
+struct JobState {
+    jobs: VecDeque<(InvokeFunction, Arc<Py<PyAny>>)>,
+    idle: usize,
+    threads: usize,
+    closed: bool,
+    /// When a thread last took a job: a queue that has not moved for `STALL` has its
+    /// threads stuck in slow handlers.
+    last_take: Instant,
+    watchdog_armed: bool,
+}
+
+/// Invocations of synchronous handlers, for threads the SDK owns.
+///
+/// NOTE(perf): waking a thread for every job made the sync-handler threads take turns on the
+/// GIL for each call (a futex wake-up and a GIL hand-off per call; the sync fan-out ran at 40 %
+/// of the async one), and growing the pool whenever no thread was idle spent a quarter of the
+/// serving process's busy time starting threads (py-spy). Now a thread that finishes a job
+/// takes the next one without letting go of the GIL; a waiting thread is woken only when no
+/// thread is busy or the busy ones have not taken a job for `STALL` (a slow handler), and the
+/// SDK loop is asked for one more thread only when that happens with none waiting.
+pub(crate) struct JobQueue {
+    state: Mutex<JobState>,
+    ready: Condvar,
+    max_threads: usize,
+    /// Where requests for more threads go (the SDK loop starts them).
+    loop_queue: Arc<LoopQueueInner>,
+}
+
+/// How long queued jobs may wait behind busy threads before a waiting thread is woken.
+const STALL: Duration = Duration::from_millis(2);
+
+/// An invocation and the handler object that runs it.
+pub(crate) type Job = (InvokeFunction, Arc<Py<PyAny>>);
+
+impl JobQueue {
+    pub(crate) fn new(max_threads: usize, loop_queue: Arc<LoopQueueInner>) -> Arc<Self> {
+        Arc::new(JobQueue {
+            state: Mutex::new(JobState {
+                jobs: VecDeque::new(),
+                idle: 0,
+                threads: 0,
+                closed: false,
+                last_take: Instant::now(),
+                watchdog_armed: false,
+            }),
+            ready: Condvar::new(),
+            max_threads: max_threads.max(1),
+            loop_queue,
+        })
+    }
+
+    pub(crate) fn push(self: &Arc<Self>, call: InvokeFunction, handler: Arc<Py<PyAny>>) {
+        let mut s = self.state.lock();
+        s.jobs.push_back((call, handler));
+        let busy = s.threads - s.idle;
+        if s.idle > 0 && (busy == 0 || s.last_take.elapsed() >= STALL) {
+            self.ready.notify_one();
+        } else if !s.watchdog_armed {
+            s.watchdog_armed = true;
+            let queue = self.clone();
+            super::runtime::handle().spawn(async move { queue.watch().await });
+        }
+    }
+
+    /// Whenever the queue stalls, wakes a waiting thread or asks for a new one, until the
+    /// queue is empty.
+    async fn watch(&self) {
+        loop {
+            tokio::time::sleep(STALL).await;
+            let mut s = self.state.lock();
+            if s.jobs.is_empty() || s.closed {
+                s.watchdog_armed = false;
+                return;
+            }
+            if s.last_take.elapsed() < STALL {
+                continue;
+            }
+            if s.idle > 0 {
+                self.ready.notify_one();
+            } else if s.threads < self.max_threads {
+                s.threads += 1;
+                drop(s);
+                self.loop_queue.push(Item::ThreadWanted);
+            }
+        }
+    }
+
+    /// Claims a slot for a new handler thread; false when the pool is full or closed.
+    pub(crate) fn reserve_thread(&self) -> bool {
+        let mut s = self.state.lock();
+        if s.closed || s.threads >= self.max_threads {
+            return false;
+        }
+        s.threads += 1;
+        true
+    }
+
+    fn take(&self, s: &mut JobState) -> Option<Job> {
+        let job = s.jobs.pop_front()?;
+        s.last_take = Instant::now();
+        Some(job)
+    }
+
+    /// The next job if one is queued, without waiting.
+    pub(crate) fn try_next(&self) -> Option<Job> {
+        let mut s = self.state.lock();
+        if s.closed {
+            return None;
+        }
+        self.take(&mut s)
+    }
+
+    /// Waits for the next job; `None` once the queue is closed (the thread then ends).
+    pub(crate) fn next(&self) -> Option<Job> {
+        let mut s = self.state.lock();
+        loop {
+            if s.closed {
+                s.threads = s.threads.saturating_sub(1);
+                return None;
+            }
+            if let Some(job) = self.take(&mut s) {
+                return Some(job);
+            }
+            s.idle += 1;
+            self.ready.wait(&mut s);
+            s.idle -= 1;
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.state.lock().closed = true;
+        self.ready.notify_all();
+    }
+}

@@ -1,0 +1,564 @@
+//! `Telemetry` and `InvocationSpan`: the Python face of `iii_core::telemetry`. One `Telemetry`
+//! per registered worker; the dispatch asks it for an `InvocationSpan` per incoming call and
+//! ends the span when the handler returns. Everything after `end` (batching, encoding,
+//! sending) happens on the exporter's thread, without the GIL.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyMapping, PySequence, PyString, PyTuple};
+
+use super::events::Invocation;
+use super::json::to_json;
+use super::runtime;
+use iii_core::connection::{Connection, ConnectionConfig, ConnectionState, EventSink, LogLevel};
+use iii_core::telemetry::context::{format_baggage, parse_baggage, SpanContext, SpanId, TraceId};
+use iii_core::telemetry::exporter::{Exporter, ExporterConfig};
+use iii_core::telemetry::log::{LogRecord, Severity};
+use iii_core::telemetry::metrics::{AppData, AppMetric, HistogramPoint, NumberPoint, Point};
+use iii_core::telemetry::otlp::{now_unix_nanos, AnyValue};
+use iii_core::telemetry::resource::{OtelOverrides, OtelSettings};
+use iii_core::telemetry::span::{Scope, SpanEvent, SpanKind, SpanRecord, StatusCode};
+use iii_protocol::{InvokeFunction, Message};
+
+/// Scopes remembered for spans handed over from Python; past this, scopes are not interned.
+const MAX_SCOPES: usize = 256;
+
+/// The exporter and the settings it was built from.
+#[pyclass(frozen, module = "iii._iii")]
+pub struct Telemetry {
+    exporter: Arc<Exporter>,
+    settings: OtelSettings,
+    service_name: Arc<str>,
+    scopes: Mutex<HashMap<(String, String), Arc<Scope>>>,
+    /// A connection of its own, when telemetry goes to another engine (`connect`).
+    own_link: Mutex<Option<Connection>>,
+}
+
+/// A telemetry-only connection ignores everything the engine sends.
+struct Silent;
+
+impl EventSink for Silent {
+    fn invocation(&self, _conn: &Connection, _call: InvokeFunction) {}
+    fn message(&self, _conn: &Connection, _message: Message) {}
+    fn state_changed(&self, _state: ConnectionState) {}
+    fn log(&self, _level: LogLevel, _text: &str) {}
+}
+
+fn get<T>(config: Option<&Bound<'_, PyDict>>, key: &str) -> PyResult<Option<T>>
+where
+    T: for<'a> pyo3::conversion::FromPyObjectOwned<'a>,
+{
+    let Some(config) = config else { return Ok(None) };
+    match config.get_item(key)? {
+        Some(v) if !v.is_none() => match v.extract::<T>() {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => {
+                let e: PyErr = e.into();
+                Err(PyTypeError::new_err(format!("OtelConfig.{key}: {}", e.value(config.py()))))
+            }
+        },
+        _ => Ok(None),
+    }
+}
+
+impl Telemetry {
+    /// Sends this worker's telemetry on `conn`, the worker's own link (replaces a connection
+    /// made with `connect`).
+    pub(crate) fn bind_connection(&self, conn: &Connection) {
+        self.exporter.set_sink(Arc::new(conn.clone()));
+    }
+
+    fn scope(&self, name: String, version: String) -> Arc<Scope> {
+        let mut scopes = self.scopes.lock();
+        if let Some(scope) = scopes.get(&(name.clone(), version.clone())) {
+            return scope.clone();
+        }
+        let scope = Arc::new(Scope { name: name.clone(), version: version.clone() });
+        if scopes.len() < MAX_SCOPES {
+            scopes.insert((name, version), scope.clone());
+        }
+        scope
+    }
+}
+
+#[pymethods]
+impl Telemetry {
+    /// Starts the exporter thread. `config` holds `OtelConfig` fields; unset ones fall back
+    /// to the environment (`OTEL_SERVICE_NAME`, `SERVICE_VERSION`, ...) and the defaults.
+    #[new]
+    #[pyo3(signature = (config=None))]
+    fn new(config: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let overrides = OtelOverrides {
+            enabled: get(config, "enabled")?,
+            service_name: get(config, "service_name")?,
+            service_version: get(config, "service_version")?,
+            service_namespace: get(config, "service_namespace")?,
+            service_instance_id: get(config, "service_instance_id")?,
+            logs_enabled: get(config, "logs_enabled")?,
+            logs_flush_interval_ms: get(config, "logs_flush_interval_ms")?,
+            logs_batch_size: get(config, "logs_batch_size")?,
+            metrics_enabled: get(config, "metrics_enabled")?,
+            metrics_export_interval_ms: get(config, "metrics_export_interval_ms")?,
+        };
+        let settings = OtelSettings::resolve(overrides, |name| std::env::var(name).ok());
+        let exporter = Exporter::start(&settings, ExporterConfig::from_settings(&settings))
+            .map_err(|e| PyValueError::new_err(format!("cannot start the telemetry thread: {e}")))?;
+        Ok(Telemetry {
+            exporter: Arc::new(exporter),
+            service_name: Arc::from(settings.service_name.as_str()),
+            settings,
+            scopes: Mutex::new(HashMap::new()),
+            own_link: Mutex::new(None),
+        })
+    }
+
+    /// False when `OTEL_ENABLED` (or `enabled`) switched telemetry off.
+    #[getter]
+    fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    #[getter]
+    fn logs_enabled(&self) -> bool {
+        self.settings.logs_enabled
+    }
+
+    #[getter]
+    fn service_name(&self) -> &str {
+        &self.settings.service_name
+    }
+
+    /// The resource attributes sent with every frame, as a dict of strings.
+    fn resource(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
+        let out = PyDict::new(py);
+        for (k, v) in self.settings.resource_attributes() {
+            if let AnyValue::Str(s) = v {
+                out.set_item(k, s)?;
+            }
+        }
+        Ok(out.unbind())
+    }
+
+    /// Opens a connection of its own to `url` and sends telemetry there (for an
+    /// `engine_ws_url` that names another engine). It shows up in the engine as a worker.
+    fn connect(&self, url: String) {
+        let conn = Connection::start(runtime::handle(), ConnectionConfig::new(url), Arc::new(Silent));
+        self.exporter.set_sink(Arc::new(conn.clone()));
+        if let Some(old) = self.own_link.lock().replace(conn) {
+            old.shutdown();
+        }
+    }
+
+    /// The engine's id for the worker; the gauges carry it as `worker.id`.
+    fn set_worker_id(&self, worker_id: Option<String>) {
+        self.exporter.set_worker_id(worker_id);
+    }
+
+    /// Reports the event loop's latest lag, in milliseconds (`iii.worker.event_loop.lag_ms`).
+    fn set_event_loop_lag(&self, ms: f64) {
+        self.exporter.set_event_loop_lag(ms);
+    }
+
+    /// Starts the SERVER span `call <function_id>` of an incoming invocation, the child of
+    /// `traceparent` (a new trace without one or when it is malformed). `baggage` is kept for
+    /// the result.
+    #[pyo3(signature = (function_id, traceparent=None, baggage=None))]
+    fn start_invocation(
+        &self,
+        function_id: &str,
+        traceparent: Option<&str>,
+        baggage: Option<String>,
+    ) -> InvocationSpan {
+        let parent = traceparent.and_then(SpanContext::parse_traceparent);
+        let context = SpanContext {
+            trace_id: parent.map_or_else(TraceId::random, |p| p.trace_id),
+            span_id: SpanId::random(),
+            sampled: parent.is_none_or(|p| p.sampled),
+        };
+        InvocationSpan {
+            exporter: self.exporter.clone(),
+            context,
+            parent: parent.map(|p| p.span_id),
+            kind: SpanKind::Server,
+            function_id: function_id.to_owned(),
+            start_unix_nano: now_unix_nanos(),
+            baggage: baggage.filter(|b| !b.is_empty()),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// `start_invocation` with the invocation's own fields (read here, not in Python).
+    fn start_for(&self, invocation: &Bound<'_, Invocation>) -> InvocationSpan {
+        let inv = invocation.get();
+        self.start_invocation(&inv.function_id, inv.traceparent.as_deref(), inv.baggage.clone())
+    }
+
+    /// Starts the CLIENT span `trigger <function_id>` of a call made outside any span: the
+    /// root of a new trace, so the callee's spans hang under something the engine has.
+    #[pyo3(signature = (function_id, baggage=None))]
+    fn start_call(&self, function_id: &str, baggage: Option<String>) -> InvocationSpan {
+        InvocationSpan {
+            exporter: self.exporter.clone(),
+            context: SpanContext { trace_id: TraceId::random(), span_id: SpanId::random(), sampled: true },
+            parent: None,
+            kind: SpanKind::Client,
+            function_id: function_id.to_owned(),
+            start_unix_nano: now_unix_nanos(),
+            baggage: baggage.filter(|b| !b.is_empty()),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues a span finished by Python's opentelemetry-sdk, as the tuple
+    /// `(trace_id, span_id, parent_span_id | None, name, kind, start_ns, end_ns, status_code,
+    /// status_message | None, attributes | None, events | None, scope_name, scope_version | None)`
+    /// with Python's `SpanKind` / `StatusCode` numbers and events as `(name, time_ns, attributes)`.
+    fn record_span(&self, span: &Bound<'_, PyTuple>) -> PyResult<()> {
+        if span.len() != 13 {
+            return Err(PyValueError::new_err(format!(
+                "record_span expects a 13-tuple, got {} items",
+                span.len()
+            )));
+        }
+        let item = |i: usize| span.get_item(i);
+        let parent: Option<u64> = item(2)?.extract()?;
+        let events = item(10)?;
+        let events = if events.is_none() {
+            Vec::new()
+        } else {
+            let mut out = Vec::new();
+            for event in events.try_iter()? {
+                let (name, time, attrs): (String, u64, Bound<'_, PyAny>) = event?.extract()?;
+                out.push(SpanEvent { name, time_unix_nano: time, attributes: attributes(&attrs)? });
+            }
+            out
+        };
+        let scope_version: Option<String> = item(12)?.extract()?;
+        let status_message: Option<String> = item(8)?.extract()?;
+        let record = SpanRecord {
+            trace_id: TraceId(item(0)?.extract()?),
+            span_id: SpanId(item(1)?.extract()?),
+            parent_span_id: parent.filter(|p| *p != 0).map(SpanId),
+            name: item(3)?.extract()?,
+            kind: SpanKind::from_python(item(4)?.extract()?),
+            start_unix_nano: item(5)?.extract()?,
+            end_unix_nano: item(6)?.extract()?,
+            status: StatusCode::from_number(item(7)?.extract()?),
+            status_message: status_message.filter(|m| !m.is_empty()),
+            attributes: attributes(&item(9)?)?,
+            events,
+            scope: Some(self.scope(item(11)?.extract()?, scope_version.unwrap_or_default())),
+        };
+        self.exporter.push_span(record);
+        Ok(())
+    }
+
+    /// Queues one collection of the application's instruments (see `_otel_bridge`), a list of
+    /// `(name, description, unit, kind, monotonic, temporality, points, scope_name,
+    /// scope_version | None)` with `kind` `"gauge"`, `"sum"` or `"histogram"`, `temporality`
+    /// OTLP's number (1 delta, 2 cumulative), and points `(attributes, start_ns, time_ns, value)`,
+    /// or for histograms `(attributes, start_ns, time_ns, count, sum, bucket_counts,
+    /// explicit_bounds, min | None, max | None)`.
+    fn record_metrics(&self, metrics: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut out = Vec::new();
+        for metric in metrics.try_iter()? {
+            type Head<'py> =
+                (String, String, String, String, bool, u8, Bound<'py, PyAny>, String, Option<String>);
+            let (name, description, unit, kind, monotonic, temporality, points, scope, version): Head<'_> =
+                metric?.extract()?;
+            let data = match kind.as_str() {
+                "gauge" => AppData::Gauge(number_points(&points)?),
+                "sum" => AppData::Sum { points: number_points(&points)?, monotonic, temporality },
+                "histogram" => AppData::Histogram { points: histogram_points(&points)?, temporality },
+                other => return Err(PyValueError::new_err(format!("unknown metric kind {other:?}"))),
+            };
+            let scope = self.scope(scope, version.unwrap_or_default());
+            out.push(AppMetric { name, description, unit, data, scope });
+        }
+        self.exporter.push_app_metrics(out);
+        Ok(())
+    }
+
+    /// Queues a log record. `severity` is an OTel severity number (DEBUG 5, INFO 9, WARN 13,
+    /// ERROR 17); `data` any JSON-able value (pydantic models are dumped), kept as structure
+    /// in `log.data`; `trace_id` / `span_id` correlate it with a span.
+    #[pyo3(signature = (severity, body, data=None, trace_id=None, span_id=None, service_name=None))]
+    fn emit_log(
+        &self,
+        severity: i64,
+        body: String,
+        data: Option<&Bound<'_, PyAny>>,
+        trace_id: Option<u128>,
+        span_id: Option<u64>,
+        service_name: Option<&str>,
+    ) {
+        if !self.settings.logs_enabled {
+            return;
+        }
+        let data = data.filter(|d| !d.is_none()).map(|d| {
+            to_json(d).unwrap_or_else(|_| {
+                let text = d.repr().map(|r| r.to_string()).unwrap_or_else(|_| "<unrepresentable>".into());
+                serde_json::to_string(&text).unwrap_or_default()
+            })
+        });
+        self.exporter.push_log(LogRecord {
+            time_unix_nano: now_unix_nanos(),
+            severity: Severity::from_number(severity),
+            body,
+            service_name: service_name.map_or_else(|| self.service_name.clone(), Arc::from),
+            data,
+            trace_id: trace_id.filter(|t| *t != 0).map(TraceId),
+            span_id: span_id.filter(|s| *s != 0).map(SpanId),
+        });
+    }
+
+    /// Sends what is buffered, waiting at most `timeout_ms` (GIL released). True when all of
+    /// it went out.
+    #[pyo3(signature = (timeout_ms=5000))]
+    fn flush(&self, py: Python<'_>, timeout_ms: u64) -> bool {
+        py.detach(|| self.exporter.flush(Duration::from_millis(timeout_ms)))
+    }
+
+    /// Flushes within `timeout_ms` and stops exporting. Idempotent.
+    #[pyo3(signature = (timeout_ms=5000))]
+    fn shutdown(&self, py: Python<'_>, timeout_ms: u64) -> bool {
+        let done = py.detach(|| self.exporter.shutdown(Duration::from_millis(timeout_ms)));
+        if let Some(conn) = self.own_link.lock().take() {
+            conn.shutdown();
+        }
+        done
+    }
+
+    /// Formats `{key: value}` as a W3C `baggage` header value.
+    #[staticmethod]
+    fn format_baggage(entries: &Bound<'_, PyDict>) -> PyResult<String> {
+        let mut pairs: Vec<(String, String)> = Vec::with_capacity(entries.len());
+        for (k, v) in entries.iter() {
+            pairs.push((k.extract()?, v.str()?.to_str()?.to_owned()));
+        }
+        Ok(format_baggage(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+    }
+
+    /// Parses a W3C `baggage` header value into a dict (malformed members are skipped).
+    #[staticmethod]
+    fn parse_baggage(py: Python<'_>, header: &str) -> PyResult<Py<PyDict>> {
+        let out = PyDict::new(py);
+        for (k, v) in parse_baggage(header) {
+            out.set_item(k, v)?;
+        }
+        Ok(out.unbind())
+    }
+
+    /// Counters: frames sent, send failures, and records dropped (buffer full or too large).
+    fn stats(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
+        let c = self.exporter.counters();
+        let out = PyDict::new(py);
+        let (spans, logs, metrics) = self.exporter.buffered();
+        for (k, v) in [
+            ("frames_sent", c.frames_sent.load(Ordering::Relaxed)),
+            ("send_failures", c.send_failures.load(Ordering::Relaxed)),
+            ("spans_dropped", c.spans_dropped.load(Ordering::Relaxed)),
+            ("logs_dropped", c.logs_dropped.load(Ordering::Relaxed)),
+            ("metrics_dropped", c.metrics_dropped.load(Ordering::Relaxed)),
+            ("oversize_dropped", c.oversize_dropped.load(Ordering::Relaxed)),
+            ("spans_buffered", spans as u64),
+            ("logs_buffered", logs as u64),
+            ("metrics_buffered", metrics as u64),
+        ] {
+            out.set_item(k, v)?;
+        }
+        Ok(out.unbind())
+    }
+}
+
+/// The span of one incoming invocation (SERVER), or of a call made outside any span (CLIENT).
+/// End it once, with `end()` or `end_error(...)`.
+#[pyclass(frozen, module = "iii._iii")]
+pub struct InvocationSpan {
+    exporter: Arc<Exporter>,
+    context: SpanContext,
+    parent: Option<SpanId>,
+    kind: SpanKind,
+    function_id: String,
+    start_unix_nano: u64,
+    baggage: Option<String>,
+    ended: AtomicBool,
+}
+
+impl InvocationSpan {
+    fn finish(&self, status: StatusCode, message: Option<String>, events: Vec<SpanEvent>) {
+        if self.ended.swap(true, Ordering::AcqRel) || !self.context.sampled {
+            return;
+        }
+        self.exporter.push_span(SpanRecord {
+            trace_id: self.context.trace_id,
+            span_id: self.context.span_id,
+            parent_span_id: self.parent,
+            name: match self.kind {
+                SpanKind::Client => format!("trigger {}", self.function_id),
+                _ => format!("call {}", self.function_id),
+            },
+            kind: self.kind,
+            start_unix_nano: self.start_unix_nano,
+            end_unix_nano: now_unix_nanos(),
+            attributes: vec![("function_id".into(), self.function_id.as_str().into())],
+            events,
+            status,
+            status_message: message,
+            scope: None,
+        });
+    }
+}
+
+#[pymethods]
+impl InvocationSpan {
+    /// The trace id as an int (`opentelemetry.trace.SpanContext.trace_id`).
+    #[getter]
+    fn trace_id(&self) -> u128 {
+        self.context.trace_id.0
+    }
+
+    #[getter]
+    fn span_id(&self) -> u64 {
+        self.context.span_id.0
+    }
+
+    #[getter]
+    fn sampled(&self) -> bool {
+        self.context.sampled
+    }
+
+    /// This span's `traceparent`, for outgoing calls and the `invocationresult`.
+    #[getter]
+    pub(crate) fn traceparent(&self) -> String {
+        self.context.traceparent()
+    }
+
+    /// The incoming `baggage` header, unchanged.
+    #[getter]
+    pub(crate) fn baggage(&self) -> Option<&str> {
+        self.baggage.as_deref()
+    }
+
+    /// The incoming baggage as a dict (W3C-decoded).
+    fn baggage_entries(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
+        let out = PyDict::new(py);
+        for (k, v) in self.baggage.as_deref().map(parse_baggage).unwrap_or_default() {
+            out.set_item(k, v)?;
+        }
+        Ok(out.unbind())
+    }
+
+    /// Ends the span as successful.
+    pub(crate) fn end(&self) {
+        self.finish(StatusCode::Ok, None, Vec::new());
+    }
+
+    /// Ends the span with status ERROR and one `exception` event.
+    #[pyo3(signature = (exception_type, message, stacktrace=None))]
+    fn end_error(&self, exception_type: &str, message: String, stacktrace: Option<&str>) {
+        let event = SpanEvent::exception(exception_type, &message, stacktrace, now_unix_nanos());
+        self.finish(StatusCode::Error, Some(message), vec![event]);
+    }
+}
+
+/// Attribute values as OTel allows them (str, bool, int, float and sequences of them), plus
+/// mappings kept as key-value lists; anything else becomes its `str()`.
+fn any_value(value: &Bound<'_, PyAny>) -> PyResult<AnyValue> {
+    if value.is_none() {
+        return Ok(AnyValue::Null);
+    }
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(AnyValue::Str(s.to_str()?.to_owned()));
+    }
+    if let Ok(b) = value.extract::<bool>() {
+        if value.is_instance_of::<pyo3::types::PyBool>() {
+            return Ok(AnyValue::Bool(b));
+        }
+    }
+    if value.is_instance_of::<pyo3::types::PyInt>() {
+        return Ok(match value.extract::<i64>() {
+            Ok(i) => AnyValue::Int(i),
+            Err(_) => AnyValue::Str(value.str()?.to_str()?.to_owned()),
+        });
+    }
+    if value.is_instance_of::<pyo3::types::PyFloat>() {
+        return Ok(AnyValue::Double(value.extract()?));
+    }
+    if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+        let seq = value.cast::<PySequence>()?;
+        let mut out = Vec::new();
+        for item in seq.try_iter()? {
+            out.push(any_value(&item?)?);
+        }
+        return Ok(AnyValue::Array(out));
+    }
+    if let Ok(map) = value.cast::<PyMapping>() {
+        return Ok(AnyValue::KvList(pairs(map)?));
+    }
+    Ok(AnyValue::Str(value.str()?.to_str()?.to_owned()))
+}
+
+fn pairs(map: &Bound<'_, PyMapping>) -> PyResult<Vec<(String, AnyValue)>> {
+    let mut out = Vec::new();
+    for item in map.items()?.try_iter()? {
+        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        out.push((key.str()?.to_str()?.to_owned(), any_value(&value)?));
+    }
+    Ok(out)
+}
+
+fn number_points(points: &Bound<'_, PyAny>) -> PyResult<Vec<NumberPoint>> {
+    let mut out = Vec::new();
+    for point in points.try_iter()? {
+        let (attrs, start, time, value): (Bound<'_, PyAny>, u64, u64, Bound<'_, PyAny>) = point?.extract()?;
+        let value = if value.is_instance_of::<pyo3::types::PyInt>() {
+            Point::Int(value.extract()?)
+        } else {
+            Point::Double(value.extract()?)
+        };
+        out.push(NumberPoint {
+            attributes: attributes(&attrs)?,
+            start_unix_nano: start,
+            time_unix_nano: time,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+fn histogram_points(points: &Bound<'_, PyAny>) -> PyResult<Vec<HistogramPoint>> {
+    let mut out = Vec::new();
+    for point in points.try_iter()? {
+        type Row<'py> = (Bound<'py, PyAny>, u64, u64, u64, f64, Vec<u64>, Vec<f64>, Option<f64>, Option<f64>);
+        let (attrs, start, time, count, sum, bucket_counts, explicit_bounds, min, max): Row<'_> =
+            point?.extract()?;
+        out.push(HistogramPoint {
+            attributes: attributes(&attrs)?,
+            start_unix_nano: start,
+            time_unix_nano: time,
+            count,
+            sum,
+            bucket_counts,
+            explicit_bounds,
+            min,
+            max,
+        });
+    }
+    Ok(out)
+}
+
+fn attributes(value: &Bound<'_, PyAny>) -> PyResult<Vec<(String, AnyValue)>> {
+    if value.is_none() {
+        return Ok(Vec::new());
+    }
+    let map =
+        value.cast::<PyMapping>().map_err(|_| PyTypeError::new_err("span attributes must be a mapping"))?;
+    pairs(map)
+}
