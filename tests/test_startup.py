@@ -232,3 +232,9 @@ def test_to_dict_gives_the_message_as_a_dict(make_worker):
     assert as_dict["id"] == "f" and as_dict["description"] == "d" and as_dict["type"] == "registerfunction"
     assert "metadata" not in as_dict
     assert worker._to_dict({"type": "x"}) == {"type": "x"}
+
+
+def test_an_option_given_a_bool_is_refused_as_a_type_error():
+    # Python's bool is an int: True must not pass as a one-millisecond timeout.
+    with pytest.raises(TypeError, match="connect_timeout_ms"):
+        III("ws://127.0.0.1:9", InitOptions(connect_timeout_ms=True))

@@ -1,8 +1,10 @@
-"""Type stubs of the Rust core (`src/python/`). Internal: use the `iii` package instead."""
+"""Type stubs of the Rust extension (`crates/python/`). Internal: use the `iii` package instead."""
 
 from typing import Any, final
 
 from typing_extensions import Self
+
+from .options import InitOptions
 
 __version__: str
 
@@ -74,19 +76,9 @@ class Connection:
     def __new__(
         cls,
         url: str,
+        options: InitOptions,
         *,
         handler_threads: int,
-        headers: dict[str, str] | None = None,
-        max_message_size: int | None = None,
-        connect_timeout_ms: int | None = None,
-        ping_interval_ms: int | None = None,
-        idle_timeout_ms: int | None = None,
-        offline_queue_limit: int | None = None,
-        initial_delay_ms: int | None = None,
-        max_delay_ms: int | None = None,
-        backoff_multiplier: float | None = None,
-        jitter_factor: float | None = None,
-        max_retries: int | None = None,
         worker_metadata: Any = None,
     ) -> Self: ...
     @property
@@ -180,18 +172,12 @@ class Connection:
         baggage: str | None = None,
     ) -> bool: ...
     def answer(
-        self, invocation: Invocation, value: Any, defer: bool = False, span: InvocationSpan | None = None
-    ) -> bool: ...
-    def reply_error(
         self,
-        invocation_id: str,
-        function_id: str,
-        code: str,
-        message: str,
-        stacktrace: str | None = None,
+        invocation: Invocation,
+        value: Any,
         defer: bool = False,
-        traceparent: str | None = None,
-        baggage: str | None = None,
+        span: InvocationSpan | None = None,
+        error: tuple[str, str, str | None] | None = None,
     ) -> bool: ...
     def flush(self) -> None: ...
     def shutdown(self, timeout: float = 2.0) -> None: ...

@@ -89,7 +89,8 @@ class III(Dispatcher):
         """
         self._address = address
         self._options = options or InitOptions()
-        _check_options(self._options)
+        if not isinstance(self._options, InitOptions):
+            raise TypeError(f"options must be an InitOptions, not {type(self._options).__name__}")
         self._namespace = namespaces.worker_namespace(self._options.namespace)
         self._timeout_ms = int(self._options.invocation_timeout_ms)
         self._trigger_types: dict[str, TriggerHandler[Any]] = {}
@@ -109,7 +110,12 @@ class III(Dispatcher):
         self._flush_due = False
         self._loop = new_loop()  # before the connection: a bad III_EVENT_LOOP leaves nothing running
         try:
-            self._connection = _iii.Connection(address, **self._connection_options())
+            self._connection = _iii.Connection(
+                address,
+                self._options,
+                handler_threads=SYNC_HANDLER_THREADS,
+                worker_metadata=self._worker_metadata(),
+            )
         except BaseException:
             self._loop.close()  # a refused URL or option leaves no loop behind either
             raise
@@ -137,29 +143,6 @@ class III(Dispatcher):
         _hook_uncaught_exceptions()
 
     # -- connection --------------------------------------------------------------------------
-
-    def _connection_options(self) -> dict[str, Any]:
-        o = self._options
-        r = o.reconnection_config
-        opts: dict[str, Any] = {
-            "handler_threads": SYNC_HANDLER_THREADS,
-            "headers": dict(o.headers) if o.headers else None,
-            "max_message_size": o.max_message_size,
-            "connect_timeout_ms": o.connect_timeout_ms,
-            "ping_interval_ms": o.ping_interval_ms,
-            "idle_timeout_ms": o.idle_timeout_ms,
-            "offline_queue_limit": o.offline_queue_limit,
-            "worker_metadata": self._worker_metadata(),
-        }
-        if r is not None:
-            opts.update(
-                initial_delay_ms=r.initial_delay_ms,
-                max_delay_ms=r.max_delay_ms,
-                backoff_multiplier=r.backoff_multiplier,
-                jitter_factor=r.jitter_factor,
-                max_retries=r.max_retries,
-            )
-        return opts
 
     def _worker_metadata(self) -> dict[str, Any]:
         t = self._options.telemetry
@@ -744,43 +727,3 @@ def register_worker(address: str, options: InitOptions | None = None) -> III:
         client.shutdown()
         raise
     return client
-
-
-def _check_options(options: InitOptions) -> None:
-    """Rejects option values the core cannot use, before anything is started."""
-    if not isinstance(options, InitOptions):
-        raise TypeError(f"options must be an InitOptions, not {type(options).__name__}")
-    for name in (
-        "invocation_timeout_ms",
-        "max_message_size",
-        "connect_timeout_ms",
-        "ping_interval_ms",
-        "idle_timeout_ms",
-    ):
-        value = getattr(options, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"InitOptions.{name} must be a positive integer, not {value!r}")
-    if not isinstance(options.offline_queue_limit, int) or options.offline_queue_limit < 0:
-        raise ValueError(
-            f"InitOptions.offline_queue_limit must be a non-negative integer, not {options.offline_queue_limit!r}"
-        )
-    r = options.reconnection_config
-    if r is not None:
-        if r.initial_delay_ms < 0 or r.max_delay_ms < 0:
-            raise ValueError("ReconnectionConfig delays must not be negative")
-        if r.backoff_multiplier < 1:
-            raise ValueError(
-                f"ReconnectionConfig.backoff_multiplier must be at least 1, not {r.backoff_multiplier!r}"
-            )
-        if not 0 <= r.jitter_factor <= 1:
-            raise ValueError(
-                f"ReconnectionConfig.jitter_factor must be between 0 and 1, not {r.jitter_factor!r}"
-            )
-        if r.max_retries < -1:
-            raise ValueError(
-                f"ReconnectionConfig.max_retries must be -1 (forever) or more, not {r.max_retries!r}"
-            )
-    if options.headers is not None and not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in options.headers.items()
-    ):
-        raise TypeError("InitOptions.headers must map header names to string values")

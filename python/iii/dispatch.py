@@ -254,20 +254,10 @@ class Dispatcher:
     ) -> None:
         log.debug("function %r raised", inv.function_id, exc_info=exc)
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        traceparent = baggage = None
         if span is not None:
             span.end_error(type(exc).__name__, _error_text(exc), stack)
-            traceparent, baggage = span.traceparent, span.baggage
-        if inv.invocation_id is not None and self._connection.reply_error(
-            inv.invocation_id,
-            inv.function_id,
-            "invocation_failed",
-            _error_text(exc),
-            stack,
-            on_loop,
-            traceparent,
-            baggage,
-        ):
+        error = ("invocation_failed", _error_text(exc), stack)
+        if self._connection.answer(inv, None, on_loop, span, error):
             self._flush_soon()
 
     def _start_sync_thread(self, reserved: bool = False) -> None:

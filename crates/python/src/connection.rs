@@ -19,12 +19,13 @@ use super::events::{
     Binding, CoreLog, HandlerThreadWanted, Invocation, LinkClosed, StateChange, TriggerBinding,
 };
 use super::json::to_json_opt;
+use super::options::InitOptions;
 use super::queues::{outcome_to_py, AsyncCompletion, Item, JobQueue, LoopQueue, LoopQueueInner};
 use super::runtime;
 use super::telemetry::{InvocationSpan, Telemetry};
 use iii_core::connection::{
-    Connection as CoreConnection, ConnectionConfig, ConnectionState, Envelope, EventSink, LogLevel,
-    RegistrationKind, Slot, SlotCompletion,
+    Connection as CoreConnection, ConnectionState, Envelope, EventSink, LogLevel, RegistrationKind, Slot,
+    SlotCompletion,
 };
 use iii_core::invocations::Completion;
 use iii_protocol::{
@@ -68,7 +69,7 @@ impl EventSink for Router {
             }
         };
         if let Some(id) = &call.invocation_id {
-            conn.send_result(id, &call.function_id, Err(&refusal), Envelope::default());
+            conn.answer(id, &call.function_id, Err(&refusal), Envelope::default());
         }
     }
 
@@ -146,7 +147,7 @@ impl Connection {
         let action = queue.map(|queue| TriggerAction::Enqueue { queue });
         let timeout = Duration::from_millis(timeout_ms);
         self.core
-            .call_in(envelope, function_id, data.as_deref(), action.as_ref(), timeout, completion)
+            .call(envelope, function_id, data.as_deref(), action.as_ref(), timeout, completion)
             .map(|_| ())
             .map_err(|e| errors::call_error(payload.py(), &e))
     }
@@ -164,42 +165,15 @@ impl Connection {
         self.core.register(kind, id, message).map_err(|e| errors::call_error(py, &e))
     }
 
-    /// Answers an invocation with a value, with the invocation span's trace context;
-    /// `defer` as for `Connection.call_async`. If the value cannot be encoded, the caller gets an
-    /// `invocation_failed` error instead and the reason is logged.
-    fn reply(
-        &self,
-        invocation_id: &str,
-        function_id: &str,
-        value: &Bound<'_, PyAny>,
-        defer: bool,
-        traceparent: Option<&str>,
-        baggage: Option<&str>,
-    ) -> bool {
-        let outcome = to_json_opt(value);
-        let envelope = Envelope { namespace: None, traceparent, baggage };
-        let flush = self.sending(defer, || {
-            match &outcome {
-                Ok(text) => self.core.send_result(invocation_id, function_id, Ok(text.as_deref()), envelope),
-                Err(err) => {
-                    let message = format!("the function returned a value that cannot be sent: {err}");
-                    let body = ErrorBody::new("invocation_failed", message);
-                    self.core.send_result(invocation_id, function_id, Err(&body), envelope);
-                }
-            }
-            Ok(())
-        });
-        if let Err(err) = outcome {
-            let text = format!("function {function_id:?} returned a value that cannot be sent: {err}");
-            self.router.loop_queue.push(Item::Log(LogLevel::Error, text));
-        }
-        flush.unwrap_or(false)
-    }
-
     /// The invocation for its handler; or, when its data cannot be read into Python, None after
     /// answering the caller with the reason (it would otherwise wait for its whole timeout) and
     /// logging it.
-    fn readable(&self, py: Python<'_>, call: InvokeFunction, handler: &Arc<Py<PyAny>>) -> Option<Invocation> {
+    fn handler_invocation(
+        &self,
+        py: Python<'_>,
+        call: InvokeFunction,
+        handler: &Arc<Py<PyAny>>,
+    ) -> Option<Invocation> {
         let (err, call) = match Invocation::new(py, call, handler) {
             Ok(invocation) => return Some(invocation),
             Err(refused) => *refused,
@@ -208,7 +182,7 @@ impl Connection {
         if let Some(id) = &call.invocation_id {
             let body = ErrorBody::new("invocation_failed", message.clone());
             let envelope = Envelope { namespace: None, traceparent: None, baggage: None };
-            self.core.send_result(id, &call.function_id, Err(&body), envelope);
+            self.core.answer(id, &call.function_id, Err(&body), envelope);
         }
         let text = format!("function {:?}: {message}", call.function_id);
         self.router.loop_queue.push(Item::Log(LogLevel::Error, text));
@@ -232,58 +206,18 @@ impl Connection {
 
 #[pymethods]
 impl Connection {
-    /// Starts connecting to `url` in the background. Sync handlers run on at most
-    /// `handler_threads` threads; the other settings are `InitOptions`' (see `iii/client.py`).
+    /// Starts connecting to `url` in the background with the settings of `options` (an
+    /// `InitOptions`, checked here). Sync handlers run on at most `handler_threads` threads;
+    /// `worker_metadata` is the input of the `engine::workers::register` call.
     #[new]
-    #[pyo3(signature = (
-        url, *, handler_threads, headers=None, max_message_size=None, connect_timeout_ms=None,
-        ping_interval_ms=None, idle_timeout_ms=None, offline_queue_limit=None, initial_delay_ms=None,
-        max_delay_ms=None, backoff_multiplier=None, jitter_factor=None, max_retries=None,
-        worker_metadata=None
-    ))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (url, options, *, handler_threads, worker_metadata=None))]
     fn new(
         url: String,
+        options: InitOptions,
         handler_threads: usize,
-        headers: Option<HashMap<String, String>>,
-        max_message_size: Option<usize>,
-        connect_timeout_ms: Option<u64>,
-        ping_interval_ms: Option<u64>,
-        idle_timeout_ms: Option<u64>,
-        offline_queue_limit: Option<usize>,
-        initial_delay_ms: Option<u64>,
-        max_delay_ms: Option<u64>,
-        backoff_multiplier: Option<f64>,
-        jitter_factor: Option<f64>,
-        max_retries: Option<i64>,
         worker_metadata: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let mut config = ConnectionConfig::new(url);
-        if let Some(headers) = headers {
-            config.headers = headers.into_iter().collect();
-        }
-        if let Some(v) = max_message_size {
-            config.max_message_size = v;
-        }
-        let ms = |v: u64| Duration::from_millis(v.max(1));
-        if let Some(v) = connect_timeout_ms {
-            config.connect_timeout = ms(v);
-        }
-        if let Some(v) = ping_interval_ms {
-            config.ping_interval = ms(v);
-        }
-        if let Some(v) = idle_timeout_ms {
-            config.idle_timeout = ms(v);
-        }
-        if let Some(v) = offline_queue_limit {
-            config.offline_queue_limit = v;
-        }
-        let r = &mut config.reconnect;
-        r.initial_delay_ms = initial_delay_ms.unwrap_or(r.initial_delay_ms);
-        r.max_delay_ms = max_delay_ms.unwrap_or(r.max_delay_ms);
-        r.backoff_multiplier = backoff_multiplier.unwrap_or(r.backoff_multiplier);
-        r.jitter_factor = jitter_factor.unwrap_or(r.jitter_factor);
-        r.max_retries = max_retries.unwrap_or(r.max_retries);
+        let mut config = options.connection_config(url)?;
         if let Some(meta) = worker_metadata {
             config.worker_metadata = to_json_opt(meta)?;
         }
@@ -336,7 +270,7 @@ impl Connection {
         for item in items {
             match item {
                 Item::Invoke(call, handler) => {
-                    if let Some(invocation) = self.readable(py, call, &handler) {
+                    if let Some(invocation) = self.handler_invocation(py, call, &handler) {
                         events.append(invocation)?;
                     }
                 }
@@ -371,7 +305,7 @@ impl Connection {
             let Some((call, handler)) = job else {
                 return Ok(None);
             };
-            if let Some(invocation) = self.readable(py, call, &handler) {
+            if let Some(invocation) = self.handler_invocation(py, call, &handler) {
                 return Ok(Some(invocation));
             } // else answered with an error: take the next one
         }
@@ -662,22 +596,24 @@ impl Connection {
         let envelope = Envelope { namespace, traceparent, baggage };
         self.sending(defer, || {
             self.core
-                .call_void_in(envelope, function_id, data.as_deref())
+                .call_void(envelope, function_id, data.as_deref())
                 .map_err(|e| errors::call_error(py, &e))
         })
     }
 
-    /// Answers `invocation` with `value` (see `reply`), after ending `span`, whose headers the
-    /// answer carries; the fields are read here, not fetched one by one in Python (the gain
-    /// was within the noise of a per-thread CPU probe of the SDK loop; the Python side is
-    /// simpler).
-    #[pyo3(signature = (invocation, value, defer=false, span=None))]
+    /// Answers `invocation` with `value`, or with `error` (code, message, stacktrace) when
+    /// given. `span` is ended first (one already ended with its error stays as it is) and the
+    /// answer carries its trace headers. With `defer` (the SDK loop only) the frame may be held
+    /// back: True means call `flush` soon. A value that cannot be encoded is answered with an
+    /// `invocation_failed` error instead, and logged.
+    #[pyo3(signature = (invocation, value, defer=false, span=None, error=None))]
     fn answer(
         &self,
         invocation: &Bound<'_, Invocation>,
         value: &Bound<'_, PyAny>,
         defer: bool,
         span: Option<&Bound<'_, InvocationSpan>>,
+        error: Option<(String, String, Option<String>)>,
     ) -> bool {
         let inv = invocation.get();
         let span = span.map(Bound::get);
@@ -688,38 +624,30 @@ impl Connection {
             return false; // fire-and-forget: nothing goes back
         };
         let traceparent = span.map(InvocationSpan::traceparent);
-        self.reply(
-            id,
-            &inv.function_id,
-            value,
-            defer,
-            traceparent.as_deref(),
-            span.and_then(InvocationSpan::baggage),
-        )
-    }
-
-    /// Answers an invocation with an error; the other arguments as for `reply`.
-    #[pyo3(signature = (
-        invocation_id, function_id, code, message, stacktrace=None, defer=false, traceparent=None, baggage=None
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn reply_error(
-        &self,
-        invocation_id: &str,
-        function_id: &str,
-        code: String,
-        message: String,
-        stacktrace: Option<String>,
-        defer: bool,
-        traceparent: Option<&str>,
-        baggage: Option<&str>,
-    ) -> bool {
-        let body = ErrorBody { code, message, stacktrace };
-        let envelope = Envelope { namespace: None, traceparent, baggage };
+        let envelope = Envelope {
+            namespace: None,
+            traceparent: traceparent.as_deref(),
+            baggage: span.and_then(InvocationSpan::baggage),
+        };
+        let function_id = &inv.function_id;
+        let body = error.map(|(code, message, stacktrace)| ErrorBody { code, message, stacktrace });
+        let encoded = if body.is_some() { Ok(None) } else { to_json_opt(value) };
         let flush = self.sending(defer, || {
-            self.core.send_result(invocation_id, function_id, Err(&body), envelope);
+            match (&body, &encoded) {
+                (Some(body), _) => self.core.answer(id, function_id, Err(body), envelope),
+                (None, Ok(text)) => self.core.answer(id, function_id, Ok(text.as_deref()), envelope),
+                (None, Err(err)) => {
+                    let message = format!("the function returned a value that cannot be sent: {err}");
+                    let body = ErrorBody::new("invocation_failed", message);
+                    self.core.answer(id, function_id, Err(&body), envelope);
+                }
+            }
             Ok(())
         });
+        if let (None, Err(err)) = (&body, &encoded) {
+            let text = format!("function {function_id:?} returned a value that cannot be sent: {err}");
+            self.router.loop_queue.push(Item::Log(LogLevel::Error, text));
+        }
         flush.unwrap_or(false)
     }
 

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
 use super::runtime;
 use iii_engine_double::config::QueueConfig;
@@ -15,25 +14,43 @@ pub struct TestEngine {
     handle: EngineHandle,
 }
 
-fn queue_config(spec: &Bound<'_, PyAny>) -> PyResult<QueueConfig> {
-    if let Ok(name) = spec.extract::<String>() {
-        return Ok(QueueConfig { name, ..QueueConfig::default() });
+/// A queue of `iii.testing.Engine(queues=...)`: a name, or a dict of `QueueConfig`'s fields
+/// (the missing ones keep their defaults).
+#[derive(FromPyObject)]
+enum QueueSpec {
+    Name(String),
+    Fields(#[pyo3(from_py_with = queue_fields)] QueueConfig),
+}
+
+fn queue_fields(spec: &Bound<'_, PyAny>) -> PyResult<QueueConfig> {
+    #[derive(FromPyObject)]
+    #[pyo3(from_item_all)]
+    struct Fields {
+        name: String,
+        #[pyo3(default)]
+        max_retries: Option<u32>,
+        #[pyo3(default)]
+        backoff_ms: Option<u64>,
+        #[pyo3(default)]
+        concurrency: Option<usize>,
     }
-    let d = spec.cast::<PyDict>()?;
-    let mut q = QueueConfig::default();
-    if let Some(v) = d.get_item("name")? {
-        q.name = v.extract()?;
+    let f: Fields = spec.extract()?;
+    let d = QueueConfig::default();
+    Ok(QueueConfig {
+        name: f.name,
+        max_retries: f.max_retries.unwrap_or(d.max_retries),
+        backoff_ms: f.backoff_ms.unwrap_or(d.backoff_ms),
+        concurrency: f.concurrency.unwrap_or(d.concurrency),
+    })
+}
+
+impl From<QueueSpec> for QueueConfig {
+    fn from(spec: QueueSpec) -> Self {
+        match spec {
+            QueueSpec::Name(name) => QueueConfig { name, ..QueueConfig::default() },
+            QueueSpec::Fields(config) => config,
+        }
     }
-    if let Some(v) = d.get_item("max_retries")? {
-        q.max_retries = v.extract()?;
-    }
-    if let Some(v) = d.get_item("backoff_ms")? {
-        q.backoff_ms = v.extract()?;
-    }
-    if let Some(v) = d.get_item("concurrency")? {
-        q.concurrency = v.extract()?;
-    }
-    Ok(q)
 }
 
 #[pymethods]
@@ -45,7 +62,7 @@ impl TestEngine {
         py: Python<'_>,
         host: String,
         port: u16,
-        queues: Option<Vec<Bound<'_, PyAny>>>,
+        queues: Option<Vec<QueueSpec>>,
         functions_poll_interval_ms: u64,
         head_protocol: bool,
         registration_grace_ms: u64,
@@ -61,7 +78,7 @@ impl TestEngine {
             ..EngineConfig::default()
         };
         if let Some(queues) = queues {
-            config.queues = queues.iter().map(queue_config).collect::<PyResult<_>>()?;
+            config.queues = queues.into_iter().map(QueueConfig::from).collect();
         }
         let handle = py.detach(|| runtime::handle().block_on(EngineHandle::start(config)))?;
         Ok(Self { handle })

@@ -7,6 +7,7 @@ mod engine;
 mod errors;
 mod events;
 mod json;
+mod options;
 mod queues;
 mod runtime;
 mod telemetry;

@@ -1,6 +1,5 @@
 //! Inbound routing: what each frame the engine sends does (results, invocations, control).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -8,7 +7,7 @@ use uuid::Uuid;
 use super::frame_codec::{Incoming, OP_CLOSE, OP_PONG};
 use super::link::End;
 use super::writer::Writer;
-use super::{Connection, ConnectionState, LogLevel};
+use super::{Connection, ConnectionState, Generation, LogLevel};
 use crate::invocations::CallError;
 use iii_protocol::Message;
 
@@ -66,10 +65,9 @@ pub(super) fn handle_frame(conn: &Connection, bytes: &[u8]) -> Option<End> {
                 &format!("connected to the iii engine at {} as worker {worker_id}", shared.config.url),
             );
             // Before `connected` is announced, so whoever waits for it sees the generation.
-            let generation = if reattach_token.is_some() { 2 } else { 1 };
-            shared.generation.store(generation, Ordering::Release);
             {
                 let mut info = shared.info.lock();
+                info.generation = if reattach_token.is_some() { Generation::Head } else { Generation::V011 };
                 info.worker_id = Some(worker_id);
                 info.reattach_token = reattach_token;
             }

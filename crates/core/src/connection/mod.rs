@@ -30,7 +30,7 @@ fn invocation_ids_are_version_4_and_distinct() {
     assert!(ids.iter().all(|id| id.get_version_num() == 4 && id.get_variant() == uuid::Variant::RFC4122));
 }
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,14 +85,6 @@ impl Generation {
             Generation::Head => "head",
         }
     }
-
-    fn from_u8(v: u8) -> Generation {
-        match v {
-            1 => Generation::V011,
-            2 => Generation::Head,
-            _ => Generation::Unknown,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +125,7 @@ struct StateInfo {
     last_error: Option<String>,
     worker_id: Option<String>,
     reattach_token: Option<String>,
+    generation: Generation,
 }
 
 struct Shared {
@@ -154,8 +147,6 @@ struct Shared {
     /// A frame was held back into an empty buffer (see `deferring`).
     flush_requested: AtomicBool,
     shutting_down: AtomicBool,
-    /// `Generation` as a number, set from each `workerregistered` (read without a lock).
-    generation: AtomicU8,
     sink: Arc<dyn EventSink>,
 }
 
@@ -238,6 +229,7 @@ impl Connection {
                 last_error: None,
                 worker_id: None,
                 reattach_token: None,
+                generation: Generation::Unknown,
             }),
             state_changed: Condvar::new(),
             epoch: AtomicU64::new(0),
@@ -247,7 +239,6 @@ impl Connection {
             blocking_waiters: AtomicUsize::new(0),
             flush_requested: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
-            generation: AtomicU8::new(0),
             sink,
         });
         let conn = Connection { shared };
@@ -279,7 +270,7 @@ impl Connection {
     /// Sends a call that expects an answer (sync or enqueue), with the namespace and trace
     /// context of `envelope`. `data` is JSON text. The outcome reaches `completion`, exactly
     /// once; an error returned here means nothing was sent.
-    pub fn call_in(
+    pub fn call(
         &self,
         envelope: Envelope<'_>,
         function_id: &str,
@@ -303,7 +294,7 @@ impl Connection {
     }
 
     /// Fire-and-forget call (`action: void`, no invocation id), with `envelope`'s fields.
-    pub fn call_void_in(
+    pub fn call_void(
         &self,
         envelope: Envelope<'_>,
         function_id: &str,
@@ -318,7 +309,7 @@ impl Connection {
     /// Answers an invocation the engine sent to this worker, with the trace context of
     /// `envelope` (its namespace is not used). A result too large to send is replaced by an
     /// error, so the caller is never left waiting.
-    pub fn send_result(
+    pub fn answer(
         &self,
         invocation_id: &str,
         function_id: &str,
@@ -471,7 +462,7 @@ impl Connection {
     /// The engine generation seen on the current (or last) connection; `Unknown` before the
     /// first `workerregistered`.
     pub fn generation(&self) -> Generation {
-        Generation::from_u8(self.shared.generation.load(Ordering::Acquire))
+        self.shared.info.lock().generation
     }
 
     /// The id the engine gave the current (or last) connection.

@@ -19,7 +19,7 @@ struct Echo {
 impl EventSink for Echo {
     fn invocation(&self, conn: &Connection, call: InvokeFunction) {
         if let Some(id) = &call.invocation_id {
-            conn.send_result(
+            conn.answer(
                 id,
                 &call.function_id,
                 Ok(call.data.as_deref().map(|d| d.get())),
@@ -71,7 +71,7 @@ fn call(
     timeout: Duration,
 ) -> std::sync::mpsc::Receiver<Outcome> {
     let (tx, rx) = std::sync::mpsc::channel();
-    conn.call_in(Envelope::default(), function_id, Some(data), None, timeout, Box::new(Chan(tx))).unwrap();
+    conn.call(Envelope::default(), function_id, Some(data), None, timeout, Box::new(Chan(tx))).unwrap();
     rx
 }
 
@@ -169,7 +169,7 @@ fn generation_is_read_from_workerregistered_and_namespaces_reach_the_engine() {
     loop {
         let (tx, rx) = std::sync::mpsc::channel();
         caller
-            .call_in(
+            .call(
                 Envelope { namespace: Some("team"), ..Envelope::default() },
                 "ns::echo",
                 Some("[2]"),
@@ -292,7 +292,7 @@ fn offline_queue_is_bounded_and_gives_up_after_max_retries() {
     std::thread::sleep(Duration::from_millis(50));
     let (tx, _rx) = std::sync::mpsc::channel();
     let third =
-        conn.call_in(Envelope::default(), "f", Some("3"), None, Duration::from_secs(30), Box::new(Chan(tx)));
+        conn.call(Envelope::default(), "f", Some("3"), None, Duration::from_secs(30), Box::new(Chan(tx)));
     assert!(matches!(third, Err(CallError::OfflineQueueFull { limit: 2 })), "{third:?}");
     assert_eq!(
         conn.wait_for(Duration::from_secs(5), |s| s == ConnectionState::Failed),
@@ -433,7 +433,7 @@ fn blocking_call(
 ) -> Outcome {
     let slot = Arc::new(Slot::default());
     let completion = Box::new(Recorded(slot.clone(), done_on.clone()));
-    conn.call_in(Envelope::default(), function_id, Some("[7]"), None, timeout, completion).unwrap();
+    conn.call(Envelope::default(), function_id, Some("[7]"), None, timeout, completion).unwrap();
     conn.wait_result(&slot, Duration::from_secs(30)).expect("an outcome before the wait's limit")
 }
 

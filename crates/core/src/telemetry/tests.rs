@@ -304,7 +304,7 @@ fn telemetry_travels_on_the_workers_own_link_to_the_engine() {
     }
     let call = |conn: &Connection, function_id: &str, data: &str| -> serde_json::Value {
         let (tx, rx) = std::sync::mpsc::channel();
-        conn.call_in(
+        conn.call(
             crate::connection::Envelope::default(),
             function_id,
             Some(data),
