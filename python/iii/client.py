@@ -34,7 +34,7 @@ from .stream import (
     StreamListInput,
     StreamSetInput,
 )
-from .triggers import Trigger, TriggerConfig, TriggerHandler, TriggerTypeRef
+from .triggers import Trigger, TriggerHandler, TriggerTypeRef
 from .types import (
     EnqueueResult,
     FunctionInfo,
@@ -78,7 +78,7 @@ def _as(model: type[M], value: M | dict[str, Any]) -> M:
     return value if isinstance(value, model) else model.model_validate(value)
 
 
-class III(Dispatcher):
+class III:
     """A worker connected to an iii engine. Create it with :func:`register_worker`."""
 
     def __init__(self, address: str, options: InitOptions | None = None) -> None:
@@ -93,9 +93,6 @@ class III(Dispatcher):
             raise TypeError(f"options must be an InitOptions, not {type(self._options).__name__}")
         self._namespace = namespaces.worker_namespace(self._options.namespace)
         self._timeout_ms = int(self._options.invocation_timeout_ms)
-        self._trigger_types: dict[str, TriggerHandler[Any]] = {}
-        self._bindings: dict[str, TriggerConfig[Any]] = {}
-        self._state_listeners: list[Callable[[IIIConnectionState], Any]] = []
         self._functions_available: list[Callable[[list[FunctionInfo]], Any]] = []
         self._functions_available_sub: tuple[FunctionRef, Trigger] | None = None
         self._lock = threading.Lock()
@@ -104,10 +101,6 @@ class III(Dispatcher):
         self._loop_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _iii.LoopQueue] = (
             weakref.WeakKeyDictionary()
         )
-        self._sync_threads = 0
-        self._link_fd: int | None = None
-        self._polling = False
-        self._flush_due = False
         self._loop = new_loop()  # before the connection: a bad III_EVENT_LOOP leaves nothing running
         try:
             self._connection = _iii.Connection(
@@ -123,6 +116,7 @@ class III(Dispatcher):
         self._telemetry = telemetry.start(
             self._options.otel, worker_url=address, metrics=self._options.enable_metrics_reporting
         )
+        enter_invocation = None
         if self._telemetry is not None:
             self._connection.bind_telemetry(self._telemetry)
             _telemetry_users.append(self)
@@ -132,12 +126,13 @@ class III(Dispatcher):
             from . import _otel_bridge
 
             self._call_span = _otel_bridge.call_span
-            self._enter_invocation = _otel_bridge.enter_invocation
-        self._loop.add_reader(self._connection.wake_fd, self._poll)
+            enter_invocation = _otel_bridge.enter_invocation
+        self._dispatch = Dispatcher(address, self._connection, self._loop, self._telemetry, enter_invocation)
+        self._loop.add_reader(self._connection.wake_fd, self._dispatch.poll)
         if self._telemetry is not None:
             telemetry.attach_event_loop(self._loop)
         # Non-daemon, like the official SDK: a connected worker keeps the process alive.
-        self._thread = threading.Thread(target=self._run_loop, name="iii-loop", daemon=False)
+        self._thread = threading.Thread(target=self._dispatch.run_loop, name="iii-loop", daemon=False)
         self._thread.start()
         _live_clients.add(self)
         _hook_uncaught_exceptions()
@@ -168,11 +163,11 @@ class III(Dispatcher):
 
     def on_connection_state_change(self, callback: Callable[[IIIConnectionState], Any]) -> Callable[[], None]:
         """Calls ``callback(state)`` on the SDK loop at every state change; returns an unsubscribe."""
-        self._state_listeners.append(callback)
+        self._dispatch.state_listeners.append(callback)
 
         def unsubscribe() -> None:
-            if callback in self._state_listeners:
-                self._state_listeners.remove(callback)
+            if callback in self._dispatch.state_listeners:
+                self._dispatch.state_listeners.remove(callback)
 
         return unsubscribe
 
@@ -315,7 +310,7 @@ class III(Dispatcher):
                 if self._connection.call_void(
                     function_id, payload, namespace, on_sdk_loop, traceparent, baggage
                 ):
-                    self._flush_soon()
+                    self._dispatch.flush_soon()
                 result = None
             else:
                 future = loop.create_future()
@@ -324,7 +319,7 @@ class III(Dispatcher):
                     function_id, payload, timeout_ms, action, future, queue, namespace, on_sdk_loop,
                     traceparent, baggage,
                 ):  # fmt: skip
-                    self._flush_soon()
+                    self._dispatch.flush_soon()
                 result = await future
         except BaseException as exc:
             raise self._call_failed(exc, action, span) from None
@@ -421,8 +416,8 @@ class III(Dispatcher):
             metadata=spec.metadata,
             invocation=invocation.model_dump(mode="json", exclude_none=True) if invocation else None,
         )
-        if handler is not None and not handler.is_async and self._sync_threads == 0:
-            self._start_sync_thread()
+        if handler is not None and not handler.is_async and self._dispatch.sync_threads == 0:
+            self._dispatch.start_sync_thread()
         function_id = spec.id
         return FunctionRef(
             id=function_id, unregister=lambda: self._connection.unregister_function(function_id)
@@ -470,7 +465,7 @@ class III(Dispatcher):
             _format_json(spec.trigger_request_format),
             _format_json(spec.call_request_format),
         )
-        self._trigger_types[spec.id] = handler
+        self._dispatch.trigger_types[spec.id] = handler
         config_cls = spec.trigger_request_format if isinstance(spec.trigger_request_format, type) else None
         request_cls = spec.call_request_format if isinstance(spec.call_request_format, type) else None
         return TriggerTypeRef(self, spec.id, config_cls, request_cls)
@@ -484,7 +479,7 @@ class III(Dispatcher):
         type_id = (
             trigger_type.id if isinstance(trigger_type, RegisterTriggerTypeInput) else trigger_type["id"]
         )
-        self._trigger_types.pop(type_id, None)
+        self._dispatch.trigger_types.pop(type_id, None)
         self._connection.unregister_trigger_type(type_id)
 
     # -- messages from the engine ----------------------------------------------------------------

@@ -1,6 +1,6 @@
 """How the SDK runs handlers: its event-loop thread, its sync-handler threads, and the reading
-of the engine link on that loop. :class:`Dispatcher` is the part of :class:`iii.III` that
-reacts to what the engine sends; the public API lives in ``client.py``.
+of the engine link on that loop: :class:`Dispatcher`, held by :class:`iii.III`, whose public API
+lives in ``client.py``.
 
 Threads: the SDK's asyncio loop runs on one non-daemon thread (async handlers, trigger-type
 handlers, callbacks) and reads the live link itself (see ``src/connection/link.rs``); sync
@@ -132,22 +132,33 @@ class Handler:
 
 
 class Dispatcher:
-    """Handler dispatch and link reading; mixed into :class:`iii.III`, which sets these."""
+    """Reacts to what the engine sends one :class:`iii.III`: reads the link on the SDK loop,
+    runs handlers (async ones on that loop, sync ones on SDK-owned threads) and answers their
+    invocations, binds triggers to this worker's trigger types and reports state changes.
+    The client holds one and hands it the pieces it shares."""
 
-    _address: str
-    _connection: _iii.Connection
-    _telemetry: _iii.Telemetry | None
-    _enter_invocation: Callable[[_iii.InvocationSpan], None]  # set while OpenTelemetry is on
-    _loop: asyncio.AbstractEventLoop
-    _sync_threads: int
-    _link_fd: int | None
-    _polling: bool
-    _flush_due: bool
-    _trigger_types: dict[str, TriggerHandler[Any]]
-    _bindings: dict[str, TriggerConfig[Any]]
-    _state_listeners: list[Callable[[IIIConnectionState], Any]]
+    def __init__(
+        self,
+        address: str,
+        connection: _iii.Connection,
+        loop: asyncio.AbstractEventLoop,
+        telemetry: _iii.Telemetry | None,
+        enter_invocation: Callable[[_iii.InvocationSpan], None] | None,
+    ) -> None:
+        self._address = address
+        self._connection = connection
+        self._loop = loop
+        self._telemetry = telemetry
+        self._enter_invocation = enter_invocation  # set while OpenTelemetry is on
+        self.trigger_types: dict[str, TriggerHandler[Any]] = {}
+        self.state_listeners: list[Callable[[IIIConnectionState], Any]] = []
+        self._bindings: dict[str, TriggerConfig[Any]] = {}
+        self.sync_threads = 0
+        self._link_fd: int | None = None
+        self._polling = False
+        self._flush_due = False
 
-    def _run_loop(self) -> None:
+    def run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_forever()
@@ -163,7 +174,7 @@ class Dispatcher:
             self._detach_link()  # lets the link's socket close with the connection
             self._loop.close()
 
-    def _poll(self) -> None:
+    def poll(self) -> None:
         """Runs on the SDK loop when the link or the wake-up descriptor is readable: one call
         into the core reads the link and returns every event that is waiting."""
         events = self._connection.poll()
@@ -181,7 +192,7 @@ class Dispatcher:
                 self._flush_due = False
                 self._connection.flush()
 
-    def _flush_soon(self) -> None:
+    def flush_soon(self) -> None:
         """Writes the frames the core held back (``defer``): at the end of the batch being
         handled, or at the end of this loop iteration."""
         if self._polling:
@@ -200,7 +211,7 @@ class Dispatcher:
             elif type(event) is _iii.CoreLog:
                 log.log(event.level, event.text)
             elif type(event) is _iii.HandlerThreadWanted:
-                self._start_sync_thread(reserved=True)
+                self.start_sync_thread(reserved=True)
             elif type(event) is _iii.LinkClosed:
                 self._detach_link()
 
@@ -211,6 +222,7 @@ class Dispatcher:
         if self._telemetry is None:
             return ctx, None
         span = self._telemetry.start_for(inv)
+        assert self._enter_invocation is not None
         ctx.run(self._enter_invocation, span)
         return ctx, span
 
@@ -247,7 +259,7 @@ class Dispatcher:
         """Answers ``inv`` and ends its span. On the SDK loop the frame is held back until the
         end of the loop's iteration, so a burst of answers goes out in one write."""
         if self._connection.answer(inv, value, on_loop, span):
-            self._flush_soon()
+            self.flush_soon()
 
     def _reply_exception(
         self, inv: _iii.Invocation, exc: BaseException, on_loop: bool, span: _iii.InvocationSpan | None
@@ -258,13 +270,13 @@ class Dispatcher:
             span.end_error(type(exc).__name__, _error_text(exc), stack)
         error = ("invocation_failed", _error_text(exc), stack)
         if self._connection.answer(inv, None, on_loop, span, error):
-            self._flush_soon()
+            self.flush_soon()
 
-    def _start_sync_thread(self, reserved: bool = False) -> None:
+    def start_sync_thread(self, reserved: bool = False) -> None:
         if not reserved and not self._connection.reserve_handler_thread():
             return
-        self._sync_threads += 1
-        name = f"iii-sync-{self._sync_threads}"
+        self.sync_threads += 1
+        name = f"iii-sync-{self.sync_threads}"
         # Threads owned by the SDK (not concurrent.futures, which refuses work once the
         # interpreter starts exiting): handlers keep running after the main thread returns.
         # Not daemons: they wait inside Rust with the GIL released, and a daemon thread that
@@ -299,7 +311,7 @@ class Dispatcher:
         fd = self._connection.attach_link()
         if fd is not None:
             self._link_fd = fd
-            self._loop.add_reader(fd, self._poll)
+            self._loop.add_reader(fd, self.poll)
 
     def _detach_link(self) -> None:
         fd, self._link_fd = self._link_fd, None
@@ -320,7 +332,7 @@ class Dispatcher:
             # stopping the SDK's own threads, as shutdown() would.
             self._connection.close_jobs()
             self._loop.call_soon(self._loop.stop)
-        for listener in list(self._state_listeners):
+        for listener in list(self.state_listeners):
             try:
                 result = listener(state)
                 if inspect.isawaitable(result):
@@ -329,7 +341,7 @@ class Dispatcher:
                 log.exception("connection state listener raised")
 
     async def _bind(self, binding: _iii.TriggerBinding) -> None:
-        handler = self._trigger_types.get(binding.trigger_type)
+        handler = self.trigger_types.get(binding.trigger_type)
         if handler is None:
             self._connection.answer_binding(
                 binding, "trigger_type_not_found", f"Trigger type '{binding.trigger_type}' not found"
@@ -355,7 +367,7 @@ class Dispatcher:
 
     async def _unbind(self, binding: _iii.TriggerBinding) -> None:
         config = self._bindings.pop(binding.id, None)
-        handler = self._trigger_types.get(binding.trigger_type)
+        handler = self.trigger_types.get(binding.trigger_type)
         if handler is None or config is None:
             return
         try:
