@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from iii import Channel, ChannelError, ChannelReader, ChannelWriter
-from iii.channels import _in_thread
+from iii._channels import _in_thread
 
 from conftest import unique, wait_registered
 

@@ -14,7 +14,7 @@ from typing import Any, Optional, TypedDict, Union
 import pytest
 from pydantic import BaseModel, Field
 
-from iii.format import (
+from iii._format import (
     JSON_SCHEMA_DIALECT,
     extract_request_format,
     extract_response_format,

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from iii import InvocationError, listings
+from iii import InvocationError
+from iii import _listings as listings
 
 
 class Canned:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-import iii.client
+import iii._client
 from iii import (
     III,
     InitOptions,
@@ -79,7 +79,7 @@ def test_calls_made_before_the_engine_is_up_wait_and_complete():
 
 
 def test_register_worker_returns_a_reconnecting_client_when_the_engine_stays_away(monkeypatch, caplog):
-    monkeypatch.setattr(iii.client, "REGISTER_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(iii._client, "REGISTER_TIMEOUT_S", 0.3)
     port = free_port()
     with caplog.at_level(logging.WARNING, logger="iii"):
         worker = register_worker(f"ws://127.0.0.1:{port}", InitOptions(reconnection_config=FAST))

@@ -316,7 +316,8 @@ def test_with_span_and_context_helpers(otel: Telemetry) -> None:
 
 
 def test_otel_config_is_defined_once_and_validated() -> None:
-    from iii import options, telemetry_types
+    from iii import _options as options
+    from iii import telemetry_types
 
     assert telemetry_types.OtelConfig is options.OtelConfig
     assert telemetry.coerce_config({"enabled": False}).enabled is False

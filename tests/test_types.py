@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from iii.options import FunctionRef, InitOptions, OtelConfig, ReconnectionConfig, TelemetryOptions
-from iii.rbac import AuthResult
+from iii._options import FunctionRef, InitOptions, OtelConfig, ReconnectionConfig, TelemetryOptions
+from iii._rbac import AuthResult
 from iii.stream import (
     IStream,
     StreamChangeEvent,

@@ -3,66 +3,20 @@
 from iii import register_worker, InitOptions
 iii = register_worker("ws://localhost:49134", InitOptions(worker_name="my-worker"))
 
-The official package's module paths (``iii.iii``, ``iii.iii_types``, ``iii.iii_constants``,
-``iii.telemetry_types``, ``iii.utils``, ``iii.format_utils``) are thin re-export shims of the
-modules below; ``iii.state``, ``iii.worker_metrics`` and ``iii.otel_worker_gauges`` hold what
-the official modules of those names offer.
+Layout: every module without a leading underscore is an official import path (or, for
+``iii.testing``, our own public API) and only re-exports; the implementation lives in the
+private ``iii._*`` modules, named for their job, which may change freely.
 """
 
 # The official package's module layout (iii.iii, iii.iii_types, ...): re-export shims, loaded
 # here so that, as with the official package, they are attributes of ``iii`` after import.
 from . import format_utils, iii, iii_constants, iii_types, telemetry_types, utils  # noqa: F401
-from .channels import Channel, ChannelReader, ChannelWriter
-from .client import III, register_worker
-from .errors import (
-    ChannelError,
-    ClientShutdownError,
-    ConnectionLostError,
-    IIIConnectionError,
-    IIIError,
-    InvocationError,
-    InvocationTimeoutError,
-    NotConnectedError,
-    OfflineQueueFullError,
-    PayloadError,
-    PayloadNotSerializableError,
-    PayloadTooLargeError,
-    ProtocolError,
-    QueueUnavailableError,
-)
-from .format import extract_request_format, extract_response_format, python_type_to_format
-from .http_trigger import HttpRequest, HttpResponse, InternalHttpRequest, http
-from .logger import Logger
-from .options import (
-    FunctionRef,
-    IIIConnectionState,
-    InitOptions,
-    OtelConfig,
-    ReconnectionConfig,
-    TelemetryOptions,
-)
-from .rbac import (
-    AuthInput,
-    AuthResult,
-    MiddlewareFunctionInput,
-    OnFunctionRegistrationInput,
-    OnFunctionRegistrationResult,
-    OnTriggerRegistrationInput,
-    OnTriggerRegistrationResult,
-    OnTriggerTypeRegistrationInput,
-    OnTriggerTypeRegistrationResult,
-)
-from .stream import (
-    IStream,
-    StreamChangeEvent,
-    StreamChangeEventDetail,
-    StreamContext,
-    StreamJoinLeaveEvent,
-    StreamJoinLeaveTriggerConfig,
-    StreamTriggerConfig,
-)
-from .triggers import Trigger, TriggerConfig, TriggerHandler, TriggerTypeRef
-from .types import (
+from ._channels import Channel, ChannelReader, ChannelWriter
+from ._client import III, register_worker
+from ._format import extract_request_format, extract_response_format, python_type_to_format
+from ._http_trigger import HttpRequest, HttpResponse, InternalHttpRequest, http
+from ._logger import Logger
+from ._models import (
     ApiRequest,
     ApiResponse,
     EnqueueResult,
@@ -88,6 +42,51 @@ from .types import (
     TriggerRequest,
     TriggerTypeInfo,
     WorkerInfo,
+)
+from ._options import (
+    FunctionRef,
+    IIIConnectionState,
+    InitOptions,
+    OtelConfig,
+    ReconnectionConfig,
+    TelemetryOptions,
+)
+from ._rbac import (
+    AuthInput,
+    AuthResult,
+    MiddlewareFunctionInput,
+    OnFunctionRegistrationInput,
+    OnFunctionRegistrationResult,
+    OnTriggerRegistrationInput,
+    OnTriggerRegistrationResult,
+    OnTriggerTypeRegistrationInput,
+    OnTriggerTypeRegistrationResult,
+)
+from ._streams import (
+    IStream,
+    StreamChangeEvent,
+    StreamChangeEventDetail,
+    StreamContext,
+    StreamJoinLeaveEvent,
+    StreamJoinLeaveTriggerConfig,
+    StreamTriggerConfig,
+)
+from ._triggers import Trigger, TriggerConfig, TriggerHandler, TriggerTypeRef
+from .errors import (
+    ChannelError,
+    ClientShutdownError,
+    ConnectionLostError,
+    IIIConnectionError,
+    IIIError,
+    InvocationError,
+    InvocationTimeoutError,
+    NotConnectedError,
+    OfflineQueueFullError,
+    PayloadError,
+    PayloadNotSerializableError,
+    PayloadTooLargeError,
+    ProtocolError,
+    QueueUnavailableError,
 )
 
 __version__ = "0.11.0"

@@ -4,7 +4,7 @@ from typing import Any, final
 
 from typing_extensions import Self
 
-from .options import InitOptions
+from ._options import InitOptions
 
 __version__: str
 

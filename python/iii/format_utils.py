@@ -4,6 +4,6 @@ from type hints. Re-export shim.
 The functions are defined in :mod:`iii.format`; nothing is defined here.
 """
 
-from .format import extract_request_format, extract_response_format, python_type_to_format
+from ._format import extract_request_format, extract_response_format, python_type_to_format
 
 __all__ = ["extract_request_format", "extract_response_format", "python_type_to_format"]

@@ -9,10 +9,10 @@ variable are defined here, as in the official module.
 import logging
 from typing import TypeVar
 
-from .channels import Channel, ChannelReader, ChannelWriter, is_channel_ref
-from .client import III, register_worker
-from .format import extract_request_format, extract_response_format
-from .messages import (
+from ._channels import Channel, ChannelReader, ChannelWriter, is_channel_ref
+from ._client import III, register_worker
+from ._format import extract_request_format, extract_response_format
+from ._messages import (
     InvocationResultMessage,
     InvokeFunctionMessage,
     RegisterServiceMessage,
@@ -20,24 +20,7 @@ from .messages import (
     UnregisterTriggerMessage,
     UnregisterTriggerTypeMessage,
 )
-from .options import (
-    DEFAULT_RECONNECTION_CONFIG,
-    MAX_QUEUE_SIZE,
-    FunctionRef,
-    IIIConnectionState,
-    InitOptions,
-    OtelConfig,
-)
-from .stream import (
-    IStream,
-    StreamDeleteInput,
-    StreamGetInput,
-    StreamListGroupsInput,
-    StreamListInput,
-    StreamSetInput,
-)
-from .triggers import Trigger, TriggerConfig, TriggerHandler, TriggerTypeRef
-from .types import (
+from ._models import (
     FunctionInfo,
     HttpInvocationConfig,
     MessageType,
@@ -61,6 +44,23 @@ from .types import (
     TriggerTypeInfo,
     WorkerInfo,
 )
+from ._options import (
+    DEFAULT_RECONNECTION_CONFIG,
+    MAX_QUEUE_SIZE,
+    FunctionRef,
+    IIIConnectionState,
+    InitOptions,
+    OtelConfig,
+)
+from ._streams import (
+    IStream,
+    StreamDeleteInput,
+    StreamGetInput,
+    StreamListGroupsInput,
+    StreamListInput,
+    StreamSetInput,
+)
+from ._triggers import Trigger, TriggerConfig, TriggerHandler, TriggerTypeRef
 
 log = logging.getLogger("iii.iii")
 TResult = TypeVar("TResult")

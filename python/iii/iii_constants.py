@@ -4,7 +4,7 @@ The objects are defined in :mod:`iii.options` (``iii.iii_constants.InitOptions i
 iii.InitOptions``); nothing is defined here.
 """
 
-from .options import (
+from ._options import (
     DEFAULT_INVOCATION_TIMEOUT_MS,
     DEFAULT_RECONNECTION_CONFIG,
     MAX_QUEUE_SIZE,

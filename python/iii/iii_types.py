@@ -7,7 +7,7 @@ As in the official module, ``TriggerAction`` here is the type of a trigger actio
 not the ``TriggerAction`` helper class of :mod:`iii`.
 """
 
-from .messages import (
+from ._messages import (
     IIIMessage,
     InvocationResultMessage,
     InvokeFunctionMessage,
@@ -19,18 +19,7 @@ from .messages import (
     UnregisterTriggerTypeMessage,
     WorkerRegisteredMessage,
 )
-from .rbac import (
-    AuthInput,
-    AuthResult,
-    MiddlewareFunctionInput,
-    OnFunctionRegistrationInput,
-    OnFunctionRegistrationResult,
-    OnTriggerRegistrationInput,
-    OnTriggerRegistrationResult,
-    OnTriggerTypeRegistrationInput,
-    OnTriggerTypeRegistrationResult,
-)
-from .types import (
+from ._models import (
     EnqueueResult,
     FunctionInfo,
     HttpAuthApiKey,
@@ -56,7 +45,18 @@ from .types import (
     WorkerInfo,
     WorkerStatus,
 )
-from .types import TriggerActionType as TriggerAction
+from ._models import TriggerActionType as TriggerAction
+from ._rbac import (
+    AuthInput,
+    AuthResult,
+    MiddlewareFunctionInput,
+    OnFunctionRegistrationInput,
+    OnFunctionRegistrationResult,
+    OnTriggerRegistrationInput,
+    OnTriggerRegistrationResult,
+    OnTriggerTypeRegistrationInput,
+    OnTriggerTypeRegistrationResult,
+)
 
 __all__ = [
     "AuthInput",

@@ -19,8 +19,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import logger as _logger
-from .options import OtelConfig
+from . import _logger
+from ._options import OtelConfig
 
 if TYPE_CHECKING:
     from ._iii import Telemetry

@@ -3,6 +3,6 @@
 :class:`OtelConfig` is defined once, in :mod:`iii.options`; this module re-exports it.
 """
 
-from .options import OtelConfig
+from ._options import OtelConfig
 
 __all__ = ["OtelConfig"]

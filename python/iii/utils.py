@@ -5,8 +5,8 @@ The objects are defined in :mod:`iii.http_trigger`, :mod:`iii.channels` and
 :mod:`iii.logger` (``iii.utils.http is iii.http``); nothing is defined here.
 """
 
-from .channels import is_channel_ref
-from .http_trigger import HttpRequest, HttpResponse, InternalHttpRequest, http
-from .logger import safe_stringify
+from ._channels import is_channel_ref
+from ._http_trigger import HttpRequest, HttpResponse, InternalHttpRequest, http
+from ._logger import safe_stringify
 
 __all__ = ["HttpRequest", "HttpResponse", "InternalHttpRequest", "http", "is_channel_ref", "safe_stringify"]

@@ -20,22 +20,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from . import _iii, listings, namespaces, telemetry
-from .channels import Channel, ChannelReader, ChannelWriter
-from .dispatch import Dispatcher, Handler, awaited, new_loop
-from .errors import ClientShutdownError, InvocationError, NotConnectedError, enqueue_error
-from .format import extract_request_format, extract_response_format, python_type_to_format
-from .options import FunctionRef, IIIConnectionState, InitOptions
-from .stream import (
-    IStream,
-    StreamDeleteInput,
-    StreamGetInput,
-    StreamListGroupsInput,
-    StreamListInput,
-    StreamSetInput,
-)
-from .triggers import Trigger, TriggerHandler, TriggerTypeRef
-from .types import (
+from . import _iii, _listings, _namespaces, telemetry
+from ._channels import Channel, ChannelReader, ChannelWriter
+from ._dispatch import Dispatcher, Handler, awaited, new_loop
+from ._format import extract_request_format, extract_response_format, python_type_to_format
+from ._models import (
     EnqueueResult,
     FunctionInfo,
     HttpInvocationConfig,
@@ -51,6 +40,17 @@ from .types import (
     TriggerTypeInfo,
     WorkerInfo,
 )
+from ._options import FunctionRef, IIIConnectionState, InitOptions
+from ._streams import (
+    IStream,
+    StreamDeleteInput,
+    StreamGetInput,
+    StreamListGroupsInput,
+    StreamListInput,
+    StreamSetInput,
+)
+from ._triggers import Trigger, TriggerHandler, TriggerTypeRef
+from .errors import ClientShutdownError, InvocationError, NotConnectedError, enqueue_error
 
 log = logging.getLogger("iii")
 
@@ -91,7 +91,7 @@ class III:
         self._options = options or InitOptions()
         if not isinstance(self._options, InitOptions):
             raise TypeError(f"options must be an InitOptions, not {type(self._options).__name__}")
-        self._namespace = namespaces.worker_namespace(self._options.namespace)
+        self._namespace = _namespaces.worker_namespace(self._options.namespace)
         self._timeout_ms = int(self._options.invocation_timeout_ms)
         self._functions_available: list[Callable[[list[FunctionInfo]], Any]] = []
         self._functions_available_sub: tuple[FunctionRef, Trigger] | None = None
@@ -345,7 +345,7 @@ class III:
 
     def _call_namespace(self, request: dict[str, Any] | TriggerRequest, function_id: str) -> str | None:
         named = request.get("namespace") if isinstance(request, dict) else request.namespace
-        return namespaces.for_call(named, function_id, self._namespace)
+        return _namespaces.for_call(named, function_id, self._namespace)
 
     def _queue_for(self, loop: asyncio.AbstractEventLoop) -> _iii.LoopQueue | None:
         """The batch queue for results on ``loop`` (None: the SDK loop's own)."""
@@ -435,8 +435,8 @@ class III:
         """Binds a trigger (``type``, ``function_id``, ``config``) to a function."""
         self._check_open()
         spec = _as(RegisterTriggerInput, trigger)
-        namespace = namespaces.explicit(spec.namespace, "RegisterTriggerInput.namespace") or self._namespace
-        trigger_namespace = namespaces.explicit(
+        namespace = _namespaces.explicit(spec.namespace, "RegisterTriggerInput.namespace") or self._namespace
+        trigger_namespace = _namespaces.explicit(
             spec.trigger_namespace, "RegisterTriggerInput.trigger_namespace"
         )
         trigger_id = self._connection.register_trigger(
@@ -488,33 +488,33 @@ class III:
 
     def list_functions(self) -> list[FunctionInfo]:
         """Every function registered with the engine, across all workers, with its formats."""
-        return listings.run(listings.functions(self.engine_generation), self.trigger)
+        return _listings.run(_listings.functions(self.engine_generation), self.trigger)
 
     async def list_functions_async(self) -> list[FunctionInfo]:
-        return await listings.run_async(listings.functions(self.engine_generation), self.trigger_async)
+        return await _listings.run_async(_listings.functions(self.engine_generation), self.trigger_async)
 
     def list_workers(self) -> list[WorkerInfo]:
         """Every worker connected to the engine."""
-        return listings.run(listings.workers(self.engine_generation), self.trigger)
+        return _listings.run(_listings.workers(self.engine_generation), self.trigger)
 
     async def list_workers_async(self) -> list[WorkerInfo]:
-        return await listings.run_async(listings.workers(self.engine_generation), self.trigger_async)
+        return await _listings.run_async(_listings.workers(self.engine_generation), self.trigger_async)
 
     def list_triggers(self, include_internal: bool = False) -> list[TriggerInfo]:
         """Every trigger binding (``include_internal`` adds the engine's own)."""
-        return listings.run(listings.triggers(self.engine_generation, include_internal), self.trigger)
+        return _listings.run(_listings.triggers(self.engine_generation, include_internal), self.trigger)
 
     async def list_triggers_async(self, include_internal: bool = False) -> list[TriggerInfo]:
-        plan = listings.triggers(self.engine_generation, include_internal)
-        return await listings.run_async(plan, self.trigger_async)
+        plan = _listings.triggers(self.engine_generation, include_internal)
+        return await _listings.run_async(plan, self.trigger_async)
 
     def list_trigger_types(self, include_internal: bool = False) -> list[TriggerTypeInfo]:
         """Every trigger type (``include_internal`` adds ``engine::*`` ones)."""
-        return listings.run(listings.trigger_types(self.engine_generation, include_internal), self.trigger)
+        return _listings.run(_listings.trigger_types(self.engine_generation, include_internal), self.trigger)
 
     async def list_trigger_types_async(self, include_internal: bool = False) -> list[TriggerTypeInfo]:
-        plan = listings.trigger_types(self.engine_generation, include_internal)
-        return await listings.run_async(plan, self.trigger_async)
+        plan = _listings.trigger_types(self.engine_generation, include_internal)
+        return await _listings.run_async(plan, self.trigger_async)
 
     def on_functions_available(self, callback: Callable[[list[FunctionInfo]], Any]) -> Callable[[], None]:
         """Calls ``callback(functions)`` whenever the engine's set of functions changes.
@@ -544,8 +544,8 @@ class III:
         return unsubscribe
 
     async def _functions_changed(self, data: Any) -> None:
-        plan = listings.functions(self.engine_generation, listings.entries(data, "functions"))
-        functions = await listings.run_async(plan, self.trigger_async)
+        plan = _listings.functions(self.engine_generation, _listings.entries(data, "functions"))
+        functions = await _listings.run_async(plan, self.trigger_async)
         for callback in list(self._functions_available):
             try:
                 await awaited(callback(functions))

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .types import TriggerActionEnqueue, TriggerActionVoid
+from ._models import TriggerActionEnqueue, TriggerActionVoid
 
 __all__ = [
     "AuthInput",

@@ -22,10 +22,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from . import _iii
-from .channels import resolve_refs
-from .format import handler_input_model
-from .options import IIIConnectionState
-from .triggers import TriggerConfig, TriggerHandler
+from ._channels import resolve_refs
+from ._format import handler_input_model
+from ._options import IIIConnectionState
+from ._triggers import TriggerConfig, TriggerHandler
 
 log = logging.getLogger("iii")
 

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ._models import FunctionInfo, TriggerInfo, TriggerTypeInfo, WorkerInfo
 from .errors import InvocationError
-from .types import FunctionInfo, TriggerInfo, TriggerTypeInfo, WorkerInfo
 
 #: ``III.engine_generation`` values.
 V011 = "v0.11"

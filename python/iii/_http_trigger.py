@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .channels import ChannelReader, ChannelWriter, WritableStream
+from ._channels import ChannelReader, ChannelWriter, WritableStream
 
 __all__ = ["HttpRequest", "HttpResponse", "InternalHttpRequest", "http"]
 

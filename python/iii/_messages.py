@@ -12,7 +12,7 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .types import (
+from ._models import (
     MessageType,
     RegisterFunctionMessage,
     RegisterTriggerMessage,
