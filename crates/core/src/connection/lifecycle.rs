@@ -5,14 +5,17 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+const WORKERS_REGISTER: &str = "engine::workers::register";
+
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::oneshot;
 
 use super::frame_codec::{OP_CLOSE, OP_PING, OP_TEXT};
 use super::handshake::{self, HandshakeError, Opened};
 use super::inbound::incoming_handler;
 use super::link::{End, Link};
-use super::{Command, Connection, ConnectionState, FrameKind, LogLevel};
-use crate::invocations::CallError;
+use super::{invocation_id, Command, Connection, ConnectionState, FrameKind, Generation, LogLevel};
+use crate::invocations::{CallError, Completion, Outcome};
 use iii_protocol::{frames, Message, TriggerAction};
 
 /// Frames that were queued just before the link came up, written per write at most.
@@ -156,6 +159,28 @@ async fn connect(conn: &Connection) -> Result<Opened, HandshakeError> {
     handshake::connect(&config.url, &config.headers).await
 }
 
+/// Moves the offline queue's frames to `out`, leaving out calls whose caller gave up.
+fn take_offline(conn: &Connection, offline: &mut VecDeque<(String, FrameKind)>, out: &mut Vec<String>) {
+    for (frame, kind) in offline.drain(..) {
+        if let FrameKind::Call(id) = kind {
+            if !conn.shared.pending.contains(&id) {
+                continue; // its caller already gave up
+            }
+        }
+        out.push(frame);
+    }
+    conn.shared.offline_len.store(0, Ordering::Release);
+}
+
+/// Completes when the `engine::workers::register` call is answered (or fails).
+struct Announced(oneshot::Sender<()>);
+
+impl Completion for Announced {
+    fn complete(self: Box<Self>, _: Outcome) {
+        let _ = self.0.send(());
+    }
+}
+
 /// Owns one live link until it ends.
 async fn serve(
     conn: &Connection,
@@ -177,44 +202,52 @@ async fn serve(
         async move { link.read(idle, move || !shared.pending.is_empty(), handle).await }
     });
 
-    let previous = {
+    let (previous, generation) = {
         let mut info = shared.info.lock();
         let previous = info.worker_id.clone().zip(info.reattach_token.clone());
         info.worker_id = None;
         info.reattach_token = None;
-        previous
+        (previous, info.generation)
     };
     let mut replay: Vec<String> = Vec::new();
     if let Some((previous_worker_id, reattach_token)) = previous {
         replay.push(Message::Reattach { previous_worker_id, reattach_token }.encode());
     }
+    // Calls queued offline wait for the answer to `engine::workers::register` on engines that
+    // apply registrations only when it arrives (after v0.11.0, docs/protocol.md B.1 #1), since
+    // they may call this worker's own functions. v0.11.0 applies registrations at once.
+    let mut announced = None;
     {
         // Under the ledger lock, so every registration lands exactly once on this link:
         // either in this snapshot or, once the writer is live, written by its registrar.
         let ledger = shared.ledger.lock();
         replay.extend(ledger.snapshot());
-        // Right after the registrations: a HEAD engine applies them when this arrives
-        // (protocol.md B.1 #1), so calls queued offline must come after it.
+        // Right after the registrations, so calls queued offline come after it.
         if let Some(metadata) = &shared.config.worker_metadata {
-            let void = Some(&TriggerAction::Void);
+            let hold = generation != Generation::V011 && !offline.is_empty();
+            let id = hold.then(|| {
+                let (done, answered) = oneshot::channel();
+                let id = invocation_id();
+                let epoch = shared.epoch.load(Ordering::Acquire);
+                let wait = shared.config.connect_timeout;
+                // A fresh id cannot be refused; the table completes it on answer, loss or timeout.
+                let _ = shared.pending.insert(id, WORKERS_REGISTER, wait, epoch, Box::new(Announced(done)));
+                announced = Some(answered);
+                id.hyphenated().to_string()
+            });
+            let action = if hold { None } else { Some(&TriggerAction::Void) };
             replay.push(frames::invoke_function(
-                None,
-                "engine::workers::register",
+                id.as_deref(),
+                WORKERS_REGISTER,
                 Some(metadata),
-                void,
+                action,
                 None,
                 None,
             ));
         }
-        for (frame, kind) in offline.drain(..) {
-            if let FrameKind::Call(id) = kind {
-                if !shared.pending.contains(&id) {
-                    continue; // its caller already gave up
-                }
-            }
-            replay.push(frame);
+        if announced.is_none() {
+            take_offline(conn, offline, &mut replay);
         }
-        shared.offline_len.store(0, Ordering::Release);
         if let Err(e) = writer.send_many(OP_TEXT, replay.iter().map(String::as_bytes)) {
             return End::Lost(e);
         }
@@ -227,6 +260,14 @@ async fn serve(
     ping.tick().await;
     let end = loop {
         tokio::select! {
+            _ = async { announced.as_mut().expect("guarded").await }, if announced.is_some() => {
+                announced = None;
+                let mut held = Vec::new();
+                take_offline(conn, offline, &mut held);
+                if let Err(e) = writer.send_many(OP_TEXT, held.iter().map(String::as_bytes)) {
+                    break End::Lost(e);
+                }
+            }
             _ = link.ended_notify.notified() => {
                 if let Some(end) = link.take_end() {
                     break end;

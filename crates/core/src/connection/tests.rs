@@ -510,3 +510,83 @@ fn a_blocking_caller_polling_the_socket_is_woken_by_a_timeout_and_by_another_rea
     caller.shutdown();
     server.shutdown();
 }
+
+/// A scripted engine after v0.11.0: the test reads what the worker sends and answers by hand.
+struct Scripted(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>);
+
+impl Scripted {
+    async fn accept(listener: &tokio::net::TcpListener) -> Scripted {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = Scripted(tokio_tungstenite::accept_async(tcp).await.unwrap());
+        ws.send(r#"{"type":"workerregistered","worker_id":"w","reattach_token":"t"}"#).await;
+        ws
+    }
+
+    async fn send(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.0.send(text.into()).await.unwrap();
+    }
+
+    /// The next text frame as JSON, or None when nothing comes within `wait`.
+    async fn next(&mut self, wait: Duration) -> Option<serde_json::Value> {
+        use futures_util::StreamExt;
+        loop {
+            let frame = tokio::time::timeout(wait, self.0.next()).await.ok()??.ok()?;
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                return serde_json::from_str(&text).ok();
+            }
+        }
+    }
+
+    /// Frames up to and including the `engine::workers::register` call.
+    async fn until_announced(&mut self) -> Vec<serde_json::Value> {
+        let mut seen = Vec::new();
+        while let Some(frame) = self.next(Duration::from_secs(5)).await {
+            let done = frame["function_id"] == "engine::workers::register";
+            seen.push(frame);
+            if done {
+                return seen;
+            }
+        }
+        panic!("no engine::workers::register call in {seen:?}");
+    }
+}
+
+#[test]
+fn calls_queued_offline_wait_for_the_register_answer_on_newer_engines() {
+    let rt = runtime();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let conn = Connection::start(rt.handle(), config(&url), Arc::new(Echo::default()));
+    register_echo(&conn, "own::echo");
+    let mut first = rt.block_on(Scripted::accept(&listener));
+    let announced = rt.block_on(first.until_announced());
+    assert_eq!(announced.last().unwrap()["action"]["type"], "void", "nothing is held on a first connect");
+    drop(first);
+    assert_eq!(
+        conn.wait_for(Duration::from_secs(5), |s| s != ConnectionState::Connected),
+        ConnectionState::Reconnecting
+    );
+
+    let outcome = call(&conn, "own::echo", "[1]", Duration::from_secs(10));
+    let mut second = rt.block_on(Scripted::accept(&listener));
+    let replay = rt.block_on(second.until_announced());
+    let register = replay.last().unwrap();
+    let id = register["invocation_id"].as_str().expect("the register call expects an answer").to_owned();
+    assert!(replay.iter().all(|f| f["function_id"] != "own::echo"), "the call went out before the answer");
+    // Held until the answer: nothing more comes, however long the engine takes.
+    assert!(rt.block_on(second.next(Duration::from_millis(300))).is_none());
+    let answer = format!(
+        r#"{{"type":"invocationresult","invocation_id":"{id}","function_id":"engine::workers::register","result":{{"success":true}}}}"#
+    );
+    rt.block_on(second.send(&answer));
+    let held = rt.block_on(second.next(Duration::from_secs(5))).expect("the held call follows the answer");
+    assert_eq!(held["function_id"], "own::echo");
+    let result = format!(
+        r#"{{"type":"invocationresult","invocation_id":"{}","function_id":"own::echo","result":[1]}}"#,
+        held["invocation_id"].as_str().unwrap()
+    );
+    rt.block_on(second.send(&result));
+    let done = outcome.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(done.unwrap().map(|v| v.get().to_owned()).as_deref(), Some("[1]"));
+}
