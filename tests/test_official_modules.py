@@ -5,15 +5,19 @@ models, helpers) behave as documented."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import json
 import sys
 import types as pytypes
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 
 import iii
 from iii import logger, types
+from iii._iii import Telemetry
 from iii.channels import build_channel_url
 from iii.iii_types import IIIMessage, InvokeFunctionMessage, OtelLogEvent, UnregisterTriggerMessage
 from iii.state import IState, StateEventData, StateEventType, StateSetResult, StateUpdateInput
@@ -110,6 +114,30 @@ def test_state_models_and_interface():
         IState()  # type: ignore[abstract]
 
 
+T = TypeVar("T")
+MEMORY = ("memory_rss", "memory_vms", "memory_heap_used", "memory_heap_total", "memory_external")
+COUNTERS = ("cpu_user_micros", "cpu_system_micros", "uptime_seconds")
+
+
+def between_rust_samples(read: Callable[[], T]) -> tuple[dict[str, Any], T, dict[str, Any]]:
+    """``read()`` between two samples of the Rust sampler, taken again (no sleeping) until the
+    process's memory figures did not move in between: ``(before, value, after)``."""
+    for _ in range(200):
+        before = Telemetry.sample_process()
+        value = read()
+        after = Telemetry.sample_process()
+        if all(before[f] == after[f] for f in MEMORY):
+            return before, value, after
+    raise AssertionError("the process's memory kept moving")
+
+
+def assert_rust_figures(figures: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> None:
+    for field in MEMORY:
+        assert figures[field] == before[field], field
+    for field in COUNTERS:
+        assert before[field] <= figures[field] <= after[field], field
+
+
 def test_worker_metrics_reading():
     collector = WorkerMetricsCollector()
     sum(range(200_000))  # some CPU time for the reading to cover
@@ -122,29 +150,74 @@ def test_worker_metrics_reading():
     assert collector.collect_cached() is collector.collect_cached()
 
 
+def test_worker_metrics_are_the_rust_samplers_figures():
+    collector = WorkerMetricsCollector()
+    before, reading, after = between_rust_samples(collector.collect)
+    figures = dataclasses.asdict(reading)
+    # The official fields hold 0 where the sampler has no figure (macOS: vms and the heap).
+    assert_rust_figures(figures, {k: 0 if v is None else v for k, v in before.items()}, after)
+    ms = before["time_unix_nano"] // 1_000_000, after["time_unix_nano"] // 1_000_000
+    assert ms[0] <= reading.timestamp_ms <= ms[1]
+    # The process's uptime, not the collector's: the same clock as the exporter's gauge.
+    assert reading.uptime_seconds >= before["uptime_seconds"] > 0
+
+
+def test_cpu_percent_is_the_rust_samplers_over_the_collectors_interval():
+    def cpu(sample: dict[str, Any]) -> int:
+        return int(sample["cpu_user_micros"] + sample["cpu_system_micros"])
+
+    p0 = Telemetry.sample_process()
+    collector = WorkerMetricsCollector()
+    p1 = Telemetry.sample_process()
+    sum(range(300_000))  # CPU time for the interval
+    q0 = Telemetry.sample_process()
+    reading = collector.collect()
+    q1 = Telemetry.sample_process()
+    # The collector's interval starts between p0 and p1 and ends between q0 and q1.
+    low = (cpu(q0) - cpu(p1)) / (q1["uptime_seconds"] - p0["uptime_seconds"]) / 1e4
+    high = (cpu(q1) - cpu(p0)) / (q0["uptime_seconds"] - p1["uptime_seconds"]) / 1e4
+    assert min(low, 100.0) - 1e-6 <= reading.cpu_percent <= min(high, 100.0) + 1e-6
+
+
 def test_worker_gauges_report_through_a_meter(monkeypatch):
     from iii import otel_worker_gauges
 
-    observed: list[tuple[object, dict[str, str]]] = []
     fake = pytypes.ModuleType("opentelemetry.metrics")
-    fake.Observation = lambda value, attributes: observed.append((value, attributes))  # type: ignore[attr-defined]
+    fake.Observation = lambda value, attributes: (value, attributes)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "opentelemetry.metrics", fake)
 
     class Meter:
         def __init__(self):
             self.gauges = {}
+            self.specs = []
 
         def create_observable_gauge(self, name, callbacks, unit="", description=""):
             self.gauges[name] = callbacks[0]
+            self.specs.append((name, unit, description))
 
     meter = Meter()
     otel_worker_gauges.register_worker_gauges(meter, "w-1", "worker-one")
     try:
         otel_worker_gauges.register_worker_gauges(Meter(), "w-2")  # once per process
         assert "iii.worker.memory.rss" in meter.gauges and len(meter.gauges) == 9
-        list(meter.gauges["iii.worker.memory.rss"](None))
-        assert observed[-1][1] == {"worker.id": "w-1", "worker.name": "worker-one"}
-        assert observed[-1][0] > 0
+        # One name, one unit and description: those the exporter sends with its gauges.
+        assert meter.specs == [(name, unit, text) for name, _, unit, text in Telemetry.worker_gauges()]
+        [(rss, attributes)] = meter.gauges["iii.worker.memory.rss"](None)
+        assert attributes == {"worker.id": "w-1", "worker.name": "worker-one"} and rss > 0
+
+        collector = otel_worker_gauges._collector
+        assert collector is not None
+        collector.CACHE_TTL_SECONDS = 0.0  # every read samples (one cycle's gauges share one)
+        fields = {name: field for name, field, _, _ in Telemetry.worker_gauges()}
+
+        def observe_all() -> dict[str, Any]:
+            return {fields[name]: value for name, gauge in meter.gauges.items() for value, _ in gauge(None)}
+
+        before, figures, after = between_rust_samples(observe_all)
+        # A figure the OS does not give is left out, as the exporter leaves it out.
+        given = {field for field in fields.values() if before[field] is not None}
+        assert set(figures) == given
+        assert_rust_figures({**dict.fromkeys(MEMORY), **figures}, before, after)
     finally:
         otel_worker_gauges.stop_worker_gauges()
     assert list(meter.gauges["iii.worker.cpu.percent"](None)) == []

@@ -1,10 +1,12 @@
-"""Our package offers the official iii-sdk 0.11.0 surface: every public module, every public
-name, the same signatures, model fields and defaults, and the same objects behind names the
-official package shares.
+"""Our package offers the official iii-sdk 0.11.0 surface and the official iii-sdk 0.25.0 (+
+iii-helpers 0.25.0) surface: every public module, every public name, the same signatures, model
+fields and defaults, and the same objects behind names the official package shares.
 
-The official side is a committed snapshot (tests/data/official_surface.json, written by
+The official side is a committed snapshot per generation (tests/data/official_surface.json for
+0.11.0, tests/data/official_surface_025.json for 0.25.0 with iii_helpers; written by
 tools/snapshot_surface.py with the official package installed), so this test runs without it.
-Deliberate differences are listed, each with its reason, in tests/surface_allowlist.py.
+Deliberate differences are listed, each with its reason, in tests/surface_allowlist.py
+(``ALLOWED`` for 0.11.0, ``ALLOWED_025`` for 0.25.0).
 A difference is named ``module:name`` when a name is missing, and by where the official
 package defines the object (``iii.iii_constants.InitOptions.max_message_size``) when the
 object differs, so one difference is reported once however many paths lead to it.
@@ -20,10 +22,17 @@ import sys
 from collections import defaultdict
 from typing import Any
 
-from surface_allowlist import ALLOWED
+import pytest
+
+from surface_allowlist import ALLOWED, ALLOWED_025
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SNAPSHOT = json.loads((ROOT / "tests" / "data" / "official_surface.json").read_text())
+SNAPSHOT_025 = json.loads((ROOT / "tests" / "data" / "official_surface_025.json").read_text())
+GENERATIONS = {
+    "0.11.0": (SNAPSHOT, ALLOWED),
+    "0.25.0": (SNAPSHOT_025, ALLOWED_025),
+}
 
 
 def _load_snapshot_tool() -> Any:
@@ -114,11 +123,12 @@ def _compare(key: str, official: dict[str, Any], ours: dict[str, Any]) -> list[t
     return []
 
 
-def surface_differences() -> list[tuple[str, str]]:
-    """Every way our package differs from the official snapshot, as (key, description)."""
+def surface_differences(snapshot: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """Every way our package differs from an official snapshot, as (key, description)."""
+    snapshot = SNAPSHOT if snapshot is None else snapshot
     diffs: list[tuple[str, str]] = []
     origins: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for module_name, names in SNAPSHOT["modules"].items():
+    for module_name, names in snapshot["modules"].items():
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -157,22 +167,35 @@ def _report(diffs: list[tuple[str, str]]) -> str:
 def test_snapshot_is_the_official_package():
     assert SNAPSHOT["package"] == "iii" and SNAPSHOT["version"] == "0.11.0"
     assert "iii.iii" in SNAPSHOT["modules"] and "III" in SNAPSHOT["modules"]["iii.iii"]
+    assert SNAPSHOT_025["package"] == "iii" and SNAPSHOT_025["version"] == "0.25.0"
+    assert SNAPSHOT_025["extra_packages"] == {"iii_helpers": "0.25.0"}
+    assert "iii.helpers" in SNAPSHOT_025["modules"] and "iii_helpers.http" in SNAPSHOT_025["modules"]
 
 
-def test_submodules_are_attributes_after_import():
+@pytest.mark.parametrize("generation", sorted(GENERATIONS))
+def test_submodules_are_attributes_after_import(generation: str):
     import iii
 
-    missing = [name for name in SNAPSHOT["submodule_attributes"] if not hasattr(iii, name)]
+    snapshot, allowed = GENERATIONS[generation]
+    missing = [
+        name
+        for name in snapshot["submodule_attributes"]
+        if not hasattr(iii, name) and f"iii:{name}" not in allowed
+    ]
     assert not missing
 
 
-def test_surface_matches_the_official_package():
-    diffs = [(key, what) for key, what in surface_differences() if key not in ALLOWED]
-    assert not diffs, f"{len(diffs)} difference(s) from the official iii-sdk 0.11.0:\n{_report(diffs)}"
+@pytest.mark.parametrize("generation", sorted(GENERATIONS))
+def test_surface_matches_the_official_package(generation: str):
+    snapshot, allowed = GENERATIONS[generation]
+    diffs = [(key, what) for key, what in surface_differences(snapshot) if key not in allowed]
+    assert not diffs, f"{len(diffs)} difference(s) from the official iii-sdk {generation}:\n{_report(diffs)}"
 
 
-def test_allow_list_has_no_stale_entries():
-    found = {key for key, _ in surface_differences()}
-    stale = sorted(set(ALLOWED) - found)
+@pytest.mark.parametrize("generation", sorted(GENERATIONS))
+def test_allow_list_has_no_stale_entries(generation: str):
+    snapshot, allowed = GENERATIONS[generation]
+    found = {key for key, _ in surface_differences(snapshot)}
+    stale = sorted(set(allowed) - found)
     assert not stale, f"allow-listed but no longer different (remove them): {stale}"
-    assert all(reason.strip() for reason in ALLOWED.values())
+    assert all(reason.strip() for reason in allowed.values())

@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 
 import pydantic
 import pytest
+from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 
 from iii import III, Logger, OtelConfig, telemetry
 from iii import _otel_bridge as bridge
@@ -124,6 +126,40 @@ def test_malformed_traceparent_starts_a_new_trace(otel: Telemetry) -> None:
     assert span.traceparent.endswith("-01")
     with pytest.raises(ValueError):
         otel.record_span((1, 2))
+
+
+#: First reads of an invocation's context, each true when it saw the span and the baggage.
+FIRST_READS: dict[str, Callable[[otel_context.Context], bool]] = {
+    "get_value": lambda c: trace.get_current_span(c).get_span_context().is_valid,
+    "baggage": lambda c: otel_baggage.get_all(c) == {"user": "alice"},
+    "len": lambda c: len(c) == 2,
+    "bool": bool,
+    "dict": lambda c: len(dict(c)) == 2,
+    "unpack": lambda c: len({**c}) == 2,
+    "iter": lambda c: len(list(c)) == 2,
+    "reversed": lambda c: len(list(reversed(c))) == 2,
+    "keys": lambda c: len(c.keys()) == 2,
+    "values": lambda c: len(list(c.values())) == 2,
+    "items": lambda c: len(c.items()) == 2,
+    "copy": lambda c: len(c.copy()) == 2,
+    "or": lambda c: len(c | {}) == 2,
+    "ror": lambda c: len({} | c) == 2,
+    "eq": lambda c: not (otel_context.Context() == c),
+    "ne": lambda c: c != otel_context.Context(),
+    "repr": lambda c: "NonRecordingSpan" in repr(c),
+    "set_value": lambda c: len(otel_context.set_value("k", 1, c)) == 3,
+}
+
+
+@pytest.mark.parametrize("read", FIRST_READS)
+def test_an_invocations_context_is_whole_however_it_is_first_read(otel: Telemetry, read: str) -> None:
+    span = otel.start_invocation("orders::create", None, "user=alice")
+    assert FIRST_READS[read](bridge.invocation_context(span))
+    keys = list(bridge.invocation_context(span))
+    assert all(key in bridge.invocation_context(span) for key in keys)
+    assert all(bridge.invocation_context(span)[key] is not None for key in keys)
+    # Built inside the context, not by replacing OpenTelemetry's runtime context.
+    assert type(otel_context._RUNTIME_CONTEXT) is ContextVarsRuntimeContext
 
 
 class Order(pydantic.BaseModel):

@@ -92,3 +92,16 @@ def test_channels_follow_the_engine_url(engine):
 def test_unusable_urls_fail_at_once_with_a_clear_error(url, why):
     with pytest.raises(IIIError, match=why):
         register_worker(url, _options())
+
+
+def test_iii_token_is_a_bearer_token_unless_a_header_is_given(engine, monkeypatch):
+    monkeypatch.setenv("III_TOKEN", "  s3cret \n")
+    worker = register_worker(engine.url, _options())
+    explicit = register_worker(engine.url, _options(headers={"authorization": "Bearer mine"}))
+    try:
+        first, second = _worker_upgrades(engine)[:2]
+        assert first[1]["authorization"] == "Bearer s3cret"
+        assert second[1]["authorization"] == "Bearer mine"
+    finally:
+        worker.shutdown()
+        explicit.shutdown()

@@ -6,10 +6,16 @@ compares us with::
     python3 -m venv /tmp/venv-off && /tmp/venv-off/bin/pip install iii-sdk==0.11.0
     /tmp/venv-off/bin/python tools/snapshot_surface.py > tests/data/official_surface.json
 
+    # 0.25.0 ships a second top-level package, iii_helpers (PyPI iii-helpers), described too:
+    python3 -m venv /tmp/venv-025 && /tmp/venv-025/bin/pip install iii-sdk==0.25.0
+    /tmp/venv-025/bin/python tools/snapshot_surface.py --package iii --package iii_helpers \
+        -o tests/data/official_surface_025.json
+
 The same code, imported by ``tests/test_official_surface.py``, describes our package, so both
 sides are described by one set of rules:
 
-- a public module is every module of the package whose name does not start with ``_``;
+- a public module is every module (or subpackage module) of the package with no path
+  component starting with ``_``;
 - a module's public names are its ``__all__`` when it has one, otherwise what its source
   defines at top level (``def``, ``class``, assignments) and what it imports from inside the
   package (``from .x import y``); names starting with ``_`` and stdlib or third-party imports
@@ -36,6 +42,7 @@ import inspect
 import json
 import pathlib
 import pkgutil
+import re
 import sys
 import types
 import typing
@@ -44,14 +51,17 @@ from typing import Any
 # Private members that frameworks built on the official SDK call or wrap (issue 8, item 3).
 RELIED_ON_PRIVATE = {"III": ["_wait_until_connected", "_to_dict", "_handle_message"]}
 PACKAGE = "iii"
+# Top-level packages whose objects count as "ours" (origins, members): iii-sdk 0.25.0 defines
+# part of its surface in iii_helpers and re-exports it from iii.
+PACKAGES = ("iii", "iii_helpers")
 REQUIRED = "<required>"
 
 
 def public_modules(package: types.ModuleType) -> list[str]:
-    names = [PACKAGE]
-    for info in pkgutil.iter_modules(package.__path__):
-        if not info.name.startswith("_"):
-            names.append(f"{PACKAGE}.{info.name}")
+    names = [package.__name__]
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
     return sorted(names)
 
 
@@ -79,8 +89,14 @@ def module_names(module: types.ModuleType) -> list[str]:
     return sorted({n for n in names if not n.startswith("_")})
 
 
+def _repr(value: Any) -> str:
+    """``repr(value)``, without the address of reprs like ``<object object at 0x...>`` (a
+    sentinel's or a function's), which changes from run to run."""
+    return re.sub(r" at 0x[0-9a-fA-F]+>$", ">", repr(value))
+
+
 def _default(value: Any) -> str:
-    return REQUIRED if value is inspect.Parameter.empty else repr(value)
+    return REQUIRED if value is inspect.Parameter.empty else _repr(value)
 
 
 def describe_signature(fn: Any) -> dict[str, Any]:
@@ -96,7 +112,7 @@ def describe_signature(fn: Any) -> dict[str, Any]:
 
 def _origin(obj: Any) -> str | None:
     module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if isinstance(module, str) and isinstance(qualname, str) and module.split(".")[0] == PACKAGE:
+    if isinstance(module, str) and isinstance(qualname, str) and module.split(".")[0] in PACKAGES:
         return f"{module}.{qualname}"
     return None
 
@@ -111,7 +127,7 @@ def _fields(cls: type) -> dict[str, str] | None:
             elif field.default_factory is not None:
                 out[name] = f"factory:{field.default_factory()!r}"
             else:
-                out[name] = repr(field.default)
+                out[name] = _repr(field.default)
             if field.alias and field.alias != name:
                 out[name] += f" (alias {field.alias})"
         return out
@@ -119,7 +135,7 @@ def _fields(cls: type) -> dict[str, str] | None:
         out = {}
         for f in dataclasses.fields(cls):
             if f.default is not dataclasses.MISSING:
-                out[f.name] = repr(f.default)
+                out[f.name] = _repr(f.default)
             elif f.default_factory is not dataclasses.MISSING:
                 out[f.name] = f"factory:{f.default_factory()!r}"
             else:
@@ -133,7 +149,7 @@ def _members(cls: type) -> dict[str, Any]:
     out: dict[str, Any] = {}
     private = set(RELIED_ON_PRIVATE.get(cls.__name__, []))
     for klass in reversed(cls.__mro__):
-        if klass.__module__.split(".")[0] != PACKAGE:
+        if klass.__module__.split(".")[0] not in PACKAGES:
             continue
         for name, raw in vars(klass).items():
             if name.startswith("_") and name != "__init__" and name not in private:
@@ -208,36 +224,47 @@ def describe(obj: Any) -> dict[str, Any]:
     return {"kind": "object", "type": type(obj).__name__}
 
 
-def snapshot() -> dict[str, Any]:
-    package = importlib.import_module(PACKAGE)
+def snapshot(packages: tuple[str, ...] = (PACKAGE,)) -> dict[str, Any]:
+    """The surface of ``packages[0]``, plus the modules of any further packages."""
+    out = _snapshot_package(packages[0])
+    for extra in packages[1:]:
+        more = _snapshot_package(extra)
+        out["modules"].update(more["modules"])
+        out.setdefault("extra_packages", {})[extra] = more["version"]
+    return out
+
+
+def _snapshot_package(name: str) -> dict[str, Any]:
+    package = importlib.import_module(name)
     # Submodule attributes as they are right after `import iii`, before we import the others.
     attributes = sorted(
         n for n in dir(package) if not n.startswith("_") and isinstance(getattr(package, n), types.ModuleType)
     )
     modules: dict[str, Any] = {}
-    for name in public_modules(package):
-        module = importlib.import_module(name)
+    for module_name in public_modules(package):
+        module = importlib.import_module(module_name)
         names = module_names(module)
         if module is package:
             names = sorted(set(names) | set(attributes))
-        modules[name] = {n: describe(getattr(module, n)) for n in names if hasattr(module, n)}
+        modules[module_name] = {n: describe(getattr(module, n)) for n in names if hasattr(module, n)}
         missing = [n for n in names if not hasattr(module, n)]
         if missing:
-            modules[name]["__unresolved__"] = missing
+            modules[module_name]["__unresolved__"] = missing
     return {
-        "package": PACKAGE,
-        "version": getattr(package, "__version__", None) or _distribution_version(),
+        "package": name,
+        "version": getattr(package, "__version__", None) or _distribution_version(name),
         "python": ".".join(map(str, sys.version_info[:2])),
         "submodule_attributes": attributes,
         "modules": modules,
     }
 
 
-def _distribution_version() -> str | None:
+def _distribution_version(package: str = PACKAGE) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
+    distribution = {"iii": "iii-sdk"}.get(package, package.replace("_", "-"))
     try:
-        return version("iii-sdk")
+        return version(distribution)
     except PackageNotFoundError:
         return None
 
@@ -245,8 +272,14 @@ def _distribution_version() -> str | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-o", "--output", help="write here instead of stdout")
+    parser.add_argument(
+        "--package",
+        action="append",
+        help="package to describe (repeatable; the first is the main one); default: iii",
+    )
     args = parser.parse_args(argv)
-    text = json.dumps(snapshot(), indent=1, sort_keys=True) + "\n"
+    packages = tuple(args.package or [PACKAGE])
+    text = json.dumps(snapshot(packages), indent=1, sort_keys=True) + "\n"
     if args.output:
         pathlib.Path(args.output).write_text(text)
     else:

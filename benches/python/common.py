@@ -64,7 +64,7 @@ def sdk_info() -> dict:
     import iii
 
     path = os.path.dirname(getattr(iii, "__file__", "") or "")
-    kind = "ours" if os.path.exists(os.path.join(path, "client.py")) else "official"
+    kind = "ours" if os.path.exists(os.path.join(path, "_client.py")) else "official"
     info = {"sdk": kind, "path": path, "python": sys.version.split()[0], "executable": sys.executable}
     native = getattr(getattr(iii, "_iii", None), "__file__", None)
     if native:

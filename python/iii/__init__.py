@@ -9,12 +9,31 @@ private ``iii._*`` modules, named for their job, which may change freely.
 """
 
 # The official package's module layout (iii.iii, iii.iii_types, ...): re-export shims, loaded
-# here so that, as with the official package, they are attributes of ``iii`` after import.
-from . import format_utils, iii, iii_constants, iii_types, telemetry_types, utils  # noqa: F401
+# here so that, as with the official package, they are attributes of ``iii`` after import
+# (0.11.0: channels, format_utils, iii, iii_constants, iii_types, logger, stream,
+# telemetry_types, triggers, types, utils; 0.25.0 adds errors and observe_types).
+from . import (  # noqa: F401
+    channels,
+    errors,
+    format_utils,
+    iii,
+    iii_constants,
+    iii_types,
+    logger,
+    observe_types,
+    stream,
+    telemetry_types,
+    triggers,
+    types,
+    utils,
+)
 from ._channels import Channel, ChannelReader, ChannelWriter
 from ._client import III, register_worker
+from ._engine import DEFAULT_ENGINE_URL
 from ._format import extract_request_format, extract_response_format, python_type_to_format
 from ._http_trigger import HttpRequest, HttpResponse, InternalHttpRequest, http
+from ._http_trigger import HttpRequest as StreamRequest
+from ._http_trigger import HttpResponse as StreamResponse
 from ._logger import Logger
 from ._models import (
     ApiRequest,
@@ -43,7 +62,25 @@ from ._models import (
     TriggerTypeInfo,
     WorkerInfo,
 )
+from ._observe import (
+    Caller,
+    Capture,
+    Filter,
+    InvocationContext,
+    Observed,
+    ObserveHooks,
+    Observer,
+    ObserveRejection,
+    ObserverHandle,
+    ObserverOptions,
+    ObserverState,
+    ObserveSource,
+    RegistrationRejectedError,
+    Target,
+    current_invocation,
+)
 from ._options import (
+    ConnectionStateCallback,
     FunctionRef,
     IIIConnectionState,
     InitOptions,
@@ -179,4 +216,25 @@ __all__ = [
     "extract_request_format",
     "extract_response_format",
     "python_type_to_format",
+    # iii-sdk 0.25.0 root names (the observe types are plain types: observing itself, i.e.
+    # Observer, ObserverHandle and current_invocation(), raises NotImplementedError for now)
+    "Caller",
+    "Capture",
+    "ConnectionStateCallback",
+    "DEFAULT_ENGINE_URL",
+    "Filter",
+    "InvocationContext",
+    "ObserveHooks",
+    "ObserveRejection",
+    "ObserveSource",
+    "Observed",
+    "Observer",
+    "ObserverHandle",
+    "ObserverOptions",
+    "ObserverState",
+    "RegistrationRejectedError",
+    "StreamRequest",
+    "StreamResponse",
+    "Target",
+    "current_invocation",
 ]

@@ -1,7 +1,7 @@
 """The worker client: :class:`III` and :func:`register_worker`.
 
 Calls made with ``trigger_async`` complete on the caller's own loop; ``trigger`` blocks with
-the GIL released. How handlers run is in ``dispatch.py``.
+the GIL released. How handlers run is in ``_dispatch.py``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from . import _iii, _listings, _namespaces, telemetry
+from . import _deprecations, _iii, _listings, _namespaces, telemetry
 from ._channels import Channel, ChannelReader, ChannelWriter
 from ._dispatch import Dispatcher, Handler, awaited, new_loop
+from ._engine import resolve_engine_url
 from ._format import extract_request_format, extract_response_format, python_type_to_format
 from ._models import (
     EnqueueResult,
@@ -121,8 +122,8 @@ class III:
             self._connection.bind_telemetry(self._telemetry)
             _telemetry_users.append(self)
             # Looked up once (the bridge imports opentelemetry, so only with it on). NOTE(perf):
-            # a `from . import` per call and per invocation cost about 2 us each time (py-spy,
-            # sequential round trip).
+            # not a `from . import` per call and per invocation, which shows in a sequential
+            # round trip (benches/RESULTS.md, "The OpenTelemetry bridge is looked up once").
             from . import _otel_bridge
 
             self._call_span = _otel_bridge.call_span
@@ -143,6 +144,9 @@ class III:
         t = self._options.telemetry
         lang = os.environ.get("LANG", "").split(".")[0] or None
         namespace = {"namespace": self._namespace} if self._namespace is not None else {}
+        # --- iii-sdk 0.25.0: InitOptions.worker_description travels as "description" ---
+        if self._options.worker_description:
+            namespace = namespace | {"description": self._options.worker_description}
         return namespace | {
             "runtime": "python",
             "version": SDK_VERSION,
@@ -170,6 +174,37 @@ class III:
                 self._dispatch.state_listeners.remove(callback)
 
         return unsubscribe
+
+    # --- iii-sdk 0.25.0 additions: get_address, add_connection_state_listener ---
+
+    def get_address(self) -> str:
+        """The engine address this client connects to (as resolved by ``register_worker``)."""
+        return self._address
+
+    def add_connection_state_listener(
+        self, handler: Callable[[IIIConnectionState], Any]
+    ) -> Callable[[], None]:
+        """Calls ``handler(state)`` at once with the current state (on this thread), then on
+        the SDK loop at every state change. Returns an idempotent unsubscribe function that
+        removes this registration only (as in iii-sdk 0.25.0)."""
+        listeners = self._dispatch.state_listeners
+        listeners.append(handler)
+        try:
+            handler(self.get_connection_state())
+        except Exception:
+            log.exception("connection state listener raised on its first call")
+        done = False
+
+        def unsubscribe() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                if handler in listeners:
+                    listeners.remove(handler)
+
+        return unsubscribe
+
+    # --- end of iii-sdk 0.25.0 additions ---
 
     @property
     def engine_generation(self) -> str:
@@ -239,10 +274,6 @@ class III:
         """
         self._connection.inject(raw if isinstance(raw, bytes) else raw.encode())
 
-    # -- the SDK loop ------------------------------------------------------------------------
-
-    # -- synchronous handlers ----------------------------------------------------------------
-
     # -- calls ---------------------------------------------------------------------------------
 
     def _parse_request(self, request: dict[str, Any] | TriggerRequest) -> tuple[str, Any, Any, int]:
@@ -261,6 +292,14 @@ class III:
             raise TypeError(f"trigger request must be a dict or TriggerRequest, not {type(request).__name__}")
         if not isinstance(function_id, str) or not function_id:
             raise ValueError(f"function_id must be a non-empty string, not {function_id!r}")
+        # --- iii-sdk 0.25.0 per-call fields (see TriggerRequest) ---
+        extra = request if isinstance(request, dict) else request.model_dump(include={"metadata", "dispatch"})
+        if extra.get("dispatch") not in (None, "auto", "remote"):
+            raise ValueError(f"dispatch must be 'auto' or 'remote', got {extra['dispatch']!r}")
+        if extra.get("metadata") is not None:
+            raise NotImplementedError(
+                "per-call metadata (TriggerRequest.metadata, iii-sdk 0.25.0) is not sent by this SDK yet"
+            )
         if action is not None:
             action = _parse_action(action)
         if timeout_ms is None:
@@ -432,7 +471,18 @@ class III:
         )
 
     def register_trigger(self, trigger: RegisterTriggerInput | dict[str, Any]) -> Trigger:
-        """Binds a trigger (``type``, ``function_id``, ``config``) to a function."""
+        """Binds a trigger (``type``, ``function_id``, ``config``) to a function.
+
+        .. deprecated:: 0.25.0
+            As in iii-sdk 0.25.0 (``iii.observe`` replaces it there): every call warns
+            (``DeprecationWarning``) and the first one also logs on ``iii.iii``. Still works.
+        """
+        # --- iii-sdk 0.25.0 deprecation (see _deprecations) ---
+        _deprecations.warn(_deprecations.REGISTER_TRIGGER, stacklevel=2, log_key="register_trigger")
+        return self._register_trigger(trigger)
+
+    def _register_trigger(self, trigger: RegisterTriggerInput | dict[str, Any]) -> Trigger:
+        """:meth:`register_trigger` without the deprecation warning (the SDK's own use)."""
         self._check_open()
         spec = _as(RegisterTriggerInput, trigger)
         namespace = _namespaces.explicit(spec.namespace, "RegisterTriggerInput.namespace") or self._namespace
@@ -456,7 +506,13 @@ class III:
 
         The engine then sends each binding of the type to ``handler.register_trigger`` and each
         removal to ``handler.unregister_trigger``.
+
+        .. deprecated:: 0.25.0
+            As in iii-sdk 0.25.0: every call warns (``DeprecationWarning``) and the first one
+            also logs on ``iii.iii``. Still works.
         """
+        # --- iii-sdk 0.25.0 deprecation (see _deprecations) ---
+        _deprecations.warn(_deprecations.REGISTER_TRIGGER_TYPE, stacklevel=2, log_key="register_trigger_type")
         self._check_open()
         spec = _as(RegisterTriggerTypeInput, trigger_type)
         self._connection.register_trigger_type(
@@ -475,14 +531,17 @@ class III:
 
         The handler is dropped locally at once. The ``unregistertriggertype`` message is sent,
         but engine v0.11.0 ignores it: the engine forgets the type when this worker disconnects.
+
+        .. deprecated:: 0.25.0
+            As in iii-sdk 0.25.0: every call warns (``DeprecationWarning``). Still works.
         """
+        # --- iii-sdk 0.25.0 deprecation (see _deprecations) ---
+        _deprecations.warn(_deprecations.UNREGISTER_TRIGGER_TYPE, stacklevel=2)
         type_id = (
             trigger_type.id if isinstance(trigger_type, RegisterTriggerTypeInput) else trigger_type["id"]
         )
         self._dispatch.trigger_types.pop(type_id, None)
         self._connection.unregister_trigger_type(type_id)
-
-    # -- messages from the engine ----------------------------------------------------------------
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -526,7 +585,7 @@ class III:
             if self._functions_available_sub is None:
                 function_id = f"iii.on_functions_available.{uuid.uuid4()}"
                 function = self.register_function({"id": function_id}, self._functions_changed)
-                trigger = self.register_trigger(
+                trigger = self._register_trigger(
                     {"type": "engine::functions-available", "function_id": function_id, "config": {}}
                 )
                 self._functions_available_sub = (function, trigger)
@@ -707,15 +766,18 @@ def _parse_action(action: Any) -> Any:
     )
 
 
-def register_worker(address: str, options: InitOptions | None = None) -> III:
+def register_worker(address: str | None = None, options: InitOptions | None = None) -> III:
     """Connects a worker to the engine at ``address`` (e.g. ``ws://localhost:49134``).
+
+    Without ``address`` (iii-sdk 0.25.0): ``III_URL``, else ``ws://127.0.0.1:49134``
+    (see ``iii.iii.resolve_engine_url``).
 
     Blocks until the connection is up, for up to 30 s (see :meth:`III._wait_until_connected`):
     with the default policy (retry forever) a worker started before its engine is returned
     still reconnecting and connects when the engine comes up. When the policy gives up first,
     the client is shut down and :class:`NotConnectedError` is raised, so no thread is left.
     """
-    client = III(address, options)
+    client = III(resolve_engine_url(address), options)
     try:
         client._wait_until_connected()
     except BaseException:

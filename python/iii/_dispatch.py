@@ -1,10 +1,11 @@
 """How the SDK runs handlers: its event-loop thread, its sync-handler threads, and the reading
 of the engine link on that loop: :class:`Dispatcher`, held by :class:`iii.III`, whose public API
-lives in ``client.py``.
+lives in ``_client.py``.
 
-Threads: the SDK's asyncio loop runs on one non-daemon thread (async handlers, trigger-type
-handlers, callbacks) and reads the live link itself (see ``src/connection/link.rs``); sync
-handlers run on SDK-owned threads fed by the Rust core's job queue.
+Threads: the SDK's event loop (uvloop, or asyncio's own, see :func:`new_loop`) runs on one
+non-daemon thread (async handlers, trigger-type handlers, callbacks) and reads the live link
+itself (see ``crates/core/src/connection/link.rs``); sync handlers run on SDK-owned threads
+fed by the job queue of the ``_iii`` extension (``crates/python/src/queues.rs``).
 """
 
 from __future__ import annotations
@@ -50,15 +51,18 @@ def _resume(coro: Any, yielded: Any) -> Any:
                 return stop.value
 
 
+async def _whole(handler: Handler, data: Any, metadata: Any) -> Any:
+    return await handler.call(data, metadata)
+
+
 def new_loop() -> asyncio.AbstractEventLoop:
     """The SDK's event loop: uvloop where it is installed (a dependency on Linux and macOS),
     asyncio's own with ``III_EVENT_LOOP=asyncio`` or in asyncio debug mode (which uvloop
     does not implement).
 
     NOTE(perf): a fan-out driven from a handler spends most of its process's CPU in asyncio's
-    own Python code (Task steps, ``call_soon``, ``_run_once``), not in the SDK. Against engine
-    v0.11.0, 20,000 calls at concurrency 1000, median of the clean rounds, CPU per call of the
-    driving process: async echo 25.5 -> 19.5 us, sync echo 27.5 -> 23 us on uvloop.
+    own Python code (Task steps, ``call_soon``, ``_run_once``), not in the SDK, and uvloop runs
+    the loop's part of it in compiled code (benches/RESULTS.md, "The SDK loop runs on uvloop").
     """
     wanted = os.environ.get("III_EVENT_LOOP", "").strip().lower()
     if wanted not in ("", "uvloop", "asyncio"):
@@ -181,8 +185,8 @@ class Dispatcher:
         if events is None:
             return
         # Frames held back while handling this batch go out in one write at its end, not one
-        # loop iteration later. NOTE(perf): round trip p50 against a raw driving process, 5-6
-        # alternating runs: 112 -> 91 us median.
+        # loop iteration later: a sequential caller gets its answer sooner (benches/RESULTS.md,
+        # "A polled batch's answers go out at the end of the batch").
         self._polling = True
         try:
             self._handle_events(events)
@@ -229,6 +233,11 @@ class Dispatcher:
     def _dispatch_async(self, inv: _iii.Invocation) -> None:
         ctx, span = self._context(inv)
         data = resolve_refs(self._address, inv.data) if inv.has_channel_refs else inv.data
+        if sys.version_info < (3, 11):
+            # No create_task(context=) before 3.11: the whole handler runs in its Task, whose
+            # context is a copy of ctx, so tokens a handler sets and resets stay in one context.
+            ctx.run(self._loop.create_task, self._finish(_whole(inv.handler, data, inv.metadata), inv, span))
+            return
         try:
             coro = ctx.run(inv.handler.call, data, inv.metadata)
             yielded = ctx.run(coro.send, None)
@@ -239,13 +248,13 @@ class Dispatcher:
             self._reply_exception(inv, exc, True, span)
             return
         # The handler really suspended: only now does it become a Task (in the same context).
-        self._loop.create_task(self._finish(coro, yielded, inv, span), context=ctx)
+        self._loop.create_task(self._finish(_resume(coro, yielded), inv, span), context=ctx)
 
     async def _finish(
-        self, coro: Any, yielded: Any, inv: _iii.Invocation, span: _iii.InvocationSpan | None
+        self, handler_run: Awaitable[Any], inv: _iii.Invocation, span: _iii.InvocationSpan | None
     ) -> None:
         try:
-            result = await _resume(coro, yielded)
+            result = await handler_run
         except BaseException as exc:  # noqa: BLE001
             self._reply_exception(inv, exc, True, span)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):

@@ -101,6 +101,17 @@ class MessageType(str, Enum):
     # Newer engines only (ignored by 0.11.0).
     REATTACH = "reattach"
     REGISTRATION_REJECTED = "registrationrejected"
+    # iii-sdk 0.25.0 observe protocol (observe.v1): named here; this SDK does not speak it yet.
+    OBSERVE = "observe"
+    UNOBSERVE = "unobserve"
+    OBSERVE_RESULT = "observeresult"
+    OBSERVER_STATE_CHANGED = "observerstatechanged"
+    FUNCTION_REGISTERED = "functionregistered"
+    OBSERVER_ADDED = "observeradded"
+    OBSERVER_REMOVED = "observerremoved"
+    OBSERVER_ACK = "observerack"
+    INVOCATIONS_OBSERVED = "invocationsobserved"
+    LOCAL_INVOCATION_STATS = "localinvocationstats"
 
 
 # --------------------------------------------------------------------------- HTTP functions
@@ -216,6 +227,9 @@ class RegisterTriggerMessage(BaseModel):
     config: Any
     metadata: dict[str, Any] | None = None
     message_type: MessageType = Field(default=MessageType.REGISTER_TRIGGER, alias="type")
+    #: Newer engines (as in iii-sdk 0.25.0): see RegisterTriggerInput.
+    namespace: str | None = None
+    trigger_namespace: str | None = None
 
 
 class RegisterTriggerTypeMessage(RegisterTriggerTypeInput):
@@ -224,6 +238,8 @@ class RegisterTriggerTypeMessage(RegisterTriggerTypeInput):
     model_config = ConfigDict(populate_by_name=True)
 
     message_type: MessageType = Field(default=MessageType.REGISTER_TRIGGER_TYPE, alias="type")
+    #: Newer engines (as in iii-sdk 0.25.0): the namespace the type is provided in.
+    namespace: str | None = None
 
 
 # --------------------------------------------------------------------------- invocations
@@ -266,6 +282,12 @@ class TriggerRequest(BaseModel):
     timeout_ms: int | None = None
     #: Newer engines: the namespace ``function_id`` resolves in (default: this worker's).
     namespace: str | None = None
+    #: iii-sdk 0.25.0: a per-call metadata sidecar. Not sent by this SDK yet: ``trigger()``
+    #: raises NotImplementedError when it is set.
+    metadata: Any = None
+    #: iii-sdk 0.25.0: ``"auto"`` (run in-process when the engine allows) or ``"remote"``.
+    #: This SDK has no in-process dispatch, so both mean: through the engine.
+    dispatch: Literal["auto", "remote"] | None = None
 
 
 class EnqueueResult(BaseModel):

@@ -127,6 +127,11 @@ class InitOptions:
     ``namespace`` (as in the newer official SDKs; engines after v0.11.0): the namespace this
     worker registers in, else ``III_NAMESPACE``, else the engine's ``default``. Calls and
     trigger bindings follow it unless they name another namespace.
+
+    ``worker_description`` (iii-sdk 0.25.0): a one-line summary of the worker, sent to the
+    engine as the worker's ``description`` (shown by ``engine::workers::list`` / ``info``).
+    Fields are kept in the 0.11.0 order, so 0.11 code that builds ``InitOptions``
+    positionally keeps working; pass the 0.25 additions by keyword.
     """
 
     worker_name: str | None = None
@@ -142,6 +147,7 @@ class InitOptions:
     idle_timeout_ms: int = 30000
     offline_queue_limit: int = MAX_QUEUE_SIZE
     namespace: str | None = None
+    worker_description: str | None = None
 
 
 @dataclass

@@ -4,7 +4,7 @@ Imported only when OpenTelemetry is on, so ``import iii`` never imports ``opente
 
 - :class:`EngineSpanProcessor` hands every span the application's ``opentelemetry-sdk``
   finishes to Rust as one compact tuple; Rust batches, encodes and sends it.
-- :func:`invocation_context` is the OpenTelemetry context a handler runs in: the invocation
+- :class:`InvocationOtelContext` is the OpenTelemetry context a handler runs in: the invocation
   span (started in Rust) as the current span, plus the incoming baggage.
 - :func:`outgoing_headers` gives ``traceparent`` / ``baggage`` for a call made now.
 - :func:`log_sink` is what :class:`iii.Logger` calls when OpenTelemetry is on.
@@ -14,17 +14,13 @@ Imported only when OpenTelemetry is on, so ``import iii`` never imports ``opente
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
-from contextvars import Token
 from typing import Any
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context.context import _RuntimeContext
-from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.metrics.export import (
     Gauge,
     Histogram,
@@ -250,8 +246,63 @@ def detach_metric_exporter(telemetry: Telemetry, timeout_ms: int) -> None:
             _metric_exporter.telemetry = None
 
 
-def invocation_context(span: InvocationSpan) -> otel_context.Context:
-    """The context a handler runs in: ``span`` current, incoming baggage readable."""
+class InvocationOtelContext(otel_context.Context):
+    """The OpenTelemetry context a handler starts in: ``span`` current, its incoming baggage
+    readable. Its entries are built by the first read, so a handler that never looks at the
+    context never pays for them.
+
+    NOTE(perf): building them (an OpenTelemetry ``NonRecordingSpan``, the baggage) costs about
+    3 us per invocation on the SDK loop, more with baggage (``benches/python/otel_context.py``),
+    and most handlers never read them.
+    """
+
+    __slots__ = ("span", "_unbuilt")
+
+    def __init__(self, span: InvocationSpan) -> None:
+        self.span = span
+        self._unbuilt = True
+
+    def _build(self) -> None:
+        # Filled once through dict's own update (Context's raises); then the flag, so a thread
+        # reading meanwhile builds it again rather than seeing it empty.
+        dict.update(self, _entries(self.span))
+        self._unbuilt = False
+
+
+def _reads_built(name: str) -> Any:
+    read = getattr(dict, name)
+
+    def method(self: InvocationOtelContext, *args: Any) -> Any:
+        if self._unbuilt:
+            self._build()
+        return read(self, *args)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+# Every way of reading a dict (OpenTelemetry itself uses get and copy) builds it first.
+for _name in (
+    "__contains__",
+    "__eq__",
+    "__getitem__",
+    "__iter__",
+    "__len__",
+    "__ne__",
+    "__or__",
+    "__repr__",
+    "__reversed__",
+    "__ror__",
+    "copy",
+    "get",
+    "items",
+    "keys",
+    "values",
+):
+    setattr(InvocationOtelContext, _name, _reads_built(_name))
+
+
+def _entries(span: InvocationSpan) -> otel_context.Context:
     flags = _SAMPLED if span.sampled else _UNSAMPLED
     parent = NonRecordingSpan(SpanContext(span.trace_id, span.span_id, is_remote=False, trace_flags=flags))
     ctx = otel_context.Context()
@@ -261,103 +312,39 @@ def invocation_context(span: InvocationSpan) -> otel_context.Context:
     return trace.set_span_in_context(parent, ctx)
 
 
-#: The context an invocation entered and the headers it implies, so calls made from a handler
-#: that did not change the context reuse them.
-_entered: contextvars.ContextVar[tuple[otel_context.Context, str, str | None]] = contextvars.ContextVar(
-    "iii_invocation_headers"
-)
-
-#: The invocation whose OpenTelemetry context nothing has asked for yet (see `_LazyRuntime`).
-_pending: contextvars.ContextVar[InvocationSpan | None] = contextvars.ContextVar("iii_pending_invocation")
-
-
-class _LazyRuntime(_RuntimeContext):
-    """OpenTelemetry's runtime context (where ``context.get_current()`` reads from), which
-    builds an invocation's context the first time anything reads or replaces the current one.
-
-    NOTE(perf): building it for every invocation (the span as an OpenTelemetry
-    ``NonRecordingSpan``, the baggage, attaching them) cost 3.5 us of the loop's CPU per
-    invocation in the sequential round trip (``_context`` 0.75 -> 4.2-4.7 us with
-    OpenTelemetry on, per-thread CPU), and most handlers never look at it.
-    """
-
-    def __init__(self, inner: _RuntimeContext) -> None:
-        self.inner = inner
-
-    def _enter_pending(self) -> None:
-        span = _pending.get(None)
-        if span is not None:
-            _pending.set(None)
-            _attach_invocation(span, self.inner.attach)
-
-    def attach(self, context: otel_context.Context) -> Token[otel_context.Context]:
-        self._enter_pending()  # detaching returns to the invocation's context
-        return self.inner.attach(context)
-
-    def get_current(self) -> otel_context.Context:
-        self._enter_pending()
-        return self.inner.get_current()
-
-    def detach(self, token: Token[otel_context.Context]) -> None:
-        self.inner.detach(token)
-
-
-def _lazy_runtime() -> _LazyRuntime | None:
-    """Puts `_LazyRuntime` in front of OpenTelemetry's default runtime context (at import). None
-    when another runtime context is configured (``OTEL_PYTHON_CONTEXT``): contexts are then
-    built eagerly."""
-    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-    if type(runtime) is not ContextVarsRuntimeContext:
-        return None
-    lazy = otel_context._RUNTIME_CONTEXT = _LazyRuntime(runtime)
-    return lazy
-
-
-_RUNTIME = _lazy_runtime()
+def invocation_context(span: InvocationSpan) -> otel_context.Context:
+    """The context a handler runs in: ``span`` current, incoming baggage readable."""
+    return InvocationOtelContext(span)
 
 
 def enter_invocation(span: InvocationSpan) -> None:
-    """Makes ``span`` (and the incoming baggage) the current OpenTelemetry context, when
-    something first asks for it. Called inside the invocation's own ``contextvars`` context,
-    which is dropped afterwards."""
-    if _RUNTIME is not None:
-        _pending.set(span)
-        return
-    _attach_invocation(span, otel_context.attach)
-
-
-def _attach_invocation(span: InvocationSpan, attach: Any) -> None:
-    """Attaches the invocation's OpenTelemetry context with ``attach`` and remembers the headers
-    that go with it (see `outgoing_headers`)."""
-    ctx = invocation_context(span)
-    attach(ctx)
-    _entered.set((ctx, span.traceparent, span.baggage))
+    """Makes ``span`` (and the incoming baggage) the current OpenTelemetry context. Called
+    inside the invocation's own ``contextvars`` context, which is dropped afterwards."""
+    otel_context.attach(InvocationOtelContext(span))
 
 
 def outgoing_headers() -> tuple[str | None, str | None]:
     """``(traceparent, baggage)`` of the current context, for an outgoing call (no
     ``traceparent`` outside any span)."""
-    # NOTE(perf): reading the span and the baggage back out of the context cost a call made
-    # from a handler about 2.5 us; while the handler has not changed the context (its own
-    # span, baggage) the invocation's headers are the answer.
-    span = _pending.get(None)
-    if span is not None:  # nothing has read or changed the invocation's context
-        return span.traceparent, span.baggage
-    entered = _entered.get(None)
-    if entered is not None and otel_context.get_current() is entered[0]:
-        return entered[1], entered[2]
-    if _RUNTIME is not None and not _RUNTIME.inner.get_current():
-        # Nothing attached here (a call outside any handler or span): no span, no baggage.
+    ctx = otel_context.get_current()
+    if type(ctx) is InvocationOtelContext:
+        # NOTE(perf): reading the span and the baggage back out of the context cost a call
+        # made from a handler about 2.5 us; in the invocation's own context (the handler has
+        # attached nothing of its own) they are the invocation's headers.
+        return ctx.span.traceparent, ctx.span.baggage
+    if not ctx:
+        # Nothing attached (a call outside any handler or span): no span, no baggage.
         # NOTE(perf): asking OpenTelemetry for both cost such a call 0.8 of its 2.4 us.
         return None, None
-    ctx = trace.get_current_span().get_span_context()
+    span_ctx = trace.get_current_span(ctx).get_span_context()
     traceparent = None
-    if ctx.is_valid:
+    if span_ctx.is_valid:
         # Only the sampled flag: opentelemetry-sdk marks the root spans it starts with the W3C
         # "random" flag too (03), and engine v0.11.0 rejects a version-00 traceparent whose
         # flags are above 02 and starts a new trace, so the call left the application's trace.
-        traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags) & 1:02x}"
-    entries = otel_baggage.get_all()
+        flags = int(span_ctx.trace_flags) & 1
+        traceparent = f"00-{span_ctx.trace_id:032x}-{span_ctx.span_id:016x}-{flags:02x}"
+    entries = otel_baggage.get_all(ctx)
     header = Telemetry.format_baggage({k: str(v) for k, v in entries.items()}) if entries else None
     return traceparent, header or None
 
@@ -388,12 +375,12 @@ def log_sink(telemetry: Telemetry) -> Any:
         if trace_id is not None or span_id is not None:
             tid = int(trace_id, 16) if trace_id else None
             sid = int(span_id, 16) if span_id else None
-        elif (span := _pending.get(None)) is not None:
-            tid, sid = span.trace_id, span.span_id
+        elif type(ctx := otel_context.get_current()) is InvocationOtelContext:
+            tid, sid = ctx.span.trace_id, ctx.span.span_id
         else:
-            ctx = trace.get_current_span().get_span_context()
-            if ctx.is_valid:
-                tid, sid = ctx.trace_id, ctx.span_id
+            span_ctx = trace.get_current_span(ctx).get_span_context()
+            if span_ctx.is_valid:
+                tid, sid = span_ctx.trace_id, span_ctx.span_id
         telemetry.emit_log(severity, message, data, tid, sid, service_name)
 
     return emit

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ._models import TriggerActionEnqueue, TriggerActionVoid
 
@@ -35,15 +35,20 @@ class AuthInput(BaseModel):
 
 
 class AuthResult(BaseModel):
-    """Output of an RBAC authentication function: what the session may do."""
+    """Output of an RBAC authentication function: what the session may do.
 
-    allowed_functions: list[str]
-    forbidden_functions: list[str]
+    As in iii-helpers 0.25.0 every field has a default, and ``namespaces`` (newer engines)
+    grants function patterns per namespace, e.g. ``{"orders": ["svc::*"]}``.
+    """
+
+    namespaces: dict[str, list[str]] = Field(default_factory=dict)
+    allowed_functions: list[str] = Field(default_factory=list)
+    forbidden_functions: list[str] = Field(default_factory=list)
     allowed_trigger_types: list[str] | None = None
-    allow_trigger_type_registration: bool
+    allow_trigger_type_registration: bool = False
     allow_function_registration: bool = True
     function_registration_prefix: str | None = None
-    context: dict[str, Any]
+    context: dict[str, Any] = Field(default_factory=dict)
 
 
 class MiddlewareFunctionInput(BaseModel):
@@ -53,6 +58,8 @@ class MiddlewareFunctionInput(BaseModel):
     payload: dict[str, Any]
     action: TriggerActionEnqueue | TriggerActionVoid | None = None
     context: dict[str, Any]
+    #: Newer engines: the namespace the call addressed (forward it to stay there).
+    namespace: str | None = None
 
 
 class OnTriggerTypeRegistrationInput(BaseModel):
@@ -73,6 +80,8 @@ class OnTriggerRegistrationInput(BaseModel):
     config: Any = None
     metadata: dict[str, Any] | None = None
     context: dict[str, Any]
+    #: Newer engines: the namespace of the binding.
+    namespace: str = "default"
 
 
 class OnTriggerRegistrationResult(BaseModel):
@@ -87,6 +96,8 @@ class OnFunctionRegistrationInput(BaseModel):
     description: str | None = None
     metadata: dict[str, Any] | None = None
     context: dict[str, Any]
+    #: Newer engines: the namespace the function registers in.
+    namespace: str = "default"
 
 
 class OnFunctionRegistrationResult(BaseModel):

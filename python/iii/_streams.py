@@ -14,6 +14,8 @@ from typing import Any, Generic, Literal, Optional, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict
 
+from . import _deprecations
+
 __all__ = [
     "IStream",
     "StreamAuthInput",
@@ -171,7 +173,16 @@ class IStream(ABC, Generic[TData]):
 
     ``III.create_stream`` registers ``get``, ``set``, ``delete``, ``list`` and ``list_groups``
     with the engine; ``update`` is part of the interface but the engine applies updates itself.
+
+    .. deprecated:: 0.25.0
+        As in iii-sdk 0.25.0, defining a subclass emits a ``FutureWarning`` at the ``class``
+        statement (importing never warns). Behaviour is unchanged.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Frames: this method, ABCMeta.__new__, the class statement.
+        _deprecations.warn_stream(_deprecations.ISTREAM, stacklevel=3)
 
     @abstractmethod
     async def get(self, input: StreamGetInput) -> TData | None: ...

@@ -15,6 +15,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from . import _deprecations
+
 __all__ = ["Trigger", "TriggerConfig", "TriggerHandler", "TriggerTypeRef"]
 
 TConfig = TypeVar("TConfig")
@@ -41,6 +43,10 @@ class TriggerConfig(BaseModel, Generic[TConfig]):
 
 class TriggerHandler(ABC, Generic[TConfig]):
     """Provider-side logic of a custom trigger type.
+
+    .. deprecated:: 0.25.0
+        Custom trigger types are deprecated with ``III.register_trigger_type`` (iii-sdk 0.25.0
+        replaces them by functions with an observe descriptor); they keep working.
 
     Implement both methods, either as plain methods or as coroutines. They are called on the
     SDK's event loop thread: a plain method should return quickly. An exception raised by
@@ -91,6 +97,10 @@ def _config_to_json(config: Any) -> Any:
 class TriggerTypeRef(Generic[C, R]):
     """Handle of a registered trigger type, returned by ``III.register_trigger_type``.
 
+    .. deprecated:: 0.25.0
+        With ``III.register_trigger_type``: its ``register_trigger`` / ``register_function``
+        warn as in iii-sdk 0.25.0.
+
     ``config_cls`` is the pydantic model of the binding configuration and ``request_cls`` the
     model of the payload the provider sends to bound functions; both are informational here.
     """
@@ -114,15 +124,22 @@ class TriggerTypeRef(Generic[C, R]):
     def register_trigger(
         self, function_id: str, config: C, metadata: dict[str, Any] | None = None
     ) -> Trigger:
-        """Bind ``function_id`` to this trigger type with ``config`` (a model or plain JSON)."""
-        return self._iii.register_trigger(
-            {
-                "type": self._trigger_type_id,
-                "function_id": function_id,
-                "config": _config_to_json(config),
-                "metadata": metadata,
-            }
-        )
+        """Bind ``function_id`` to this trigger type with ``config`` (a model or plain JSON).
+
+        .. deprecated:: 0.25.0
+            Warns as ``III.register_trigger`` does (it is the same operation).
+        """
+        _deprecations.warn(_deprecations.REGISTER_TRIGGER, stacklevel=2, log_key="register_trigger")
+        spec = {
+            "type": self._trigger_type_id,
+            "function_id": function_id,
+            "config": _config_to_json(config),
+            "metadata": metadata,
+        }
+        # The SDK's client has a non-warning entry point (the warning above is the user's).
+        register = getattr(self._iii, "_register_trigger", None) or self._iii.register_trigger
+        result: Trigger = register(spec)
+        return result
 
     def register_function(
         self,
@@ -131,7 +148,12 @@ class TriggerTypeRef(Generic[C, R]):
         *,
         description: str | None = None,
     ) -> Any:
-        """Register ``handler`` as function ``function_id`` (formats come from its hints)."""
+        """Register ``handler`` as function ``function_id`` (formats come from its hints).
+
+        .. deprecated:: 0.25.0
+            Every call warns (``DeprecationWarning``); use ``III.register_function``.
+        """
+        _deprecations.warn(_deprecations.TRIGGER_TYPE_REF_REGISTER_FUNCTION, stacklevel=2)
         return self._iii.register_function(function_id, handler, description=description)
 
     def __repr__(self) -> str:

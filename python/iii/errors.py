@@ -101,7 +101,12 @@ class PayloadTooLargeError(PayloadError):
         self.limit = limit
 
 
+# iii-sdk 0.25.0 additions (defined with the observe family, re-exported here as there).
+from ._observe import ObserveRejection, RegistrationRejectedError  # noqa: E402
+
 __all__ = [
+    "ObserveRejection",
+    "RegistrationRejectedError",
     "IIIError",
     "IIIConnectionError",
     "ConnectionLostError",

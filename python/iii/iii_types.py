@@ -7,6 +7,7 @@ As in the official module, ``TriggerAction`` here is the type of a trigger actio
 not the ``TriggerAction`` helper class of :mod:`iii`.
 """
 
+from ._engine import FEATURE_LARGE_MESSAGES_V1, FEATURE_LOCAL_DISPATCH_V1, FEATURE_OBSERVE_V1, SDK_FEATURES
 from ._messages import (
     IIIMessage,
     InvocationResultMessage,
@@ -59,6 +60,11 @@ from ._rbac import (
 )
 
 __all__ = [
+    # iii-sdk 0.25.0 feature names (SDK_FEATURES is empty: see iii._engine)
+    "FEATURE_LARGE_MESSAGES_V1",
+    "FEATURE_LOCAL_DISPATCH_V1",
+    "FEATURE_OBSERVE_V1",
+    "SDK_FEATURES",
     "AuthInput",
     "AuthResult",
     "EnqueueResult",

@@ -5,7 +5,9 @@
 ``iii.worker.memory.rss``, ``iii.worker.memory.vms``, ``iii.worker.memory.heap_used``,
 ``iii.worker.memory.heap_total``, ``iii.worker.memory.external`` and
 ``iii.worker.uptime_seconds`` to an ``opentelemetry.metrics.Meter``, each labelled with
-``worker.id`` (and ``worker.name``). The gauges of one export cycle share one reading.
+``worker.id`` (and ``worker.name``). Names, units, descriptions and figures are those of the
+gauges the SDK's exporter sends (``iii._iii.Telemetry.worker_gauges``); a figure the OS does not
+give is left out, as there. The gauges of one export cycle share one reading.
 Needs ``opentelemetry-api``; nothing here is imported by the SDK itself.
 """
 
@@ -16,22 +18,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from ._iii import Telemetry
 from .worker_metrics import WorkerMetricsCollector
 
 __all__ = ["WorkerMetricsCollector", "register_worker_gauges", "stop_worker_gauges"]
-
-# (gauge name, WorkerMetrics attribute, unit, description)
-_GAUGES = [
-    ("iii.worker.cpu.percent", "cpu_percent", "%", "Worker CPU usage percentage"),
-    ("iii.worker.cpu.user_micros", "cpu_user_micros", "us", "Worker CPU user time in microseconds"),
-    ("iii.worker.cpu.system_micros", "cpu_system_micros", "us", "Worker CPU system time in microseconds"),
-    ("iii.worker.memory.rss", "memory_rss", "bytes", "Worker resident set size in bytes"),
-    ("iii.worker.memory.vms", "memory_vms", "bytes", "Worker virtual memory in bytes"),
-    ("iii.worker.memory.heap_used", "memory_heap_used", "bytes", "Worker heap memory used in bytes"),
-    ("iii.worker.memory.heap_total", "memory_heap_total", "bytes", "Worker total heap memory in bytes"),
-    ("iii.worker.memory.external", "memory_external", "bytes", "Worker external memory in bytes"),
-    ("iii.worker.uptime_seconds", "uptime_seconds", "s", "Worker uptime in seconds"),
-]
 
 _lock = threading.Lock()
 # The collector of the registered gauges; None when there are none (or they were stopped).
@@ -57,11 +47,13 @@ def register_worker_gauges(meter: Any, worker_id: str, worker_name: str | None =
             # Gauges outlive stop_worker_gauges() (OpenTelemetry cannot remove them); they
             # report nothing once their collector is no longer the registered one.
             if _collector is collector:
-                yield observation(getattr(collector.collect_cached(), field), attributes)
+                value = collector._cached_reading()[1][field]
+                if value is not None:
+                    yield observation(value, attributes)
 
         return callback
 
-    for name, field, unit, description in _GAUGES:
+    for name, field, unit, description in Telemetry.worker_gauges():
         meter.create_observable_gauge(name, callbacks=[observe(field)], unit=unit, description=description)
 
 

@@ -3,9 +3,9 @@
 It implements the engine behaviour the SDK relies on (worker registration, function routing,
 void and enqueue calls, trigger types, listings, notifications, channels, ``stream::*`` and
 ``state::*`` with custom-stream redirection, HTTP-invoked functions over plain ``http://``) as
-observed on the real engine v0.11.0, or with ``generation="head"`` as on the newer engines
-(protocol.md Part B). It is a test tool, not a production engine: run the real iii engine for
-that.
+observed on the real engine v0.11.0, with ``generation="head"`` as on the newer engines
+(protocol.md Part B), or with ``generation="0.25"`` as on engine 0.25. It is a test tool, not a
+production engine: run the real iii engine for that.
 
     with Engine() as engine:
         iii = register_worker(engine.url)
@@ -23,7 +23,9 @@ from typing import Any
 from ._iii import TestEngine
 
 #: Engine generations the test engine can behave like.
-GENERATIONS = ("v0.11", "head")
+GENERATIONS = ("v0.11", "head", "0.25")
+#: Other spellings accepted for ``generation``.
+_ALIASES = {"0.11": "v0.11", "v0.25": "0.25"}
 
 
 class Engine:
@@ -46,6 +48,18 @@ class Engine:
     ``queue_worker=True``, the engine's own queues as if the standalone queue worker were
     installed. Ids are unique across
     namespaces here, unlike on the real engine.
+
+    ``generation="0.25"`` (or ``"v0.25"``) is HEAD plus engine 0.25's behaviours outside
+    observers: ``workerregistered`` is sent once the connection's first
+    ``engine::workers::register`` was accepted (not at connect) and carries the engine's
+    ``features`` (``observe.v1``, ``local-dispatch.v1``); the features a worker declared there are
+    recorded (:meth:`worker_features`); forwarded calls carry the ``caller`` stamped with the
+    calling worker's id and name, its ``observe_depth`` (when above 0) and its ``metadata``; the
+    upgrade response has ``x-iii-capabilities: tcp-nodelay``; and ``/otel`` takes telemetry-only
+    sockets. Observers are not implemented.
+
+    ``token`` (any generation): every WebSocket upgrade must carry ``Authorization: Bearer
+    <token>``, else it is refused with HTTP 401. A blank token is no token.
     """
 
     def __init__(
@@ -59,13 +73,24 @@ class Engine:
         generation: str = "v0.11",
         registration_grace_ms: int = 5000,
         queue_worker: bool = False,
+        token: str | None = None,
     ) -> None:
+        generation = _ALIASES.get(generation, generation)
         if generation not in GENERATIONS:
             raise ValueError(f"generation must be one of {GENERATIONS}, not {generation!r}")
-        head = head_protocol or generation == "head"
-        self.generation = "head" if head else "v0.11"
+        if head_protocol and generation == "v0.11":
+            generation = "head"
+        self.generation = generation
         self._engine = TestEngine(
-            host, port, queues, functions_poll_interval_ms, head, registration_grace_ms, queue_worker
+            host,
+            port,
+            queues,
+            functions_poll_interval_ms,
+            head_protocol,
+            registration_grace_ms,
+            queue_worker,
+            generation=generation,
+            token=token,
         )
         self._closed = False
 
@@ -118,6 +143,11 @@ class Engine:
     def trigger_ids(self) -> list[str]:
         return self._engine.trigger_ids()
 
+    def worker_features(self) -> dict[str, list[str]]:
+        """Worker id -> the ``features`` it declared in ``engine::workers::register``, for the
+        live workers that declared any (an empty list when the value was not a list)."""
+        return dict(self._engine.worker_features())
+
     def received_kinds(self) -> list[str]:
         """Message types received from workers, oldest first."""
         return self._engine.received_kinds()
@@ -157,12 +187,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=49134)
     parser.add_argument("--queue", action="append", help="queue name to declare (default: 'default')")
     parser.add_argument(
-        "--generation", choices=GENERATIONS, default="v0.11", help="behave like this engine generation"
+        "--generation",
+        choices=GENERATIONS + tuple(_ALIASES),
+        default="v0.11",
+        help="behave like this engine generation",
     )
-    parser.add_argument("--head-protocol", action="store_true", help="same as --generation head")
+    parser.add_argument("--head-protocol", action="store_true", help="at least --generation head")
+    parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every upgrade")
     args = parser.parse_args(argv)
-    generation = "head" if args.head_protocol else args.generation
-    engine = Engine(args.port, host=args.host, queues=args.queue, generation=generation)
+    engine = Engine(
+        args.port,
+        host=args.host,
+        queues=args.queue,
+        generation=args.generation,
+        head_protocol=args.head_protocol,
+        token=args.token,
+    )
     print(f"iii test engine listening on {engine.url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -11,8 +11,11 @@ response, stream and trigger interfaces, registry records): those defined elsewh
 same objects, imported or, for the modules that import this one, looked up on first use.
 """
 
+from ._channel_types import StreamChannelRefDict, extract_channel_refs
 from ._channels import Channel, is_channel_ref
 from ._http_trigger import HttpRequest, HttpResponse, InternalHttpRequest
+from ._http_trigger import HttpRequest as StreamRequest
+from ._http_trigger import HttpResponse as StreamResponse
 from ._models import (
     ApiRequest,
     ApiResponse,
@@ -54,8 +57,17 @@ from ._models import (
     TriggerTypeInfo,
     WorkerInfo,
 )
+from ._options import ConnectionStateCallback
 
+# iii-sdk 0.25.0 renamed the streaming request / response of ``http`` handlers to
+# StreamRequest / StreamResponse (HttpRequest / HttpResponse became buffered pydantic models
+# in iii_helpers.http); here the 0.25 names are the same objects as the 0.11 ones.
 __all__ = [
+    "ConnectionStateCallback",
+    "StreamChannelRefDict",
+    "StreamRequest",
+    "StreamResponse",
+    "extract_channel_refs",
     "InternalHttpRequest",
     "HttpResponse",
     "HttpRequest",

@@ -11,7 +11,7 @@ use super::registry::WORKERS_REGISTER;
 use super::reply::{bad_input, input, not_found, now_ms, object1, result_frame, Answer, Internal, Outcome};
 use super::state::{Engine, WorkerMeta};
 use super::triggers::{self, fire_worker_event};
-use super::{head, head_listings, observability, state_fns, streams};
+use super::{head, head_listings, observability, state_fns, streams, v025};
 use iii_protocol::{ErrorBody, Json, Message, RegistrationRejected};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -26,7 +26,7 @@ const BUILTINS: [&str; 6] =
 
 pub(crate) fn is_builtin(engine: &Engine, function_id: &str) -> bool {
     function_id.starts_with("engine::")
-        && if engine.config.head_protocol {
+        && if engine.config.head_rules() {
             head_listings::BUILTINS.contains(&function_id)
         } else {
             BUILTINS.contains(&function_id)
@@ -54,7 +54,7 @@ pub(crate) async fn dispatch(
     if !is_builtin(engine, function_id) {
         return None;
     }
-    if function_id == WORKERS_REGISTER && engine.config.head_protocol {
+    if function_id == WORKERS_REGISTER && engine.config.head_rules() {
         if let Some(rejected) = name_conflict(engine, conn, text) {
             // HEAD: `{"success": false}`, then `registrationrejected`, then the engine closes.
             if let Some(id) = invocation_id {
@@ -71,9 +71,13 @@ pub(crate) async fn dispatch(
             .await;
             return Some(Answer::Handled);
         }
-        return Some(Answer::Now(announce(engine, conn, text).await));
+        let out = announce(engine, conn, text).await;
+        if out.is_ok() {
+            v025::welcome(engine, conn).await;
+        }
+        return Some(Answer::Now(out));
     }
-    if engine.config.head_protocol {
+    if engine.config.head_rules() {
         return Some(Answer::Now(head_listings::call(engine, conn, function_id, text)));
     }
     Some(Answer::Now(call(engine, conn, function_id, data)))
@@ -167,6 +171,19 @@ struct RegisterInput {
     namespace: Option<String>,
     description: Option<String>,
     isolation: Option<String>,
+    #[serde(default, deserialize_with = "lenient_features")]
+    features: Option<Vec<String>>,
+}
+
+/// The string elements of a `features` array; another value declares nothing.
+fn lenient_features<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::Array(items) => {
+            Some(items.into_iter().filter_map(|i| i.as_str().map(str::to_owned)).collect())
+        }
+        _ => Some(Vec::new()),
+    })
 }
 
 #[derive(Serialize)]
@@ -180,7 +197,7 @@ struct FunctionInfo<'a> {
 
 /// `engine::functions::list` entries, also the `functions` of a functions-available event.
 pub(crate) fn function_entries(engine: &Engine, include_internal: bool) -> Json {
-    if engine.config.head_protocol {
+    if engine.config.head_rules() {
         return head_listings::function_summaries(engine, include_internal);
     }
     let state = engine.state.lock();
@@ -339,6 +356,7 @@ fn register_worker(engine: &Arc<Engine>, conn: &Arc<Conn>, input: RegisterInput)
         namespace: None,
         description: input.description,
         isolation: input.isolation,
+        features: input.features,
     };
     if let Some(worker) = engine.state.lock().workers.get_mut(&conn.id) {
         // A connection's namespace, once fixed, stays (`head::fix_namespace`).

@@ -21,6 +21,8 @@ pub(crate) struct Conn {
     pub closing: AtomicBool,
     /// HEAD: registrations wait here until the connection's namespace is fixed.
     pub registrations: tokio::sync::Mutex<Registrations>,
+    /// `workerregistered` was sent (at once before 0.25; after `engine::workers::register` at 0.25).
+    pub greeted: AtomicBool,
 }
 
 /// HEAD buffers a connection's registrations until `engine::workers::register` (or the grace

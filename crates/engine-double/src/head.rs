@@ -73,7 +73,7 @@ pub(crate) fn check_namespace(
     function_id: &str,
     namespace: Option<&str>,
 ) -> Result<(), ErrorBody> {
-    if !engine.config.head_protocol {
+    if !engine.config.head_rules() {
         return Ok(());
     }
     let wanted = namespace.unwrap_or(DEFAULT_NAMESPACE);

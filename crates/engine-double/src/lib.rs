@@ -1,20 +1,24 @@
-//! An in-process stand-in for the iii engine (v0.11.0 behaviour, see protocol.md), used by the
-//! test suite and the README quickstart. It is a test tool, not a production engine.
+//! An in-process stand-in for the iii engine, used by the test suite and the README quickstart.
+//! It is a test tool, not a production engine. `EngineConfig::generation` picks the engine it
+//! behaves like: v0.11.0 (protocol.md Part A, the default), HEAD (Part B) or 0.25.
 //!
 //! Covered: worker registration and routing (sync, void, enqueue), trigger types and bindings,
 //! the `engine::*` listings and notifications (`builtins`, `triggers`), channels and their
 //! data-plane sockets (`channels`), `stream::*` / `state::*` with custom-stream redirection
 //! (`streams`, `state_fns`, `kv`), HTTP-invoked functions over plain `http://`
-//! (`http_functions`), and with `EngineConfig::head_protocol` the newer engine's `reattach` and
-//! `registrationrejected` behaviours, registration buffering, listings, namespaces and enqueue
-//! (`head`, `head_listings`), and telemetry frames with the observability listings
-//! (`observability`). Not covered: RBAC, the same function id in two namespaces (ids are
-//! unique across namespaces here), trigger firing across namespaces, `condition_function_id`.
+//! (`http_functions`), from HEAD on the newer engine's `reattach` and `registrationrejected`
+//! behaviours, registration buffering, listings, namespaces and enqueue (`head`,
+//! `head_listings`), at 0.25 feature negotiation, the stamped `caller` and the `/otel` socket
+//! (`v025`), a bearer token on upgrades (`EngineConfig::token`), and telemetry frames with the
+//! observability listings (`observability`). Not covered: RBAC, observers (0.25's observe
+//! family), the same function id in two namespaces (ids are unique across namespaces here),
+//! trigger firing across namespaces, `condition_function_id`.
 //!
 //! Layers, listed so that each module uses only modules listed before it: `conn`, `config`,
 //! `reply` (vocabulary); `kv`, `telemetry_store`, `channels`, `http_functions`, `state` (data);
-//! `delivery`, `triggers`, `registry`, `queues`, `streams`, `state_fns`, `observability`, `head`
-//! (mechanisms); `head_listings`, `builtins` (engine functions); `routing`, `server` (entry points).
+//! `delivery`, `triggers`, `registry`, `queues`, `streams`, `state_fns`, `observability`, `head`,
+//! `v025` (mechanisms); `head_listings`, `builtins` (engine functions); `routing`, `server`
+//! (entry points).
 
 mod builtins;
 mod channels;
@@ -36,6 +40,7 @@ mod state_fns;
 mod streams;
 mod telemetry_store;
 mod triggers;
+mod v025;
 
 #[cfg(test)]
 mod tests;
@@ -53,7 +58,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-pub use config::{EngineConfig, UpgradeRequest};
+pub use config::{EngineConfig, Generation, UpgradeRequest};
 use state::Engine;
 
 /// One start..stop lifetime of the engine.
@@ -195,6 +200,17 @@ impl EngineHandle {
             ids.sort();
             ids
         })
+    }
+
+    /// `(worker id, features)` of the live workers that declared `features` in
+    /// `engine::workers::register`, in connection order.
+    pub fn worker_features(&self) -> Vec<(String, Vec<String>)> {
+        let Some(engine) = self.engine() else { return Vec::new() };
+        let state = engine.state.lock();
+        let mut workers: Vec<_> = state.workers.values().collect();
+        workers
+            .sort_by(|a, b| (a.conn.connected_at_ms, &a.conn.id).cmp(&(b.conn.connected_at_ms, &b.conn.id)));
+        workers.iter().filter_map(|w| Some((w.conn.id.clone(), w.meta.features.clone()?))).collect()
     }
 
     /// Message `type`s received from workers, oldest first (the last 10 000).

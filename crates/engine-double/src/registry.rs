@@ -17,7 +17,7 @@ pub(crate) async fn register_function(
     f: RegisterFunction,
     namespace: &str,
 ) {
-    if engine.config.head_protocol {
+    if engine.config.head_rules() {
         if let Some(rejected) = function_conflict(engine, conn, &f.id, namespace) {
             return conn.send(rejected).await;
         }

@@ -10,7 +10,7 @@ use super::conn::Conn;
 use super::delivery::{invoke_frame, log_failure, route, spawn_http, Target};
 use super::reply::{new_id, result_frame, Answer, Reply};
 use super::state::Engine;
-use super::{builtins, head, queues};
+use super::{builtins, head, queues, v025};
 use iii_protocol::{ErrorBody, InvocationResult, InvokeFunction, Message, TriggerAction};
 
 const CALLER_KEY: &str = "\"_caller_worker_id\"";
@@ -31,7 +31,7 @@ pub(crate) async fn invoke(engine: &Arc<Engine>, conn: &Arc<Conn>, mut inv: Invo
     }
     match inv.action.take() {
         Some(TriggerAction::Enqueue { queue })
-            if engine.config.head_protocol && !engine.config.queue_worker =>
+            if engine.config.head_rules() && !engine.config.queue_worker =>
         {
             head::enqueue(engine, conn, inv, &queue).await
         }
@@ -65,6 +65,7 @@ async fn sync_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) 
         Err(e) => return conn.send(result_frame(id, fid, Err(e))).await,
     };
     let frame = invoke_frame(id, fid, &data, inv.traceparent.as_deref(), inv.baggage.as_deref());
+    let frame = v025::annotate(engine, conn, &inv, frame);
     if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
         let lost = engine.state.lock().pending.remove(id);
         if lost.is_some() {
@@ -97,6 +98,7 @@ async fn void_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) 
         Err(e) => return engine.log(format!("void call of {fid} failed: {}: {}", e.code, e.message)),
     };
     let frame = invoke_frame(&id, fid, &data, inv.traceparent.as_deref(), inv.baggage.as_deref());
+    let frame = v025::annotate(engine, conn, &inv, frame);
     if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
         engine.state.lock().pending.remove(&id);
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
@@ -22,7 +22,7 @@ use super::config::UpgradeRequest;
 use super::conn::{Conn, Registrations};
 use super::reply::{new_id, now_ms};
 use super::state::{Engine, Worker};
-use super::{head, registry, routing, triggers};
+use super::{head, observability, registry, routing, triggers, v025};
 use iii_protocol::Message;
 
 const OUTBOUND_CAPACITY: usize = 64;
@@ -55,10 +55,27 @@ fn ws_config() -> WebSocketConfig {
 enum Route {
     Worker,
     Channel(Arc<Channel>, Dir),
+    /// 0.25's telemetry-only socket.
+    Telemetry,
+}
+
+/// Records the upgrade, checks its token and path, and answers it.
+#[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
+fn accept_upgrade(
+    engine: &Engine,
+    req: &Request,
+    mut resp: Response,
+    route: &mut Route,
+) -> Result<Response, ErrorResponse> {
+    check_upgrade(engine, req, route)?;
+    if engine.config.v025() {
+        resp.headers_mut().insert(v025::CAPABILITIES_HEADER, HeaderValue::from_static(v025::CAPABILITIES));
+    }
+    Ok(resp)
 }
 
 #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
-fn check_path(engine: &Engine, req: &Request, route: &mut Route) -> Result<(), ErrorResponse> {
+fn check_upgrade(engine: &Engine, req: &Request, route: &mut Route) -> Result<(), ErrorResponse> {
     engine.record_upgrade(UpgradeRequest {
         resource: req.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
         headers: req
@@ -67,8 +84,20 @@ fn check_path(engine: &Engine, req: &Request, route: &mut Route) -> Result<(), E
             .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
     });
+    if let Some(token) = engine.config.required_token() {
+        if !bearer_matches(req, token) {
+            let mut refused = ErrorResponse::new(Some("Unauthorized".into()));
+            *refused.status_mut() = StatusCode::UNAUTHORIZED;
+            refused.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Err(refused);
+        }
+    }
     let path = req.uri().path();
     if path == "/" {
+        return Ok(());
+    }
+    if path == v025::TELEMETRY_PATH && engine.config.v025() {
+        *route = Route::Telemetry;
         return Ok(());
     }
     if let Some(rest) = path.strip_prefix(channels::PATH_PREFIX) {
@@ -81,12 +110,21 @@ fn check_path(engine: &Engine, req: &Request, route: &mut Route) -> Result<(), E
     Err(not_found)
 }
 
+/// `Authorization: Bearer <token>`, the scheme in any case.
+fn bearer_matches(req: &Request, token: &str) -> bool {
+    req.headers().get_all(header::AUTHORIZATION).iter().filter_map(|v| v.to_str().ok()).any(|value| {
+        value.trim().split_once(char::is_whitespace).is_some_and(|(scheme, credentials)| {
+            scheme.eq_ignore_ascii_case("bearer") && credentials.trim() == token
+        })
+    })
+}
+
 async fn serve(engine: Arc<Engine>, tcp: TcpStream, peer: SocketAddr) {
     let _live = engine.live_guard();
     let mut shutdown = engine.shutdown.clone();
     let mut route = Route::Worker;
     #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
-    let callback = |req: &Request, resp: Response| check_path(&engine, req, &mut route).map(|()| resp);
+    let callback = |req: &Request, resp: Response| accept_upgrade(&engine, req, resp, &mut route);
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(ws_config()));
     let ws = tokio::select! {
         ws = handshake => match ws {
@@ -101,6 +139,23 @@ async fn serve(engine: Arc<Engine>, tcp: TcpStream, peer: SocketAddr) {
             _ = channels::serve(channel, dir, ws) => {}
             _ = shutdown.wait_for(|s| *s) => {}
         },
+        Route::Telemetry => tokio::select! {
+            _ = serve_telemetry(&engine, ws) => {}
+            _ = shutdown.wait_for(|s| *s) => {}
+        },
+    }
+}
+
+/// Stores the telemetry frames of an `/otel` socket and ignores everything else on it.
+async fn serve_telemetry(engine: &Arc<Engine>, mut ws: Ws) {
+    while let Some(frame) = ws.next().await {
+        match frame {
+            Ok(WsMessage::Binary(bytes)) if TELEMETRY_PREFIXES.iter().any(|p| bytes.starts_with(p)) => {
+                observability::ingest(engine, &bytes)
+            }
+            Ok(_) => {}
+            Err(e) => return engine.log(format!("telemetry socket read error: {e}")),
+        }
     }
 }
 
@@ -108,7 +163,7 @@ async fn serve_worker(engine: Arc<Engine>, ws: Ws, peer: SocketAddr) {
     let mut shutdown = engine.shutdown.clone();
     let (sink, stream) = ws.split();
     let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    let reattach_token = engine.config.head_protocol.then(new_id);
+    let reattach_token = engine.config.head_rules().then(new_id);
     let conn = Arc::new(Conn {
         id: new_id(),
         tx,
@@ -117,15 +172,17 @@ async fn serve_worker(engine: Arc<Engine>, ws: Ws, peer: SocketAddr) {
         connected_at_ms: now_ms(),
         reattach_token: reattach_token.clone(),
         closing: AtomicBool::new(false),
-        registrations: tokio::sync::Mutex::new(if engine.config.head_protocol {
+        registrations: tokio::sync::Mutex::new(if engine.config.head_rules() {
             Registrations::Buffering(Vec::new())
         } else {
             Registrations::Applied
         }),
+        greeted: AtomicBool::new(!engine.config.v025()),
     });
-    // Queued before the connection becomes visible, so nothing can overtake it.
-    let hello = Message::WorkerRegistered { worker_id: conn.id.clone(), reattach_token };
-    let _ = conn.tx.try_send(WsMessage::Text(hello.encode().into()));
+    if !engine.config.v025() {
+        // Queued before the connection becomes visible, so nothing can overtake it.
+        let _ = conn.tx.try_send(WsMessage::Text(v025::hello(&engine, &conn).into()));
+    }
     let mut writer = tokio::spawn(write_loop(sink, rx));
     engine.state.lock().workers.insert(
         conn.id.clone(),
@@ -133,7 +190,7 @@ async fn serve_worker(engine: Arc<Engine>, ws: Ws, peer: SocketAddr) {
     );
     triggers::fire_worker_event(&engine, "worker_connected", &conn.id);
     let grace =
-        engine.config.head_protocol.then(|| tokio::spawn(head::grace_timer(engine.clone(), conn.clone())));
+        engine.config.head_rules().then(|| tokio::spawn(head::grace_timer(engine.clone(), conn.clone())));
 
     let read = read_loop(&engine, &conn, stream);
     tokio::pin!(read);
@@ -208,7 +265,7 @@ async fn read_loop(engine: &Arc<Engine>, conn: &Arc<Conn>, mut stream: SplitStre
             Ok(WsMessage::Text(text)) => handle_frame(engine, conn, text.as_bytes()).await,
             Ok(WsMessage::Binary(bytes)) => {
                 if TELEMETRY_PREFIXES.iter().any(|p| bytes.starts_with(p)) {
-                    super::observability::ingest(engine, &bytes);
+                    observability::ingest(engine, &bytes);
                 } else {
                     handle_frame(engine, conn, &bytes).await;
                 }
@@ -246,7 +303,7 @@ async fn handle_frame(engine: &Arc<Engine>, conn: &Arc<Conn>, bytes: &[u8]) {
             routing::invoke(engine, conn, inv).await;
         }
         Message::InvocationResult(res) => routing::result(engine, conn, res).await,
-        Message::Reattach { previous_worker_id, reattach_token } if engine.config.head_protocol => {
+        Message::Reattach { previous_worker_id, reattach_token } if engine.config.head_rules() => {
             registry::reattach(engine, conn, &previous_worker_id, &reattach_token).await
         }
         Message::RegisterTrigger(t) if t.config.is_none() && !present(bytes).config => {

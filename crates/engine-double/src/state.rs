@@ -35,6 +35,8 @@ pub(crate) struct WorkerMeta {
     pub isolation: Option<String>,
     #[allow(dead_code)] // kept like the real engine does; no v0.11.0 listing shows it
     pub telemetry: Option<Json>,
+    /// 0.25: the protocol features the worker declared (`None`: it declared none).
+    pub features: Option<Vec<String>>,
 }
 
 pub(crate) struct Worker {

@@ -111,7 +111,7 @@ pub(crate) async fn register(engine: &Engine, conn: &Arc<Conn>, t: RegisterTrigg
             Some(tt) => tt.provider.clone(),
             // HEAD parks a binding for a type that does not exist yet; the type's
             // registration replays it (protocol.md B.1 #10).
-            None if engine.config.head_protocol => None,
+            None if engine.config.head_rules() => None,
             None => {
                 drop(state);
                 return engine.log(format!(

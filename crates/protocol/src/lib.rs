@@ -8,7 +8,7 @@ mod message;
 
 pub use json_str::write_json_str;
 pub use message::{
-    raw_json, DecodeError, ErrorBody, InvocationResult, InvokeFunction, Json, Message, RegisterFunction,
-    RegisterService, RegisterTrigger, RegisterTriggerType, RegistrationRejected, TriggerAction,
-    TriggerRegistrationResult,
+    raw_json, Activation, Caller, DecodeError, ErrorBody, InvocationResult, InvokeFunction, Json, Message,
+    ParentCaller, RegisterFunction, RegisterService, RegisterTrigger, RegisterTriggerType,
+    RegistrationRejected, TriggerAction, TriggerRegistrationResult, WorkerRegistered,
 };

@@ -107,6 +107,99 @@ pub struct InvokeFunction {
     /// HEAD: namespace of the target function (absent = `default`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// 0.25: who made the call. A worker asserts `function_id`/`invocation_id`/`parent`; the
+    /// engine stamps `worker_id`/`worker_name` of the calling connection before forwarding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<Caller>,
+    /// 0.25: depth of the causal chain in observe hops; absent means 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observe_depth: Option<u32>,
+    /// 0.25: E→W on an observer activation; W→E on an owner's delivery to its observer's target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
+}
+
+/// The `caller` of a 0.25 call. Every member is optional and left out when absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    /// The caller's own caller, one level only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Box<ParentCaller>>,
+}
+
+/// `caller.parent`: a `Caller` without a `parent` of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentCaller {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+}
+
+/// `activation` of a 0.25 call: the observer it is for, and (E→W) this activation's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    pub observer_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_id: Option<String>,
+}
+
+/// `workerregistered` with every field engines up to 0.25 send. `Message::WorkerRegistered`
+/// keeps its two fields so existing matches on it stay valid; this type adds `features`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WorkerRegistered {
+    pub worker_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reattach_token: Option<String>,
+    /// 0.25: the engine's protocol features (`observe.v1`, ...). `None` from older engines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+}
+
+impl WorkerRegistered {
+    /// Decodes a `workerregistered` frame; any other type is `UnknownType`.
+    pub fn decode(frame: &[u8]) -> Result<WorkerRegistered, DecodeError> {
+        let f: Fields<'_> =
+            serde_json::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if f.kind != "workerregistered" {
+            return Err(DecodeError::UnknownType(f.kind.into_owned()));
+        }
+        Ok(WorkerRegistered {
+            worker_id: need(f.worker_id, "workerregistered", "worker_id")?,
+            reattach_token: own(f.reattach_token),
+            features: f.features,
+        })
+    }
+
+    pub fn encode(&self) -> String {
+        #[derive(Serialize)]
+        struct Tagged<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            #[serde(flatten)]
+            body: &'a WorkerRegistered,
+        }
+        serde_json::to_string(&Tagged { kind: "workerregistered", body: self })
+            .expect("protocol messages always serialise")
+    }
+}
+
+impl From<WorkerRegistered> for Message {
+    fn from(w: WorkerRegistered) -> Message {
+        Message::WorkerRegistered { worker_id: w.worker_id, reattach_token: w.reattach_token }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -269,6 +362,68 @@ struct Fields<'a> {
     trigger_request_format: Option<&'a RawValue>,
     #[serde(default, borrow)]
     call_request_format: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "lenient::caller")]
+    caller: Option<Caller>,
+    #[serde(default, deserialize_with = "lenient::depth")]
+    observe_depth: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::activation")]
+    activation: Option<Activation>,
+    #[serde(default, deserialize_with = "lenient::features")]
+    features: Option<Vec<String>>,
+}
+
+/// The 0.25 fields are read leniently: a malformed one reads as absent (or, for `features`,
+/// as an empty list) instead of costing the whole frame, as the official SDKs read them.
+mod lenient {
+    use super::{Activation, Caller, ParentCaller};
+    use serde::{Deserialize, Deserializer};
+    use serde_json::{Map, Value};
+
+    fn string(map: &Map<String, Value>, key: &str) -> Option<String> {
+        map.get(key).and_then(Value::as_str).map(str::to_owned)
+    }
+
+    fn parent(map: &Map<String, Value>) -> ParentCaller {
+        ParentCaller {
+            worker_id: string(map, "worker_id"),
+            worker_name: string(map, "worker_name"),
+            function_id: string(map, "function_id"),
+            invocation_id: string(map, "invocation_id"),
+        }
+    }
+
+    pub fn caller<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Caller>, D::Error> {
+        let Value::Object(map) = Value::deserialize(d)? else { return Ok(None) };
+        let top = parent(&map);
+        Ok(Some(Caller {
+            worker_id: top.worker_id,
+            worker_name: top.worker_name,
+            function_id: top.function_id,
+            invocation_id: top.invocation_id,
+            parent: map.get("parent").and_then(Value::as_object).map(|p| Box::new(parent(p))),
+        }))
+    }
+
+    pub fn depth<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        Ok(Value::deserialize(d)?.as_u64().and_then(|n| u32::try_from(n).ok()))
+    }
+
+    pub fn activation<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Activation>, D::Error> {
+        let Value::Object(map) = Value::deserialize(d)? else { return Ok(None) };
+        Ok(string(&map, "observer_id")
+            .map(|observer_id| Activation { observer_id, activation_id: string(&map, "activation_id") }))
+    }
+
+    /// The string elements of an array; anything else but `null` is an empty list.
+    pub fn features<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Null => None,
+            Value::Array(items) => {
+                Some(items.into_iter().filter_map(|i| i.as_str().map(str::to_owned)).collect())
+            }
+            _ => Some(Vec::new()),
+        })
+    }
 }
 
 fn own(v: Option<Cow<'_, str>>) -> Option<String> {
@@ -298,6 +453,9 @@ impl Message {
                 action: f.action,
                 metadata: own_json(f.metadata),
                 namespace: own(f.namespace),
+                caller: f.caller,
+                observe_depth: f.observe_depth,
+                activation: f.activation,
             }),
             "invocationresult" => Message::InvocationResult(InvocationResult {
                 invocation_id: need(f.invocation_id, "invocationresult", "invocation_id")?,
@@ -429,6 +587,9 @@ mod tests {
             action: Some(TriggerAction::Void),
             metadata: None,
             namespace: None,
+            caller: None,
+            observe_depth: None,
+            activation: None,
         });
         let text = msg.encode();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -468,6 +629,9 @@ mod tests {
             action: Some(TriggerAction::Enqueue { queue: "default".into() }),
             metadata: None,
             namespace: None,
+            caller: None,
+            observe_depth: None,
+            activation: None,
         });
         match roundtrip(&msg) {
             Message::InvokeFunction(inv) => {
@@ -547,6 +711,90 @@ mod tests {
         ));
         let reattach = Message::Reattach { previous_worker_id: "p".into(), reattach_token: "t".into() };
         assert_eq!(reattach.encode(), r#"{"type":"reattach","previous_worker_id":"p","reattach_token":"t"}"#);
+    }
+
+    #[test]
+    fn reads_the_0_25_call_fields() {
+        let frame = br#"{"type":"invokefunction","invocation_id":"i","function_id":"f","data":null,
+            "caller":{"worker_id":"w","worker_name":"billing","function_id":"c::outer","invocation_id":"inv",
+                "parent":{"worker_name":"up","function_id":"u::f","parent":{"worker_name":"deeper"}}},
+            "observe_depth":2,"activation":{"observer_id":"o1","activation_id":"a1"},"metadata":{"k":1}}"#;
+        let Message::InvokeFunction(inv) = Message::decode(frame).unwrap() else { panic!() };
+        let caller = inv.caller.clone().unwrap();
+        assert_eq!(caller.worker_id.as_deref(), Some("w"));
+        assert_eq!(caller.function_id.as_deref(), Some("c::outer"));
+        let parent = caller.parent.unwrap();
+        assert_eq!(
+            (parent.worker_name.as_deref(), parent.function_id.as_deref()),
+            (Some("up"), Some("u::f"))
+        );
+        assert_eq!(inv.observe_depth, Some(2));
+        assert_eq!(
+            inv.activation,
+            Some(Activation { observer_id: "o1".into(), activation_id: Some("a1".into()) })
+        );
+        let again: serde_json::Value = serde_json::from_str(&Message::InvokeFunction(inv).encode()).unwrap();
+        assert_eq!(
+            again["caller"],
+            serde_json::json!({"worker_id": "w", "worker_name": "billing", "function_id": "c::outer",
+                "invocation_id": "inv", "parent": {"worker_name": "up", "function_id": "u::f"}}),
+            "parent is one level deep"
+        );
+        assert_eq!(again["metadata"], serde_json::json!({"k": 1}));
+    }
+
+    #[test]
+    fn malformed_0_25_call_fields_read_as_absent() {
+        let frame = br#"{"type":"invokefunction","function_id":"f","data":1,
+            "caller":{"worker_id":7,"function_id":"ok","parent":"x"},"observe_depth":-1,
+            "activation":{"observer_id":3}}"#;
+        let Message::InvokeFunction(inv) = Message::decode(frame).unwrap() else { panic!() };
+        assert_eq!(inv.caller, Some(Caller { function_id: Some("ok".into()), ..Caller::default() }));
+        assert_eq!((inv.observe_depth, inv.activation), (None, None));
+        let frame =
+            br#"{"type":"invokefunction","function_id":"f","data":1,"caller":[1],"observe_depth":"2"}"#;
+        let Message::InvokeFunction(inv) = Message::decode(frame).unwrap() else { panic!() };
+        assert_eq!((inv.caller, inv.observe_depth), (None, None));
+    }
+
+    #[test]
+    fn calls_without_0_25_fields_encode_as_before() {
+        let frame = br#"{"type":"invokefunction","invocation_id":"i","function_id":"f","data":{"a":1}}"#;
+        let Message::InvokeFunction(inv) = Message::decode(frame).unwrap() else { panic!() };
+        assert_eq!(
+            Message::InvokeFunction(inv).encode(),
+            r#"{"type":"invokefunction","invocation_id":"i","function_id":"f","data":{"a":1}}"#
+        );
+    }
+
+    #[test]
+    fn worker_registered_carries_the_engine_features() {
+        let hello = WorkerRegistered {
+            worker_id: "w1".into(),
+            reattach_token: Some("t".into()),
+            features: Some(vec!["observe.v1".into(), "local-dispatch.v1".into()]),
+        };
+        let text = hello.encode();
+        assert_eq!(
+            text,
+            r#"{"type":"workerregistered","worker_id":"w1","reattach_token":"t","features":["observe.v1","local-dispatch.v1"]}"#
+        );
+        assert_eq!(WorkerRegistered::decode(text.as_bytes()).unwrap(), hello);
+        // Existing users of the enum variant still read it, without the features.
+        assert!(matches!(
+            Message::decode(text.as_bytes()).unwrap(),
+            Message::WorkerRegistered { worker_id, reattach_token: Some(_) } if worker_id == "w1"
+        ));
+        let legacy = WorkerRegistered { worker_id: "w".into(), ..Default::default() };
+        assert_eq!(legacy.encode(), Message::from(legacy.clone()).encode());
+        let read = |features: &str| {
+            let frame = format!(r#"{{"type":"workerregistered","worker_id":"w","features":{features}}}"#);
+            WorkerRegistered::decode(frame.as_bytes()).unwrap().features
+        };
+        assert_eq!(read(r#"["a",1,null,"b"]"#), Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(read("\"observe.v1\""), Some(vec![]));
+        assert_eq!(read("null"), None);
+        assert!(matches!(WorkerRegistered::decode(br#"{"type":"ping"}"#), Err(DecodeError::UnknownType(_))));
     }
 
     #[test]

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::runtime;
 use iii_engine_double::config::QueueConfig;
-use iii_engine_double::{EngineConfig, EngineHandle};
+use iii_engine_double::{EngineConfig, EngineHandle, Generation};
 
 /// An in-process iii engine for tests; see `iii.testing.Engine`.
 #[pyclass(frozen, module = "iii._iii")]
@@ -56,7 +57,7 @@ impl From<QueueSpec> for QueueConfig {
 #[pymethods]
 impl TestEngine {
     #[new]
-    #[pyo3(signature = (host="127.0.0.1".to_owned(), port=0, queues=None, functions_poll_interval_ms=5000, head_protocol=false, registration_grace_ms=5000, queue_worker=false))]
+    #[pyo3(signature = (host="127.0.0.1".to_owned(), port=0, queues=None, functions_poll_interval_ms=5000, head_protocol=false, registration_grace_ms=5000, queue_worker=false, generation=None, token=None))]
     #[allow(clippy::too_many_arguments)] // mirrors `iii.testing.Engine`'s keyword arguments
     fn new(
         py: Python<'_>,
@@ -67,12 +68,20 @@ impl TestEngine {
         head_protocol: bool,
         registration_grace_ms: u64,
         queue_worker: bool,
+        generation: Option<String>,
+        token: Option<String>,
     ) -> PyResult<Self> {
+        let generation = match generation {
+            Some(name) => name.parse::<Generation>().map_err(PyValueError::new_err)?,
+            None => Generation::default(),
+        };
         let mut config = EngineConfig {
             host,
             port,
             functions_poll_interval: Duration::from_millis(functions_poll_interval_ms.max(1)),
+            generation,
             head_protocol,
+            token,
             registration_grace: Duration::from_millis(registration_grace_ms),
             queue_worker,
             ..EngineConfig::default()
@@ -139,6 +148,12 @@ impl TestEngine {
 
     fn trigger_ids(&self) -> Vec<String> {
         self.handle.trigger_ids()
+    }
+
+    /// `(worker id, features)` of the live workers that declared `features` when they
+    /// registered (`engine::workers::register`), in connection order.
+    fn worker_features(&self) -> Vec<(String, Vec<String>)> {
+        self.handle.worker_features()
     }
 
     /// Types of the messages received from workers, oldest first.

@@ -309,8 +309,9 @@ pub fn from_json_opt<'py>(py: Python<'py>, text: Option<&str>) -> PyResult<Bound
 /// as `from_json` (strings with escapes and numbers go through serde_json itself).
 ///
 /// NOTE(perf): `from_json` checks every byte of every string again (for control characters);
-/// here the end of a string is found with `memchr2`. A 16 KiB payload is received in each
-/// process of the 16 KiB fan-out, where that second check was 17 % of the CPU (perf).
+/// here the end of a string is found with `memchr2`. With large payloads that second check is a
+/// large share of each process's CPU (benches/RESULTS.md, "Payloads from the engine are not
+/// checked twice").
 struct Checked<'a, 'py> {
     py: Python<'py>,
     text: &'a str,

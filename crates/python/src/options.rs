@@ -67,6 +67,12 @@ impl InitOptions {
             ))
         })?;
         config.headers = self.headers.unwrap_or_default().into_iter().collect();
+        // III_TOKEN (iii-sdk 0.25.0): a bearer token on the upgrade, unless one is given.
+        let token = std::env::var("III_TOKEN").unwrap_or_default();
+        let has_auth = config.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+        if !token.trim().is_empty() && !has_auth {
+            config.headers.push(("Authorization".into(), format!("Bearer {}", token.trim())));
+        }
         if let Some(r) = self.reconnection_config {
             if r.initial_delay_ms < 0 || r.max_delay_ms < 0 {
                 return Err(PyValueError::new_err("ReconnectionConfig delays must not be negative"));

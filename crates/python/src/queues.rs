@@ -1,7 +1,8 @@
 //! How results and inbound work reach Python threads without a per-call bridge.
 //!
-//! NOTE(perf): a generic tokio->asyncio bridge (a `call_soon_threadsafe` per result) costs
-//! 13-36 us per call. Instead each event loop owns a `LoopQueue`: runtime threads append to it
+//! NOTE(perf): a generic tokio->asyncio bridge (a `call_soon_threadsafe` per result) costs more
+//! per call than the whole call should (benches/RESULTS.md, "Results reach an event loop in
+//! batches"). Instead each event loop owns a `LoopQueue`: runtime threads append to it
 //! and write one byte to a socketpair only when it goes from empty to non-empty; the loop's
 //! reader callback takes the whole batch in one call. Sync handlers pull jobs from a
 //! `JobQueue` on threads the SDK owns, waiting with the GIL released.
@@ -174,13 +175,13 @@ struct JobState {
 
 /// Invocations of synchronous handlers, for threads the SDK owns.
 ///
-/// NOTE(perf): waking a thread for every job made the sync-handler threads take turns on the
-/// GIL for each call (a futex wake-up and a GIL hand-off per call; the sync fan-out ran at 40 %
-/// of the async one), and growing the pool whenever no thread was idle spent a quarter of the
-/// serving process's busy time starting threads (py-spy). Now a thread that finishes a job
-/// takes the next one without letting go of the GIL; a waiting thread is woken only when no
-/// thread is busy or the busy ones have not taken a job for `STALL` (a slow handler), and the
-/// SDK loop is asked for one more thread only when that happens with none waiting.
+/// NOTE(perf): waking a thread for every job would make the sync-handler threads take turns on
+/// the GIL for each call (a futex wake-up and a GIL hand-off per call), and growing the pool
+/// whenever no thread is idle spends the serving process's time starting threads. So a thread
+/// that finishes a job takes the next one without letting go of the GIL; a waiting thread is
+/// woken only when no thread is busy or the busy ones have not taken a job for `STALL` (a slow
+/// handler), and the SDK loop is asked for one more thread only when that happens with none
+/// waiting (benches/RESULTS.md, "Sync-handler threads keep the GIL between jobs").
 pub(crate) struct JobQueue {
     state: Mutex<JobState>,
     ready: Condvar,

@@ -20,7 +20,9 @@ use iii_core::connection::{Connection, ConnectionConfig, ConnectionState, EventS
 use iii_core::telemetry::context::{format_baggage, parse_baggage, SpanContext, SpanId, TraceId};
 use iii_core::telemetry::exporter::{Exporter, ExporterConfig};
 use iii_core::telemetry::log::{LogRecord, Severity};
-use iii_core::telemetry::metrics::{AppData, AppMetric, HistogramPoint, NumberPoint, Point};
+use iii_core::telemetry::metrics::{
+    AppData, AppMetric, HistogramPoint, NumberPoint, Point, ProcessSampler, PROCESS_GAUGES,
+};
 use iii_core::telemetry::otlp::{now_unix_nanos, AnyValue};
 use iii_core::telemetry::resource::{OtelOverrides, OtelSettings};
 use iii_core::telemetry::span::{Scope, SpanEvent, SpanKind, SpanRecord, StatusCode};
@@ -353,6 +355,46 @@ impl Telemetry {
             out.set_item(k, v)?;
         }
         Ok(out.unbind())
+    }
+
+    /// This process's worker gauges, sampled as the exporter samples them: a dict of
+    /// `{field: value}` for the fields of `worker_gauges()` (`None` where the OS gives no figure)
+    /// and `time_unix_nano`. `cpu_percent` covers the time since `previous`, an earlier result,
+    /// or without one since the process started.
+    #[staticmethod]
+    #[pyo3(signature = (previous=None))]
+    fn sample_process(py: Python<'_>, previous: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyDict>> {
+        let mut sampler = match previous {
+            Some(previous) => {
+                let figure = |field: &str| match previous.get_item(field)? {
+                    Some(v) => Ok(v),
+                    None => Err(PyValueError::new_err(format!("previous sample has no {field}"))),
+                };
+                let uptime: f64 = figure("uptime_seconds")?.extract()?;
+                let cpu: u64 = figure("cpu_user_micros")?.extract::<u64>()?
+                    + figure("cpu_system_micros")?.extract::<u64>()?;
+                ProcessSampler::after(Duration::try_from_secs_f64(uptime).unwrap_or_default(), cpu)
+            }
+            None => ProcessSampler::after(Duration::ZERO, 0),
+        };
+        let gauges = sampler.sample("", None);
+        let out = PyDict::new(py);
+        for (spec, value) in PROCESS_GAUGES.iter().zip(gauges.values()) {
+            match value {
+                Some(Point::Int(v)) => out.set_item(spec.field, v)?,
+                Some(Point::Double(v)) => out.set_item(spec.field, v)?,
+                None => out.set_item(spec.field, py.None())?,
+            }
+        }
+        out.set_item("time_unix_nano", gauges.time_unix_nano())?;
+        Ok(out.unbind())
+    }
+
+    /// `(name, field, unit, description)` of each gauge in `sample_process`, as the exporter
+    /// sends them.
+    #[staticmethod]
+    fn worker_gauges() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+        PROCESS_GAUGES.iter().map(|g| (g.name, g.field, g.unit, g.description)).collect()
     }
 
     /// Counters: frames sent, send failures, and records dropped (buffer full or too large).

@@ -1,10 +1,10 @@
 //! A thread that blocks for a call's result reads the link itself while no one else does.
 //!
-//! NOTE(perf): with the SDK loop reading the link, a sequential `trigger()` paid two wake-ups in
-//! series: the loop's thread woke for the result frame, then woke the caller. Now the caller
+//! NOTE(perf): if only the SDK loop read the link, a sequential `trigger()` would pay two
+//! wake-ups in series: the loop's thread for the result frame, then the caller. The caller
 //! watches the socket too and reads its own result, so the wake-ups happen side by side (the
-//! loop finds the reader busy or nothing to read). Round trip p50 against the raw protocol
-//! client's serving process on a real engine v0.11.0, 5 alternating runs: 145 -> 139 us.
+//! loop finds the reader busy or nothing to read). Figures: benches/RESULTS.md, "A blocking
+//! caller reads its own result".
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;

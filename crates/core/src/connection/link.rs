@@ -1,17 +1,18 @@
 //! One live connection: its socket, writer and frame reader, and who reads it.
 //!
 //! NOTE(perf): a reader task on the runtime costs two thread wake-ups per inbound frame (the
-//! runtime thread, then the Python thread it hands the frame to); measured, those context
-//! switches were most of the CPU of a sequential round trip. So the Python SDK attaches its own
-//! event loop as the reader (`ExternalReader`): the loop watches the socket and `pump`s frames
-//! inline. The runtime task then polls every few milliseconds while calls are pending or data
-//! frames flow, in case the loop is busy (a blocked loop must not stop results reaching
-//! `trigger()` callers on other threads), and sleeps otherwise until a call is made. With
-//! nobody attached, the runtime task reads on readiness as usual.
+//! runtime thread, then the Python thread it hands the frame to), and those context switches
+//! dominate a sequential round trip (benches/RESULTS.md, "The SDK loop reads the link
+//! itself"). So the Python SDK attaches its own event loop as the reader (`ExternalReader`):
+//! the loop watches the socket and `pump`s frames inline. The runtime task then polls every few
+//! milliseconds while calls are pending or data frames flow, in case the loop is busy (a
+//! blocked loop must not stop results reaching `trigger()` callers on other threads), and
+//! sleeps otherwise until a call is made. With nobody attached, the runtime task reads on
+//! readiness as usual.
 //!
-//! NOTE(perf): polling every 5 ms even when idle cost an idle worker 1.6 % of a core and about
-//! 190 context switches a second; idle, the runtime now wakes only for keepalive and the idle
-//! check (every `idle_timeout / 4`).
+//! NOTE(perf): an idle worker should not wake up, so while idle the runtime does not poll: it
+//! wakes only for keepalive and the idle check (every `idle_timeout / 4`) or when a call is
+//! made (benches/RESULTS.md, "The runtime reader sleeps while idle").
 
 use std::net::{Shutdown, TcpStream as StdStream};
 use std::os::fd::{AsRawFd, RawFd};
@@ -31,10 +32,10 @@ use super::writer::{self, Writer};
 /// has not read it meanwhile.
 const FALLBACK_POLL: Duration = Duration::from_millis(5);
 /// Frames handled per `pump` before returning, so one busy link cannot starve an event loop.
-/// NOTE(perf): at 512 a fan-out bounded by an `asyncio.Semaphore` paid for it: Python wakes the
-/// next waiter by scanning past those already woken in the same loop iteration, a cost that
-/// grows with the square of the results handed over per iteration. `benches/python/batch_size.py`:
-/// 8.9 us of CPU per call at 512 results per iteration, 5.6 us at 64, 5.6 us at 16.
+/// NOTE(perf): small, because a fan-out bounded by an `asyncio.Semaphore` pays for large
+/// batches: Python wakes the next waiter by scanning past those already woken in the same loop
+/// iteration, a cost that grows with the square of the results handed over per iteration
+/// (`benches/python/batch_size.py`; benches/RESULTS.md, "At most 64 frames per pump").
 const PUMP_BUDGET: usize = 64;
 /// The runtime keeps polling an externally read link this long after the last data frame.
 const ACTIVE_WINDOW_MS: u64 = 100;

@@ -159,9 +159,10 @@ thread_local! {
 /// says when a flush must be arranged.
 ///
 /// NOTE(perf): the SDK loop answers and calls in bursts (a fan-out of 1000 calls, a batch of
-/// invocations answered inline); one write per frame made the write system call the largest
-/// single cost of the serving process (py-spy: 10 % of its busy samples in `send`). Held back
-/// until the end of the loop's iteration, a burst goes out in one write.
+/// invocations answered inline), and one write per frame makes the write system call the
+/// largest single cost of the serving process. Held back until the end of the loop's
+/// iteration, a burst goes out in one write (benches/RESULTS.md, "The SDK loop holds its
+/// frames back until the end of its iteration").
 pub fn deferring<R>(f: impl FnOnce() -> R) -> R {
     DEFERRING.set(true);
     let result = f();

@@ -4,11 +4,12 @@
 //! through `Received`.
 //!
 //! NOTE(perf): with the socket behind an async sink, every frame a Python thread sends costs a
-//! wake-up of the runtime thread (measured: about a third of the CPU of a sequential round
-//! trip goes to context switches). Here a writer on any thread writes its frame straight into
-//! the socket with a non-blocking `try_write` when nothing is queued before it; only what the
-//! kernel does not take at once is left to the flusher task. Frames stay whole and in order
-//! because all writing happens under one lock.
+//! wake-up of the runtime thread, and those context switches are a large part of a sequential
+//! round trip (benches/RESULTS.md, "Callers write their frames into the socket themselves").
+//! Here a writer on any thread writes its frame straight into the socket with a non-blocking
+//! `try_write` when nothing is queued before it; only what the kernel does not take at once is
+//! left to the flusher task. Frames stay whole and in order because all writing happens under
+//! one lock.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -53,10 +54,10 @@ const TLS_READ: usize = 64 * 1024;
 
 /// Received TLS records, read from the socket in one call and handed to the session from
 /// memory. NOTE(perf): `ClientConnection::read_tls` reads at most 4 KiB per call from a
-/// socket, so a 16 KiB message took five `recv` calls and a batch of small frames one per
-/// 4 KiB; fed from this buffer it takes one. The cipher is not where the time goes: sealing
-/// and opening a 16 KiB record is 3.1 us with AES-256-GCM, 2.9 us with AES-128-GCM
-/// (`cargo bench --bench codec -- tls_record`).
+/// socket, so a 16 KiB message would take five `recv` calls and a batch of small frames one
+/// per 4 KiB; fed from this buffer it takes one. The cipher is not where the time goes
+/// (`cargo bench --bench codec -- tls_record`; benches/RESULTS.md, "`wss://`: one recv per
+/// 64 KiB of records").
 struct TlsInput {
     buf: Box<[u8]>,
     pos: usize,
@@ -93,11 +94,10 @@ const DEFER_LIMIT: usize = 256 * 1024;
 /// A written buffer up to this size is kept for the next frames held back.
 const RECYCLE_LIMIT: usize = 4 * DEFER_LIMIT;
 
-/// Keeps `written`'s memory for the next frames `defer` holds back. NOTE(perf): a batch of
-/// held-back 16 KiB answers grew a new buffer to 256 KiB and freed it, every batch: the
-/// serving process of the 16 KiB fan-out took 2.8 page faults per call, 2.2 with this
-/// (perf stat). With `protocol::write_json_str`, CPU per 16 KiB call 38.9 -> 20.5 us
-/// serving, 35.1 -> 24.9 us calling (bench.py, old and new build in one run, 3 rounds).
+/// Keeps `written`'s memory for the next frames `defer` holds back. NOTE(perf): otherwise a
+/// batch of held-back 16 KiB answers grows a new buffer to 256 KiB and frees it, every batch,
+/// and the page faults show in the 16 KiB fan-out (benches/RESULTS.md, "The writer reuses the
+/// buffer of held-back frames").
 fn recycle(deferred: &mut Vec<u8>, mut written: Vec<u8>) {
     if deferred.is_empty() && written.capacity() > deferred.capacity() && written.capacity() <= RECYCLE_LIMIT
     {

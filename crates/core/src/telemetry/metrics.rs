@@ -1,5 +1,9 @@
 //! Worker resource gauges (protocol.md 10.4), sampled from the OS, and their `MTRC` form.
 //!
+//! This sampler is the only source of these figures: the exporter sends them, and Python's
+//! `iii.worker_metrics` / `iii.otel_worker_gauges` read them through the bindings, so a gauge
+//! name has one meaning and unit everywhere ([`PROCESS_GAUGES`]).
+//!
 //! The names are the Node SDK's, which the engine's `latest_metrics` reads. Python has no V8
 //! heap, so the three heap gauges carry the nearest process figures (Linux, /proc/self/status):
 //! `heap_used` = resident anonymous memory (`RssAnon`: where Python's objects, arenas and
@@ -10,11 +14,91 @@
 //! engine treats every gauge as optional).
 
 use std::io::Write as _;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::otlp::{self, AnyValue};
 use super::span::Scope;
+
+/// One worker gauge as the engine and OpenTelemetry see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GaugeSpec {
+    pub name: &'static str,
+    /// The field of the engine's `latest_metrics` (and of Python's `WorkerMetrics`) it fills.
+    pub field: &'static str,
+    pub unit: &'static str,
+    pub description: &'static str,
+    /// The engine's `latest_metrics` reads it as an integer (protocol.md 6.2).
+    integer: bool,
+}
+
+const fn gauge(
+    name: &'static str,
+    field: &'static str,
+    unit: &'static str,
+    description: &'static str,
+    integer: bool,
+) -> GaugeSpec {
+    GaugeSpec { name, field, unit, description, integer }
+}
+
+/// The gauges a [`WorkerGauges`] sample holds, in the order of [`WorkerGauges::values`].
+pub const PROCESS_GAUGES: [GaugeSpec; 9] = [
+    gauge(
+        "iii.worker.cpu.percent",
+        "cpu_percent",
+        "%",
+        "Worker CPU usage since the previous sample, percent of one core (at most 100)",
+        false,
+    ),
+    gauge(
+        "iii.worker.cpu.user_micros",
+        "cpu_user_micros",
+        "us",
+        "Worker CPU user time in microseconds",
+        true,
+    ),
+    gauge(
+        "iii.worker.cpu.system_micros",
+        "cpu_system_micros",
+        "us",
+        "Worker CPU system time in microseconds",
+        true,
+    ),
+    gauge("iii.worker.memory.rss", "memory_rss", "By", "Worker resident set size in bytes", true),
+    gauge("iii.worker.memory.vms", "memory_vms", "By", "Worker virtual memory size in bytes", true),
+    gauge(
+        "iii.worker.memory.heap_used",
+        "memory_heap_used",
+        "By",
+        "Worker resident anonymous memory (RssAnon) in bytes",
+        true,
+    ),
+    gauge(
+        "iii.worker.memory.heap_total",
+        "memory_heap_total",
+        "By",
+        "Worker data segment size (VmData) in bytes",
+        true,
+    ),
+    gauge(
+        "iii.worker.memory.external",
+        "memory_external",
+        "By",
+        "Worker resident file-backed memory (RssFile) in bytes",
+        true,
+    ),
+    gauge("iii.worker.uptime_seconds", "uptime_seconds", "s", "Worker process uptime in seconds", true),
+];
+
+/// Reported by the event loop's owner, not sampled.
+pub const EVENT_LOOP_LAG: GaugeSpec = gauge(
+    "iii.worker.event_loop.lag_ms",
+    "event_loop_lag_ms",
+    "ms",
+    "Worker event loop lag in milliseconds",
+    false,
+);
 
 /// One sample of the worker's gauges.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +112,8 @@ pub struct WorkerGauges {
     pub(crate) memory_heap_used: Option<u64>,
     pub(crate) memory_heap_total: Option<u64>,
     pub(crate) memory_external: Option<u64>,
-    pub(crate) uptime_seconds: u64,
+    /// Since the process started (Linux; elsewhere since it first sampled itself).
+    pub(crate) uptime: Duration,
     /// Supplied by the event loop's owner; `None` until it reports.
     pub(crate) event_loop_lag_ms: Option<f64>,
     pub(crate) worker_id: String,
@@ -65,38 +150,44 @@ fn int(v: u64) -> Point {
 }
 
 impl WorkerGauges {
-    fn points(&self) -> Vec<(&'static str, &'static str, Point)> {
-        let mut points = vec![
-            ("iii.worker.cpu.percent", "%", Point::Double(self.cpu_percent)),
-            ("iii.worker.cpu.user_micros", "us", int(self.cpu_user_micros)),
-            ("iii.worker.cpu.system_micros", "us", int(self.cpu_system_micros)),
-            ("iii.worker.memory.rss", "By", int(self.memory_rss)),
-        ];
-        let optional = [
-            ("iii.worker.memory.vms", self.memory_vms),
-            ("iii.worker.memory.heap_used", self.memory_heap_used),
-            ("iii.worker.memory.heap_total", self.memory_heap_total),
-            ("iii.worker.memory.external", self.memory_external),
-        ];
-        points.extend(optional.into_iter().filter_map(|(name, v)| Some((name, "By", int(v?)))));
-        points.push(("iii.worker.uptime_seconds", "s", int(self.uptime_seconds)));
-        if let Some(lag) = self.event_loop_lag_ms {
-            points.push(("iii.worker.event_loop.lag_ms", "ms", Point::Double(lag)));
-        }
-        points
+    pub fn time_unix_nano(&self) -> u64 {
+        self.time_unix_nano
+    }
+
+    /// The figures of [`PROCESS_GAUGES`], in its order; `None` where the OS does not give one.
+    pub fn values(&self) -> [Option<Point>; 9] {
+        [
+            Some(Point::Double(self.cpu_percent)),
+            Some(int(self.cpu_user_micros)),
+            Some(int(self.cpu_system_micros)),
+            Some(int(self.memory_rss)),
+            self.memory_vms.map(int),
+            self.memory_heap_used.map(int),
+            self.memory_heap_total.map(int),
+            self.memory_external.map(int),
+            Some(Point::Double(self.uptime.as_secs_f64())),
+        ]
     }
 
     /// Writes the metric objects of this sample (elements of `scopeMetrics[].metrics`),
     /// comma-separated.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let worker = AnyValue::Str(self.worker_id.clone());
-        for (i, (name, unit, point)) in self.points().into_iter().enumerate() {
+        let lag = self.event_loop_lag_ms.map(|ms| (&EVENT_LOOP_LAG, Some(Point::Double(ms))));
+        let all = PROCESS_GAUGES.iter().zip(self.values()).chain(lag);
+        for (i, (spec, point)) in all.filter_map(|(spec, v)| Some((spec, v?))).enumerate() {
             if i > 0 {
                 out.push(b',');
             }
+            let point = match point {
+                // Whole units (uptime: seconds): the engine reads an integer there.
+                Point::Double(v) if spec.integer => Point::Int(v as i64),
+                p => p,
+            };
+            let (name, unit, description) = (spec.name, spec.unit, spec.description);
             let _ = write!(
                 out,
-                "{{\"name\":\"{name}\",\"unit\":\"{unit}\",\"gauge\":{{\"dataPoints\":[{{\"attributes\":"
+                "{{\"name\":\"{name}\",\"description\":\"{description}\",\"unit\":\"{unit}\",\"gauge\":{{\"dataPoints\":[{{\"attributes\":"
             );
             otlp::write_attributes(out, [("worker.id", &worker)]);
             out.push(b',');
@@ -257,10 +348,13 @@ impl MetricItem {
     }
 }
 
-/// Samples the process. CPU percent is over the interval since the previous sample.
+/// Samples the process. CPU percent covers the time since the previous sample (the first one:
+/// since the sampler was made or the point given to [`ProcessSampler::after`]). It is capped at
+/// 100, as the official SDKs cap theirs, so Python's `WorkerMetrics.cpu_percent` keeps its
+/// documented 0-100 range and the gauge means the same.
 pub struct ProcessSampler {
-    started: Instant,
-    last: Option<(Instant, u64)>,
+    /// Uptime and CPU micros (user + system) at the previous sample.
+    last: (Duration, u64),
 }
 
 impl Default for ProcessSampler {
@@ -271,17 +365,24 @@ impl Default for ProcessSampler {
 
 impl ProcessSampler {
     pub fn new() -> ProcessSampler {
-        ProcessSampler { started: Instant::now(), last: None }
+        let (user, system, _) = rusage();
+        ProcessSampler { last: (uptime(), user + system) }
+    }
+
+    /// A sampler whose first sample covers the time since the process was `uptime` old and had
+    /// used `cpu_micros` of CPU (an earlier sample's figures).
+    pub fn after(uptime: Duration, cpu_micros: u64) -> ProcessSampler {
+        ProcessSampler { last: (uptime, cpu_micros) }
     }
 
     pub fn sample(&mut self, worker_id: &str, event_loop_lag_ms: Option<f64>) -> WorkerGauges {
         let (user, system, max_rss) = rusage();
-        let now = Instant::now();
+        let uptime = uptime();
         let cpu_total = user + system;
-        let (since, cpu_before) = self.last.unwrap_or((self.started, 0));
-        let wall_micros = now.duration_since(since).as_micros().max(1) as f64;
-        let cpu_percent = (cpu_total.saturating_sub(cpu_before) as f64 / wall_micros) * 100.0;
-        self.last = Some((now, cpu_total));
+        let (since, cpu_before) = self.last;
+        let wall_micros = uptime.saturating_sub(since).as_micros().max(1) as f64;
+        let cpu_percent = (cpu_total.saturating_sub(cpu_before) as f64 / wall_micros * 100.0).min(100.0);
+        self.last = (uptime, cpu_total);
         let memory = proc_memory();
         WorkerGauges {
             time_unix_nano: otlp::now_unix_nanos(),
@@ -293,11 +394,50 @@ impl ProcessSampler {
             memory_heap_used: memory.as_ref().map(|m| m.anon),
             memory_heap_total: memory.as_ref().map(|m| m.data),
             memory_external: memory.as_ref().map(|m| m.file),
-            uptime_seconds: self.started.elapsed().as_secs(),
+            uptime,
             event_loop_lag_ms,
             worker_id: worker_id.to_owned(),
         }
     }
+}
+
+/// How long this process has run: one clock for every sampler, so the exporter's gauge and
+/// Python's `WorkerMetrics` agree.
+fn uptime() -> Duration {
+    static STARTED: OnceLock<Instant> = OnceLock::new();
+    STARTED
+        .get_or_init(|| {
+            let now = Instant::now();
+            process_age().and_then(|age| now.checked_sub(age)).unwrap_or(now)
+        })
+        .elapsed()
+}
+
+/// The process's age from its start time in /proc/self/stat (clock ticks after boot).
+#[cfg(target_os = "linux")]
+fn process_age() -> Option<Duration> {
+    let ticks = parse_start_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    // SAFETY: sysconf and clock_gettime only read the clock or write into `now`.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok().filter(|hz| *hz > 0)?;
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
+        return None;
+    }
+    let since_boot = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
+    since_boot.checked_sub(Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz))
+}
+
+/// Without /proc, uptime counts from the process's first sample.
+#[cfg(not(target_os = "linux"))]
+fn process_age() -> Option<Duration> {
+    None
+}
+
+/// Field 22 (start time) of /proc/<pid>/stat.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn parse_start_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: count from its last `)`.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
 }
 
 /// (user micros, system micros, peak rss bytes) of this process.
@@ -384,6 +524,82 @@ mod tests {
         gauges.encode(&mut out);
         out.push(b']');
         assert!(!String::from_utf8(out).unwrap().contains("event_loop"));
+    }
+
+    fn sample(uptime: Duration) -> WorkerGauges {
+        WorkerGauges {
+            time_unix_nano: 1,
+            cpu_percent: 12.5,
+            cpu_user_micros: 2,
+            cpu_system_micros: 3,
+            memory_rss: 4,
+            memory_vms: Some(5),
+            memory_heap_used: Some(6),
+            memory_heap_total: Some(7),
+            memory_external: None,
+            uptime,
+            event_loop_lag_ms: None,
+            worker_id: "w".into(),
+        }
+    }
+
+    #[test]
+    fn each_gauge_is_sent_with_the_name_unit_and_description_of_its_spec() {
+        let gauges = sample(Duration::from_millis(2_700));
+        let mut out = b"[".to_vec();
+        gauges.encode(&mut out);
+        out.push(b']');
+        let metrics: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let sent: Vec<_> = metrics.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+        let expected: Vec<_> =
+            PROCESS_GAUGES.iter().map(|g| g.name).filter(|n| *n != "iii.worker.memory.external").collect();
+        assert_eq!(sent, expected, "a gauge the OS does not give is left out");
+        for (metric, spec) in metrics
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(PROCESS_GAUGES.iter().filter(|g| g.field != "memory_external"))
+        {
+            assert_eq!(
+                (metric["unit"].as_str(), metric["description"].as_str()),
+                (Some(spec.unit), Some(spec.description))
+            );
+        }
+        let point = |name: &str| {
+            metrics.as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["gauge"]["dataPoints"][0]
+                .clone()
+        };
+        assert_eq!(point("iii.worker.uptime_seconds")["asInt"], 2, "whole seconds on the wire");
+        assert_eq!(point("iii.worker.cpu.percent")["asDouble"], 12.5);
+        assert_eq!(gauges.values()[8], Some(Point::Double(2.7)), "exact for Python");
+    }
+
+    #[test]
+    fn cpu_percent_covers_the_time_since_the_given_point_and_stops_at_100() {
+        // All of the process's CPU time within a few microseconds of wall time.
+        let busy = ProcessSampler::after(uptime(), 0).sample("w", None);
+        assert_eq!(busy.cpu_percent, 100.0);
+        let mut sampler = ProcessSampler::new();
+        let first = sampler.sample("w", None);
+        let second = sampler.sample("w", None);
+        assert!((0.0..=100.0).contains(&first.cpu_percent) && (0.0..=100.0).contains(&second.cpu_percent));
+        assert!(second.uptime >= first.uptime);
+    }
+
+    #[test]
+    fn uptime_is_the_processes_and_shared_by_every_sampler() {
+        let old = ProcessSampler::new().sample("w", None);
+        let new = ProcessSampler::new().sample("w", None);
+        assert!(new.uptime >= old.uptime);
+        #[cfg(target_os = "linux")]
+        {
+            // Ticks are 10 ms; the clock is the process's, not the sampler's.
+            let (age, up) = (process_age().expect("/proc/self/stat has the start time"), uptime());
+            assert!(up.abs_diff(age) < Duration::from_millis(50), "{up:?} vs {age:?}");
+        }
+        let stat = "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 3 1 0 0 20 0 1 0 98765 1000 200";
+        assert_eq!(parse_start_ticks(stat), Some(98765));
+        assert_eq!(parse_start_ticks("garbage"), None);
     }
 
     #[test]

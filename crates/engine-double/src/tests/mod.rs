@@ -11,6 +11,7 @@ mod routing;
 mod streams;
 mod throughput;
 mod triggers;
+mod v025;
 
 use std::time::Duration;
 
