@@ -43,8 +43,10 @@ fi
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider --timeout 120 tests
 if [ -z "${III_URL:-}" ]; then
-    # Again with the test engine behaving like the engines after v0.11.0 (protocol.md Part B).
+    # Again with the test engine behaving like the engines after v0.11.0 (docs/protocol.md Part B).
     III_TEST_ENGINE=head III_WHEEL= python -m pytest -q -p no:cacheprovider --timeout 120 tests
+    # And like engine 0.25 (docs/protocol.md Part C).
+    III_TEST_ENGINE=0.25 III_WHEEL= python -m pytest -q -p no:cacheprovider --timeout 120 tests
 fi
 if [ "${WHEEL_TEST:-0}" != 0 ]; then
     # tests/test_wheel.py again, in a venv of each other CPython 3.10-3.13 found here.

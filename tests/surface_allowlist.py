@@ -242,7 +242,7 @@ _GROUPS_025: list[tuple[str, list[str]]] = [
         ],
     ),
     (
-        "register_function keeps 0.11's first parameter func_or_id (a str as 0.25 requires, or a dict / RegisterFunctionInput that 0.11 code passes) and has no observe= / local_dispatch= (no observers, no in-process dispatch); the IIIClient protocol keeps its 0.11 shape (add_connection_state_listener is on III).",
+        "register_function keeps 0.11's first parameter func_or_id (a str as 0.25 requires, or a dict / RegisterFunctionInput that 0.11 code passes) and has no observe= / local_dispatch= keywords (no observers, no in-process dispatch; tests/test_api_surface.py pins the 0.11 signature); the IIIClient protocol keeps its 0.11 shape (add_connection_state_listener is on III).",
         [
             "iii.iii.III.register_function(func_or_id)",
             "iii.iii.III.register_function(function_id)",

@@ -1,5 +1,5 @@
 """The engine's built-in trigger types end to end. These need a real engine (III_URL), with
-the modules of protocol.md 12.4 (http on III_HTTP_URL, cron, queue, pubsub): the built-in
+the modules of docs/protocol.md 12.4 (http on III_HTTP_URL, cron, queue, pubsub): the built-in
 test engine only lists these types, it does not fire them."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ HTTP_URL = os.environ.get("III_HTTP_URL", "http://127.0.0.1:3111")
 
 
 def _needs_type(worker, trigger_type: str, publisher: str | None = None) -> None:
-    """Newer engines provide some of these through standalone workers (protocol.md B.5)."""
+    """Newer engines provide some of these through standalone workers (docs/protocol.md B.5)."""
     if not any(t.id == trigger_type for t in worker.list_trigger_types()):
         pytest.skip(f"the engine has no {trigger_type!r} trigger type (its worker is not running)")
     if publisher is not None:

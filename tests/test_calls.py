@@ -34,7 +34,7 @@ class Reply(BaseModel):
 
 
 def strip(data):
-    """The engine adds the caller's worker id to object payloads (protocol.md 2.11)."""
+    """The engine adds the caller's worker id to object payloads (docs/protocol.md 2.11)."""
     if isinstance(data, dict):
         return {k: v for k, v in data.items() if k != "_caller_worker_id"}
     return data

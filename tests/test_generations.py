@@ -1,4 +1,4 @@
-"""The public API on both engine generations: v0.11.0 and the newer engines (protocol.md
+"""The public API on both engine generations: v0.11.0 and the newer engines (docs/protocol.md
 Part B). Against the built-in test engine every test runs once per generation; with
 ``III_URL`` they run against that engine and expect what its generation provides."""
 
@@ -298,7 +298,7 @@ def test_bindings_carry_their_namespace_to_the_provider(make_worker: WorkerFacto
 
 
 def test_registration_conflicts_on_head(generation: str, url: str, make_worker: WorkerFactory) -> None:
-    """``registrationrejected`` (protocol.md B.2), also on a real HEAD engine via ``III_URL``."""
+    """``registrationrejected`` (docs/protocol.md B.2), also on a real HEAD engine via ``III_URL``."""
     owner = make_worker(url)
     if owner.engine_generation != "head":
         pytest.skip("registrationrejected exists only on engines after v0.11.0")

@@ -204,7 +204,7 @@ class _Receiver(BaseHTTPRequestHandler):
 def test_http_invoked_function_with_bearer_auth(app, monkeypatch):
     """Auth secrets are read from the engine's environment, so the bearer token is only
     checked with the built-in test engine (same process); a real engine must allow loopback
-    http:// URLs (protocol.md 12.4)."""
+    http:// URLs (docs/protocol.md 12.4)."""
     worker, caller = app
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()

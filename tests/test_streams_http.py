@@ -96,7 +96,7 @@ class _Receiver(BaseHTTPRequestHandler):
 
 def test_http_invoked_function_is_called_by_the_engine(make_worker, monkeypatch):
     """Against a real engine this needs iii-http-functions with loopback http:// URLs allowed
-    (protocol.md 12.4); auth secrets come from the engine's environment, so auth is only
+    (docs/protocol.md 12.4); auth secrets come from the engine's environment, so auth is only
     checked on the built-in test engine (same process)."""
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -1,7 +1,7 @@
 """The engine's listings in the public result types, for either engine generation.
 
 Engine v0.11.0 answers each listing with one call whose entries carry everything. Newer
-engines ("HEAD", protocol.md Part B) split them: formats only through
+engines ("HEAD", docs/protocol.md Part B) split them: formats only through
 ``engine::functions::info`` (at most 32 ids per call), trigger-type schemas through
 ``engine::triggers::info``, bindings under ``engine::registered-triggers::list`` and trigger
 types under ``engine::triggers::list``. Each listing here is a *plan*: a generator that yields

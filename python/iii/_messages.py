@@ -1,7 +1,7 @@
 """Pydantic models of the protocol messages that :mod:`iii.types` does not already define.
 
 The official SDK builds and parses its messages with these models, and they are public there
-(``iii.iii_types``). This SDK encodes and decodes messages in its Rust core (protocol.md), so
+(``iii.iii_types``). This SDK encodes and decodes messages in its Rust core (docs/protocol.md), so
 these models are for user code that builds or inspects messages itself; as on the wire,
 ``type`` is exposed as ``message_type``.
 """

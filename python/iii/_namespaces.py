@@ -1,4 +1,4 @@
-"""Which namespace a call or a binding targets (engines after v0.11.0, protocol.md B.3).
+"""Which namespace a call or a binding targets (engines after v0.11.0, docs/protocol.md B.3).
 
 A worker's namespace is ``InitOptions.namespace``, else ``III_NAMESPACE``, else none (the
 engine's ``default``). Calls and bindings follow the worker's namespace unless they name

@@ -1,4 +1,4 @@
-"""Streaming channels between workers (protocol.md section 8).
+"""Streaming channels between workers (docs/protocol.md section 8).
 
 A channel is a pair of WebSocket ends on the engine: whatever the writer sends, the reader
 receives, in order, with backpressure. :meth:`III.create_channel` makes one; its refs

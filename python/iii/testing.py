@@ -4,7 +4,7 @@ It implements the engine behaviour the SDK relies on (worker registration, funct
 void and enqueue calls, trigger types, listings, notifications, channels, ``stream::*`` and
 ``state::*`` with custom-stream redirection, HTTP-invoked functions over plain ``http://``) as
 observed on the real engine v0.11.0, with ``generation="head"`` as on the newer engines
-(protocol.md Part B), or with ``generation="0.25"`` as on engine 0.25. It is a test tool, not a
+(docs/protocol.md Part B), or with ``generation="0.25"`` as on engine 0.25. It is a test tool, not a
 production engine: run the real iii engine for that.
 
     with Engine() as engine:
@@ -37,7 +37,7 @@ class Engine:
     looks for changes (5000 on the real engine).
 
     ``generation="head"`` (or ``head_protocol=True``) behaves like the engines after v0.11.0
-    (protocol.md Part B): ``workerregistered`` carries a ``reattach_token``, a matching
+    (docs/protocol.md Part B): ``workerregistered`` carries a ``reattach_token``, a matching
     ``reattach`` message cleans up the previous connection first, a worker ``name`` or a
     function id already held by another live worker gets ``registrationrejected``
     (``WORKER_NAMESPACE_CONFLICT`` then closes the connection; ``FUNCTION_NAMESPACE_CONFLICT``

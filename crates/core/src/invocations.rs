@@ -201,7 +201,7 @@ impl PendingTable {
     }
 
     /// Fails the calls sent on links up to and including `epoch`: those links are gone, and the
-    /// engine cannot deliver their results to a new connection (protocol.md 3.4).
+    /// engine cannot deliver their results to a new connection (docs/protocol.md 3.4).
     pub fn fail_sent_before(&self, epoch: u64, reason: &str) -> usize {
         let mut done: Finished = Vec::new();
         {

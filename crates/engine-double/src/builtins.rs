@@ -1,4 +1,4 @@
-//! Engine functions answered by the engine itself (protocol.md 6.1-6.6).
+//! Engine functions answered by the engine itself (docs/protocol.md 6.1-6.6).
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Channels (protocol.md 6.5, 8): `engine::channels::create` and the data-plane sockets at
+//! Channels (docs/protocol.md 6.5, 8): `engine::channels::create` and the data-plane sockets at
 //! `/ws/channels/<id>?key=<access_key>&dir=read|write`.
 //!
 //! One channel is a bounded queue of WebSocket messages. The writer's frames go in, in order;

@@ -15,10 +15,10 @@ pub struct UpgradeRequest {
 /// Which real engine the double behaves like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Generation {
-    /// Engine v0.11.0 (protocol.md Part A).
+    /// Engine v0.11.0 (docs/protocol.md Part A).
     #[default]
     V011,
-    /// The engines after v0.11.0 up to 0.23 (protocol.md Part B, "HEAD").
+    /// The engines after v0.11.0 up to 0.23 (docs/protocol.md Part B, "HEAD").
     Head,
     /// Engine 0.25.0: HEAD plus feature negotiation (`workerregistered` answers
     /// `engine::workers::register` and carries the engine's `features`), the `caller` the engine
@@ -61,7 +61,7 @@ pub struct EngineConfig {
     pub functions_poll_interval: Duration,
     /// The engine to behave like; see `effective_generation` for how `head_protocol` combines.
     pub generation: Generation,
-    /// Asks for at least `Generation::Head`: the newer-engine (protocol.md Part B) behaviours,
+    /// Asks for at least `Generation::Head`: the newer-engine (docs/protocol.md Part B) behaviours,
     /// `reattach_token` in `workerregistered`, the `reattach` message, `registrationrejected` for
     /// worker-name and function-id conflicts, registrations buffered until the namespace is
     /// known, HEAD's listing functions and shapes, namespaces on calls, and enqueue through

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 /// One worker connection as seen by the rest of the engine.
 pub(crate) struct Conn {
     pub id: String,
-    /// Bounded like the real engine's per-connection outbound buffer (protocol.md 3.5).
+    /// Bounded like the real engine's per-connection outbound buffer (docs/protocol.md 3.5).
     pub tx: mpsc::Sender<WsMessage>,
     pub kill: Notify,
     pub ip: String,
@@ -26,7 +26,7 @@ pub(crate) struct Conn {
 }
 
 /// HEAD buffers a connection's registrations until `engine::workers::register` (or the grace
-/// period) fixes its namespace (protocol.md B.1 #1); v0.11.0 applies them at once.
+/// period) fixes its namespace (docs/protocol.md B.1 #1); v0.11.0 applies them at once.
 pub(crate) enum Registrations {
     Buffering(Vec<iii_protocol::Message>),
     Applied,

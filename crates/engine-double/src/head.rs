@@ -1,4 +1,4 @@
-//! HEAD-mode behaviours (protocol.md Part B) other than the listings: registrations buffered
+//! HEAD-mode behaviours (docs/protocol.md Part B) other than the listings: registrations buffered
 //! until the connection's namespace is known, namespaces on calls, and enqueue through the
 //! `engine::queue::enqueue` provider.
 

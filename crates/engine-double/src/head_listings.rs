@@ -1,4 +1,4 @@
-//! HEAD's engine functions (protocol.md B.4): listings without formats, `::info` details,
+//! HEAD's engine functions (docs/protocol.md B.4): listings without formats, `::info` details,
 //! bindings under `engine::registered-triggers::list`, trigger types under
 //! `engine::triggers::list`, and `engine::trigger-types::list` gone.
 

@@ -1,4 +1,4 @@
-//! HTTP-invoked functions (protocol.md 2.3.1): a function registered with `invocation` is run
+//! HTTP-invoked functions (docs/protocol.md 2.3.1): a function registered with `invocation` is run
 //! by the engine as an HTTP/1.1 request to its URL. Plain `http://` only; the client is a
 //! minimal one on a tokio `TcpStream` (one request per connection, `connection: close`).
 

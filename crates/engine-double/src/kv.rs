@@ -1,6 +1,6 @@
 //! The in-memory key-value store behind `stream::*` and `state::*`, and the `UpdateOp`s of
 //! `stream::update` / `state::update` as the real engine's built-in `kv` adapter applies them
-//! (protocol.md 7.1).
+//! (docs/protocol.md 7.1).
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! An in-process stand-in for the iii engine, used by the test suite and the README quickstart.
 //! It is a test tool, not a production engine. `EngineConfig::generation` picks the engine it
-//! behaves like: v0.11.0 (protocol.md Part A, the default), HEAD (Part B) or 0.25.
+//! behaves like: v0.11.0 (docs/protocol.md Part A, the default), HEAD (Part B) or 0.25.
 //!
 //! Covered: worker registration and routing (sync, void, enqueue), trigger types and bindings,
 //! the `engine::*` listings and notifications (`builtins`, `triggers`), channels and their

@@ -1,7 +1,7 @@
-//! Telemetry the engine double receives (`OTLP` / `LOGS` / `MTRC` binary frames, protocol.md
+//! Telemetry the engine double receives (`OTLP` / `LOGS` / `MTRC` binary frames, docs/protocol.md
 //! 10.1), stored and listed as engine v0.11.0's memory exporter does: `engine::traces::*`,
 //! `engine::logs::*`, `engine::metrics::list`, the `log` trigger type and the workers'
-//! `latest_metrics` (protocol.md 6.2). Shapes follow the engine's observability module.
+//! `latest_metrics` (docs/protocol.md 6.2). Shapes follow the engine's observability module.
 //! The engine's own invocation counters are not kept here: `engine_metrics.invocations` and
 //! `.workers` are zeros.
 

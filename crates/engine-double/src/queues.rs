@@ -1,5 +1,5 @@
 //! The `enqueue` action: named queues with receipts, redelivery with backoff and a
-//! dead-letter list (protocol.md 4.2).
+//! dead-letter list (docs/protocol.md 4.2).
 
 use std::sync::Arc;
 use std::time::Duration;

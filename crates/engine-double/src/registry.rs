@@ -1,4 +1,4 @@
-//! Function and service registration, and the cleanup when a connection ends (protocol.md 9.1).
+//! Function and service registration, and the cleanup when a connection ends (docs/protocol.md 9.1).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Routing of `invokefunction` and `invocationresult` (protocol.md 2.11, 2.12, 3, 4).
+//! Routing of `invokefunction` and `invocationresult` (docs/protocol.md 2.11, 2.12, 3, 4).
 
 use std::borrow::Cow;
 use std::sync::Arc;

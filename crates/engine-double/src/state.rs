@@ -84,7 +84,7 @@ pub(crate) struct Binding {
     pub trigger_namespace: Option<String>,
 }
 
-/// A named queue (protocol.md 4.2): jobs waiting for delivery and the dead-letter list.
+/// A named queue (docs/protocol.md 4.2): jobs waiting for delivery and the dead-letter list.
 pub(crate) struct Job {
     pub(super) function_id: String,
     pub(super) data: Option<Json>,

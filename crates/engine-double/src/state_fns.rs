@@ -1,4 +1,4 @@
-//! `state::*` built-ins (protocol.md 6.8) on the in-memory store, and `state` triggers.
+//! `state::*` built-ins (docs/protocol.md 6.8) on the in-memory store, and `state` triggers.
 
 use std::sync::Arc;
 
@@ -65,7 +65,7 @@ pub(crate) fn call(engine: &Arc<Engine>, function_id: &str, text: &str) -> Outco
             if old.is_some() {
                 fire(engine, &input.scope, &input.key, old.clone(), None);
             }
-            // The old value itself, not wrapped (protocol.md 6.8).
+            // The old value itself, not wrapped (docs/protocol.md 6.8).
             to_outcome(old)
         }
         "update" => {

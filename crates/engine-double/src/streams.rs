@@ -1,4 +1,4 @@
-//! `stream::*` built-ins (protocol.md 7): the engine's in-memory store, the redirection to
+//! `stream::*` built-ins (docs/protocol.md 7): the engine's in-memory store, the redirection to
 //! custom streams (`stream::<op>(<name>)` functions registered by workers) and `stream` triggers.
 
 use std::sync::Arc;
@@ -248,7 +248,7 @@ fn redirect<T: Serialize>(engine: &Arc<Engine>, op: &str, stream_name: &str, inp
     })))
 }
 
-/// Calls the functions bound with a `stream` trigger matching this item (protocol.md 7.3).
+/// Calls the functions bound with a `stream` trigger matching this item (docs/protocol.md 7.3).
 fn fire(engine: &Arc<Engine>, stream_name: &str, group_id: &str, item_id: Option<&str>, event: Value) {
     let payload = json!({"type": "stream", "timestamp": now_ms(), "streamName": stream_name,
         "groupId": group_id, "id": item_id, "event": event});

@@ -1,5 +1,5 @@
 //! What the engine double keeps of the telemetry it receives: spans, logs and metrics parsed
-//! from `OTLP` / `LOGS` / `MTRC` frames (protocol.md 10.1), bounded like the engine's memory
+//! from `OTLP` / `LOGS` / `MTRC` frames (docs/protocol.md 10.1), bounded like the engine's memory
 //! exporter.
 
 use std::collections::{HashMap, VecDeque};

@@ -1,4 +1,4 @@
-//! Trigger types, bindings and the engine's own notification types (protocol.md 2.6-2.10, 5, 6.7).
+//! Trigger types, bindings and the engine's own notification types (docs/protocol.md 2.6-2.10, 5, 6.7).
 
 use std::sync::Arc;
 
@@ -110,7 +110,7 @@ pub(crate) async fn register(engine: &Engine, conn: &Arc<Conn>, t: RegisterTrigg
         let provider = match state.trigger_types.get(&t.trigger_type) {
             Some(tt) => tt.provider.clone(),
             // HEAD parks a binding for a type that does not exist yet; the type's
-            // registration replays it (protocol.md B.1 #10).
+            // registration replays it (docs/protocol.md B.1 #10).
             None if engine.config.head_rules() => None,
             None => {
                 drop(state);

@@ -1,4 +1,4 @@
-//! The messages of the worker <-> engine protocol (protocol.md section 2), both directions.
+//! The messages of the worker <-> engine protocol (docs/protocol.md section 2), both directions.
 //!
 //! Decoding goes through one flat struct holding every field any message can carry, then picks
 //! the variant by `type`. That keeps decoding a single pass, makes unknown fields free to ignore,
@@ -71,7 +71,7 @@ pub struct RegisterTriggerType {
 }
 
 /// A trigger binding. `config` is always written, as `null` when absent: the engine drops a
-/// `registertrigger` without it (protocol.md 1.5).
+/// `registertrigger` without it (docs/protocol.md 1.5).
 #[derive(Debug, Clone, Serialize)]
 pub struct RegisterTrigger {
     pub id: String,
@@ -89,7 +89,7 @@ pub struct RegisterTrigger {
 }
 
 /// A call. `data` is always written, as `null` when absent: the engine drops an
-/// `invokefunction` without it (protocol.md 1.5).
+/// `invokefunction` without it (docs/protocol.md 1.5).
 #[derive(Debug, Clone, Serialize)]
 pub struct InvokeFunction {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -238,7 +238,7 @@ pub struct RegistrationRejected {
     pub owner_worker_id: Option<String>,
 }
 
-/// Every message of protocol.md, in either direction.
+/// Every message of docs/protocol.md, in either direction.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Message {

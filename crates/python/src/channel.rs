@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::runtime;
 use iii_core::channels::{ChannelSocket as Socket, Frame};
 
-/// The URL of one channel end (protocol.md 8.2); `base` is the engine URL the worker uses.
+/// The URL of one channel end (docs/protocol.md 8.2); `base` is the engine URL the worker uses.
 #[pyfunction]
 pub fn channel_url(base: &str, channel_id: &str, access_key: &str, direction: &str) -> PyResult<String> {
     iii_core::channels::channel_url(base, channel_id, access_key, direction).map_err(closed)

@@ -1,4 +1,4 @@
-//! The channel data plane (protocol.md 8): one WebSocket per channel end at
+//! The channel data plane (docs/protocol.md 8): one WebSocket per channel end at
 //! `<engine>/ws/channels/<id>?key=<access_key>&dir=<read|write>`.
 //!
 //! Outbound and inbound frames go through bounded queues, so a slow peer slows the producer

@@ -1,4 +1,4 @@
-//! Connection settings and the reconnection backoff policy (protocol.md 9.3).
+//! Connection settings and the reconnection backoff policy (docs/protocol.md 9.3).
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Engine URLs: `ws://` and `wss://`, read the way the official SDK's WebSocket library reads
 //! them (scheme in any case, IPv6 literals in brackets, default ports 80 and 443,
 //! `user:password@` sent as Basic auth, path and query kept, a fragment refused), and the
-//! channel URLs derived from them (protocol.md 8).
+//! channel URLs derived from them (docs/protocol.md 8).
 
 /// Where one WebSocket goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

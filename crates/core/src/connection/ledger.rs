@@ -1,5 +1,5 @@
 //! Everything the worker has registered, replayed after every connect in the order of
-//! protocol.md 9.2: trigger types, services, functions, triggers.
+//! docs/protocol.md 9.2: trigger types, services, functions, triggers.
 //!
 //! Each registration keeps its sequence number, so a replay also keeps the order in which
 //! the worker registered things of one kind.

@@ -69,7 +69,7 @@ impl ConnectionState {
 }
 
 /// Which engine generation the connection talks to, judged from `workerregistered`: engines
-/// after v0.11.0 (protocol.md Part B) send a `reattach_token`.
+/// after v0.11.0 (docs/protocol.md Part B) send a `reattach_token`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Generation {
     Unknown,
@@ -171,7 +171,7 @@ pub fn deferring<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// The optional fields around a call or a result: the namespace of newer engines (absent
-/// means `default`, protocol.md Part B) and the W3C trace context (protocol.md 10.3).
+/// means `default`, docs/protocol.md Part B) and the W3C trace context (docs/protocol.md 10.3).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Envelope<'a> {
     pub namespace: Option<&'a str>,
@@ -348,7 +348,7 @@ impl Connection {
         self.send(frame, FrameKind::Plain)
     }
 
-    /// Writes a binary frame (telemetry, protocol.md 10.1) on the live link. Never queued:
+    /// Writes a binary frame (telemetry, docs/protocol.md 10.1) on the live link. Never queued:
     /// while disconnected it fails with `NotConnected` and the caller keeps its data.
     pub fn send_binary(&self, frame: &[u8]) -> Result<(), CallError> {
         if let Some(err) = self.shared.pending.closed_reason() {

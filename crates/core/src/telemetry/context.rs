@@ -1,4 +1,4 @@
-//! W3C trace context: `traceparent` and `baggage` header values (protocol.md 10.3), and ids.
+//! W3C trace context: `traceparent` and `baggage` header values (docs/protocol.md 10.3), and ids.
 
 use std::fmt::Write as _;
 

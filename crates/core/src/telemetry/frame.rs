@@ -1,5 +1,5 @@
 //! Packs encoded records into binary telemetry frames: a 4-byte prefix and one OTLP/JSON
-//! export request, several records per frame, no frame over a size bound (protocol.md 10.1).
+//! export request, several records per frame, no frame over a size bound (docs/protocol.md 10.1).
 
 use super::otlp;
 use super::span::Scope;

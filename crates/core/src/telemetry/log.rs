@@ -1,4 +1,4 @@
-//! Log records (`LOGS` frames, protocol.md 10.1) as the SDK `Logger` produces them.
+//! Log records (`LOGS` frames, docs/protocol.md 10.1) as the SDK `Logger` produces them.
 
 use std::io::Write as _;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Worker resource gauges (protocol.md 10.4), sampled from the OS, and their `MTRC` form.
+//! Worker resource gauges (docs/protocol.md 10.4), sampled from the OS, and their `MTRC` form.
 //!
 //! This sampler is the only source of these figures: the exporter sends them, and Python's
 //! `iii.worker_metrics` / `iii.otel_worker_gauges` read them through the bindings, so a gauge
@@ -28,7 +28,7 @@ pub struct GaugeSpec {
     pub field: &'static str,
     pub unit: &'static str,
     pub description: &'static str,
-    /// The engine's `latest_metrics` reads it as an integer (protocol.md 6.2).
+    /// The engine's `latest_metrics` reads it as an integer (docs/protocol.md 6.2).
     integer: bool,
 }
 

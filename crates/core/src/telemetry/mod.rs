@@ -1,4 +1,4 @@
-//! OpenTelemetry in the core (protocol.md 10): W3C trace context, span and log records, the
+//! OpenTelemetry in the core (docs/protocol.md 10): W3C trace context, span and log records, the
 //! worker gauges, their OTLP/JSON encoding and the exporter that sends them as binary frames
 //! on the worker's own link. No Python here; `crate::telemetry` binds it.
 //!

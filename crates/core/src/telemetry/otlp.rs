@@ -1,4 +1,4 @@
-//! OTLP/JSON building blocks (protocol.md 10.1): attribute values and key-value lists written
+//! OTLP/JSON building blocks (docs/protocol.md 10.1): attribute values and key-value lists written
 //! straight into a byte buffer, camelCase field names, ids as lower-case hex.
 //!
 //! Integers are written as JSON numbers: engine v0.11.0 parses `asInt` as a number only and

@@ -1,5 +1,5 @@
 //! OpenTelemetry settings with the official SDK's environment fallbacks, and the resource
-//! attributes every frame carries (protocol.md 10.2).
+//! attributes every frame carries (docs/protocol.md 10.2).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! HEAD mode: registration buffering, listings, namespaces and enqueue (protocol.md Part B).
+//! HEAD mode: registration buffering, listings, namespaces and enqueue (docs/protocol.md Part B).
 
 use std::time::Duration;
 
