@@ -1,10 +1,9 @@
 //! JSON string encoding, a word at a time.
 //!
-//! NOTE(perf): serde_json escapes a string byte by byte; with a 16 KiB payload that was 15 % of
-//! the serving process's CPU in the 16 KiB fan-out (perf). Here runs of bytes that need no
-//! escape are found 32 bytes at a time and copied in one go (16 KiB: 4.8-10.3 us with
-//! serde_json, 0.9 us here, `cargo bench --bench codec -- json_str`); the output is byte for byte what
-//! serde_json writes (property test below).
+//! NOTE(perf): serde_json escapes a string byte by byte, a large share of a 16 KiB fan-out's CPU.
+//! Here runs of bytes that need no escape are found 32 bytes at a time and copied in one go
+//! (figures: benches/RESULTS.md, "JSON strings are escaped 32 bytes at a time"); the output is
+//! byte for byte what serde_json writes (property test below).
 
 /// `"`, `\` and bytes below 0x20 are escaped (as serde_json does: `\b \f \n \r \t`, the others
 /// as `\u00XX`); everything else, UTF-8 included, is copied as is.

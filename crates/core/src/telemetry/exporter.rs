@@ -310,8 +310,7 @@ impl Inner {
                 && b.logs.len() < self.config.log_batch
             {
                 // NOTE(perf): an empty buffer arms no timer (a push into it wakes this thread),
-                // so an idle worker's exporter sleeps between gauge samples: it used to wake
-                // every log flush interval, 12 times a second with the defaults.
+                // so an idle worker's exporter sleeps between gauge samples.
                 let mut deadline = next_metrics;
                 let mut arm = |due: Instant| deadline = Some(deadline.map_or(due, |d| d.min(due)));
                 if !b.spans.is_empty() || !b.metrics.is_empty() {

@@ -2,14 +2,11 @@
 //! worker gauges, their OTLP/JSON encoding and the exporter that sends them as binary frames
 //! on the worker's own link. No Python here; `crate::telemetry` binds it.
 //!
-//! NOTE: OTLP/JSON is written by hand instead of with `opentelemetry-proto` (serde). Measured
-//! on the shared 2-core machine, same hour: `opentelemetry-proto` 0.31 (`gen-tonic-messages`,
-//! `with-serde`) adds 88 crates and 2 min 15 s of wall time to a clean release build; encoding
-//! a span into a request costs 1.0-1.3 us with it (serialising prebuilt structs, which also
-//! want owned `Vec<u8>` ids and `String`s per span), 0.70 us here including frame packing
-//! (`cargo bench --bench codec -- telemetry`). The `opentelemetry` SDK crates would also bring
-//! their own batch processors and threads, which the exporter below replaces with one thread
-//! and bounded buffers.
+//! NOTE: OTLP/JSON is written by hand instead of with `opentelemetry-proto` (serde), which adds
+//! many crates and minutes to a clean build and encodes a span more slowly (benches/RESULTS.md,
+//! "OTLP/JSON written by hand"). The `opentelemetry` SDK crates would also bring their own
+//! batch processors and threads, which the exporter below replaces with one thread and bounded
+//! buffers.
 
 pub mod context;
 pub mod exporter;
