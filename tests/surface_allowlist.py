@@ -91,6 +91,15 @@ _GROUPS: list[tuple[str, list[str]]] = [
             "iii.iii_types.TriggerRequest.metadata",
         ],
     ),
+    (
+        "0.25's telemetry settings work for 0.11 code too: OtelConfig.spans_flush_interval_ms / "
+        "engine_ws_headers and SharedEngineConnection(headers=) (all defaulted).",
+        [
+            "iii.telemetry_exporters.SharedEngineConnection.__init__(headers)",
+            "iii.telemetry_types.OtelConfig.engine_ws_headers",
+            "iii.telemetry_types.OtelConfig.spans_flush_interval_ms",
+        ],
+    ),
 ]
 
 ALLOWED: dict[str, str] = {key: reason for reason, keys in _GROUPS for key in keys}
@@ -101,19 +110,15 @@ _GROUPS_025: list[tuple[str, list[str]]] = [
     (
         "Observers (observe.v1) are not implemented yet: the modules of the observe runtime are not provided (importing one fails with ModuleNotFoundError), so neither are they attributes of iii.",
         [
-            "iii.filter",
             "iii.invocation_context",
             "iii.observable",
             "iii.observe_wire",
             "iii.observer_handle",
-            "iii.process_marker",
             "iii.reporter",
-            "iii:filter",
             "iii:invocation_context",
             "iii:observable",
             "iii:observe_wire",
             "iii:observer_handle",
-            "iii:process_marker",
             "iii:reporter",
         ],
     ),
@@ -228,16 +233,14 @@ _GROUPS_025: list[tuple[str, list[str]]] = [
         ],
     ),
     (
-        "Observer-related client API (III.observe, III.current_invocation, FunctionRef.is_observed / observers and the matching IIIClient protocol methods): needs observers support, not implemented (iii.current_invocation() raises NotImplementedError).",
+        "Observer-related client API (III.observe, FunctionRef.is_observed / observers and the matching IIIClient protocol methods): needs observers support, not implemented.",
         [
-            "iii.iii.III.current_invocation",
             "iii.iii.III.observe",
             "iii.iii_constants.FunctionRef",
             "iii.iii_constants.FunctionRef._is_observed",
             "iii.iii_constants.FunctionRef._observers",
             "iii.iii_constants.FunctionRef.is_observed",
             "iii.iii_constants.FunctionRef.observers",
-            "iii.types.IIIClient.current_invocation",
             "iii.types.IIIClient.observe",
         ],
     ),
@@ -298,12 +301,9 @@ _GROUPS_025: list[tuple[str, list[str]]] = [
         ],
     ),
     (
-        "Telemetry goes through this SDK's Rust exporter on the worker's own connection (with its headers and batching): OtelConfig.engine_ws_headers / spans_flush_interval_ms and SharedEngineConnection(headers=) are not supported yet; OtelConfig keeps its 0.11 field order.",
+        "OtelConfig keeps its 0.11 field order (0.25's spans_flush_interval_ms and engine_ws_headers come last), so positional 0.11 code keeps working.",
         [
-            "iii_helpers.observability.telemetry_exporters.SharedEngineConnection.__init__(headers)",
             "iii_helpers.observability.telemetry_types.OtelConfig",
-            "iii_helpers.observability.telemetry_types.OtelConfig.engine_ws_headers",
-            "iii_helpers.observability.telemetry_types.OtelConfig.spans_flush_interval_ms",
         ],
     ),
     (

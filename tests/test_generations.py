@@ -244,7 +244,7 @@ def test_namespace_option_falls_back_to_the_environment(
     wait_until(lambda: any(x.id == blank_env.worker_id for x in w.list_workers()))
     listed = next(x for x in w.list_workers() if x.id == blank_env.worker_id)
     assert listed.namespace == "default"  # type: ignore[attr-defined]
-    with pytest.raises(ValueError, match="blank"):
+    with pytest.raises(ValueError, match="namespace is empty"):  # iii-sdk 0.25.0's message
         register_worker(url, InitOptions(namespace=""))
 
 

@@ -94,7 +94,7 @@ def test_an_invocation_span_is_the_parent_of_the_users_own_spans(
     roots = tree(worker, trace_id, 2)
     assert len(roots) == 1
     root = roots[0]
-    assert root["name"] == "call orders::create"
+    assert root["name"] == "execute orders::create"
     assert root["span_id"] == f"{span.span_id:016x}"
     assert root["service_name"] == "otel-test"
     child = root["children"][0]
@@ -116,8 +116,9 @@ def test_a_failed_invocation_has_status_error_and_one_exception_event(
     node = roots[0]
     assert node["status"] == "error"
     assert node["status_description"] == "bad order"
-    assert [e["name"] for e in node["events"]] == ["exception"]
-    assert ["exception.type", "ValueError"] in node["events"][0]["attributes"]
+    assert [e["name"] for e in node["events"]] == ["iii.invocation.output", "exception"]
+    assert ["iii.payload.json", '{"error": "bad order"}'] in node["events"][0]["attributes"]
+    assert ["exception.type", "ValueError"] in node["events"][1]["attributes"]
 
 
 def test_malformed_traceparent_starts_a_new_trace(otel: Telemetry) -> None:

@@ -1,4 +1,4 @@
-"""Trace context across workers: every invocation runs in its own SERVER span, calls carry the
+"""Trace context across workers: every invocation runs in its own ``execute`` span, calls carry the
 current context, results carry the span's, and the engine sees one trace (issue 9 item 2)."""
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ pytestmark = pytest.mark.usefixtures("needs_observability")
 
 
 def _ours(node: dict[str, Any], function_id: str) -> bool:
-    """The SDK's SERVER span for ``function_id`` (a real engine adds spans of its own, some
-    with the same name)."""
+    """The SDK's invocation span (INTERNAL ``execute``) for ``function_id`` (a real engine adds
+    spans of its own)."""
     exporter = telemetry.current()
     service = exporter.service_name if exporter is not None else "iii-python-sdk"
-    return node["name"] == f"call {function_id}" and node.get("service_name") == service
+    return node["name"] == f"execute {function_id}" and node.get("service_name") == service
 
 
 def _spans(roots: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
@@ -94,7 +94,7 @@ def test_a_trace_follows_a_call_across_three_workers(make_worker: WorkerFactory)
     _find(driver, trace_id, fa)  # A's span is the last one exported
     _, path = _find(driver, trace_id, fc)
     ours = [node["name"] for node in path if any(_ours(node, f) for f in (fa, fb, fc))]
-    assert ours == [f"call {fa}", f"call {fb}", f"call {fc}"], path
+    assert ours == [f"execute {fa}", f"execute {fb}", f"execute {fc}"], path
 
 
 def test_calls_from_outside_any_handler_carry_what_the_caller_attached(make_worker: WorkerFactory) -> None:
@@ -144,8 +144,9 @@ def test_a_failing_handler_gives_an_error_span_with_one_exception_event(make_wor
 
     span, _ = _find(driver, trace_id, fid)
     assert span["status"] == "error"
-    assert [e["name"] for e in span["events"]] == ["exception"]
-    assert ["exception.type", "ValueError"] in span["events"][0]["attributes"]
+    names = [e["name"] for e in span["events"]]
+    assert names == ["iii.invocation.input", "iii.invocation.output", "exception"]
+    assert ["exception.type", "ValueError"] in span["events"][2]["attributes"]
 
 
 def test_logger_records_carry_the_trace_in_async_and_sync_handlers(make_worker: WorkerFactory) -> None:
@@ -199,7 +200,7 @@ def test_a_handler_that_never_touches_opentelemetry_passes_its_span_on(make_work
     assert trace_id is not None
     _, path = _find(driver, trace_id, fn)
     ours = [node["name"] for node in path if any(_ours(node, f) for f in (fq, fn))]
-    assert ours == [f"call {fq}", f"call {fn}"], path
+    assert ours == [f"execute {fq}", f"execute {fn}"], path
 
 
 def test_a_context_attached_before_any_read_gives_way_to_the_invocations_on_detach(

@@ -68,6 +68,8 @@ def test_otel_config_defaults() -> None:
         "logs_batch_size": None,
         "metrics_enabled": True,
         "metrics_export_interval_ms": 60000,
+        "spans_flush_interval_ms": None,
+        "engine_ws_headers": None,
     }
 
 

@@ -89,8 +89,9 @@ def test_feature_names_and_declared_features():
     assert iii.protocol.FEATURE_OBSERVE_V1 == "observe.v1"
     assert iii.protocol.FEATURE_LOCAL_DISPATCH_V1 == "local-dispatch.v1"
     assert iii.protocol.FEATURE_LARGE_MESSAGES_V1 == "large-messages.v1"
-    # This SDK implements none of them, so it declares none.
-    assert iii.protocol.SDK_FEATURES == () and iii.iii_types.SDK_FEATURES is iii.protocol.SDK_FEATURES
+    # This SDK receives messages up to 64 MiB; it has no observers or local dispatch yet.
+    assert iii.protocol.SDK_FEATURES == ("large-messages.v1",)
+    assert iii.iii_types.SDK_FEATURES is iii.protocol.SDK_FEATURES
 
 
 def test_resolve_engine_url(monkeypatch):
@@ -217,10 +218,11 @@ def test_trigger_request_025_fields(make_worker):
     assert worker.trigger({"function_id": fid, "payload": 2, "dispatch": "remote"}) == 2
     with pytest.raises(ValueError, match="dispatch must be 'auto' or 'remote'"):
         worker.trigger({"function_id": fid, "payload": 2, "dispatch": "local"})
-    with pytest.raises(NotImplementedError, match="metadata"):
-        worker.trigger({"function_id": fid, "payload": 2, "metadata": {"k": 1}})
-    with pytest.raises(NotImplementedError, match="metadata"):
-        asyncio.run(worker.trigger_async(TriggerRequest(function_id=fid, metadata={"k": 1})))
+    # Metadata travels with the call (tests/test_invocation_context.py checks it arrives).
+    assert worker.trigger({"function_id": fid, "payload": 2, "metadata": {"k": 1}}) == 2
+    assert (
+        asyncio.run(worker.trigger_async(TriggerRequest(function_id=fid, payload=3, metadata={"k": 1}))) == 3
+    )
 
 
 def test_worker_description_is_an_option_and_is_sent(make_worker):
@@ -260,8 +262,6 @@ def test_observe_types_are_plain_types():
 
 
 def test_observing_itself_is_not_implemented():
-    with pytest.raises(NotImplementedError, match="observers support"):
-        iii.current_invocation()
     with pytest.raises(NotImplementedError, match="observers support"):
         iii.Observer()
     with pytest.raises(NotImplementedError, match="observers support"):

@@ -11,16 +11,18 @@ private ``iii._*`` modules, named for their job, which may change freely.
 # The official package's module layout (iii.iii, iii.iii_types, ...): re-export shims, loaded
 # here so that, as with the official package, they are attributes of ``iii`` after import
 # (0.11.0: channels, format_utils, iii, iii_constants, iii_types, logger, stream,
-# telemetry_types, triggers, types, utils; 0.25.0 adds errors and observe_types).
+# telemetry_types, triggers, types, utils; 0.25.0 adds errors, observe_types, process_marker).
 from . import (  # noqa: F401
     channels,
     errors,
+    filter,
     format_utils,
     iii,
     iii_constants,
     iii_types,
     logger,
     observe_types,
+    process_marker,
     stream,
     telemetry_types,
     triggers,
@@ -217,7 +219,7 @@ __all__ = [
     "extract_response_format",
     "python_type_to_format",
     # iii-sdk 0.25.0 root names (the observe types are plain types: observing itself, i.e.
-    # Observer, ObserverHandle and current_invocation(), raises NotImplementedError for now)
+    # Observer and ObserverHandle, raises NotImplementedError for now)
     "Caller",
     "Capture",
     "ConnectionStateCallback",

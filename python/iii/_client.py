@@ -7,10 +7,11 @@ the GIL released. How handlers run is in ``_dispatch.py``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import platform
-import socket
+import re
 import sys
 import threading
 import uuid
@@ -23,7 +24,7 @@ from pydantic import BaseModel
 from . import _deprecations, _iii, _listings, _namespaces, telemetry
 from ._channels import Channel, ChannelReader, ChannelWriter
 from ._dispatch import Dispatcher, Handler, awaited, new_loop
-from ._engine import resolve_engine_url
+from ._engine import SDK_FEATURES, resolve_engine_url
 from ._format import extract_request_format, extract_response_format, python_type_to_format
 from ._models import (
     EnqueueResult,
@@ -41,7 +42,10 @@ from ._models import (
     TriggerTypeInfo,
     WorkerInfo,
 )
+from ._observe import CURRENT as _CURRENT_INVOCATION
+from ._observe import InvocationContext, current_invocation
 from ._options import FunctionRef, IIIConnectionState, InitOptions
+from ._process_marker import ProcessMarker
 from ._streams import (
     IStream,
     StreamDeleteInput,
@@ -51,7 +55,13 @@ from ._streams import (
     StreamSetInput,
 )
 from ._triggers import Trigger, TriggerHandler, TriggerTypeRef
-from .errors import ClientShutdownError, InvocationError, NotConnectedError, enqueue_error
+from .errors import (
+    ClientShutdownError,
+    InvocationError,
+    NotConnectedError,
+    RegistrationRejectedError,
+    enqueue_error,
+)
 
 log = logging.getLogger("iii")
 
@@ -115,7 +125,10 @@ class III:
             raise
         # OpenTelemetry (on by default, as in the official SDK): exported on this connection.
         self._telemetry = telemetry.start(
-            self._options.otel, worker_url=address, metrics=self._options.enable_metrics_reporting
+            self._options.otel,
+            worker_url=address,
+            metrics=self._options.enable_metrics_reporting,
+            headers=self._connection.upgrade_headers(),
         )
         enter_invocation = None
         if self._telemetry is not None:
@@ -135,31 +148,63 @@ class III:
         # Non-daemon, like the official SDK: a connected worker keeps the process alive.
         self._thread = threading.Thread(target=self._dispatch.run_loop, name="iii-loop", daemon=False)
         self._thread.start()
+        # --- iii-sdk 0.25.0: the marker `iii ps` reads, written off this thread ---
+        self._process_marker = ProcessMarker(address, self._worker_name())
         _live_clients.add(self)
         _hook_uncaught_exceptions()
 
     # -- connection --------------------------------------------------------------------------
 
+    # --- iii-sdk 0.25.0 identity: worker name, namespace, engine::workers::register metadata ---
+
+    def _worker_name(self) -> str:
+        """``III_WORKER_NAME`` (the orchestrator's name wins over the code's), else
+        ``InitOptions.worker_name``, else ``host:pid``; as iii-sdk 0.25.0."""
+        return (
+            os.environ.get("III_WORKER_NAME")
+            or self._options.worker_name
+            or f"{platform.node()}:{os.getpid()}"
+        )
+
+    def _worker_namespace(self) -> str | None:
+        """``InitOptions.namespace``, else ``III_NAMESPACE``, else ``None`` (see ``_namespaces``)."""
+        return _namespaces.worker_namespace(self._options.namespace)
+
     def _worker_metadata(self) -> dict[str, Any]:
+        """The input of ``engine::workers::register``, sent after every connect, key for key as
+        iii-sdk 0.25.0 sends it (``isolation`` and ``namespace`` always present, ``null`` when
+        unset; ``description`` only when set). ``version`` is this package's version."""
         t = self._options.telemetry
-        lang = os.environ.get("LANG", "").split(".")[0] or None
-        namespace = {"namespace": self._namespace} if self._namespace is not None else {}
-        # --- iii-sdk 0.25.0: InitOptions.worker_description travels as "description" ---
-        if self._options.worker_description:
-            namespace = namespace | {"description": self._options.worker_description}
-        return namespace | {
+        language = (t.language if t else None) or os.environ.get("LANG", "").split(".")[0] or None
+        metadata: dict[str, Any] = {
             "runtime": "python",
             "version": SDK_VERSION,
-            "name": self._options.worker_name or f"{socket.gethostname()}:{os.getpid()}",
+            "name": self._worker_name(),
             "os": f"{platform.system()} {platform.release()} ({platform.machine()})",
             "pid": os.getpid(),
+            "isolation": os.environ.get("III_ISOLATION") or None,
+            "namespace": self._namespace,
             "telemetry": {
-                "language": (t.language if t and t.language else lang),
-                "project_name": t.project_name if t else None,
-                "framework": (t.framework if t and t.framework else "iii-py"),
-                "amplitude_api_key": t.amplitude_api_key if t else None,
+                "language": language,
+                "project_name": (t.project_name if t else None) or _detect_project_name(),
+                "framework": (t.framework if t else None) or "iii-py",
             },
+            "features": list(SDK_FEATURES),
         }
+        if self._options.worker_description:
+            metadata["description"] = self._options.worker_description
+        return metadata
+
+    #: iii-sdk 0.25.0's name for :meth:`_worker_metadata`.
+    _get_worker_metadata = _worker_metadata
+
+    def _registration_rejected(self) -> RegistrationRejectedError | None:
+        """The engine's fatal ``registrationrejected``, once the client has failed because of it."""
+        if self._connection.state() != "failed":
+            return None
+        return _rejection(self._connection.last_error())
+
+    # --- end of iii-sdk 0.25.0 identity ---
 
     def get_connection_state(self) -> IIIConnectionState:
         """Current state: connecting, connected, reconnecting, failed or disconnected."""
@@ -185,12 +230,15 @@ class III:
         self, handler: Callable[[IIIConnectionState], Any]
     ) -> Callable[[], None]:
         """Calls ``handler(state)`` at once with the current state (on this thread), then on
-        the SDK loop at every state change. Returns an idempotent unsubscribe function that
-        removes this registration only (as in iii-sdk 0.25.0)."""
+        the SDK loop at every change of state, ``disconnected`` after :meth:`shutdown`
+        included. Returns an idempotent unsubscribe function that removes this registration
+        only (as in iii-sdk 0.25.0)."""
         listeners = self._dispatch.state_listeners
-        listeners.append(handler)
+        state = self.get_connection_state()
+        listener = _StateListener(handler, state)
+        listeners.append(listener)
         try:
-            handler(self.get_connection_state())
+            handler(state)
         except Exception:
             log.exception("connection state listener raised on its first call")
         done = False
@@ -199,12 +247,48 @@ class III:
             nonlocal done
             if not done:
                 done = True
-                if handler in listeners:
-                    listeners.remove(handler)
+                if listener in listeners:
+                    listeners.remove(listener)
 
         return unsubscribe
 
+    def _deliver_final_state(self) -> None:
+        """On the SDK loop as :meth:`shutdown` stops it: delivers the events the shutdown
+        queued, then tells each ``add_connection_state_listener`` handler the final state if
+        it has not heard it yet (the core may queue it just after the loop stops)."""
+        try:
+            self._dispatch.poll()
+        except Exception:
+            log.debug("poll at shutdown failed", exc_info=True)
+        state = self.get_connection_state()
+        for listener in list(self._dispatch.state_listeners):
+            if isinstance(listener, _StateListener):
+                try:
+                    result = listener(state)
+                except Exception:
+                    log.exception("connection state listener raised")
+                    continue
+                if asyncio.iscoroutine(result):
+                    result.close()  # the loop stops now: an async listener cannot run any more
+
     # --- end of iii-sdk 0.25.0 additions ---
+
+    # --- compatibility members: the official client's `_queue` and `_ws` (Motia reads them) ---
+
+    @property
+    def _queue(self) -> list[dict[str, Any]]:
+        """Compatibility member: the official SDK's list of frames waiting for a connection.
+        Always empty here (a new list each time): outgoing frames wait in the Rust core's
+        offline queue instead (``InitOptions.offline_queue_limit``)."""
+        return []
+
+    @property
+    def _ws(self) -> _OpenLink | None:
+        """Compatibility member: the official SDK's WebSocket, which frameworks test against
+        ``None`` to know whether the worker is connected. Here a stand-in while connected
+        (``_ws.state.name == "OPEN"``, as on a ``websockets`` connection), ``None`` otherwise;
+        the socket itself lives in the Rust core."""
+        return _OPEN_LINK if self._connection.state() == "connected" else None
 
     @property
     def engine_generation(self) -> str:
@@ -220,9 +304,10 @@ class III:
     def _wait_until_connected(self) -> None:
         """Blocks until the connection is up, as the official SDK does (frameworks call it).
 
-        Waits up to 30 s. If the reconnection policy gives up first (a finite ``max_retries``,
-        or the engine refused this worker), raises :class:`NotConnectedError` (a
-        ``ConnectionError``). If the engine is still unreachable after 30 s and the policy
+        Waits up to 30 s. If the reconnection policy gives up first (a finite ``max_retries``),
+        raises :class:`NotConnectedError` (a ``ConnectionError``); if the engine refused this
+        worker (``registrationrejected``), its subclass :class:`RegistrationRejectedError`, as
+        iii-sdk 0.25.0 does. If the engine is still unreachable after 30 s and the policy
         retries forever, logs a warning and returns: the client keeps reconnecting, replays its
         registrations once the engine is up, and calls made meanwhile wait in the offline queue.
         """
@@ -230,6 +315,9 @@ class III:
         state = self._connection.wait_connected(REGISTER_TIMEOUT_S)
         if state == "connected":
             return
+        rejected = self._registration_rejected()
+        if rejected is not None:
+            raise rejected  # iii-sdk 0.25.0: a fatal rejection is raised as such
         reason = self._connection.last_error() or f"still {state} after {REGISTER_TIMEOUT_S:g} s"
         if state in ("connecting", "reconnecting"):
             log.warning(
@@ -276,7 +364,7 @@ class III:
 
     # -- calls ---------------------------------------------------------------------------------
 
-    def _parse_request(self, request: dict[str, Any] | TriggerRequest) -> tuple[str, Any, Any, int]:
+    def _parse_request(self, request: dict[str, Any] | TriggerRequest) -> tuple[str, Any, Any, int, Any]:
         if isinstance(request, dict):
             try:
                 function_id = request["function_id"]
@@ -296,34 +384,35 @@ class III:
         extra = request if isinstance(request, dict) else request.model_dump(include={"metadata", "dispatch"})
         if extra.get("dispatch") not in (None, "auto", "remote"):
             raise ValueError(f"dispatch must be 'auto' or 'remote', got {extra['dispatch']!r}")
-        if extra.get("metadata") is not None:
-            raise NotImplementedError(
-                "per-call metadata (TriggerRequest.metadata, iii-sdk 0.25.0) is not sent by this SDK yet"
-            )
         if action is not None:
             action = _parse_action(action)
         if timeout_ms is None:
             timeout_ms = self._timeout_ms
         elif not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
             raise ValueError(f"timeout_ms must be a positive integer, not {timeout_ms!r}")
-        return function_id, payload, action, timeout_ms
+        return function_id, payload, action, timeout_ms, extra.get("metadata")
 
     def trigger(self, request: dict[str, Any] | TriggerRequest) -> Any:
         """Calls a function and returns its result (see :meth:`trigger_async` for actions).
 
         Blocks the calling thread (not the event loop of other threads) with the GIL released.
         """
-        function_id, payload, action, timeout_ms = self._parse_request(request)
+        function_id, payload, action, timeout_ms, metadata = self._parse_request(request)
         namespace = self._call_namespace(request, function_id)
         traceparent, baggage, span = self._trace(function_id)
+        parent = _CURRENT_INVOCATION.get()  # made from a handler: its caller goes with the call
         try:
             if action is _VOID:
-                self._connection.call_void(function_id, payload, namespace, False, traceparent, baggage)
+                self._connection.call_void(
+                    function_id, payload, namespace, False, traceparent, baggage,
+                    metadata=metadata, parent=parent,
+                )  # fmt: skip
                 result = None
             else:
                 result = self._connection.call(
-                    function_id, payload, timeout_ms, action, namespace, traceparent, baggage
-                )
+                    function_id, payload, timeout_ms, action, namespace, traceparent, baggage,
+                    metadata=metadata, parent=parent,
+                )  # fmt: skip
         except BaseException as exc:
             raise self._call_failed(exc, action, span) from None
         if span is not None:
@@ -337,9 +426,10 @@ class III:
         returns the :class:`EnqueueResult` receipt once the engine stored the message.
         ``TriggerAction.Void``: sends and returns ``None`` at once.
         """
-        function_id, payload, action, timeout_ms = self._parse_request(request)
+        function_id, payload, action, timeout_ms, metadata = self._parse_request(request)
         namespace = self._call_namespace(request, function_id)
         traceparent, baggage, span = self._trace(function_id)
+        parent = _CURRENT_INVOCATION.get()  # made from a handler: its caller goes with the call
         loop = asyncio.get_running_loop()
         # On the SDK loop the frame may be held back until the end of the loop's iteration, so
         # a burst of calls goes out in one write (see ``crate::connection::deferring``).
@@ -347,8 +437,9 @@ class III:
         try:
             if action is _VOID:
                 if self._connection.call_void(
-                    function_id, payload, namespace, on_sdk_loop, traceparent, baggage
-                ):
+                    function_id, payload, namespace, on_sdk_loop, traceparent, baggage,
+                    metadata=metadata, parent=parent,
+                ):  # fmt: skip
                     self._dispatch.flush_soon()
                 result = None
             else:
@@ -356,7 +447,7 @@ class III:
                 queue = None if on_sdk_loop else self._queue_for(loop)
                 if self._connection.call_async(
                     function_id, payload, timeout_ms, action, future, queue, namespace, on_sdk_loop,
-                    traceparent, baggage,
+                    traceparent, baggage, metadata=metadata, parent=parent,
                 ):  # fmt: skip
                     self._dispatch.flush_soon()
                 result = await future
@@ -376,11 +467,28 @@ class III:
     @staticmethod
     def _call_failed(exc: BaseException, action: Any, span: _iii.InvocationSpan | None) -> BaseException:
         """The exception a failed call raises (an enqueue's in its own terms); ends its span."""
+        if type(exc) is NotConnectedError:
+            exc = _rejection(str(exc)) or exc  # iii-sdk 0.25.0: RegistrationRejectedError
         if span is not None:
             span.end_error(type(exc).__name__, str(exc) or type(exc).__name__)
         if action is not None and action is not _VOID and isinstance(exc, InvocationError):
             return enqueue_error(exc)
         return exc
+
+    # --- iii-sdk 0.25.0: the invocation context and the engine's features ---
+
+    def current_invocation(self) -> InvocationContext | None:
+        """The invocation the calling code runs in (see :func:`iii.current_invocation`): its
+        context inside a function's handler, ``None`` anywhere else."""
+        return current_invocation()
+
+    @property
+    def _engine_features(self) -> frozenset[str]:
+        """The protocol features the engine listed in its last ``workerregistered`` (empty for
+        engines before 0.25), as iii-sdk 0.25.0 keeps them (a private attribute there too)."""
+        return frozenset(self._connection.engine_features())
+
+    # --- end of the iii-sdk 0.25.0 invocation context ---
 
     def _call_namespace(self, request: dict[str, Any] | TriggerRequest, function_id: str) -> str | None:
         named = request.get("namespace") if isinstance(request, dict) else request.namespace
@@ -657,12 +765,14 @@ class III:
             if self._closed:
                 return
             self._closed = True
+        self._process_marker.remove()  # first, as iii-sdk 0.25.0 does
         _live_clients.discard(self)
         if self._telemetry is not None:
             self._release_telemetry()
         self._connection.shutdown()
         if not self._loop.is_closed():
             try:
+                self._loop.call_soon_threadsafe(self._deliver_final_state)
                 self._loop.call_soon_threadsafe(self._loop.stop)
             except RuntimeError:
                 pass
@@ -700,6 +810,38 @@ class III:
     def __repr__(self) -> str:
         return f"III({self._address!r}, state={self.get_connection_state()!r})"
 
+
+class _StateListener:
+    """A handler given to :meth:`III.add_connection_state_listener`: called with each state
+    once, in order. It was already told the state of the moment it was added, which the
+    SDK loop may still deliver after that (iii-sdk 0.25.0 reports changes only)."""
+
+    __slots__ = ("handler", "last")
+
+    def __init__(self, handler: Callable[[IIIConnectionState], Any], state: IIIConnectionState) -> None:
+        self.handler = handler
+        self.last = state
+
+    def __call__(self, state: IIIConnectionState) -> Any:
+        if state == self.last:
+            return None
+        self.last = state
+        return self.handler(state)
+
+
+class _OpenLink:
+    """What :attr:`III._ws` returns while connected: not a socket, only ``.state.name``."""
+
+    __slots__ = ()
+
+    class state:  # noqa: N801 (read as `_ws.state.name`, like websockets' State member)
+        name = "OPEN"
+
+    def __repr__(self) -> str:
+        return "<iii connection: open (the socket is in the Rust core)>"
+
+
+_OPEN_LINK = _OpenLink()
 
 #: Clients not shut down yet (see ``_hook_uncaught_exceptions``).
 _live_clients: weakref.WeakSet[III] = weakref.WeakSet()
@@ -744,6 +886,52 @@ def _stream_handler(method: Callable[[Any], Any], model: type[BaseModel]) -> Cal
     return handler
 
 
+def _detect_project_name(cwd: str | None = None) -> str | None:
+    """``[project].name`` of ``pyproject.toml`` in ``cwd`` (Python 3.11+), else the basename of
+    ``cwd``, else ``None``; never looks above ``cwd``. As iii-sdk 0.25.0 reports it."""
+    try:
+        cwd = cwd or os.getcwd()
+        manifest = os.path.join(cwd, "pyproject.toml")
+        if sys.version_info >= (3, 11) and os.path.isfile(manifest):
+            import tomllib
+
+            with open(manifest, "rb") as fh:
+                name = tomllib.load(fh).get("project", {}).get("name")
+            if isinstance(name, str) and name.strip():
+                return name.strip()
+    except Exception:
+        pass
+    if not cwd:
+        return None
+    return os.path.basename(cwd).strip() or None
+
+
+#: How the core words the failure that a fatal ``registrationrejected`` causes (crates/core,
+#: connection/inbound.rs); the names are Rust-quoted.
+_REJECTED = re.compile(
+    r"the engine rejected this worker \((?P<code>[^)]*)\): a live worker named "
+    r'(?P<name>"(?:[^"\\]|\\.)*") already exists in namespace (?P<namespace>"(?:[^"\\]|\\.)*")'
+)
+
+
+def _unquote(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text[1:-1]
+    return value if isinstance(value, str) else text[1:-1]
+
+
+def _rejection(reason: str | None) -> RegistrationRejectedError | None:
+    """The :class:`RegistrationRejectedError` a failure ``reason`` (or a ``NotConnectedError``'s
+    text) stands for, if it is the engine's fatal rejection. ``owner_worker_id`` is ``""``:
+    the core does not hand it to Python."""
+    match = _REJECTED.search(reason or "")
+    if match is None:
+        return None
+    return RegistrationRejectedError(match["code"], _unquote(match["namespace"]), _unquote(match["name"]), "")
+
+
 def _channel_request(buffer_size: int | None) -> dict[str, Any]:
     payload = {} if buffer_size is None else {"buffer_size": buffer_size}
     return {"function_id": "engine::channels::create", "payload": payload}
@@ -775,7 +963,8 @@ def register_worker(address: str | None = None, options: InitOptions | None = No
     Blocks until the connection is up, for up to 30 s (see :meth:`III._wait_until_connected`):
     with the default policy (retry forever) a worker started before its engine is returned
     still reconnecting and connects when the engine comes up. When the policy gives up first,
-    the client is shut down and :class:`NotConnectedError` is raised, so no thread is left.
+    the client is shut down and :class:`NotConnectedError` is raised, so no thread is left
+    (:class:`RegistrationRejectedError` when the engine refused the worker).
     """
     client = III(resolve_engine_url(address), options)
     try:

@@ -25,6 +25,7 @@ from typing import Any, cast
 from . import _iii
 from ._channels import resolve_refs
 from ._format import handler_input_model
+from ._observe import CURRENT as _CURRENT
 from ._options import IIIConnectionState
 from ._triggers import TriggerConfig, TriggerHandler
 
@@ -84,19 +85,29 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
-def _wants_metadata(fn: Callable[..., Any]) -> bool:
-    """True when the handler asks for the invocation metadata: a parameter named ``metadata``
-    or a second required positional parameter (one with a default is left alone)."""
+#: How a handler gets the invocation's metadata (``Handler.metadata``).
+_NO_METADATA, _POSITIONAL_METADATA, _KEYWORD_METADATA = 0, 1, 2
+
+
+def _metadata_mode(fn: Callable[..., Any]) -> int:
+    """How the handler asks for the invocation metadata, as iii-sdk 0.25.0 decides it: a
+    keyword-only parameter named ``metadata`` gets it by keyword; a second positional parameter
+    named ``metadata`` gets it positionally. This SDK also passes it positionally to a handler
+    with two required positional parameters (which 0.25 would call with one, a TypeError).
+    Anything else (``*args``, ``**kwargs``, uninspectable callables) is called with the data
+    only."""
     try:
-        params = list(inspect.signature(fn).parameters.values())
+        params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
-        return False
-    if any(p.name == "metadata" for p in params[1:]):
-        return True
-    required = [
-        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
-    return len(required) >= 2
+        return _NO_METADATA
+    named = params.get("metadata")
+    if named is not None and named.kind is named.KEYWORD_ONLY:
+        return _KEYWORD_METADATA
+    positional = [p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2 and positional[1].name == "metadata":
+        return _POSITIONAL_METADATA
+    required = [p for p in positional if p.default is p.empty]
+    return _POSITIONAL_METADATA if len(required) >= 2 else _NO_METADATA
 
 
 def _error_text(exc: BaseException) -> str:
@@ -122,7 +133,7 @@ class Handler:
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
         self.model = handler_input_model(fn)
-        self.metadata = _wants_metadata(fn)
+        self.metadata = _metadata_mode(fn)
         self.is_async = _is_async(fn)
 
     def call(self, data: Any, metadata: Any) -> Any:
@@ -130,9 +141,11 @@ class Handler:
             if isinstance(data, dict) and _CALLER_KEY in data:
                 data = {k: v for k, v in data.items() if k != _CALLER_KEY}
             data = self.model.model_validate(data)
-        if self.metadata:
+        if not self.metadata:
+            return self.fn(data)
+        if self.metadata == _POSITIONAL_METADATA:
             return self.fn(data, metadata)
-        return self.fn(data)
+        return self.fn(data, metadata=metadata)
 
 
 class Dispatcher:
@@ -220,9 +233,11 @@ class Dispatcher:
                 self._detach_link()
 
     def _context(self, inv: _iii.Invocation) -> tuple[contextvars.Context, _iii.InvocationSpan | None]:
-        """A fresh context for one invocation (nothing a handler sets leaks into the next) and,
-        with OpenTelemetry on, its SERVER span, current in that context."""
+        """A fresh context for one invocation (nothing a handler sets leaks into the next), in
+        which ``inv`` is the current invocation (``iii.current_invocation()``, the caller of the
+        calls its handler makes) and, with OpenTelemetry on, its SERVER span is current."""
         ctx = contextvars.Context()
+        ctx.run(_CURRENT.set, inv)
         if self._telemetry is None:
             return ctx, None
         span = self._telemetry.start_for(inv)

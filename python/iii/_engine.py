@@ -6,9 +6,9 @@ types, for ``iii.trigger({"function_id": EngineFunctions.LIST_FUNCTIONS, ...})``
 the ``list_*`` helpers; this package keeps them for 0.11 code).
 
 Feature names: an iii-sdk 0.25 worker lists the protocol features it implements in
-``engine::workers::register``. This SDK implements none of them (no observers, no local
-dispatch, no large-message negotiation), declares none, and so :data:`SDK_FEATURES` is empty;
-engines then treat it as a pre-0.25 worker, which they fully support.
+``engine::workers::register``. This SDK declares ``large-messages.v1`` only (it receives
+messages up to 64 MiB); it has no observers and no local dispatch yet, so it does not declare
+``observe.v1`` or ``local-dispatch.v1``.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ DEFAULT_ENGINE_URL: Final[str] = "ws://127.0.0.1:49134"
 FEATURE_OBSERVE_V1: Final[str] = "observe.v1"
 #: In-process dispatch of calls to this worker's own functions: not implemented here.
 FEATURE_LOCAL_DISPATCH_V1: Final[str] = "local-dispatch.v1"
-#: "I accept inbound JSON up to 64 MiB" (negotiated by 0.25 workers): not declared here.
+#: "I accept inbound JSON up to 64 MiB" (negotiated by 0.25 workers): declared here.
 FEATURE_LARGE_MESSAGES_V1: Final[str] = "large-messages.v1"
 
-#: The features this SDK declares to the engine: none (see the module docstring).
-SDK_FEATURES: Final[tuple[str, ...]] = ()
+#: The features this SDK declares to the engine (``features`` of ``engine::workers::register``):
+#: ``large-messages.v1``, since it accepts inbound messages up to 64 MiB (``max_message_size``).
+SDK_FEATURES: Final[tuple[str, ...]] = (FEATURE_LARGE_MESSAGES_V1,)
 
 
 class EngineFunctions:

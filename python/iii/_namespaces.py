@@ -1,9 +1,12 @@
 """Which namespace a call or a binding targets (engines after v0.11.0, docs/protocol.md B.3).
 
 A worker's namespace is ``InitOptions.namespace``, else ``III_NAMESPACE``, else none (the
-engine's ``default``). Calls and bindings follow the worker's namespace unless they name
-another; calls to the engine's own functions (``engine::*``) stay in ``default``. Engine
-v0.11.0 has no namespaces: with none configured, nothing is added to the wire.
+engine's ``default``), resolved as iii-sdk 0.25.0 does (a blank option is an error, a blank
+``III_NAMESPACE`` is unset); the same value goes out as ``namespace`` in the worker's
+``engine::workers::register`` metadata. Calls and bindings follow the worker's namespace
+unless they name another; calls to the engine's own functions (``engine::*``) stay in
+``default``. Engine v0.11.0 has no namespaces: with none configured, nothing is added to the
+wire.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ def worker_namespace(declared: str | None) -> str | None:
     """The worker's namespace; a blank option is a mistake, a blank ``III_NAMESPACE`` is unset."""
     if declared is not None:
         if not declared.strip():
+            # iii-sdk 0.25.0's message, word for word.
             raise ValueError(
-                f"InitOptions.namespace is blank ({declared!r}): give it a name, or leave it None "
-                "to use the engine's default namespace"
+                f"namespace is empty: InitOptions.namespace was set to {declared!r}. "
+                "Give it a name, or leave it unset to register in `default`."
             )
         return declared
     env = os.environ.get("III_NAMESPACE")

@@ -9,7 +9,7 @@ this package on top of ``opentelemetry-api`` (and ``opentelemetry-sdk`` for
   :func:`set_current_span_error`, :func:`record_span_event`;
 - :class:`BaggageSpanProcessor`, which copies every baggage entry onto each started span;
 - :func:`execute_traced_request`, which sends an ``httpx`` request in a CLIENT span;
-- :func:`flush_otel`, not implemented yet (raises ``NotImplementedError``).
+- :func:`flush_otel`, which sends what this SDK's exporter (in its Rust core) holds.
 """
 
 from __future__ import annotations
@@ -257,16 +257,16 @@ async def execute_traced_request(client: Any, request: Any) -> Any:
         return response
 
 
-# --------------------------------------------------------------------------- not yet
+# --------------------------------------------------------------------------- flush
 
 
 async def flush_otel() -> None:
-    """Would export the telemetry batched so far without shutting down (iii-helpers 0.25.0).
+    """Sends the telemetry batched so far (spans, log records, the application's metrics)
+    without switching OpenTelemetry off, as iii-helpers 0.25.0's: use it before a
+    short-lived process exits. Waits at most 5 s, off the running event loop; a no-op while
+    OpenTelemetry is off."""
+    import asyncio
 
-    Not implemented yet: this SDK's exporter (in its Rust core) sends its batches on its own
-    schedule and flushes on ``shutdown_otel()`` / ``III.shutdown()``.
-    """
-    raise NotImplementedError(
-        "flush_otel() is not implemented by this SDK yet: telemetry is flushed by shutdown_otel() "
-        "and III.shutdown()"
-    )
+    from . import telemetry
+
+    await asyncio.get_running_loop().run_in_executor(None, telemetry.flush)

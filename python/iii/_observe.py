@@ -7,16 +7,23 @@ Defined faithfully here (plain data): :data:`Capture`, :data:`ObserverState`, :d
 ``register_function(observe=...)``), :class:`InvocationContext` and the two errors
 :class:`ObserveRejection` and :class:`RegistrationRejectedError`.
 
+Implemented: :func:`current_invocation` (the running invocation's context, ``None`` outside a
+handler).
+
 Not implemented yet (they need the engine's ``observe.v1`` protocol in the client): building an
-:class:`Observer` or :class:`ObserverHandle` and :func:`current_invocation` raise
-``NotImplementedError``; nothing pretends to observe.
+:class:`Observer` or :class:`ObserverHandle` raises ``NotImplementedError``; nothing pretends to
+observe.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict, Union
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Union, cast
+
+if TYPE_CHECKING:
+    from . import _iii
 
 __all__ = [
     "Caller",
@@ -205,9 +212,28 @@ class InvocationContext:
     activation: dict[str, Any] | None = None
 
 
+#: The invocation whose handler runs in this context (``_iii.Invocation``), set by the
+#: dispatcher in the fresh context each invocation gets (``_dispatch.Dispatcher._context``):
+#: async handlers and the tasks they start inherit it, sync handlers run in that context on
+#: their thread, and nothing else (trigger-type handlers, callbacks, other invocations) sees
+#: it. One per process, shared by every client, as in iii-sdk 0.25.0.
+CURRENT: ContextVar[_iii.Invocation | None] = ContextVar("iii_current_invocation", default=None)
+
+
 def current_invocation() -> InvocationContext | None:
-    """The invocation the calling code runs in. Not implemented yet: raises NotImplementedError."""
-    raise NotImplementedError(f"current_invocation() {_NOT_YET}")
+    """The invocation the calling code runs in: inside a function's handler (async or sync,
+    stream handlers included), its :class:`InvocationContext`; ``None`` anywhere else,
+    trigger-type handlers included (as in iii-sdk 0.25.0)."""
+    inv = CURRENT.get()
+    if inv is None:
+        return None
+    return InvocationContext(
+        function_id=inv.function_id,
+        invocation_id=inv.context_id,
+        observe_depth=inv.observe_depth,
+        caller=cast("Caller | None", inv.caller),
+        activation=inv.activation,
+    )
 
 
 class Observer:
@@ -234,19 +260,6 @@ class ObserveRejection(Exception):
         self.message = message
 
 
-class RegistrationRejectedError(Exception):
-    """The engine refused this worker's registration (``registrationrejected``), e.g. because
-    another live worker owns ``(namespace, worker_name)``.
-
-    Defined for code written for iii-sdk 0.25.0 (``except RegistrationRejectedError``); this
-    SDK does not raise it yet.
-    """
-
-    def __init__(self, code: str, namespace: str, worker_name: str, owner_worker_id: str) -> None:
-        super().__init__(
-            f"{code}: worker '{worker_name}' rejected in namespace '{namespace}' (owned by '{owner_worker_id}')"
-        )
-        self.code = code
-        self.namespace = namespace
-        self.worker_name = worker_name
-        self.owner_worker_id = owner_worker_id
+# Defined with the other exceptions (it is a NotConnectedError); imported last, after
+# ObserveRejection, because iii.errors imports that from here.
+from .errors import RegistrationRejectedError  # noqa: E402

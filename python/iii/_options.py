@@ -81,13 +81,19 @@ class OtelConfig:
       ``SERVICE_INSTANCE_ID`` or a random UUID. ``OTEL_RESOURCE_ATTRIBUTES`` adds resource
       attributes.
     - ``engine_ws_url``: telemetry goes on the worker's own connection unless this names
-      another engine; ``init_otel()`` without a worker uses it, else ``III_URL``, else
-      ``"ws://localhost:49134"``.
+      another engine (then on a telemetry-only connection); ``init_otel()`` without a worker
+      uses it, else ``III_URL``, else ``"ws://localhost:49134"``.
     - ``logs_enabled``: on whenever OpenTelemetry is on.
     - ``logs_flush_interval_ms``: 100 ms when unset (``OTEL_LOGS_FLUSH_INTERVAL_MS``).
     - ``logs_batch_size``: this many waiting records are sent at once without waiting for the
       interval (``OTEL_LOGS_BATCH_SIZE``; 512 when unset). Records written within one interval
       share a frame, unlike the official SDK, which sent one frame per record.
+    - ``spans_flush_interval_ms``: how long finished spans wait before they are sent
+      (``OTEL_SPANS_FLUSH_INTERVAL_MS``; 100 ms when unset, as iii-helpers 0.25.0).
+    - ``engine_ws_headers``: the upgrade headers of the telemetry-only connection that an
+      ``engine_ws_url`` naming another engine opens (it dials ``<engine_ws_url>/otel``, or the
+      URL as given when the engine has no ``/otel``, as v0.11.0). Both fields are 0.25.0's,
+      after the 0.11.0 fields so that positional 0.11.0 code keeps working.
     """
 
     enabled: bool | None = None
@@ -102,6 +108,8 @@ class OtelConfig:
     logs_batch_size: int | None = None
     metrics_enabled: bool = True
     metrics_export_interval_ms: int = 60000
+    spans_flush_interval_ms: int | None = None
+    engine_ws_headers: dict[str, str] | None = None
 
 
 @dataclass

@@ -230,6 +230,16 @@ def install_metric_exporter(telemetry: Telemetry, interval_ms: int) -> None:
                 metrics.set_meter_provider(_meter_provider)
 
 
+def collect_metrics(timeout_ms: int) -> None:
+    """Hands what the application's instruments hold now to the exporter (``flush_otel``)."""
+    provider = _meter_provider
+    if provider is not None and _metric_exporter.telemetry is not None:
+        try:
+            provider.force_flush(max(timeout_ms, _COLLECT_MS))
+        except Exception as exc:  # noqa: BLE001 - the flush goes on without them
+            log.warning("the application's metrics were not collected: %s", exc)
+
+
 def detach_metric_exporter(telemetry: Telemetry, timeout_ms: int) -> None:
     """Collects and hands over what the application's instruments hold now, then stops
     sending to ``telemetry``."""

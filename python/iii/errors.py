@@ -19,6 +19,27 @@ class NotConnectedError(IIIConnectionError):
     """The client is not connected and will not be (it gave up, or the engine refused it)."""
 
 
+class RegistrationRejectedError(NotConnectedError):
+    """The engine refused this worker's registration (``registrationrejected``), e.g. because
+    another live worker already owns ``(namespace, worker_name)``; as in iii-sdk 0.25.0.
+
+    Fatal: the client does not reconnect, its state is ``failed``, and
+    ``register_worker()``, ``_wait_until_connected()`` and every call raise it. A
+    :class:`NotConnectedError` (so a ``ConnectionError``), which is what code written for
+    0.11 catches here. ``code``, ``namespace``, ``worker_name`` and ``owner_worker_id`` are
+    the engine's (``""`` when it did not say).
+    """
+
+    def __init__(self, code: str, namespace: str, worker_name: str, owner_worker_id: str) -> None:
+        super().__init__(
+            f"{code}: worker '{worker_name}' rejected in namespace '{namespace}' (owned by '{owner_worker_id}')"
+        )
+        self.code = code
+        self.namespace = namespace
+        self.worker_name = worker_name
+        self.owner_worker_id = owner_worker_id
+
+
 class OfflineQueueFullError(NotConnectedError):
     """The client is reconnecting and its queue of outgoing messages is full."""
 
@@ -101,8 +122,8 @@ class PayloadTooLargeError(PayloadError):
         self.limit = limit
 
 
-# iii-sdk 0.25.0 additions (defined with the observe family, re-exported here as there).
-from ._observe import ObserveRejection, RegistrationRejectedError  # noqa: E402
+# iii-sdk 0.25.0 addition (defined with the observe family, re-exported here as there).
+from ._observe import ObserveRejection  # noqa: E402
 
 __all__ = [
     "ObserveRejection",

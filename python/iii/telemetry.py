@@ -87,11 +87,14 @@ def start(
     config: OtelConfig | dict[str, Any] | None,
     worker_url: str | None = None,
     metrics: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> Telemetry | None:
     """Switches OpenTelemetry on for a worker connecting to ``worker_url``; returns the Rust
     exporter to bind to the worker's link (``Telemetry.bind_client``), or ``None`` when
     OpenTelemetry is off. Telemetry gets a connection of its own only when
-    ``engine_ws_url`` names another engine (or there is no worker at all).
+    ``engine_ws_url`` names another engine (or there is no worker at all): to
+    ``<url>/otel`` (``<url>`` itself on engines without that endpoint, as v0.11.0), with the
+    upgrade headers ``engine_ws_headers``, else ``headers`` (the worker's).
     """
     global _telemetry, _config
     cfg = coerce_config(config)
@@ -109,7 +112,9 @@ def start(
         if worker_url is None:
             own_url = own_url or os.environ.get("III_URL") or _DEFAULT_ENGINE_URL
         if own_url is not None and own_url != worker_url:
-            telemetry.connect(own_url)
+            link_headers = cfg.engine_ws_headers if cfg.engine_ws_headers is not None else headers
+            # An explicit engine_ws_url stays the destination when workers bind their links.
+            telemetry.connect(own_url, link_headers, pinned=cfg.engine_ws_url is not None)
         from . import _otel_bridge
 
         _otel_bridge.install_span_processor(telemetry)
@@ -128,11 +133,25 @@ def start(
 def init_otel(config: OtelConfig | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
     """Switches OpenTelemetry on (a no-op when already on or when disabled by config or
     ``OTEL_ENABLED``). Without a worker, telemetry goes to ``engine_ws_url``, else ``III_URL``,
-    else ``ws://localhost:49134``.
+    else ``ws://localhost:49134`` (``/otel`` appended where the engine has it), with the
+    headers ``engine_ws_headers``.
     """
     start(config)
     if loop is not None:
         attach_event_loop(loop)
+
+
+def flush(timeout_ms: int = _SHUTDOWN_WAIT_MS) -> bool:
+    """Sends the spans, log records and metrics buffered so far without switching
+    OpenTelemetry off (the application's instruments are collected first), waiting at most
+    ``timeout_ms``. True when everything went out (also while OpenTelemetry is off)."""
+    telemetry = _telemetry
+    if telemetry is None:
+        return True
+    from . import _otel_bridge
+
+    _otel_bridge.collect_metrics(timeout_ms)
+    return telemetry.flush(timeout_ms)
 
 
 def shutdown_otel() -> None:

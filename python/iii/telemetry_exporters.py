@@ -2,7 +2,7 @@
 
 In this SDK telemetry is sent by ``iii._iii.Telemetry`` on the worker's own connection; these
 classes exist so code written against the official module keeps working:
-``SharedEngineConnection(url)`` opens a telemetry connection of its own to ``url``, and the
+``SharedEngineConnection(url, headers)`` opens a telemetry connection of its own to ``url``, and the
 three exporters hand OpenTelemetry SDK data to it. Imported only on use (it needs
 ``opentelemetry-sdk``).
 """
@@ -43,10 +43,12 @@ class SharedEngineConnection:
 
     MAX_QUEUE: int = 1000
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
         self._url = url
+        self._headers = headers
         self.telemetry = Telemetry({})
-        self.telemetry.connect(url)
+        # The URL as given: the official caller appends /otel itself.
+        self.telemetry.connect(url, headers, telemetry_path=False)
         self._started = True
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:

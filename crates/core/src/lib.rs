@@ -4,6 +4,7 @@
 
 pub mod channels;
 pub mod connection;
+pub mod filter;
 pub mod invocations;
 mod percent;
 pub mod telemetry;

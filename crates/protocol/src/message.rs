@@ -135,6 +135,35 @@ pub struct Caller {
     pub parent: Option<Box<ParentCaller>>,
 }
 
+impl Caller {
+    /// The caller a worker asserts on a call made from inside the handler of `invocation_id`
+    /// of `function_id`, which `incoming` (its own caller, if any) called: that handler, and
+    /// `incoming` without its `parent` one level up (docs/protocol.md C.8.1). The engine adds
+    /// `worker_id` and `worker_name`.
+    pub fn asserted(function_id: &str, invocation_id: &str, incoming: Option<&Caller>) -> Caller {
+        let parent = incoming
+            .map(|c| ParentCaller {
+                worker_id: c.worker_id.clone(),
+                worker_name: c.worker_name.clone(),
+                function_id: c.function_id.clone(),
+                invocation_id: c.invocation_id.clone(),
+            })
+            .filter(|p| p != &ParentCaller::default())
+            .map(Box::new);
+        Caller {
+            function_id: Some(function_id.to_owned()),
+            invocation_id: Some(invocation_id.to_owned()),
+            parent,
+            ..Caller::default()
+        }
+    }
+
+    /// The caller as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a struct of strings always serialises")
+    }
+}
+
 /// `caller.parent`: a `Caller` without a `parent` of its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentCaller {
@@ -156,8 +185,7 @@ pub struct Activation {
     pub activation_id: Option<String>,
 }
 
-/// `workerregistered` with every field engines up to 0.25 send. `Message::WorkerRegistered`
-/// keeps its two fields so existing matches on it stay valid; this type adds `features`.
+/// `workerregistered` (E→W): the connection's id, HEAD's reattach token and 0.25's features.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct WorkerRegistered {
     pub worker_id: String,
@@ -171,34 +199,19 @@ pub struct WorkerRegistered {
 impl WorkerRegistered {
     /// Decodes a `workerregistered` frame; any other type is `UnknownType`.
     pub fn decode(frame: &[u8]) -> Result<WorkerRegistered, DecodeError> {
-        let f: Fields<'_> =
-            serde_json::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-        if f.kind != "workerregistered" {
-            return Err(DecodeError::UnknownType(f.kind.into_owned()));
+        match Message::decode(frame)? {
+            Message::WorkerRegistered(w) => Ok(w),
+            other => Err(DecodeError::UnknownType(other.kind().to_owned())),
         }
-        Ok(WorkerRegistered {
-            worker_id: need(f.worker_id, "workerregistered", "worker_id")?,
-            reattach_token: own(f.reattach_token),
-            features: f.features,
-        })
     }
 
     pub fn encode(&self) -> String {
-        #[derive(Serialize)]
-        struct Tagged<'a> {
-            #[serde(rename = "type")]
-            kind: &'static str,
-            #[serde(flatten)]
-            body: &'a WorkerRegistered,
-        }
-        serde_json::to_string(&Tagged { kind: "workerregistered", body: self })
-            .expect("protocol messages always serialise")
+        Message::WorkerRegistered(self.clone()).encode()
     }
-}
 
-impl From<WorkerRegistered> for Message {
-    fn from(w: WorkerRegistered) -> Message {
-        Message::WorkerRegistered { worker_id: w.worker_id, reattach_token: w.reattach_token }
+    /// The engine listed `feature` (0.25); false for engines that list none.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.features.as_deref().is_some_and(|f| f.iter().any(|x| x == feature))
     }
 }
 
@@ -242,11 +255,7 @@ pub struct RegistrationRejected {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Message {
-    WorkerRegistered {
-        worker_id: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reattach_token: Option<String>,
-    },
+    WorkerRegistered(WorkerRegistered),
     RegisterFunction(RegisterFunction),
     UnregisterFunction {
         id: String,
@@ -465,10 +474,11 @@ impl Message {
                 traceparent: own(f.traceparent),
                 baggage: own(f.baggage),
             }),
-            "workerregistered" => Message::WorkerRegistered {
+            "workerregistered" => Message::WorkerRegistered(WorkerRegistered {
                 worker_id: need(f.worker_id, "workerregistered", "worker_id")?,
                 reattach_token: own(f.reattach_token),
-            },
+                features: f.features,
+            }),
             "ping" => Message::Ping,
             "pong" => Message::Pong,
             "registerfunction" => Message::RegisterFunction(RegisterFunction {
@@ -543,7 +553,7 @@ impl Message {
 
     pub fn kind(&self) -> &'static str {
         match self {
-            Message::WorkerRegistered { .. } => "workerregistered",
+            Message::WorkerRegistered(_) => "workerregistered",
             Message::RegisterFunction(_) => "registerfunction",
             Message::UnregisterFunction { .. } => "unregisterfunction",
             Message::RegisterService(_) => "registerservice",
@@ -698,9 +708,10 @@ mod tests {
     fn decodes_head_engine_messages() {
         let frame = br#"{"type":"workerregistered","worker_id":"w1","reattach_token":"tok"}"#;
         match Message::decode(frame).unwrap() {
-            Message::WorkerRegistered { worker_id, reattach_token } => {
-                assert_eq!(worker_id, "w1");
-                assert_eq!(reattach_token.as_deref(), Some("tok"));
+            Message::WorkerRegistered(w) => {
+                assert_eq!(w.worker_id, "w1");
+                assert_eq!(w.reattach_token.as_deref(), Some("tok"));
+                assert_eq!(w.features, None, "absent: an engine before 0.25");
             }
             other => panic!("wrong variant {other:?}"),
         }
@@ -780,13 +791,14 @@ mod tests {
             r#"{"type":"workerregistered","worker_id":"w1","reattach_token":"t","features":["observe.v1","local-dispatch.v1"]}"#
         );
         assert_eq!(WorkerRegistered::decode(text.as_bytes()).unwrap(), hello);
-        // Existing users of the enum variant still read it, without the features.
+        // The message's variant carries the same fields.
         assert!(matches!(
             Message::decode(text.as_bytes()).unwrap(),
-            Message::WorkerRegistered { worker_id, reattach_token: Some(_) } if worker_id == "w1"
+            Message::WorkerRegistered(w) if w == hello && w.has_feature("observe.v1")
         ));
         let legacy = WorkerRegistered { worker_id: "w".into(), ..Default::default() };
-        assert_eq!(legacy.encode(), Message::from(legacy.clone()).encode());
+        assert_eq!(legacy.encode(), r#"{"type":"workerregistered","worker_id":"w"}"#);
+        assert!(!legacy.has_feature("observe.v1"));
         let read = |features: &str| {
             let frame = format!(r#"{{"type":"workerregistered","worker_id":"w","features":{features}}}"#);
             WorkerRegistered::decode(frame.as_bytes()).unwrap().features
@@ -795,6 +807,25 @@ mod tests {
         assert_eq!(read("\"observe.v1\""), Some(vec![]));
         assert_eq!(read("null"), None);
         assert!(matches!(WorkerRegistered::decode(br#"{"type":"ping"}"#), Err(DecodeError::UnknownType(_))));
+    }
+
+    #[test]
+    fn an_asserted_caller_names_the_handler_and_its_caller_one_level_up() {
+        let alone = Caller::asserted("a::f", "inv-1", None);
+        assert_eq!(alone.to_json(), r#"{"function_id":"a::f","invocation_id":"inv-1"}"#);
+        let incoming = Caller {
+            worker_id: Some("w".into()),
+            worker_name: Some("up".into()),
+            function_id: Some("u::f".into()),
+            invocation_id: Some("inv-0".into()),
+            parent: Some(Box::new(ParentCaller { worker_name: Some("deeper".into()), ..Default::default() })),
+        };
+        assert_eq!(
+            Caller::asserted("a::f", "inv-1", Some(&incoming)).to_json(),
+            r#"{"function_id":"a::f","invocation_id":"inv-1","parent":{"worker_id":"w","worker_name":"up","function_id":"u::f","invocation_id":"inv-0"}}"#
+        );
+        let empty = Caller::asserted("a::f", "inv-1", Some(&Caller::default()));
+        assert_eq!(empty.parent, None, "an empty caller is no parent");
     }
 
     #[test]

@@ -29,8 +29,8 @@ use iii_core::connection::{
 };
 use iii_core::invocations::Completion;
 use iii_protocol::{
-    raw_json, ErrorBody, InvokeFunction, Json, Message, RegisterFunction, RegisterService, RegisterTrigger,
-    RegisterTriggerType, TriggerAction, TriggerRegistrationResult,
+    raw_json, Caller, ErrorBody, InvokeFunction, Json, Message, RegisterFunction, RegisterService,
+    RegisterTrigger, RegisterTriggerType, TriggerAction, TriggerRegistrationResult,
 };
 
 /// A function this worker registered.
@@ -152,6 +152,20 @@ impl Connection {
             .map_err(|e| errors::call_error(payload.py(), &e))
     }
 
+    /// The 0.25 fields of a call made from inside the handler of `parent` (docs/protocol.md
+    /// C.8.1): its `caller` (JSON) and `observe_depth`, when the last engine listed
+    /// `observe.v1`; nothing otherwise.
+    fn caller_of(&self, parent: Option<&Bound<'_, Invocation>>) -> (Option<String>, Option<u32>) {
+        match parent {
+            Some(parent) if self.core.engine_observes() => {
+                let inv = parent.get();
+                let caller = Caller::asserted(&inv.function_id, inv.context_id(), inv.caller.as_ref());
+                (Some(caller.to_json()), Some(inv.observe_depth).filter(|d| *d > 0))
+            }
+            _ => (None, None),
+        }
+    }
+
     /// Runs a send, holding its frame back when `defer`; true when a `flush` must follow.
     fn sending(&self, defer: bool, send: impl FnOnce() -> PyResult<()>) -> PyResult<bool> {
         if !defer {
@@ -181,7 +195,7 @@ impl Connection {
         let message = format!("the invocation's data could not be read: {err}");
         if let Some(id) = &call.invocation_id {
             let body = ErrorBody::new("invocation_failed", message.clone());
-            let envelope = Envelope { namespace: None, traceparent: None, baggage: None };
+            let envelope = Envelope::default();
             self.core.answer(id, &call.function_id, Err(&body), envelope);
         }
         let text = format!("function {:?}: {message}", call.function_id);
@@ -331,6 +345,18 @@ impl Connection {
 
     fn worker_id(&self) -> Option<String> {
         self.core.worker_id()
+    }
+
+    /// The headers of the upgrade request (`InitOptions.headers`, the `III_TOKEN` bearer), which
+    /// a separate telemetry connection sends too.
+    fn upgrade_headers(&self) -> HashMap<String, String> {
+        self.core.headers().iter().cloned().collect()
+    }
+
+    /// The protocol features the engine listed in its last `workerregistered` (0.25: e.g.
+    /// `observe.v1`); empty before the first one and for engines before 0.25.
+    fn engine_features(&self) -> Vec<String> {
+        self.core.engine_features()
     }
 
     /// `"v0.11"`, `"head"` or `"unknown"` (before the first `workerregistered`).
@@ -526,7 +552,12 @@ impl Connection {
     }
 
     /// Calls a function and waits for its result with the GIL released (Ctrl-C still works).
-    #[pyo3(signature = (function_id, payload, timeout_ms, queue=None, namespace=None, traceparent=None, baggage=None))]
+    /// `metadata` travels with the call; `parent` is the invocation whose handler makes the
+    /// call (its `caller` and `observe_depth` go with it on engines with `observe.v1`).
+    #[pyo3(signature = (
+        function_id, payload, timeout_ms, queue=None, namespace=None, traceparent=None, baggage=None,
+        *, metadata=None, parent=None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn call(
         &self,
@@ -538,10 +569,21 @@ impl Connection {
         namespace: Option<&str>,
         traceparent: Option<&str>,
         baggage: Option<&str>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        parent: Option<&Bound<'_, Invocation>>,
     ) -> PyResult<Py<PyAny>> {
         let slot = Arc::new(Slot::default());
         let completion = Box::new(SlotCompletion(slot.clone()));
-        let envelope = Envelope { namespace, traceparent, baggage };
+        let metadata = metadata.map(to_json_opt).transpose()?.flatten();
+        let (caller, observe_depth) = self.caller_of(parent);
+        let envelope = Envelope {
+            namespace,
+            traceparent,
+            baggage,
+            metadata: metadata.as_deref(),
+            caller: caller.as_deref(),
+            observe_depth,
+        };
         self.start_call(function_id, payload, timeout_ms, queue, envelope, completion)?;
         let outcome = loop {
             if let Some(outcome) = py.detach(|| self.core.wait_result(&slot, Duration::from_millis(100))) {
@@ -557,7 +599,7 @@ impl Connection {
     /// soon (see `iii_core::connection::deferring`).
     #[pyo3(signature = (
         function_id, payload, timeout_ms, queue, future, loop_queue=None, namespace=None, defer=false,
-        traceparent=None, baggage=None
+        traceparent=None, baggage=None, *, metadata=None, parent=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn call_async(
@@ -572,15 +614,29 @@ impl Connection {
         defer: bool,
         traceparent: Option<&str>,
         baggage: Option<&str>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        parent: Option<&Bound<'_, Invocation>>,
     ) -> PyResult<bool> {
         let queue_inner = loop_queue.map_or_else(|| self.router.loop_queue.clone(), |q| q.inner.clone());
         let completion = Box::new(AsyncCompletion { future, queue: queue_inner });
-        let envelope = Envelope { namespace, traceparent, baggage };
+        let metadata = metadata.map(to_json_opt).transpose()?.flatten();
+        let (caller, observe_depth) = self.caller_of(parent);
+        let envelope = Envelope {
+            namespace,
+            traceparent,
+            baggage,
+            metadata: metadata.as_deref(),
+            caller: caller.as_deref(),
+            observe_depth,
+        };
         self.sending(defer, || self.start_call(function_id, payload, timeout_ms, queue, envelope, completion))
     }
 
     /// Fire-and-forget call; the other arguments as for `call_async`.
-    #[pyo3(signature = (function_id, payload, namespace=None, defer=false, traceparent=None, baggage=None))]
+    #[pyo3(signature = (
+        function_id, payload, namespace=None, defer=false, traceparent=None, baggage=None, *,
+        metadata=None, parent=None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn call_void(
         &self,
@@ -591,9 +647,20 @@ impl Connection {
         defer: bool,
         traceparent: Option<&str>,
         baggage: Option<&str>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        parent: Option<&Bound<'_, Invocation>>,
     ) -> PyResult<bool> {
         let data = to_json_opt(payload)?;
-        let envelope = Envelope { namespace, traceparent, baggage };
+        let metadata = metadata.map(to_json_opt).transpose()?.flatten();
+        let (caller, observe_depth) = self.caller_of(parent);
+        let envelope = Envelope {
+            namespace,
+            traceparent,
+            baggage,
+            metadata: metadata.as_deref(),
+            caller: caller.as_deref(),
+            observe_depth,
+        };
         self.sending(defer, || {
             self.core
                 .call_void(envelope, function_id, data.as_deref())
@@ -618,16 +685,21 @@ impl Connection {
         let inv = invocation.get();
         let span = span.map(Bound::get);
         if let Some(span) = span {
-            span.end();
+            // The output event holds the result; an error was recorded by `end_error`.
+            if error.is_none() {
+                span.end_with(value);
+            } else {
+                span.end();
+            }
         }
         let Some(id) = inv.invocation_id.as_deref() else {
             return false; // fire-and-forget: nothing goes back
         };
         let traceparent = span.map(InvocationSpan::traceparent);
         let envelope = Envelope {
-            namespace: None,
             traceparent: traceparent.as_deref(),
             baggage: span.and_then(InvocationSpan::baggage),
+            ..Envelope::default()
         };
         let function_id = &inv.function_id;
         let body = error.map(|(code, message, stacktrace)| ErrorBody { code, message, stacktrace });

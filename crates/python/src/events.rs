@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use super::json::from_json_opt;
+use super::json::{from_json, from_json_opt};
 use iii_core::connection::{ConnectionState, LogLevel};
-use iii_protocol::{InvokeFunction, Json, RegisterTrigger};
+use iii_protocol::{Activation, Caller, InvokeFunction, Json, RegisterTrigger};
 
 /// Two payloads of a frame (data or config, and metadata) as Python objects.
 fn read_both(
@@ -20,19 +20,67 @@ fn read_both(
 }
 
 /// The engine asks this worker to run one of its functions.
-#[pyclass(frozen, get_all, module = "iii._iii")]
+#[pyclass(frozen, module = "iii._iii")]
 pub struct Invocation {
     /// The object registered with the function (`iii.dispatch.Handler`).
+    #[pyo3(get)]
     pub handler: Py<PyAny>,
     /// `None` for a fire-and-forget call: nothing is answered.
+    #[pyo3(get)]
     pub invocation_id: Option<String>,
+    /// A fresh UUID standing for the missing `invocation_id` of a fire-and-forget call (see
+    /// `context_id`).
+    local_id: Option<String>,
+    #[pyo3(get)]
     pub function_id: String,
+    #[pyo3(get)]
     pub data: Py<PyAny>,
+    #[pyo3(get)]
     pub metadata: Py<PyAny>,
+    #[pyo3(get)]
     pub traceparent: Option<String>,
+    #[pyo3(get)]
     pub baggage: Option<String>,
     /// The payload may hold channel references (a cheap test on the raw JSON).
+    #[pyo3(get)]
     pub has_channel_refs: bool,
+    /// 0.25 (docs/protocol.md C.8): who called, as the engine forwarded it.
+    pub caller: Option<Caller>,
+    /// 0.25: depth of the causal chain in observe hops (0 when absent).
+    #[pyo3(get)]
+    pub observe_depth: u32,
+    /// 0.25: the observer this call activates.
+    pub activation: Option<Activation>,
+}
+
+impl Invocation {
+    /// The invocation's id in its context (`current_invocation()`, the `caller` of the calls
+    /// its handler makes): `invocation_id`, or a fresh UUID for a fire-and-forget call.
+    pub(crate) fn context_id(&self) -> &str {
+        self.invocation_id.as_deref().or(self.local_id.as_deref()).unwrap_or_default()
+    }
+}
+
+#[pymethods]
+impl Invocation {
+    #[getter(context_id)]
+    fn py_context_id(&self) -> &str {
+        self.context_id()
+    }
+
+    /// The caller as a dict (`iii.Caller`), or None (engines before 0.25).
+    #[getter(caller)]
+    fn py_caller<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.caller.as_ref().map(|c| from_json(py, &c.to_json())).transpose()
+    }
+
+    /// The activation as a dict (`{observer_id, activation_id?}`), or None.
+    #[getter(activation)]
+    fn py_activation<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        // A struct of strings always serialises.
+        let text = |a: &Activation| serde_json::to_string(a).unwrap_or_default();
+        self.activation.as_ref().map(|a| from_json(py, &text(a))).transpose()
+    }
 }
 
 impl Invocation {
@@ -48,15 +96,20 @@ impl Invocation {
             Ok(both) => both,
             Err(err) => return Err(Box::new((err, call))),
         };
+        let local_id = call.invocation_id.is_none().then(|| uuid::Uuid::new_v4().to_string());
         Ok(Invocation {
             handler: handler.clone_ref(py),
             has_channel_refs,
             data,
             metadata,
             invocation_id: call.invocation_id,
+            local_id,
             function_id: call.function_id,
             traceparent: call.traceparent,
             baggage: call.baggage,
+            caller: call.caller,
+            observe_depth: call.observe_depth.unwrap_or(0),
+            activation: call.activation,
         })
     }
 }

@@ -6,6 +6,7 @@ mod connection;
 mod engine;
 mod errors;
 mod events;
+mod filter;
 mod json;
 mod options;
 mod queues;
@@ -28,6 +29,7 @@ fn _iii(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::TestEngine>()?;
     m.add_class::<telemetry::Telemetry>()?;
     m.add_class::<telemetry::InvocationSpan>()?;
+    m.add_class::<filter::Filter>()?;
     m.add_function(wrap_pyfunction!(channel::channel_url, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

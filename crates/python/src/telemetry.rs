@@ -2,6 +2,15 @@
 //! per registered worker; the dispatch asks it for an `InvocationSpan` per incoming call and
 //! ends the span when the handler returns. Everything after `end` (batching, encoding,
 //! sending) happens on the exporter's thread, without the GIL.
+//!
+//! The invocation span is iii-sdk 0.25.0's (docs/protocol.md C.20): INTERNAL `execute
+//! <function_id>`, baggage entries as attributes, and the payload events
+//! `iii.invocation.input` / `iii.invocation.output` (redacted, truncated; `payload_json`).
+//! NOTE: for every engine generation, not only 0.25: engine v0.11.0 already makes the SERVER
+//! `call <function_id>` span of each invocation (its `invocation/mod.rs`) and hands its
+//! context to the worker, so the SDK's own SERVER `call` span duplicated it there too.
+//! NOTE(perf): the payload JSON is written here from the Python objects, not by
+//! `iii._observability.redact_and_truncate` (benches/RESULTS.md, "Payload events in Rust").
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,17 +25,17 @@ use pyo3::types::{PyDict, PyList, PyMapping, PySequence, PyString, PyTuple};
 use super::events::Invocation;
 use super::json::to_json;
 use super::runtime;
-use iii_core::connection::{Connection, ConnectionConfig, ConnectionState, EventSink, LogLevel};
 use iii_core::telemetry::context::{format_baggage, parse_baggage, SpanContext, SpanId, TraceId};
 use iii_core::telemetry::exporter::{Exporter, ExporterConfig};
+use iii_core::telemetry::link::TelemetryLink;
 use iii_core::telemetry::log::{LogRecord, Severity};
 use iii_core::telemetry::metrics::{
     AppData, AppMetric, HistogramPoint, NumberPoint, Point, ProcessSampler, PROCESS_GAUGES,
 };
 use iii_core::telemetry::otlp::{now_unix_nanos, AnyValue};
+use iii_core::telemetry::payload;
 use iii_core::telemetry::resource::{OtelOverrides, OtelSettings};
 use iii_core::telemetry::span::{Scope, SpanEvent, SpanKind, SpanRecord, StatusCode};
-use iii_protocol::{InvokeFunction, Message};
 
 /// Scopes remembered for spans handed over from Python; past this, scopes are not interned.
 const MAX_SCOPES: usize = 256;
@@ -38,18 +47,9 @@ pub struct Telemetry {
     settings: OtelSettings,
     service_name: Arc<str>,
     scopes: Mutex<HashMap<(String, String), Arc<Scope>>>,
-    /// A connection of its own, when telemetry goes to another engine (`connect`).
-    own_link: Mutex<Option<Connection>>,
-}
-
-/// A telemetry-only connection ignores everything the engine sends.
-struct Silent;
-
-impl EventSink for Silent {
-    fn invocation(&self, _conn: &Connection, _call: InvokeFunction) {}
-    fn message(&self, _conn: &Connection, _message: Message) {}
-    fn state_changed(&self, _state: ConnectionState) {}
-    fn log(&self, _level: LogLevel, _text: &str) {}
+    /// A connection of its own, when telemetry goes to another engine (`connect`), and
+    /// whether it stays when a worker binds its link (`pinned`).
+    own_link: Mutex<Option<(Arc<TelemetryLink>, bool)>>,
 }
 
 fn get<T>(config: Option<&Bound<'_, PyDict>>, key: &str) -> PyResult<Option<T>>
@@ -71,8 +71,12 @@ where
 
 impl Telemetry {
     /// Sends this worker's telemetry on `conn`, the worker's own link (replaces a connection
-    /// made with `connect`).
-    pub(crate) fn bind_connection(&self, conn: &Connection) {
+    /// made with `connect`, unless it was pinned: an `engine_ws_url` naming another engine).
+    pub(crate) fn bind_connection(&self, conn: &iii_core::connection::Connection) {
+        let own = self.own_link.lock();
+        if own.as_ref().is_some_and(|(_, pinned)| *pinned) {
+            return;
+        }
         self.exporter.set_sink(Arc::new(conn.clone()));
     }
 
@@ -102,6 +106,7 @@ impl Telemetry {
             service_version: get(config, "service_version")?,
             service_namespace: get(config, "service_namespace")?,
             service_instance_id: get(config, "service_instance_id")?,
+            spans_flush_interval_ms: get(config, "spans_flush_interval_ms")?,
             logs_enabled: get(config, "logs_enabled")?,
             logs_flush_interval_ms: get(config, "logs_flush_interval_ms")?,
             logs_batch_size: get(config, "logs_batch_size")?,
@@ -147,14 +152,45 @@ impl Telemetry {
         Ok(out.unbind())
     }
 
-    /// Opens a connection of its own to `url` and sends telemetry there (for an
-    /// `engine_ws_url` that names another engine). It shows up in the engine as a worker.
-    fn connect(&self, url: String) {
-        let conn = Connection::start(runtime::handle(), ConnectionConfig::new(url), Arc::new(Silent));
-        self.exporter.set_sink(Arc::new(conn.clone()));
-        if let Some(old) = self.own_link.lock().replace(conn) {
+    /// Opens a telemetry-only connection to `url` with the upgrade `headers` and sends
+    /// telemetry there (for an `engine_ws_url` that names another engine). With
+    /// `telemetry_path` it dials `<url>/otel` (engines after v0.11.0 register no worker for
+    /// it) and falls back to `url` when the engine answers 404 (v0.11.0, where the socket shows
+    /// up as an anonymous worker). A `pinned` connection stays when a worker binds its own
+    /// link (`Connection.bind_telemetry`).
+    #[pyo3(signature = (url, headers=None, telemetry_path=true, pinned=false))]
+    fn connect(
+        &self,
+        url: String,
+        headers: Option<&Bound<'_, PyAny>>,
+        telemetry_path: bool,
+        pinned: bool,
+    ) -> PyResult<()> {
+        let headers = match headers.filter(|h| !h.is_none()) {
+            Some(h) => {
+                let map =
+                    h.cast::<PyMapping>().map_err(|_| PyTypeError::new_err("headers must be a mapping"))?;
+                let mut out = Vec::new();
+                for item in map.items()?.try_iter()? {
+                    let (k, v): (String, String) = item?.extract()?;
+                    out.push((k, v));
+                }
+                out
+            }
+            None => Vec::new(),
+        };
+        let link = TelemetryLink::start(runtime::handle(), &url, headers, telemetry_path);
+        self.exporter.set_sink(link.clone());
+        if let Some((old, _)) = self.own_link.lock().replace((link, pinned)) {
             old.shutdown();
         }
+        Ok(())
+    }
+
+    /// The URL of the telemetry-only connection (`connect`), `None` without one.
+    #[getter]
+    fn link_url(&self) -> Option<String> {
+        self.own_link.lock().as_ref().map(|(l, _)| l.url())
     }
 
     /// The engine's id for the worker; the gauges carry it as `worker.id`.
@@ -167,15 +203,18 @@ impl Telemetry {
         self.exporter.set_event_loop_lag(ms);
     }
 
-    /// Starts the SERVER span `call <function_id>` of an incoming invocation, the child of
+    /// Starts the INTERNAL span `execute <function_id>` of an invocation, the child of
     /// `traceparent` (a new trace without one or when it is malformed). `baggage` is kept for
-    /// the result.
-    #[pyo3(signature = (function_id, traceparent=None, baggage=None))]
+    /// the result and its entries become the span's attributes. With `payload` (not `None`),
+    /// the span records it as its `iii.invocation.input` event (unless
+    /// `III_DISABLE_TRACE_PAYLOADS`).
+    #[pyo3(signature = (function_id, traceparent=None, baggage=None, payload=None))]
     fn start_invocation(
         &self,
         function_id: &str,
         traceparent: Option<&str>,
         baggage: Option<String>,
+        payload: Option<&Bound<'_, PyAny>>,
     ) -> InvocationSpan {
         let parent = traceparent.and_then(SpanContext::parse_traceparent);
         let context = SpanContext {
@@ -183,22 +222,43 @@ impl Telemetry {
             span_id: SpanId::random(),
             sampled: parent.is_none_or(|p| p.sampled),
         };
+        let start_unix_nano = now_unix_nanos();
+        // As `span.is_recording()` and the environment, read when the span starts.
+        let capture = if context.sampled { payload::capture_from_env() } else { None };
+        let mut events = Vec::new();
+        if let (Some(max_bytes), Some(data)) = (capture, payload) {
+            let (json, truncated) = payload_text(data, max_bytes);
+            events.push(payload::input_event(json, truncated, start_unix_nano));
+        }
         InvocationSpan {
             exporter: self.exporter.clone(),
             context,
             parent: parent.map(|p| p.span_id),
-            kind: SpanKind::Server,
+            kind: SpanKind::Internal,
             function_id: function_id.to_owned(),
-            start_unix_nano: now_unix_nanos(),
+            start_unix_nano,
             baggage: baggage.filter(|b| !b.is_empty()),
             ended: AtomicBool::new(false),
+            capture,
+            events: Mutex::new(events),
         }
     }
 
-    /// `start_invocation` with the invocation's own fields (read here, not in Python).
+    /// `start_invocation` with the invocation's own fields (read here, not in Python); its
+    /// data is the input event's payload.
     fn start_for(&self, invocation: &Bound<'_, Invocation>) -> InvocationSpan {
         let inv = invocation.get();
-        self.start_invocation(&inv.function_id, inv.traceparent.as_deref(), inv.baggage.clone())
+        let data = inv.data.bind(invocation.py());
+        self.start_invocation(&inv.function_id, inv.traceparent.as_deref(), inv.baggage.clone(), Some(data))
+    }
+
+    /// The payload event text of `value`: redacted, as `json.dumps(value, default=str,
+    /// ensure_ascii=False)`, cut to `max_bytes` (see `iii._observability.redact_and_truncate`,
+    /// which it matches); and whether it was cut.
+    #[staticmethod]
+    #[pyo3(signature = (value, max_bytes=None))]
+    fn payload_json(value: &Bound<'_, PyAny>, max_bytes: Option<i64>) -> (String, bool) {
+        payload_text(value, max_bytes.and_then(|m| usize::try_from(m).ok()).filter(|m| *m > 0))
     }
 
     /// Starts the CLIENT span `trigger <function_id>` of a call made outside any span: the
@@ -214,6 +274,8 @@ impl Telemetry {
             start_unix_nano: now_unix_nanos(),
             baggage: baggage.filter(|b| !b.is_empty()),
             ended: AtomicBool::new(false),
+            capture: None,
+            events: Mutex::new(Vec::new()),
         }
     }
 
@@ -331,8 +393,8 @@ impl Telemetry {
     #[pyo3(signature = (timeout_ms=5000))]
     fn shutdown(&self, py: Python<'_>, timeout_ms: u64) -> bool {
         let done = py.detach(|| self.exporter.shutdown(Duration::from_millis(timeout_ms)));
-        if let Some(conn) = self.own_link.lock().take() {
-            conn.shutdown();
+        if let Some((link, _)) = self.own_link.lock().take() {
+            link.shutdown();
         }
         done
     }
@@ -419,8 +481,9 @@ impl Telemetry {
     }
 }
 
-/// The span of one incoming invocation (SERVER), or of a call made outside any span (CLIENT).
-/// End it once, with `end()` or `end_error(...)`.
+/// The span of one invocation (INTERNAL `execute <function_id>`), or of a call made outside
+/// any span (CLIENT `trigger <function_id>`). End it once, with `end()`,
+/// `end_with_output(value)` or `end_error(...)`.
 #[pyclass(frozen, module = "iii._iii")]
 pub struct InvocationSpan {
     exporter: Arc<Exporter>,
@@ -431,30 +494,77 @@ pub struct InvocationSpan {
     start_unix_nano: u64,
     baggage: Option<String>,
     ended: AtomicBool,
+    /// Payload events: `None` when off (not sampled, or `III_DISABLE_TRACE_PAYLOADS`), else
+    /// the size cap (`III_TRACE_PAYLOAD_MAX_BYTES`).
+    capture: Option<Option<usize>>,
+    /// Events recorded so far (the input event).
+    events: Mutex<Vec<SpanEvent>>,
 }
 
 impl InvocationSpan {
-    fn finish(&self, status: StatusCode, message: Option<String>, events: Vec<SpanEvent>) {
-        if self.ended.swap(true, Ordering::AcqRel) || !self.context.sampled {
+    fn name(&self) -> String {
+        match self.kind {
+            SpanKind::Client => format!("trigger {}", self.function_id),
+            _ => format!("execute {}", self.function_id),
+        }
+    }
+
+    fn attributes(&self) -> Vec<(String, AnyValue)> {
+        match self.kind {
+            // As iii-helpers' BaggageSpanProcessor: every baggage entry, as a string.
+            SpanKind::Internal => self
+                .baggage
+                .as_deref()
+                .map(parse_baggage)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, AnyValue::Str(v)))
+                .collect(),
+            _ => vec![("function_id".into(), self.function_id.as_str().into())],
+        }
+    }
+
+    /// Claims the span for ending: false when it already ended.
+    fn claim(&self) -> bool {
+        !self.ended.swap(true, Ordering::AcqRel)
+    }
+
+    fn finish(&self, status: StatusCode, message: Option<String>, more: Vec<SpanEvent>) {
+        if !self.context.sampled {
             return;
         }
+        let mut events = std::mem::take(&mut *self.events.lock());
+        events.extend(more);
         self.exporter.push_span(SpanRecord {
             trace_id: self.context.trace_id,
             span_id: self.context.span_id,
             parent_span_id: self.parent,
-            name: match self.kind {
-                SpanKind::Client => format!("trigger {}", self.function_id),
-                _ => format!("call {}", self.function_id),
-            },
+            name: self.name(),
             kind: self.kind,
             start_unix_nano: self.start_unix_nano,
             end_unix_nano: now_unix_nanos(),
-            attributes: vec![("function_id".into(), self.function_id.as_str().into())],
+            attributes: self.attributes(),
             events,
             status,
             status_message: message,
             scope: None,
         });
+    }
+
+    /// Ends the span as successful with `value` as its `iii.invocation.output` event (what
+    /// `Connection.answer` sends back).
+    pub(crate) fn end_with(&self, value: &Bound<'_, PyAny>) {
+        if !self.claim() {
+            return;
+        }
+        let events = match self.capture {
+            Some(max_bytes) => {
+                let (json, truncated) = payload_text(value, max_bytes);
+                vec![payload::output_event(json, truncated, true, now_unix_nanos())]
+            }
+            None => Vec::new(),
+        };
+        self.finish(StatusCode::Ok, None, events);
     }
 }
 
@@ -497,16 +607,46 @@ impl InvocationSpan {
         Ok(out.unbind())
     }
 
-    /// Ends the span as successful.
-    pub(crate) fn end(&self) {
-        self.finish(StatusCode::Ok, None, Vec::new());
+    /// The span's name (`execute <function_id>`, or `trigger <function_id>` for a call's).
+    #[getter(name)]
+    fn py_name(&self) -> String {
+        self.name()
     }
 
-    /// Ends the span with status ERROR and one `exception` event.
+    /// The OTLP span kind (1 INTERNAL, 3 CLIENT).
+    #[getter]
+    fn kind(&self) -> u8 {
+        self.kind as u8
+    }
+
+    /// Ends the span as successful, without an output event.
+    pub(crate) fn end(&self) {
+        if self.claim() {
+            self.finish(StatusCode::Ok, None, Vec::new());
+        }
+    }
+
+    /// Ends the span as successful; `value`, the handler's result, is its
+    /// `iii.invocation.output` event (`iii.payload.ok` true) when payloads are recorded.
+    fn end_with_output(&self, value: &Bound<'_, PyAny>) {
+        self.end_with(value);
+    }
+
+    /// Ends the span with status ERROR, the output event `{"error": message}`
+    /// (`iii.payload.ok` false) when payloads are recorded, and one `exception` event.
     #[pyo3(signature = (exception_type, message, stacktrace=None))]
     fn end_error(&self, exception_type: &str, message: String, stacktrace: Option<&str>) {
-        let event = SpanEvent::exception(exception_type, &message, stacktrace, now_unix_nanos());
-        self.finish(StatusCode::Error, Some(message), vec![event]);
+        if !self.claim() {
+            return;
+        }
+        let now = now_unix_nanos();
+        let mut events = Vec::with_capacity(2);
+        if let Some(max_bytes) = self.capture {
+            let (json, truncated) = payload::error_json(&message, max_bytes);
+            events.push(payload::output_event(json, truncated, false, now));
+        }
+        events.push(SpanEvent::exception(exception_type, &message, stacktrace, now));
+        self.finish(StatusCode::Error, Some(message), events);
     }
 }
 
@@ -603,4 +743,118 @@ fn attributes(value: &Bound<'_, PyAny>) -> PyResult<Vec<(String, AnyValue)>> {
     let map =
         value.cast::<PyMapping>().map_err(|_| PyTypeError::new_err("span attributes must be a mapping"))?;
     pairs(map)
+}
+
+/// Nesting deeper than this is treated as a value `json.dumps` cannot write (`"null"`).
+const MAX_PAYLOAD_DEPTH: usize = 256;
+
+/// `payload::truncate` of the redacted JSON text of `value` (`"null"` when it cannot be
+/// written, as `redact_and_truncate`).
+fn payload_text(value: &Bound<'_, PyAny>, max_bytes: Option<usize>) -> (String, bool) {
+    let mut out = String::new();
+    if write_payload(&mut out, value, 0).is_err() {
+        out.clear();
+        out.push_str("null");
+    }
+    payload::truncate(out, max_bytes)
+}
+
+/// Writes `value` as `json.dumps(redact(value), default=str, ensure_ascii=False)` does:
+/// `", "` and `": "` separators, floats as Python's `repr`, `NaN` / `Infinity`, other objects
+/// as their `str()`. Dict values under a sensitive key are `"[REDACTED]"`.
+fn write_payload(out: &mut String, value: &Bound<'_, PyAny>, depth: usize) -> Result<(), ()> {
+    use pyo3::types::{PyBool, PyFloat, PyInt};
+    if depth > MAX_PAYLOAD_DEPTH {
+        return Err(());
+    }
+    if value.is_none() {
+        out.push_str("null");
+    } else if let Ok(s) = value.cast::<PyString>() {
+        match s.to_str() {
+            Ok(text) => payload::write_py_str(out, text),
+            Err(_) => payload::write_py_str(out, &s.to_string_lossy()), // lone surrogates
+        }
+    } else if let Ok(b) = value.cast::<PyBool>() {
+        out.push_str(if b.is_true() { "true" } else { "false" });
+    } else if let Ok(int) = value.cast::<PyInt>() {
+        match int.extract::<i64>() {
+            Ok(i) => {
+                let _ = std::fmt::Write::write_fmt(out, format_args!("{i}"));
+            }
+            Err(_) => {
+                let int_type = value.py().get_type::<PyInt>();
+                let text = int_type.call_method1("__repr__", (value,)).map_err(|_| ())?;
+                out.push_str(&text.cast::<PyString>().map_err(|_| ())?.to_string_lossy());
+            }
+        }
+    } else if let Ok(f) = value.cast::<PyFloat>() {
+        write_float(out, f.value());
+    } else if let Ok(dict) = value.cast::<PyDict>() {
+        out.push('{');
+        for (i, (key, item)) in dict.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            let sensitive = match key.cast::<PyString>() {
+                Ok(k) => {
+                    let k = k.to_cow().unwrap_or_else(|_| k.to_string_lossy());
+                    payload::write_py_str(out, &k);
+                    payload::is_sensitive(&k)
+                }
+                Err(_) => {
+                    write_key(out, &key)?;
+                    false
+                }
+            };
+            out.push_str(": ");
+            if sensitive {
+                payload::write_py_str(out, payload::REDACTED);
+            } else {
+                write_payload(out, &item, depth + 1)?;
+            }
+        }
+        out.push('}');
+    } else if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+        out.push('[');
+        for (i, item) in value.try_iter().map_err(|_| ())?.enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            write_payload(out, &item.map_err(|_| ())?, depth + 1)?;
+        }
+        out.push(']');
+    } else {
+        let text = value.str().map_err(|_| ())?;
+        payload::write_py_str(out, &text.to_string_lossy());
+    }
+    Ok(())
+}
+
+/// A float as `json.dumps` writes it (`float.__repr__`, `NaN`, `Infinity`).
+fn write_float(out: &mut String, f: f64) {
+    if f.is_nan() {
+        out.push_str("NaN");
+    } else if f.is_infinite() {
+        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+    } else {
+        payload::write_py_float(out, f);
+    }
+}
+
+/// A dict key that is not a string, as `json.dumps` turns it into one (other kinds of key
+/// make the whole value unwritable).
+fn write_key(out: &mut String, key: &Bound<'_, PyAny>) -> Result<(), ()> {
+    use pyo3::types::{PyBool, PyFloat, PyInt};
+    let mut text = String::new();
+    if key.is_none() {
+        text.push_str("null");
+    } else if key.is_instance_of::<PyBool>() || key.is_instance_of::<PyInt>() {
+        write_payload(&mut text, key, 0)?;
+    } else if key.is_instance_of::<PyFloat>() {
+        write_float(&mut text, key.extract().map_err(|_| ())?);
+    } else {
+        return Err(());
+    }
+    payload::write_py_str(out, &text);
+    Ok(())
 }

@@ -1,5 +1,5 @@
 """Official path ``iii_helpers.observability.telemetry`` (iii-helpers 0.25.0). Re-exports of
-``iii.telemetry`` (``flush_otel`` from ``iii._observability``: not implemented yet)."""
+``iii.telemetry`` (``flush_otel`` from ``iii._observability``)."""
 
 from iii._observability import flush_otel
 from iii._options import OtelConfig

@@ -1,5 +1,6 @@
 //! Inbound routing: what each frame the engine sends does (results, invocations, control).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -59,17 +60,26 @@ pub(super) fn handle_frame(conn: &Connection, bytes: &[u8]) -> Option<End> {
             ),
         },
         Message::InvokeFunction(call) => shared.sink.invocation(conn, call),
-        Message::WorkerRegistered { worker_id, reattach_token } => {
+        Message::WorkerRegistered(hello) => {
             conn.log(
                 LogLevel::Info,
-                &format!("connected to the iii engine at {} as worker {worker_id}", shared.config.url),
+                &format!(
+                    "connected to the iii engine at {} as worker {}",
+                    shared.config.url, hello.worker_id
+                ),
             );
-            // Before `connected` is announced, so whoever waits for it sees the generation.
+            // Before `connected` is announced, so whoever waits for it sees the generation and
+            // the features. A 0.25 engine sends this after `engine::workers::register`
+            // (docs/protocol.md C.6.1), older ones first: either way it is recorded here.
             {
+                let observes = hello.has_feature("observe.v1");
                 let mut info = shared.info.lock();
-                info.generation = if reattach_token.is_some() { Generation::Head } else { Generation::V011 };
-                info.worker_id = Some(worker_id);
-                info.reattach_token = reattach_token;
+                info.generation =
+                    if hello.reattach_token.is_some() { Generation::Head } else { Generation::V011 };
+                info.worker_id = Some(hello.worker_id);
+                info.reattach_token = hello.reattach_token;
+                info.engine_features = hello.features.unwrap_or_default();
+                shared.engine_observes.store(observes, Ordering::Relaxed);
             }
             conn.set_state(ConnectionState::Connected, None);
         }

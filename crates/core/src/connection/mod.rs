@@ -126,6 +126,9 @@ struct StateInfo {
     worker_id: Option<String>,
     reattach_token: Option<String>,
     generation: Generation,
+    /// What the last `workerregistered` listed (docs/protocol.md C.3.2): kept across a
+    /// disconnect until the next one; empty for engines before 0.25.
+    engine_features: Vec<String>,
 }
 
 struct Shared {
@@ -138,6 +141,9 @@ struct Shared {
     /// Number of the current link; calls record it so a lost link fails exactly its calls.
     epoch: AtomicU64,
     connected: AtomicBool,
+    /// The last engine listed `observe.v1`: calls made in a handler carry `caller` and
+    /// `observe_depth` (docs/protocol.md C.3.3). Read on every such call, so not under `info`.
+    engine_observes: AtomicBool,
     /// The live link; `None` while disconnected. Set under `ledger`'s lock, so a
     /// registration is either in the replay snapshot or written after it.
     link: Mutex<Option<Arc<link::Link>>>,
@@ -171,12 +177,18 @@ pub fn deferring<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// The optional fields around a call or a result: the namespace of newer engines (absent
-/// means `default`, docs/protocol.md Part B) and the W3C trace context (docs/protocol.md 10.3).
+/// means `default`, docs/protocol.md Part B), the W3C trace context (docs/protocol.md 10.3)
+/// and, on calls only, 0.25's per-call fields (docs/protocol.md C.8): the call's `metadata`
+/// (JSON text), its `caller` (JSON text, see `iii_protocol::Caller::asserted`) and its
+/// `observe_depth` (left out when absent or 0).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Envelope<'a> {
     pub namespace: Option<&'a str>,
     pub traceparent: Option<&'a str>,
     pub baggage: Option<&'a str>,
+    pub metadata: Option<&'a str>,
+    pub caller: Option<&'a str>,
+    pub observe_depth: Option<u32>,
 }
 
 fn call_frame(
@@ -194,10 +206,20 @@ fn call_frame(
         envelope.traceparent,
         envelope.baggage,
     );
-    match envelope.namespace {
+    let mut frame = match envelope.namespace {
         Some(ns) => frames::with_field(frame, "namespace", ns),
         None => frame,
+    };
+    if let Some(metadata) = envelope.metadata {
+        frame = frames::with_json_field(frame, "metadata", metadata);
     }
+    if let Some(caller) = envelope.caller {
+        frame = frames::with_json_field(frame, "caller", caller);
+    }
+    if let Some(depth) = envelope.observe_depth.filter(|d| *d > 0) {
+        frame = frames::with_json_field(frame, "observe_depth", &depth.to_string());
+    }
+    frame
 }
 
 /// A random (version 4) UUID for a call. The engine keys calls by id across all workers, so
@@ -231,10 +253,12 @@ impl Connection {
                 worker_id: None,
                 reattach_token: None,
                 generation: Generation::Unknown,
+                engine_features: Vec::new(),
             }),
             state_changed: Condvar::new(),
             epoch: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            engine_observes: AtomicBool::new(false),
             link: Mutex::new(None),
             offline_len: AtomicUsize::new(0),
             blocking_waiters: AtomicUsize::new(0),
@@ -464,6 +488,23 @@ impl Connection {
     /// first `workerregistered`.
     pub fn generation(&self) -> Generation {
         self.shared.info.lock().generation
+    }
+
+    /// The protocol features the last `workerregistered` listed (docs/protocol.md C.3.2); empty
+    /// before the first one and for engines before 0.25.
+    pub fn engine_features(&self) -> Vec<String> {
+        self.shared.info.lock().engine_features.clone()
+    }
+
+    /// The last engine listed `observe.v1`: calls made from a handler carry `caller` and
+    /// `observe_depth` (docs/protocol.md C.8.1).
+    pub fn engine_observes(&self) -> bool {
+        self.shared.engine_observes.load(Ordering::Relaxed)
+    }
+
+    /// The extra headers of every upgrade request.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.shared.config.headers
     }
 
     /// The id the engine gave the current (or last) connection.

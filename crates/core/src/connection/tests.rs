@@ -562,6 +562,7 @@ fn calls_queued_offline_wait_for_the_register_answer_on_newer_engines() {
     let mut first = rt.block_on(Scripted::accept(&listener));
     let announced = rt.block_on(first.until_announced());
     assert_eq!(announced.last().unwrap()["action"]["type"], "void", "nothing is held on a first connect");
+    connected(&conn); // workerregistered read before the link goes, or the state stays `connecting`
     drop(first);
     assert_eq!(
         conn.wait_for(Duration::from_secs(5), |s| s != ConnectionState::Connected),
@@ -589,4 +590,102 @@ fn calls_queued_offline_wait_for_the_register_answer_on_newer_engines() {
     rt.block_on(second.send(&result));
     let done = outcome.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(done.unwrap().map(|v| v.get().to_owned()).as_deref(), Some("[1]"));
+}
+
+/// Answers every invocation with `null` and keeps the calls.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<InvokeFunction>>);
+
+impl EventSink for Recorder {
+    fn invocation(&self, conn: &Connection, call: InvokeFunction) {
+        let id = call.invocation_id.clone();
+        let function_id = call.function_id.clone();
+        self.0.lock().push(call); // before the answer: the caller reads it once answered
+        if let Some(id) = id {
+            conn.answer(&id, &function_id, Ok(None), Envelope::default());
+        }
+    }
+    fn message(&self, _: &Connection, _: Message) {}
+    fn state_changed(&self, _: ConnectionState) {}
+    fn log(&self, _: LogLevel, _: &str) {}
+}
+
+#[test]
+fn records_the_engine_features_whichever_order_workerregistered_comes_in() {
+    let rt = runtime();
+    // 0.25 sends workerregistered, with its features, after engine::workers::register.
+    let v025 = EngineConfig { generation: iii_engine_double::Generation::V025, ..Default::default() };
+    let engine = rt.block_on(EngineHandle::start(v025)).unwrap();
+    let conn = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+    assert!(conn.engine_features().is_empty() && !conn.engine_observes(), "unknown before it arrives");
+    connected(&conn);
+    assert_eq!(conn.engine_features(), ["observe.v1", "local-dispatch.v1"]);
+    assert!(conn.engine_observes());
+    conn.shutdown();
+    // v0.11.0 and HEAD send it first, without features.
+    for generation in [iii_engine_double::Generation::V011, iii_engine_double::Generation::Head] {
+        let engine =
+            rt.block_on(EngineHandle::start(EngineConfig { generation, ..Default::default() })).unwrap();
+        let conn = Connection::start(rt.handle(), config(&engine.url()), Arc::new(Echo::default()));
+        connected(&conn);
+        assert!(conn.engine_features().is_empty(), "{generation:?}");
+        assert!(!conn.engine_observes());
+        conn.shutdown();
+    }
+    // Whatever the order, an injected workerregistered is read the same way. (Another name:
+    // the engine may not have seen the first connection go yet.)
+    let mut other = config(&engine.url());
+    other.worker_metadata = Some(r#"{"runtime":"rust-test","name":"t2"}"#.into());
+    let conn = Connection::start(rt.handle(), other, Arc::new(Echo::default()));
+    connected(&conn);
+    conn.handle_inbound(br#"{"type":"workerregistered","worker_id":"w","features":["observe.v1",7]}"#);
+    assert_eq!((conn.engine_features(), conn.engine_observes()), (vec!["observe.v1".to_owned()], true));
+    conn.shutdown();
+}
+
+#[test]
+fn a_call_carries_its_metadata_caller_and_depth() {
+    let rt = runtime();
+    let v025 = EngineConfig { generation: iii_engine_double::Generation::V025, ..Default::default() };
+    let engine = rt.block_on(EngineHandle::start(v025)).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let named = |name: &str| {
+        let mut c = config(&engine.url());
+        c.worker_metadata = Some(format!(r#"{{"runtime":"rust-test","name":"{name}"}}"#));
+        c
+    };
+    // Two names: a 0.25 engine refuses a second live worker of the same name.
+    let server = Connection::start(rt.handle(), named("server"), recorder.clone());
+    let caller = Connection::start(rt.handle(), named("caller"), Arc::new(Echo::default()));
+    connected(&server);
+    connected(&caller);
+    register_echo(&server, "ctx::f");
+    call_until_served(&caller, "ctx::f");
+    let asserted = iii_protocol::Caller::asserted("a::outer", "inv-1", None).to_json();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let envelope = Envelope {
+        metadata: Some(r#"{"tenant":"acme"}"#),
+        caller: Some(&asserted),
+        observe_depth: Some(2),
+        ..Envelope::default()
+    };
+    caller.call(envelope, "ctx::f", Some("1"), None, Duration::from_secs(5), Box::new(Chan(tx))).unwrap();
+    rx.recv().unwrap().unwrap();
+    let last = recorder.0.lock().last().cloned().unwrap();
+    assert_eq!(last.metadata.unwrap().get(), r#"{"tenant":"acme"}"#);
+    assert_eq!(last.observe_depth, Some(2));
+    let stamped = last.caller.unwrap();
+    assert_eq!(
+        (stamped.function_id.as_deref(), stamped.invocation_id.as_deref()),
+        (Some("a::outer"), Some("inv-1"))
+    );
+    assert_eq!(stamped.worker_id, caller.worker_id(), "the engine stamps the calling connection");
+    assert_eq!(stamped.worker_name.as_deref(), Some("caller"));
+    // A call made outside any handler carries none of it: the engine's caller only.
+    call_until_served(&caller, "ctx::f");
+    let last = recorder.0.lock().last().cloned().unwrap();
+    assert_eq!((last.metadata.is_none(), last.observe_depth), (true, None));
+    assert_eq!(last.caller.unwrap().function_id, None);
+    caller.shutdown();
+    server.shutdown();
 }

@@ -71,10 +71,7 @@ impl ExporterConfig {
             // fragment size, and one frame holds about 2,000 invocation spans (about 500 B each),
             // so the writer lock a frame holds stays short next to calls on the same link.
             max_frame_bytes: 1 << 20,
-            // NOTE: 500 ms, not the OTel batch processor's 5 s: a test that lists its traces
-            // right after a call should not wait long, and batching keeps this cheap (a busy
-            // worker still sends one frame per 512 spans).
-            span_interval: Duration::from_millis(500),
+            span_interval: settings.spans_flush_interval,
             span_batch: 512,
             log_interval: settings.logs_flush_interval,
             log_batch: settings.logs_batch_size,

@@ -1,6 +1,7 @@
 //! OpenTelemetry in the core (docs/protocol.md 10): W3C trace context, span and log records, the
 //! worker gauges, their OTLP/JSON encoding and the exporter that sends them as binary frames
-//! on the worker's own link. No Python here; `crate::telemetry` binds it.
+//! on the worker's own link (or a telemetry-only `link`). No Python here; `crate::telemetry`
+//! binds it.
 //!
 //! NOTE: OTLP/JSON is written by hand instead of with `opentelemetry-proto` (serde), which adds
 //! many crates and minutes to a clean build and encodes a span more slowly (benches/RESULTS.md,
@@ -11,9 +12,11 @@
 pub mod context;
 pub mod exporter;
 pub mod frame;
+pub mod link;
 pub mod log;
 pub mod metrics;
 pub mod otlp;
+pub mod payload;
 pub mod resource;
 pub mod span;
 
@@ -32,10 +35,12 @@ pub fn bench_encode_spans(spans: usize) -> usize {
         trace_id: TraceId::random(),
         span_id: SpanId::random(),
         parent_span_id: Some(SpanId::random()),
-        name: "call bench::echo".into(),
-        kind: span::SpanKind::Server,
+        name: "execute bench::echo".into(),
+        kind: span::SpanKind::Internal,
         start_unix_nano: 1_795_596_163_640_000_000,
         end_unix_nano: 1_795_596_163_640_100_000,
+        // NOTE: no payload events, so the figures stay comparable with earlier runs
+        // (benches/RESULTS.md); each adds its JSON text to the span.
         attributes: vec![("faas.invoked_name".into(), "bench::echo".into())],
         events: vec![],
         status: span::StatusCode::Ok,

@@ -18,6 +18,7 @@ pub struct OtelOverrides {
     pub service_version: Option<String>,
     pub service_namespace: Option<String>,
     pub service_instance_id: Option<String>,
+    pub spans_flush_interval_ms: Option<u64>,
     pub logs_enabled: Option<bool>,
     pub logs_flush_interval_ms: Option<u64>,
     pub logs_batch_size: Option<usize>,
@@ -32,6 +33,8 @@ pub struct OtelSettings {
     pub(crate) service_version: String,
     pub(crate) service_namespace: Option<String>,
     pub(crate) service_instance_id: String,
+    /// How long finished spans wait before they are sent (`OTEL_SPANS_FLUSH_INTERVAL_MS`).
+    pub(crate) spans_flush_interval: Duration,
     pub logs_enabled: bool,
     pub(crate) logs_flush_interval: Duration,
     /// Logs waiting that trigger an early flush.
@@ -70,6 +73,12 @@ impl OtelSettings {
             service_namespace: text(explicit.service_namespace, "SERVICE_NAMESPACE"),
             service_instance_id: text(explicit.service_instance_id, "SERVICE_INSTANCE_ID")
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            // NOTE: 100 ms as iii-helpers 0.25.0's span batch delay (it was 500 ms here): spans
+            // reach the engine's trace view as soon as they do with the official SDK, and a
+            // busy worker still packs a whole interval's spans into one frame.
+            spans_flush_interval: Duration::from_millis(
+                int(explicit.spans_flush_interval_ms, "OTEL_SPANS_FLUSH_INTERVAL_MS", 100, 1).max(1),
+            ),
             logs_enabled: explicit.logs_enabled.unwrap_or(true),
             logs_flush_interval: Duration::from_millis(int(
                 explicit.logs_flush_interval_ms,
@@ -142,6 +151,7 @@ mod tests {
         assert_eq!(s.service_namespace, None);
         assert!(uuid::Uuid::parse_str(&s.service_instance_id).is_ok());
         assert_eq!(s.logs_flush_interval, Duration::from_millis(100));
+        assert_eq!(s.spans_flush_interval, Duration::from_millis(100));
         assert_eq!(s.logs_batch_size, 512);
         assert_eq!(s.metrics_export_interval, Duration::from_secs(60));
     }
@@ -155,6 +165,7 @@ mod tests {
             ("SERVICE_INSTANCE_ID", "inst"),
             ("OTEL_LOGS_FLUSH_INTERVAL_MS", "250"),
             ("OTEL_LOGS_BATCH_SIZE", "0"),
+            ("OTEL_SPANS_FLUSH_INTERVAL_MS", "40"),
             ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,service.name=ignored"),
         ]);
         let s = OtelSettings::resolve(
@@ -166,6 +177,10 @@ mod tests {
         assert_eq!(s.service_instance_id, "inst");
         assert_eq!(s.logs_flush_interval, Duration::from_millis(250));
         assert_eq!(s.logs_batch_size, 512, "a batch size below 1 is ignored");
+        assert_eq!(s.spans_flush_interval, Duration::from_millis(40));
+        let explicit = OtelOverrides { spans_flush_interval_ms: Some(7), ..Default::default() };
+        let s7 = OtelSettings::resolve(explicit, env_of(&[("OTEL_SPANS_FLUSH_INTERVAL_MS", "40")]));
+        assert_eq!(s7.spans_flush_interval, Duration::from_millis(7));
         let attrs = s.resource_attributes();
         let get =
             |k: &str| attrs.iter().filter(|(key, _)| key == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
