@@ -276,8 +276,8 @@ def _spans_sent(exporter: Telemetry) -> bool:
 
 
 def test_spans_flush_interval_ms_sets_the_span_batch_delay(engine_url: str) -> None:
-    slow = Telemetry({"spans_flush_interval_ms": 60_000, "metrics_enabled": False})
-    fast = Telemetry({"spans_flush_interval_ms": 20, "metrics_enabled": False})
+    slow = Telemetry(OtelConfig(spans_flush_interval_ms=60_000), metrics=False)
+    fast = Telemetry(OtelConfig(spans_flush_interval_ms=20), metrics=False)
     try:
         for exporter in (slow, fast):
             exporter.connect(engine_url)

@@ -258,7 +258,7 @@ def test_worker_gauges_fill_latest_metrics(make_worker: WorkerFactory, engine_ur
     worker = make_worker()
     if worker.engine_generation == "head":
         pytest.skip("engines after v0.11.0 report metrics through engine::workers::info (not emulated)")
-    own = Telemetry({"metrics_export_interval_ms": 50})
+    own = Telemetry(OtelConfig(metrics_export_interval_ms=50))
     try:
         own.connect(engine_url)
         worker_id = worker.worker_id
@@ -360,8 +360,8 @@ def test_otel_config_is_defined_once_and_validated() -> None:
     assert telemetry.coerce_config({"enabled": False}).enabled is False
     with pytest.raises(TypeError, match="unknown OtelConfig fields: nope"):
         telemetry.coerce_config({"nope": 1})
-    with pytest.raises(TypeError):
-        Telemetry({"logs_batch_size": "many"})
+    with pytest.raises(TypeError, match="logs_batch_size"):
+        Telemetry(OtelConfig(logs_batch_size="many"))  # type: ignore[arg-type]
     assert telemetry.start({"enabled": False}) is None
 
 

@@ -31,6 +31,7 @@ from opentelemetry import trace
 from opentelemetry.context.context import Context, _RuntimeContext
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 
+from iii import OtelConfig
 from iii import _otel_bridge as bridge
 from iii._iii import InvocationSpan, Telemetry
 
@@ -89,7 +90,7 @@ def main() -> None:
     def measure(step: Callable[[], object]) -> float:
         return best(args.n, args.repeat, in_fresh_contexts(step))
 
-    telemetry = Telemetry({"enabled": True, "metrics_enabled": False})
+    telemetry = Telemetry(OtelConfig(enabled=True), metrics=False)
     stock, lazy = ContextVarsRuntimeContext(), LazyRuntime()
     empty = Context()
 

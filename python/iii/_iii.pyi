@@ -5,7 +5,7 @@ from typing import Any, final
 
 from typing_extensions import Self
 
-from ._options import InitOptions
+from ._options import InitOptions, OtelConfig
 
 __version__: str
 
@@ -269,7 +269,7 @@ class InvocationSpan:
 
 @final
 class Telemetry:
-    def __new__(cls, config: dict[str, Any] | None = None) -> Self: ...
+    def __new__(cls, config: OtelConfig | None = None, *, metrics: bool = True) -> Self: ...
     @property
     def enabled(self) -> bool: ...
     @property

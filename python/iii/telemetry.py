@@ -105,9 +105,7 @@ def start(
             return _telemetry
         from ._iii import Telemetry
 
-        fields = dataclasses.asdict(cfg)
-        fields["metrics_enabled"] = bool(cfg.metrics_enabled and metrics)
-        telemetry = Telemetry(fields)
+        telemetry = Telemetry(cfg, metrics=metrics)
         own_url = cfg.engine_ws_url
         if worker_url is None:
             own_url = own_url or os.environ.get("III_URL") or _DEFAULT_ENGINE_URL

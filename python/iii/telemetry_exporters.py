@@ -46,7 +46,7 @@ class SharedEngineConnection:
     def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
         self._url = url
         self._headers = headers
-        self.telemetry = Telemetry({})
+        self.telemetry = Telemetry()
         # The URL as given: the official caller appends /otel itself.
         self.telemetry.connect(url, headers, telemetry_path=False)
         self._started = True

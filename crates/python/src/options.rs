@@ -8,6 +8,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use iii_core::connection::ConnectionConfig;
+use iii_core::telemetry::resource::OtelOverrides;
 
 /// A Python `int` that is not a `bool` (`True` is an int to Python, never a size or a timeout).
 pub struct Int(i64);
@@ -103,5 +104,42 @@ impl InitOptions {
             p.max_retries = r.max_retries;
         }
         Ok(config)
+    }
+}
+
+/// `OtelConfig` as the exporter reads it (its attributes, by derived extraction); unset fields
+/// fall back to the environment and the defaults (`OtelSettings::resolve`).
+#[derive(FromPyObject)]
+pub struct OtelConfig {
+    enabled: Option<bool>,
+    service_name: Option<String>,
+    service_version: Option<String>,
+    service_namespace: Option<String>,
+    service_instance_id: Option<String>,
+    spans_flush_interval_ms: Option<u64>,
+    logs_enabled: Option<bool>,
+    logs_flush_interval_ms: Option<u64>,
+    logs_batch_size: Option<usize>,
+    metrics_enabled: Option<bool>,
+    metrics_export_interval_ms: Option<u64>,
+}
+
+impl OtelConfig {
+    /// The exporter's overrides; the worker gauges and metrics only when `metrics` too
+    /// (`InitOptions.enable_metrics_reporting`).
+    pub fn overrides(self, metrics: bool) -> OtelOverrides {
+        OtelOverrides {
+            enabled: self.enabled,
+            service_name: self.service_name,
+            service_version: self.service_version,
+            service_namespace: self.service_namespace,
+            service_instance_id: self.service_instance_id,
+            spans_flush_interval_ms: self.spans_flush_interval_ms,
+            logs_enabled: self.logs_enabled,
+            logs_flush_interval_ms: self.logs_flush_interval_ms,
+            logs_batch_size: self.logs_batch_size,
+            metrics_enabled: Some(self.metrics_enabled.unwrap_or(true) && metrics),
+            metrics_export_interval_ms: self.metrics_export_interval_ms,
+        }
     }
 }

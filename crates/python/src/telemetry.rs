@@ -24,6 +24,7 @@ use pyo3::types::{PyDict, PyList, PyMapping, PySequence, PyString, PyTuple};
 
 use super::events::Invocation;
 use super::json::to_json;
+use super::options::OtelConfig;
 use super::runtime;
 use iii_core::telemetry::context::{format_baggage, parse_baggage, SpanContext, SpanId, TraceId};
 use iii_core::telemetry::exporter::{Exporter, ExporterConfig};
@@ -52,23 +53,6 @@ pub struct Telemetry {
     own_link: Mutex<Option<(Arc<TelemetryLink>, bool)>>,
 }
 
-fn get<T>(config: Option<&Bound<'_, PyDict>>, key: &str) -> PyResult<Option<T>>
-where
-    T: for<'a> pyo3::conversion::FromPyObjectOwned<'a>,
-{
-    let Some(config) = config else { return Ok(None) };
-    match config.get_item(key)? {
-        Some(v) if !v.is_none() => match v.extract::<T>() {
-            Ok(value) => Ok(Some(value)),
-            Err(e) => {
-                let e: PyErr = e.into();
-                Err(PyTypeError::new_err(format!("OtelConfig.{key}: {}", e.value(config.py()))))
-            }
-        },
-        _ => Ok(None),
-    }
-}
-
 impl Telemetry {
     /// Sends this worker's telemetry on `conn`, the worker's own link (replaces a connection
     /// made with `connect`, unless it was pinned: an `engine_ws_url` naming another engine).
@@ -95,23 +79,15 @@ impl Telemetry {
 
 #[pymethods]
 impl Telemetry {
-    /// Starts the exporter thread. `config` holds `OtelConfig` fields; unset ones fall back
-    /// to the environment (`OTEL_SERVICE_NAME`, `SERVICE_VERSION`, ...) and the defaults.
+    /// Starts the exporter thread with the settings of `config` (an `OtelConfig`; unset
+    /// fields fall back to the environment, `OTEL_SERVICE_NAME`, `SERVICE_VERSION`, ..., and
+    /// the defaults). Metrics only when `metrics` too.
     #[new]
-    #[pyo3(signature = (config=None))]
-    fn new(config: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let overrides = OtelOverrides {
-            enabled: get(config, "enabled")?,
-            service_name: get(config, "service_name")?,
-            service_version: get(config, "service_version")?,
-            service_namespace: get(config, "service_namespace")?,
-            service_instance_id: get(config, "service_instance_id")?,
-            spans_flush_interval_ms: get(config, "spans_flush_interval_ms")?,
-            logs_enabled: get(config, "logs_enabled")?,
-            logs_flush_interval_ms: get(config, "logs_flush_interval_ms")?,
-            logs_batch_size: get(config, "logs_batch_size")?,
-            metrics_enabled: get(config, "metrics_enabled")?,
-            metrics_export_interval_ms: get(config, "metrics_export_interval_ms")?,
+    #[pyo3(signature = (config=None, *, metrics=true))]
+    fn new(config: Option<OtelConfig>, metrics: bool) -> PyResult<Self> {
+        let overrides = match config {
+            Some(config) => config.overrides(metrics),
+            None => OtelOverrides { metrics_enabled: Some(metrics), ..OtelOverrides::default() },
         };
         let settings = OtelSettings::resolve(overrides, |name| std::env::var(name).ok());
         let exporter = Exporter::start(&settings, ExporterConfig::from_settings(&settings))
