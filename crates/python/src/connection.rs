@@ -132,6 +132,31 @@ fn json_field(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Json>> {
     }
 }
 
+/// The fields of a call besides its payload that Python hands over (see `call_extras`).
+struct CallExtras {
+    metadata: Option<String>,
+    caller: Option<String>,
+    observe_depth: Option<u32>,
+}
+
+impl CallExtras {
+    fn envelope<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+        traceparent: Option<&'a str>,
+        baggage: Option<&'a str>,
+    ) -> Envelope<'a> {
+        Envelope {
+            namespace,
+            traceparent,
+            baggage,
+            metadata: self.metadata.as_deref(),
+            caller: self.caller.as_deref(),
+            observe_depth: self.observe_depth,
+        }
+    }
+}
+
 impl Connection {
     /// Encodes the payload and sends a call that expects an answer; `completion` gets it.
     fn start_call(
@@ -155,15 +180,23 @@ impl Connection {
     /// The 0.25 fields of a call made from inside the handler of `parent` (docs/protocol.md
     /// C.8.1): its `caller` (JSON) and `observe_depth`, when the last engine listed
     /// `observe.v1`; nothing otherwise.
-    fn caller_of(&self, parent: Option<&Bound<'_, Invocation>>) -> (Option<String>, Option<u32>) {
-        match parent {
+    /// A call's encoded `metadata`, and the caller it asserts when made from the handler of
+    /// `parent` (only to engines that observe: 0.25 sends it only then).
+    fn call_extras(
+        &self,
+        metadata: Option<&Bound<'_, PyAny>>,
+        parent: Option<&Bound<'_, Invocation>>,
+    ) -> PyResult<CallExtras> {
+        let metadata = metadata.map(to_json_opt).transpose()?.flatten();
+        let (caller, observe_depth) = match parent {
             Some(parent) if self.core.engine_observes() => {
                 let inv = parent.get();
                 let caller = Caller::asserted(&inv.function_id, inv.context_id(), inv.caller.as_ref());
                 (Some(caller.to_json()), Some(inv.observe_depth).filter(|d| *d > 0))
             }
             _ => (None, None),
-        }
+        };
+        Ok(CallExtras { metadata, caller, observe_depth })
     }
 
     /// Runs a send, holding its frame back when `defer`; true when a `flush` must follow.
@@ -574,16 +607,8 @@ impl Connection {
     ) -> PyResult<Py<PyAny>> {
         let slot = Arc::new(Slot::default());
         let completion = Box::new(SlotCompletion(slot.clone()));
-        let metadata = metadata.map(to_json_opt).transpose()?.flatten();
-        let (caller, observe_depth) = self.caller_of(parent);
-        let envelope = Envelope {
-            namespace,
-            traceparent,
-            baggage,
-            metadata: metadata.as_deref(),
-            caller: caller.as_deref(),
-            observe_depth,
-        };
+        let extras = self.call_extras(metadata, parent)?;
+        let envelope = extras.envelope(namespace, traceparent, baggage);
         self.start_call(function_id, payload, timeout_ms, queue, envelope, completion)?;
         let outcome = loop {
             if let Some(outcome) = py.detach(|| self.core.wait_result(&slot, Duration::from_millis(100))) {
@@ -619,16 +644,8 @@ impl Connection {
     ) -> PyResult<bool> {
         let queue_inner = loop_queue.map_or_else(|| self.router.loop_queue.clone(), |q| q.inner.clone());
         let completion = Box::new(AsyncCompletion { future, queue: queue_inner });
-        let metadata = metadata.map(to_json_opt).transpose()?.flatten();
-        let (caller, observe_depth) = self.caller_of(parent);
-        let envelope = Envelope {
-            namespace,
-            traceparent,
-            baggage,
-            metadata: metadata.as_deref(),
-            caller: caller.as_deref(),
-            observe_depth,
-        };
+        let extras = self.call_extras(metadata, parent)?;
+        let envelope = extras.envelope(namespace, traceparent, baggage);
         self.sending(defer, || self.start_call(function_id, payload, timeout_ms, queue, envelope, completion))
     }
 
@@ -651,16 +668,8 @@ impl Connection {
         parent: Option<&Bound<'_, Invocation>>,
     ) -> PyResult<bool> {
         let data = to_json_opt(payload)?;
-        let metadata = metadata.map(to_json_opt).transpose()?.flatten();
-        let (caller, observe_depth) = self.caller_of(parent);
-        let envelope = Envelope {
-            namespace,
-            traceparent,
-            baggage,
-            metadata: metadata.as_deref(),
-            caller: caller.as_deref(),
-            observe_depth,
-        };
+        let extras = self.call_extras(metadata, parent)?;
+        let envelope = extras.envelope(namespace, traceparent, baggage);
         self.sending(defer, || {
             self.core
                 .call_void(envelope, function_id, data.as_deref())
