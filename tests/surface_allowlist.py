@@ -100,6 +100,15 @@ _GROUPS: list[tuple[str, list[str]]] = [
             "iii.telemetry_types.OtelConfig.spans_flush_interval_ms",
         ],
     ),
+    (
+        "0.25's register_function keywords observe= (refused with NotImplementedError until observers "
+        "land) and local_dispatch= (accepted: calls go through the engine either way), defaulted, "
+        "so 0.11 calls are unchanged.",
+        [
+            "iii.iii.III.register_function(local_dispatch)",
+            "iii.iii.III.register_function(observe)",
+        ],
+    ),
 ]
 
 ALLOWED: dict[str, str] = {key: reason for reason, keys in _GROUPS for key in keys}
@@ -233,9 +242,8 @@ _GROUPS_025: list[tuple[str, list[str]]] = [
         ],
     ),
     (
-        "Observer-related client API (III.observe, FunctionRef.is_observed / observers and the matching IIIClient protocol methods): needs observers support, not implemented.",
+        "Observer-related client API (FunctionRef.is_observed / observers and the matching IIIClient protocol methods; III.observe exists and raises NotImplementedError): needs observers support, not implemented.",
         [
-            "iii.iii.III.observe",
             "iii.iii_constants.FunctionRef",
             "iii.iii_constants.FunctionRef._is_observed",
             "iii.iii_constants.FunctionRef._observers",
@@ -245,12 +253,10 @@ _GROUPS_025: list[tuple[str, list[str]]] = [
         ],
     ),
     (
-        "register_function keeps 0.11's first parameter func_or_id (a str as 0.25 requires, or a dict / RegisterFunctionInput that 0.11 code passes) and has no observe= / local_dispatch= keywords (no observers, no in-process dispatch; tests/test_api_surface.py pins the 0.11 signature); the IIIClient protocol keeps its 0.11 shape (add_connection_state_listener is on III).",
+        "register_function keeps 0.11's first parameter func_or_id (a str as 0.25 requires, or a dict / RegisterFunctionInput that 0.11 code passes); the IIIClient protocol keeps its 0.11 shape (add_connection_state_listener is on III).",
         [
             "iii.iii.III.register_function(func_or_id)",
             "iii.iii.III.register_function(function_id)",
-            "iii.iii.III.register_function(local_dispatch)",
-            "iii.iii.III.register_function(observe)",
             "iii.types.IIIClient.add_connection_state_listener",
             "iii.types.IIIClient.register_function(args)",
             "iii.types.IIIClient.register_function(func)",
@@ -307,11 +313,10 @@ _GROUPS_025: list[tuple[str, list[str]]] = [
         ],
     ),
     (
-        "Stream models stay lenient as in the 0.11 list (custom 'event' changes carry no data; a merge without path merges at the root); StreamUpdateResult keeps per-op errors as an extra field (model_extra['errors']).",
+        "Stream models stay lenient as in the 0.11 list (custom 'event' changes carry no data); StreamUpdateResult keeps per-op errors as an extra field (model_extra['errors']).",
         [
             "iii_helpers.stream.StreamChangeEventDetail.data",
             "iii_helpers.stream.StreamUpdateResult.errors",
-            "iii_helpers.stream.UpdateMerge.path",
         ],
     ),
 ]

@@ -38,6 +38,8 @@ III_METHODS = {
             ("metadata", None),
             ("request_format", None),
             ("response_format", None),
+            ("observe", None),
+            ("local_dispatch", True),
         ],
         False,
     ),

@@ -81,6 +81,11 @@ INNER_SCHEMA = {
         (str | None, {"type": ["string", "null"], **D}),
         (Optional[list[int]], {"type": ["array", "null"], "items": {"type": "integer"}, **D}),
         (list[Optional[int]], {"type": "array", "items": {"type": ["integer", "null"]}, **D}),
+        # iii-sdk 0.25.0: bare containers have a format too (0.11.0 gave none).
+        (list, {"type": "array", **D}),
+        (dict, {"type": "object", **D}),
+        (Optional[dict], {"type": ["object", "null"], **D}),
+        (list | None, {"type": ["array", "null"], **D}),
     ],
 )
 def test_describable_annotations_match_official(annotation: Any, expected: dict[str, Any]) -> None:
@@ -89,7 +94,7 @@ def test_describable_annotations_match_official(annotation: Any, expected: dict[
 
 @pytest.mark.parametrize(
     "annotation",
-    [None, Any, Union[int, str], Union[int, str, None], Optional[Any], list, dict, bytes, TD, DC, "str"],
+    [None, Any, Union[int, str], Union[int, str, None], Optional[Any], bytes, TD, DC, "str"],
 )
 def test_undescribable_annotations_give_none(annotation: Any) -> None:
     assert python_type_to_format(annotation) is None

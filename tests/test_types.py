@@ -291,7 +291,8 @@ def test_stream_update_ops_parse_by_type() -> None:
         }
     )
     assert [type(op) for op in inp.ops] == [UpdateSet, UpdateIncrement, UpdateMerge]
-    assert UpdateMerge(value={}).model_dump() == {"type": "merge", "path": "", "value": {}}
+    # A root merge has no ``path`` key (``path?`` in docs/protocol.md), as in iii-sdk 0.25.0.
+    assert UpdateMerge(value={}).model_dump() == {"type": "merge", "value": {}}
 
 
 def test_stream_change_event_parses_engine_payload() -> None:

@@ -105,3 +105,16 @@ def test_iii_token_is_a_bearer_token_unless_a_header_is_given(engine, monkeypatc
     finally:
         worker.shutdown()
         explicit.shutdown()
+
+
+def test_channels_carry_the_iii_token(engine, monkeypatch):
+    monkeypatch.setenv("III_TOKEN", "s3cret")
+    producer, consumer = register_worker(engine.url, _options()), register_worker(engine.url, _options())
+    try:
+        assert stream_through_a_channel(producer, consumer, b"hi") == b"hi"
+        ends = [u for u in engine.upgrade_requests() if u[0].startswith("/ws/channels/")]
+        assert len(ends) == 2
+        assert all(headers["authorization"] == "Bearer s3cret" for _, headers in ends)
+    finally:
+        producer.shutdown()
+        consumer.shutdown()

@@ -414,7 +414,7 @@ class III:
                     metadata=metadata, parent=parent,
                 )  # fmt: skip
         except BaseException as exc:
-            raise self._call_failed(exc, action, span) from None
+            raise self._call_failed(exc, function_id, action, span) from None
         if span is not None:
             span.end()
         return result if action is None or action is _VOID else EnqueueResult.model_validate(result)
@@ -452,7 +452,7 @@ class III:
                     self._dispatch.flush_soon()
                 result = await future
         except BaseException as exc:
-            raise self._call_failed(exc, action, span) from None
+            raise self._call_failed(exc, function_id, action, span) from None
         if span is not None:
             span.end()
         return result if action is None or action is _VOID else EnqueueResult.model_validate(result)
@@ -465,8 +465,14 @@ class III:
         return self._call_span(self._telemetry, function_id)
 
     @staticmethod
-    def _call_failed(exc: BaseException, action: Any, span: _iii.InvocationSpan | None) -> BaseException:
-        """The exception a failed call raises (an enqueue's in its own terms); ends its span."""
+    def _call_failed(
+        exc: BaseException, function_id: str, action: Any, span: _iii.InvocationSpan | None
+    ) -> BaseException:
+        """The exception a failed call raises (an enqueue's in its own terms); ends its span.
+        An :class:`InvocationError` names the called function (``function_id``), as in
+        iii-sdk 0.25.0."""
+        if isinstance(exc, InvocationError) and exc.function_id is None:
+            exc.function_id = function_id
         if type(exc) is NotConnectedError:
             exc = _rejection(str(exc)) or exc  # iii-sdk 0.25.0: RegistrationRejectedError
         if span is not None:
@@ -489,6 +495,12 @@ class III:
         return frozenset(self._connection.engine_features())
 
     # --- end of the iii-sdk 0.25.0 invocation context ---
+
+    def observe(self, source: Any, target: Any, options: Any = None) -> Any:
+        """iii-sdk 0.25.0's observers: not built in this SDK yet (raises)."""
+        raise NotImplementedError(
+            "iii.observe (observers, engine feature observe.v1) is not supported by this SDK yet"
+        )
 
     def _call_namespace(self, request: dict[str, Any] | TriggerRequest, function_id: str) -> str | None:
         named = request.get("namespace") if isinstance(request, dict) else request.namespace
@@ -514,13 +526,21 @@ class III:
         metadata: dict[str, Any] | None = None,
         request_format: Any = None,
         response_format: Any = None,
+        observe: Any = None,
+        local_dispatch: bool = True,
     ) -> FunctionRef:
         """Registers a function served by ``handler`` (sync or async), or an HTTP-invoked one.
 
         ``func_or_id`` is a :class:`RegisterFunctionInput`, a dict with its fields, or the
         function id (then the keyword arguments apply and formats default to the handler's
-        type hints).
+        type hints). ``local_dispatch`` (iii-sdk 0.25.0) is accepted: calls from this worker
+        go through the engine either way. ``observe`` (owner delivery) is not supported yet.
         """
+        if observe is not None:
+            raise NotImplementedError(
+                "register_function(observe=...) (owner delivery, engine feature observe.v1) is not "
+                "supported by this SDK yet"
+            )
         self._check_open()
         if isinstance(func_or_id, str):
             callable_handler = callable(handler_or_invocation)
@@ -749,6 +769,10 @@ class III:
             self.register_function(
                 {"id": f"stream::{op}({stream_name})"}, _stream_handler(getattr(stream, op), model)
             )
+
+    def _helpers_create_stream(self, stream_name: str, stream: IStream[Any]) -> None:
+        """What :func:`iii.helpers.create_stream` calls, under iii-sdk 0.25.0's name for it."""
+        self.create_stream(stream_name, stream)
 
     # -- shutdown ------------------------------------------------------------------------------
 

@@ -2,16 +2,17 @@
 
 ``register_function("id", handler)`` advertises the request and response formats of a handler
 from the annotation of its first parameter and of its return value. The schemas produced here
-are the same as those of the official ``iii-sdk`` 0.11.0:
+are the same as those of the official ``iii-sdk`` 0.25.0 (0.11.0's, plus bare containers):
 
 * ``str`` / ``int`` / ``float`` / ``bool`` / ``NoneType`` map to the JSON types ``string`` /
   ``integer`` / ``number`` / ``boolean`` / ``null``;
 * ``list[X]`` maps to an ``array`` (with ``items`` when ``X`` is describable), ``dict[K, V]`` to
-  an ``object`` (with ``additionalProperties`` when ``V`` is describable);
+  an ``object`` (with ``additionalProperties`` when ``V`` is describable); a bare ``list`` /
+  ``dict`` to a plain ``array`` / ``object`` (0.11.0 gave ``None`` for those);
 * ``X | None`` adds ``"null"`` to the ``type`` of ``X`` (when ``X`` has a single ``type``);
 * a pydantic model maps to its ``model_json_schema()``;
-* anything else (other unions, ``Any``, TypedDicts, dataclasses, enums, literals, bare ``list``
-  and ``dict``, unresolvable names) is not describable and yields ``None``.
+* anything else (other unions, ``Any``, TypedDicts, dataclasses, enums, literals, unresolvable
+  names) is not describable and yields ``None``.
 
 The outermost schema carries a ``$schema`` key naming JSON Schema draft 2020-12.
 """
@@ -69,6 +70,12 @@ def _describe(tp: Any) -> dict[str, Any] | None:
 
     origin = get_origin(tp)
     args = get_args(tp)
+    # A bare ``list`` / ``dict`` (no parameters) is an array / object, as in iii-sdk 0.25.0
+    # (0.11.0 gave no format for them).
+    if tp is list:
+        origin = list
+    elif tp is dict:
+        origin = dict
     if origin is list:
         schema: dict[str, Any] = {"type": "array"}
         item = _describe(args[0]) if args else None

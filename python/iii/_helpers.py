@@ -41,4 +41,9 @@ def create_stream(iii: Any, stream_name: str, stream: IStream[TData]) -> None:
         iii-stream). Behaviour is unchanged.
     """
     _deprecations.warn_stream(_deprecations.CREATE_STREAM, stacklevel=2)
-    iii.create_stream(stream_name, stream)
+    # iii-sdk 0.25.0 forwards to the client's ``_helpers_create_stream``; stand-in clients
+    # written against it implement only that method.
+    serve = getattr(iii, "_helpers_create_stream", None)
+    if serve is None:
+        serve = iii.create_stream
+    serve(stream_name, stream)

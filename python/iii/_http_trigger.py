@@ -43,6 +43,12 @@ class HttpRequest:
     request_body: ChannelReader
 
 
+def _control(message: dict[str, Any]) -> str:
+    """A control message of the response channel as iii-sdk 0.25.0 writes it: compact JSON,
+    non-ASCII characters kept as UTF-8 (not ``\\u`` escapes)."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
 class HttpResponse:
     """Streams a reply: optional :meth:`status` and :meth:`headers`, then body bytes, then close."""
 
@@ -50,10 +56,10 @@ class HttpResponse:
         self._writer = writer
 
     async def status(self, status_code: int) -> None:
-        await self._writer.send_message_async(json.dumps({"type": "set_status", "status_code": status_code}))
+        await self._writer.send_message_async(_control({"type": "set_status", "status_code": status_code}))
 
     async def headers(self, headers: dict[str, str]) -> None:
-        await self._writer.send_message_async(json.dumps({"type": "set_headers", "headers": headers}))
+        await self._writer.send_message_async(_control({"type": "set_headers", "headers": headers}))
 
     @property
     def stream(self) -> WritableStream:

@@ -12,7 +12,7 @@ import builtins
 from abc import ABC, abstractmethod
 from typing import Any, Generic, Literal, Optional, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from . import _deprecations
 
@@ -85,20 +85,38 @@ class UpdateRemove(BaseModel):
     path: Path
 
 
+def _without_null_path(dumped: dict[str, Any]) -> dict[str, Any]:
+    """Merge and append at the root: no ``path`` key at all, as iii-sdk 0.25.0 dumps them (and
+    as the engine's own ``UpdateOp`` serializes them), rather than ``"path": null``."""
+    if dumped.get("path") is None:
+        dumped.pop("path", None)
+    return dumped
+
+
 class UpdateMerge(BaseModel):
     """Shallow-merge the object ``value`` into the item (engine 0.11.0: root only)."""
 
     type: Literal["merge"] = "merge"
-    path: Path = ""
+    #: ``None`` (left out of the dump), ``""`` or ``[]``: the root.
+    path: Optional[Path] = None
     value: Any
+
+    @model_serializer(mode="wrap")
+    def _root_path_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_null_path(handler(self))
 
 
 class UpdateAppend(BaseModel):
     """Append ``value`` to the array at ``path`` (newer engines only)."""
 
     type: Literal["append"] = "append"
+    #: ``None`` (left out of the dump), ``""`` or ``[]``: the root.
     path: Optional[Path] = None
     value: Any
+
+    @model_serializer(mode="wrap")
+    def _root_path_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_null_path(handler(self))
 
 
 UpdateOp = Union[UpdateSet, UpdateIncrement, UpdateDecrement, UpdateRemove, UpdateMerge, UpdateAppend]

@@ -66,13 +66,25 @@ class InvocationError(IIIError):
 
     ``code`` is machine-readable (``invocation_failed``, ``function_not_found``, ...),
     ``message`` is for humans, ``stacktrace`` is the remote traceback when there is one.
+    ``function_id`` and ``invocation_id`` (iii-sdk 0.25.0 keywords) name the call when known,
+    else ``None``.
     """
 
-    def __init__(self, code: str, message: str, stacktrace: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        stacktrace: str | None = None,
+        *,
+        function_id: str | None = None,
+        invocation_id: str | None = None,
+    ) -> None:
         super().__init__(code, message, stacktrace)
         self.code = code
         self.message = message
         self.stacktrace = stacktrace
+        self.function_id = function_id
+        self.invocation_id = invocation_id
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -98,7 +110,9 @@ def enqueue_error(exc: InvocationError) -> InvocationError:
     if exc.code != "enqueue_error" or not missing or isinstance(exc, QueueUnavailableError):
         return exc
     message = f"no queue worker is installed on the engine (engine::queue::enqueue is missing): {text}"
-    return QueueUnavailableError(exc.code, message, exc.stacktrace)
+    return QueueUnavailableError(
+        exc.code, message, exc.stacktrace, function_id=exc.function_id, invocation_id=exc.invocation_id
+    )
 
 
 class ProtocolError(IIIError):

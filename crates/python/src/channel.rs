@@ -47,10 +47,13 @@ where
 
 #[pymethods]
 impl ChannelSocket {
-    /// Opens one channel end (blocking, GIL released).
+    /// Opens one channel end (blocking, GIL released), with `III_TOKEN` as its bearer token
+    /// as iii-sdk 0.25.0 sends it.
     #[new]
     fn new(py: Python<'_>, url: String, max_message_size: usize) -> PyResult<Self> {
-        let socket = wait(py, Socket::connect(&url, max_message_size))?.map_err(closed)?;
+        let token = std::env::var("III_TOKEN").unwrap_or_default();
+        let bearer = Some(token.trim()).filter(|t| !t.is_empty());
+        let socket = wait(py, Socket::connect(&url, max_message_size, bearer))?.map_err(closed)?;
         Ok(Self { socket })
     }
 

@@ -44,7 +44,7 @@ pub fn channel_url(
 }
 
 /// The upgrade request for `ep`, built like the worker link's (Host, Basic auth).
-fn upgrade_request(ep: &Endpoint) -> Result<Request, String> {
+fn upgrade_request(ep: &Endpoint, bearer: Option<&str>) -> Result<Request, String> {
     let mut request = Request::builder()
         .uri(ep.uri())
         .header("Host", ep.host_header())
@@ -54,6 +54,8 @@ fn upgrade_request(ep: &Endpoint) -> Result<Request, String> {
         .header("Sec-WebSocket-Key", generate_key());
     if let Some(auth) = ep.authorization() {
         request = request.header("Authorization", auth);
+    } else if let Some(token) = bearer {
+        request = request.header("Authorization", format!("Bearer {token}"));
     }
     request.body(()).map_err(|e| format!("invalid channel URL: {e}"))
 }
@@ -65,13 +67,18 @@ pub struct ChannelSocket {
 }
 
 impl ChannelSocket {
-    /// Opens the socket; fails with the engine's answer (e.g. 404 for an unknown channel).
-    pub async fn connect(url: &str, max_message_size: usize) -> Result<ChannelSocket, String> {
+    /// Opens the socket, with `bearer` as its token unless the URL carries credentials; fails
+    /// with the engine's answer (e.g. 404 for an unknown channel).
+    pub async fn connect(
+        url: &str,
+        max_message_size: usize,
+        bearer: Option<&str>,
+    ) -> Result<ChannelSocket, String> {
         let config = WebSocketConfig::default()
             .max_message_size(Some(max_message_size))
             .max_frame_size(Some(max_message_size));
         let ep = Endpoint::parse(url)?;
-        let request = upgrade_request(&ep)?;
+        let request = upgrade_request(&ep, bearer)?;
         let failed = |e: &dyn std::fmt::Display| format!("cannot open channel {url}: {e}");
         let tcp = open_tcp(&ep).await.map_err(|e| failed(&e))?;
         if ep.tls {
@@ -181,9 +188,12 @@ mod tests {
     #[test]
     fn channel_upgrade_requests_carry_host_and_auth() {
         let ep = Endpoint::parse("WS://u:p@[::1]/ws/channels/c?key=k&dir=read").unwrap();
-        let request = upgrade_request(&ep).unwrap();
+        let request = upgrade_request(&ep, Some("t")).unwrap();
         assert_eq!(request.uri().to_string(), "ws://[::1]/ws/channels/c?key=k&dir=read");
         assert_eq!(request.headers()["host"], "[::1]");
-        assert_eq!(request.headers()["authorization"], "Basic dTpw");
+        assert_eq!(request.headers()["authorization"], "Basic dTpw", "URL credentials win");
+        let plain = Endpoint::parse("ws://h/ws/channels/c?key=k&dir=read").unwrap();
+        assert_eq!(upgrade_request(&plain, Some("t")).unwrap().headers()["authorization"], "Bearer t");
+        assert!(upgrade_request(&plain, None).unwrap().headers().get("authorization").is_none());
     }
 }

@@ -459,7 +459,7 @@ fn a_blocking_caller_reads_its_own_result_while_the_loop_holds_the_link_without_
     // few milliseconds, and not within that time of another read) would read for the caller.
     let _attached = caller.attach_reader().expect("connected");
     let done_on = Arc::new(Mutex::new(Vec::new()));
-    for _ in 0..20 {
+    for _ in 0..100 {
         let outcome = blocking_call(&caller, "echo", Duration::from_secs(10), &done_on);
         assert_eq!(outcome.unwrap().unwrap().get(), "[7]");
     }
