@@ -412,3 +412,36 @@ def test_the_applications_own_tracer_provider_is_kept_and_fed(engine_url: str) -
         """
     )
     assert out == "1 1"
+
+
+def test_logger_records_reach_the_applications_own_log_provider() -> None:
+    """As iii-sdk 0.25.0's Logger: with OpenTelemetry on, records also go to a LoggerProvider
+    the application installed, even with the engine's log export off; without one (and logs
+    off) they fall back to Python logging."""
+    out = run_python(
+        """
+        import logging
+        from opentelemetry import _logs
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+        from iii import Logger, OtelConfig, telemetry
+
+        seen = []
+        handler = logging.Handler()
+        handler.emit = lambda r: seen.append(r.getMessage())
+        logging.getLogger("iii.logger").addHandler(handler)
+        logging.getLogger("iii.logger").setLevel(logging.INFO)
+        telemetry.start(OtelConfig(enabled=True, logs_enabled=False, metrics_enabled=False))
+        Logger(service_name="fn1").info("before the provider")
+        exporter = InMemoryLogRecordExporter()
+        provider = LoggerProvider()
+        provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+        _logs.set_logger_provider(provider)
+        Logger(service_name="fn1").warn("hello", {"k": 1})
+        records = exporter.get_finished_logs()
+        r = records[0].log_record
+        print(len(records), r.body, r.severity_text, r.attributes["service.name"], seen)
+        telemetry.stop(1000)
+        """
+    )
+    assert out == "1 hello WARN fn1 ['[fn1] before the provider']"

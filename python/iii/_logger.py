@@ -47,9 +47,10 @@ log = logging.getLogger(_LOGGER_NAME)
 _exporter: LogExporter | None = None
 _exporter_lock = threading.Lock()
 
-#: ``fn(severity, message, data, trace_id_hex, span_id_hex, service_name)``: installed by
-#: :mod:`iii.telemetry` while OpenTelemetry is on; records then go to the engine only.
-OtelSink = Callable[[int, str, Any, "str | None", "str | None", "str | None"], None]
+#: ``fn(severity, message, data, trace_id_hex, span_id_hex, service_name) -> delivered``:
+#: installed by :mod:`iii.telemetry` while OpenTelemetry is on; a record it delivered does not
+#: also go to Python logging.
+OtelSink = Callable[[int, str, Any, "str | None", "str | None", "str | None"], bool]
 _otel_sink: OtelSink | None = None
 
 
@@ -164,8 +165,8 @@ class Logger:
         sink = _otel_sink
         if sink is not None:
             try:
-                sink(severity, message, data, self._trace_id, self._span_id, self._service_name)
-                return
+                if sink(severity, message, data, self._trace_id, self._span_id, self._service_name):
+                    return
             except Exception:
                 log.debug("OpenTelemetry log export failed", exc_info=True)
         if not log.isEnabledFor(py_level):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from opentelemetry import baggage as otel_baggage
@@ -370,8 +371,24 @@ def call_span(telemetry: Telemetry, function_id: str) -> tuple[str, str | None, 
     return span.traceparent, header, span
 
 
-def log_sink(telemetry: Telemetry) -> Any:
-    """``fn(severity, message, data, trace_id_hex, span_id_hex, service_name)`` for Logger."""
+_SEVERITY_TEXT = {5: "DEBUG", 9: "INFO", 13: "WARN", 17: "ERROR"}
+
+
+def _application_log_provider() -> Any:
+    """The LoggerProvider the application installed (``opentelemetry._logs``), or None while
+    the API still has its placeholder."""
+    from opentelemetry import _logs
+
+    provider = _logs.get_logger_provider()
+    if isinstance(provider, _logs.NoOpLoggerProvider) or type(provider).__name__ == "ProxyLoggerProvider":
+        return None
+    return provider
+
+
+def log_sink(telemetry: Telemetry, to_engine: bool) -> Any:
+    """``fn(severity, message, data, trace_id_hex, span_id_hex, service_name)`` for Logger:
+    records go to the engine (``to_engine``: ``logs_enabled``) and, as iii-sdk 0.25.0's Logger
+    does, to the application's own OpenTelemetry LoggerProvider when it installed one."""
 
     def emit(
         severity: int,
@@ -380,7 +397,10 @@ def log_sink(telemetry: Telemetry) -> Any:
         trace_id: str | None,
         span_id: str | None,
         service_name: str | None,
-    ) -> None:
+    ) -> bool:
+        provider = _application_log_provider()
+        if not to_engine and provider is None:
+            return False  # nowhere to send it: Logger falls back to Python logging
         tid: int | None = None
         sid: int | None = None
         if trace_id is not None or span_id is not None:
@@ -392,6 +412,28 @@ def log_sink(telemetry: Telemetry) -> Any:
             span_ctx = trace.get_current_span(ctx).get_span_context()
             if span_ctx.is_valid:
                 tid, sid = span_ctx.trace_id, span_ctx.span_id
-        telemetry.emit_log(severity, message, data, tid, sid, service_name)
+        if to_engine:
+            telemetry.emit_log(severity, message, data, tid, sid, service_name)
+        if provider is not None:
+            from opentelemetry._logs import LogRecord, SeverityNumber
+
+            attributes: dict[str, Any] = {"service.name": service_name}
+            if data is not None:
+                attributes["log.data"] = data
+            now = time.time_ns()
+            provider.get_logger("iii.logger").emit(
+                LogRecord(
+                    timestamp=now,
+                    observed_timestamp=now,
+                    severity_text=_SEVERITY_TEXT.get(severity),
+                    severity_number=SeverityNumber(severity),
+                    body=message,
+                    attributes=attributes,
+                    trace_id=tid or 0,
+                    span_id=sid or 0,
+                    trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED if tid else 0),
+                )
+            )
+        return True
 
     return emit

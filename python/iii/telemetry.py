@@ -118,8 +118,9 @@ def start(
         _otel_bridge.install_span_processor(telemetry)
         if cfg.metrics_enabled:
             _otel_bridge.install_metric_exporter(telemetry, cfg.metrics_export_interval_ms)
-        if telemetry.logs_enabled:
-            _logger.set_otel_sink(_otel_bridge.log_sink(telemetry))
+        # Logger records go to the engine when logs are on, and to the application's own
+        # LoggerProvider if it installed one (iii-sdk 0.25.0), so the sink is set either way.
+        _logger.set_otel_sink(_otel_bridge.log_sink(telemetry, telemetry.logs_enabled))
         if cfg.fetch_instrumentation_enabled:
             from . import _fetch_instrumentation
 
