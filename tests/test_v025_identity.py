@@ -364,7 +364,7 @@ def test_a_rejection_fails_the_calls_in_flight(make_worker) -> None:
     )
     thread.join(5)
     assert len(errors) == 1 and isinstance(errors[0], RegistrationRejectedError), errors
-    assert (errors[0].namespace, errors[0].worker_name) == ("ns-1", "me")
+    assert (errors[0].namespace, errors[0].worker_name, errors[0].owner_worker_id) == ("ns-1", "me", "w-1")
     wait_until(lambda: client.get_connection_state() == "failed")
     with pytest.raises(RegistrationRejectedError):
         client._wait_until_connected()
@@ -557,3 +557,16 @@ def test_connection_state_listener_contract(make_worker, engine_url: str, caplog
     assert gone == ["connected"]
     unsubscribe()
     unsubscribe()
+
+
+def test_an_unknown_rejection_of_the_worker_is_fatal(make_worker) -> None:
+    # As iii-sdk 0.25.0: only FUNCTION_NAMESPACE_CONFLICT leaves the worker up.
+    worker = make_worker(reconnection_config=FAST)
+    worker._connection.inject(
+        b'{"type":"registrationrejected","code":"SOMETHING_NEW","namespace":"default",'
+        b'"worker_name":"w","owner_worker_id":"w-9"}'
+    )
+    wait_until(lambda: worker.get_connection_state() == "failed")
+    with pytest.raises(RegistrationRejectedError) as caught:
+        worker.trigger({"function_id": "x", "payload": 1})
+    assert (caught.value.code, caught.value.owner_worker_id) == ("SOMETHING_NEW", "w-9")

@@ -7,11 +7,9 @@ the GIL released. How handlers run is in ``_dispatch.py``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import platform
-import re
 import sys
 import threading
 import uuid
@@ -200,9 +198,8 @@ class III:
 
     def _registration_rejected(self) -> RegistrationRejectedError | None:
         """The engine's fatal ``registrationrejected``, once the client has failed because of it."""
-        if self._connection.state() != "failed":
-            return None
-        return _rejection(self._connection.last_error())
+        rejection = self._connection.rejection()
+        return None if rejection is None else RegistrationRejectedError(*rejection)
 
     # --- end of iii-sdk 0.25.0 identity ---
 
@@ -464,9 +461,8 @@ class III:
             return None, None, None
         return self._call_span(self._telemetry, function_id)
 
-    @staticmethod
     def _call_failed(
-        exc: BaseException, function_id: str, action: Any, span: _iii.InvocationSpan | None
+        self, exc: BaseException, function_id: str, action: Any, span: _iii.InvocationSpan | None
     ) -> BaseException:
         """The exception a failed call raises (an enqueue's in its own terms); ends its span.
         An :class:`InvocationError` names the called function (``function_id``), as in
@@ -474,7 +470,7 @@ class III:
         if isinstance(exc, InvocationError) and exc.function_id is None:
             exc.function_id = function_id
         if type(exc) is NotConnectedError:
-            exc = _rejection(str(exc)) or exc  # iii-sdk 0.25.0: RegistrationRejectedError
+            exc = self._registration_rejected() or exc  # iii-sdk 0.25.0: RegistrationRejectedError
         if span is not None:
             span.end_error(type(exc).__name__, str(exc) or type(exc).__name__)
         if action is not None and action is not _VOID and isinstance(exc, InvocationError):
@@ -928,32 +924,6 @@ def _detect_project_name(cwd: str | None = None) -> str | None:
     if not cwd:
         return None
     return os.path.basename(cwd).strip() or None
-
-
-#: How the core words the failure that a fatal ``registrationrejected`` causes (crates/core,
-#: connection/inbound.rs); the names are Rust-quoted.
-_REJECTED = re.compile(
-    r"the engine rejected this worker \((?P<code>[^)]*)\): a live worker named "
-    r'(?P<name>"(?:[^"\\]|\\.)*") already exists in namespace (?P<namespace>"(?:[^"\\]|\\.)*")'
-)
-
-
-def _unquote(text: str) -> str:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text[1:-1]
-    return value if isinstance(value, str) else text[1:-1]
-
-
-def _rejection(reason: str | None) -> RegistrationRejectedError | None:
-    """The :class:`RegistrationRejectedError` a failure ``reason`` (or a ``NotConnectedError``'s
-    text) stands for, if it is the engine's fatal rejection. ``owner_worker_id`` is ``""``:
-    the core does not hand it to Python."""
-    match = _REJECTED.search(reason or "")
-    if match is None:
-        return None
-    return RegistrationRejectedError(match["code"], _unquote(match["namespace"]), _unquote(match["name"]), "")
 
 
 def _channel_request(buffer_size: int | None) -> dict[str, Any]:

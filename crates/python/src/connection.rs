@@ -380,6 +380,15 @@ impl Connection {
         self.core.worker_id()
     }
 
+    /// The engine's fatal rejection of this worker, once it ended the connection:
+    /// `(code, namespace, worker_name, owner_worker_id)`, absent fields empty.
+    fn rejection(&self) -> Option<(String, String, String, String)> {
+        self.core.rejection().map(|r| {
+            let text = |v: Option<String>| v.unwrap_or_default();
+            (r.code, text(r.namespace), text(r.worker_name), text(r.owner_worker_id))
+        })
+    }
+
     /// The headers of the upgrade request (`InitOptions.headers`, the `III_TOKEN` bearer), which
     /// a separate telemetry connection sends too.
     fn upgrade_headers(&self) -> HashMap<String, String> {

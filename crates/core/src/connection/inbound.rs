@@ -93,13 +93,18 @@ pub(super) fn handle_frame(conn: &Connection, bytes: &[u8]) -> Option<End> {
                 error.code, error.message
             )));
         }
-        Message::RegistrationRejected(rejected) if rejected.code == "WORKER_NAMESPACE_CONFLICT" => {
+        // Only a function's conflict leaves the worker up (the owner keeps the function); any
+        // other rejection of the worker is fatal, as in iii-sdk 0.25.0.
+        Message::RegistrationRejected(rejected) if rejected.code != "FUNCTION_NAMESPACE_CONFLICT" => {
             let reason = format!(
-                "the engine rejected this worker (WORKER_NAMESPACE_CONFLICT): a live worker named {:?} \
-                 already exists in namespace {:?}; give each worker a unique worker_name",
+                "the engine rejected this worker ({}): a live worker named {:?} already exists in \
+                 namespace {:?} (owned by {:?}); give each worker a unique worker_name",
+                rejected.code,
                 rejected.worker_name.clone().unwrap_or_default(),
-                rejected.namespace.clone().unwrap_or_default()
+                rejected.namespace.clone().unwrap_or_default(),
+                rejected.owner_worker_id.clone().unwrap_or_default(),
             );
+            shared.info.lock().rejection = Some(rejected.clone());
             shared.sink.message(conn, Message::RegistrationRejected(rejected));
             return Some(End::Fatal(reason));
         }

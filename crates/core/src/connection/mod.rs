@@ -45,7 +45,7 @@ use ledger::Ledger;
 pub use link::ExternalReader;
 
 use crate::invocations::{CallError, Completion, PendingTable};
-use iii_protocol::{frames, ErrorBody, InvokeFunction, Message, TriggerAction};
+use iii_protocol::{frames, ErrorBody, InvokeFunction, Message, RegistrationRejected, TriggerAction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionState {
@@ -129,6 +129,8 @@ struct StateInfo {
     /// What the last `workerregistered` listed (docs/protocol.md C.3.2): kept across a
     /// disconnect until the next one; empty for engines before 0.25.
     engine_features: Vec<String>,
+    /// The engine's fatal `registrationrejected`, once it ended the connection for good.
+    rejection: Option<RegistrationRejected>,
 }
 
 struct Shared {
@@ -254,6 +256,7 @@ impl Connection {
                 reattach_token: None,
                 generation: Generation::Unknown,
                 engine_features: Vec::new(),
+                rejection: None,
             }),
             state_changed: Condvar::new(),
             epoch: AtomicU64::new(0),
@@ -500,6 +503,11 @@ impl Connection {
     /// `observe_depth` (docs/protocol.md C.8.1).
     pub fn engine_observes(&self) -> bool {
         self.shared.engine_observes.load(Ordering::Relaxed)
+    }
+
+    /// The engine's fatal `registrationrejected`, if one ended this connection.
+    pub fn rejection(&self) -> Option<RegistrationRejected> {
+        self.shared.info.lock().rejection.clone()
     }
 
     /// The extra headers of every upgrade request.
