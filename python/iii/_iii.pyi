@@ -10,6 +10,7 @@ from ._options import InitOptions, OtelConfig
 __version__: str
 
 def channel_url(base: str, channel_id: str, access_key: str, direction: str) -> str: ...
+def is_sensitive_key(key: str) -> bool: ...
 
 @final
 class LoopQueue:

@@ -23,6 +23,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from . import _iii
+
 __all__ = [
     "REDACTED_PLACEHOLDER",
     "BaggageSpanProcessor",
@@ -44,25 +46,6 @@ REDACTED_PLACEHOLDER = "[REDACTED]"
 #: Appended to a truncated payload (it keeps the text recognisable, not valid JSON).
 _TRUNCATED = '..."[TRUNCATED]"'
 
-#: A key is sensitive when, lower-cased, it contains one of these...
-_SENSITIVE_PARTS = (
-    "api_key",
-    "apikey",
-    "api-key",
-    "password",
-    "secret",
-    "credential",
-    "authorization",
-    "auth_token",
-    "access_token",
-    "refresh_token",
-    "bearer",
-    "private_key",
-    "client_secret",
-)
-#: ...or is ``token`` or ends with one of these (``token`` alone is too common inside words).
-_TOKEN_SUFFIXES = ("_token", "-token")
-
 
 def resolve_max_bytes_from_env() -> int | None:
     """The payload size cap from ``III_TRACE_PAYLOAD_MAX_BYTES``: a positive integer, else
@@ -77,13 +60,8 @@ def resolve_max_bytes_from_env() -> int | None:
     return value if value > 0 else None
 
 
-def _sensitive(key: str) -> bool:
-    lowered = key.lower()
-    return (
-        any(part in lowered for part in _SENSITIVE_PARTS)
-        or lowered == "token"
-        or lowered.endswith(_TOKEN_SUFFIXES)
-    )
+# The rule for keys lives in the core, shared with the span's payload events.
+_sensitive = _iii.is_sensitive_key
 
 
 def redact(value: Any) -> Any:

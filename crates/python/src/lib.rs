@@ -31,6 +31,7 @@ fn _iii(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<telemetry::InvocationSpan>()?;
     m.add_class::<filter::Filter>()?;
     m.add_function(wrap_pyfunction!(channel::channel_url, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::is_sensitive_key, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

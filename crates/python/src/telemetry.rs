@@ -834,3 +834,10 @@ fn write_key(out: &mut String, key: &Bound<'_, PyAny>) -> Result<(), ()> {
     payload::write_py_str(out, &text);
     Ok(())
 }
+
+/// Whether a payload's dict key is redacted: iii-helpers 0.25.0's rule, kept in one place for
+/// the span's payload events and `iii_helpers.observability.redact`.
+#[pyfunction]
+pub fn is_sensitive_key(key: &str) -> bool {
+    payload::is_sensitive(key)
+}
