@@ -5,10 +5,15 @@ pub mod frames;
 mod fuzz;
 mod json_str;
 mod message;
+mod observe;
 
 pub use json_str::write_json_str;
 pub use message::{
     raw_json, Activation, Caller, DecodeError, ErrorBody, InvocationResult, InvokeFunction, Json, Message,
     ParentCaller, RegisterFunction, RegisterService, RegisterTrigger, RegisterTriggerType,
     RegistrationRejected, TriggerAction, TriggerRegistrationResult, WorkerRegistered,
+};
+pub use observe::{
+    DroppedReportStats, LocalFunctionStats, Observe, ObserveMessage, ObserveSource, ObserveTarget,
+    ObservedItem, ObserverView,
 };

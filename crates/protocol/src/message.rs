@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::observe::ObserveMessage;
+
 /// Raw JSON kept as text. `None` in an optional payload position means JSON `null`.
 pub type Json = Box<RawValue>;
 
@@ -47,6 +49,9 @@ pub struct RegisterFunction {
     pub metadata: Option<Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invocation: Option<Json>,
+    /// 0.25: the ObserveDescriptor (docs/protocol.md C.9); absent = auto delivery, observable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observe: Option<Json>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -284,6 +289,9 @@ pub enum Message {
         reattach_token: String,
     },
     RegistrationRejected(RegistrationRejected),
+    /// 0.25's observe family (docs/protocol.md C.10); encoded by `ObserveMessage` itself.
+    #[serde(skip_serializing)]
+    Observe(Box<ObserveMessage>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,6 +375,8 @@ struct Fields<'a> {
     response_format: Option<&'a RawValue>,
     #[serde(default, borrow)]
     invocation: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    observe: Option<&'a RawValue>,
     #[serde(default, borrow)]
     trigger_request_format: Option<&'a RawValue>,
     #[serde(default, borrow)]
@@ -452,6 +462,10 @@ impl Message {
     pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
         let f: Fields<'_> =
             serde_json::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if ObserveMessage::KINDS.contains(&f.kind.as_ref()) {
+            let m = serde_json::from_slice(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+            return Ok(Message::Observe(Box::new(m)));
+        }
         let msg = match f.kind.as_ref() {
             "invokefunction" => Message::InvokeFunction(InvokeFunction {
                 invocation_id: own(f.invocation_id),
@@ -488,6 +502,7 @@ impl Message {
                 response_format: own_json(f.response_format),
                 metadata: own_json(f.metadata),
                 invocation: own_json(f.invocation),
+                observe: own_json(f.observe),
             }),
             "unregisterfunction" => {
                 Message::UnregisterFunction { id: need(f.id, "unregisterfunction", "id")? }
@@ -547,6 +562,9 @@ impl Message {
 
     /// Encodes the message as the text of one WebSocket frame.
     pub fn encode(&self) -> String {
+        if let Message::Observe(m) = self {
+            return m.encode();
+        }
         // Serialising these types cannot fail: keys are strings and raw values are valid JSON.
         serde_json::to_string(self).expect("protocol messages always serialise")
     }
@@ -569,6 +587,7 @@ impl Message {
             Message::Error { .. } => "error",
             Message::Reattach { .. } => "reattach",
             Message::RegistrationRejected(_) => "registrationrejected",
+            Message::Observe(m) => m.kind(),
         }
     }
 }

@@ -463,6 +463,7 @@ impl Connection {
             response_format: json_field(response_format)?,
             metadata: json_field(metadata)?,
             invocation: json_field(invocation)?,
+            observe: None,
         });
         let entry = match handler {
             Some(handler) => Entry::Local { handler: Arc::new(handler), is_async },

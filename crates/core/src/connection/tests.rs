@@ -60,6 +60,7 @@ fn register_echo(conn: &Connection, id: &str) {
         response_format: None,
         metadata: None,
         invocation: None,
+        observe: None,
     });
     conn.register(RegistrationKind::Function, id, &msg).unwrap();
 }
