@@ -7,6 +7,7 @@ the GIL released. How handlers run is in ``_dispatch.py``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import platform
@@ -23,6 +24,7 @@ from . import _deprecations, _iii, _listings, _namespaces, telemetry
 from ._channels import Channel, ChannelReader, ChannelWriter
 from ._dispatch import Dispatcher, Handler, awaited, new_loop
 from ._engine import SDK_FEATURES, resolve_engine_url
+from ._local import MAX_LOCAL_DEPTH, REMOTE, LocalDispatch, LocalFunction
 from ._format import extract_request_format, extract_response_format, python_type_to_format
 from ._models import (
     EnqueueResult,
@@ -41,8 +43,20 @@ from ._models import (
     WorkerInfo,
 )
 from ._observe import CURRENT as _CURRENT_INVOCATION
-from ._observe import InvocationContext, current_invocation
+from ._observe import (
+    InvocationContext,
+    LocalInvocation,
+    ObserveHooks,
+    Observer,
+    ObserverHandle,
+    ObserverOptions,
+    ObserveSource,
+    Target,
+    current_invocation,
+    strip_caller,
+)
 from ._options import FunctionRef, IIIConnectionState, InitOptions
+from ._owner import OwnedFunction
 from ._process_marker import ProcessMarker
 from ._streams import (
     IStream,
@@ -69,6 +83,7 @@ REGISTER_TIMEOUT_S = 30.0
 SYNC_HANDLER_THREADS = int(os.environ.get("III_SYNC_HANDLER_THREADS", "64"))
 SDK_VERSION = _iii.__version__
 _VOID = object()
+_OBSERVE_CORE = hasattr(_iii, "FunctionState")  # TEMP until the core's observe API lands on main
 
 
 def _format_json(value: Any) -> Any:
@@ -106,6 +121,11 @@ class III:
         self._functions_available_sub: tuple[FunctionRef, Trigger] | None = None
         self._lock = threading.Lock()
         self._closed = False
+        #: This worker's functions with a handler that may run in-process (local dispatch).
+        self._locals: dict[str, LocalFunction] = {}
+        #: The thread that calls ObserverHandle state listeners (made when first needed).
+        self._callbacks: concurrent.futures.ThreadPoolExecutor | None = None
+        self._name = self._worker_name()
 
         self._loop_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _iii.LoopQueue] = (
             weakref.WeakKeyDictionary()
@@ -140,11 +160,15 @@ class III:
             self._call_span = _otel_bridge.call_span
             enter_invocation = _otel_bridge.enter_invocation
         self._dispatch = Dispatcher(address, self._connection, self._loop, self._telemetry, enter_invocation)
+        self._local = LocalDispatch(
+            address, self._loop, self._telemetry, enter_invocation, self._identity, SYNC_HANDLER_THREADS
+        )
         self._loop.add_reader(self._connection.wake_fd, self._dispatch.poll)
         if self._telemetry is not None:
             telemetry.attach_event_loop(self._loop)
         # Non-daemon, like the official SDK: a connected worker keeps the process alive.
         self._thread = threading.Thread(target=self._dispatch.run_loop, name="iii-loop", daemon=False)
+        self._local.sdk_thread = self._thread
         self._thread.start()
         # --- iii-sdk 0.25.0: the marker `iii ps` reads, written off this thread ---
         self._process_marker = ProcessMarker(address, self._worker_name())
@@ -361,7 +385,9 @@ class III:
 
     # -- calls ---------------------------------------------------------------------------------
 
-    def _parse_request(self, request: dict[str, Any] | TriggerRequest) -> tuple[str, Any, Any, int, Any]:
+    def _parse_request(
+        self, request: dict[str, Any] | TriggerRequest
+    ) -> tuple[str, Any, Any, int, Any, str | None]:
         if isinstance(request, dict):
             try:
                 function_id = request["function_id"]
@@ -387,17 +413,32 @@ class III:
             timeout_ms = self._timeout_ms
         elif not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
             raise ValueError(f"timeout_ms must be a positive integer, not {timeout_ms!r}")
-        return function_id, payload, action, timeout_ms, extra.get("metadata")
+        return function_id, payload, action, timeout_ms, extra.get("metadata"), extra.get("dispatch")
 
     def trigger(self, request: dict[str, Any] | TriggerRequest) -> Any:
         """Calls a function and returns its result (see :meth:`trigger_async` for actions).
 
         Blocks the calling thread (not the event loop of other threads) with the GIL released.
+        A function of this worker that the engine confirmed for local dispatch runs in-process
+        (see ``_local.py``), unless the request says ``dispatch="remote"``.
         """
-        function_id, payload, action, timeout_ms, metadata = self._parse_request(request)
+        function_id, payload, action, timeout_ms, metadata, dispatch = self._parse_request(request)
         namespace = self._call_namespace(request, function_id)
-        traceparent, baggage, span = self._trace(function_id)
         parent = _CURRENT_INVOCATION.get()  # made from a handler: its caller goes with the call
+        if dispatch != "remote" and (action is None or action is _VOID):
+            fn = self._locals.get(function_id)
+            if (
+                fn is not None
+                and fn.state.local(namespace)
+                and (type(parent) is not LocalInvocation or parent.local_depth < MAX_LOCAL_DEPTH)
+                and not self._closed
+            ):
+                result = self._local.call(fn, payload, metadata, timeout_ms, parent, action is _VOID)
+                if result is not REMOTE:
+                    return result
+        if type(parent) is LocalInvocation:
+            parent = parent.remote  # the core names the nearest invocation from the engine
+        traceparent, baggage, span = self._trace(function_id)
         try:
             if action is _VOID:
                 self._connection.call_void(
@@ -422,11 +463,25 @@ class III:
         No action: waits for and returns the function's result. ``TriggerAction.Enqueue``:
         returns the :class:`EnqueueResult` receipt once the engine stored the message.
         ``TriggerAction.Void``: sends and returns ``None`` at once.
+
+        A function of this worker that the engine confirmed for local dispatch runs in-process
+        (see ``_local.py``), unless the request says ``dispatch="remote"``.
         """
-        function_id, payload, action, timeout_ms, metadata = self._parse_request(request)
+        function_id, payload, action, timeout_ms, metadata, dispatch = self._parse_request(request)
         namespace = self._call_namespace(request, function_id)
-        traceparent, baggage, span = self._trace(function_id)
         parent = _CURRENT_INVOCATION.get()  # made from a handler: its caller goes with the call
+        if dispatch != "remote" and (action is None or action is _VOID):
+            fn = self._locals.get(function_id)
+            if (
+                fn is not None
+                and fn.state.local(namespace)
+                and (type(parent) is not LocalInvocation or parent.local_depth < MAX_LOCAL_DEPTH)
+                and not self._closed
+            ):
+                return await self._local.call_async(fn, payload, metadata, timeout_ms, parent, action is _VOID)
+        if type(parent) is LocalInvocation:
+            parent = parent.remote  # the core names the nearest invocation from the engine
+        traceparent, baggage, span = self._trace(function_id)
         loop = asyncio.get_running_loop()
         # On the SDK loop the frame may be held back until the end of the loop's iteration, so
         # a burst of calls goes out in one write (see ``crate::connection::deferring``).
@@ -492,11 +547,200 @@ class III:
 
     # --- end of the iii-sdk 0.25.0 invocation context ---
 
-    def observe(self, source: Any, target: Any, options: Any = None) -> Any:
-        """iii-sdk 0.25.0's observers: not built in this SDK yet (raises)."""
-        raise NotImplementedError(
-            "iii.observe (observers, engine feature observe.v1) is not supported by this SDK yet"
+    # --- iii-sdk 0.25.0: observers (docs/protocol.md C.9-C.15) ---
+
+    def observe(
+        self,
+        source: ObserveSource | dict[str, Any],
+        target: Target,
+        options: ObserverOptions | dict[str, Any] | None = None,
+    ) -> ObserverHandle:
+        """Observes a function: each event of ``source`` (an invocation of an auto function, or
+        what its owner delivers) that passes ``source["filters"]`` activates ``target``.
+
+        ``source``: ``function_id``, and optionally ``namespace``, ``args`` (owner-delivered
+        functions), ``filters``, ``on``, ``capture``, ``deliver``. ``target``: a function id or
+        ``{"function_id", "namespace"?}``. ``options``: ``id``, ``max_fires``,
+        ``expires_in_ms``, ``max_in_flight``, ``metadata`` (each activation's metadata).
+        Namespaces default as for calls.
+
+        Returns at once, in state ``pending``, also before the connection is up; the core
+        sends the observer to every engine that observes (``observe.v1``), with the same id
+        after each reconnect, until it is disposed. Refusals show as state ``error``
+        (``INVALID_FILTER``, ``INVALID_ARGS``, ``FORBIDDEN``, an owner's code, ``UNSUPPORTED``
+        on an engine without observe) and make ``ready()`` raise :class:`ObserveRejection`.
+        Raises ``ValueError`` / ``TypeError`` for a missing function id or target, an id in
+        use, or values that are not JSON.
+        """
+        self._check_open()
+        if not isinstance(source, dict):
+            raise TypeError(f"observe: source must be a dict, not {type(source).__name__}")
+        function_id = source.get("function_id")
+        if not isinstance(function_id, str) or not function_id.strip():
+            raise ValueError("observe: source.function_id is required")
+        target_ref = {"function_id": target} if isinstance(target, str) else target
+        target_id = target_ref.get("function_id") if isinstance(target_ref, dict) else None
+        if not isinstance(target_id, str) or not target_id.strip():
+            raise ValueError("observe: target is required (a function id, or {'function_id', 'namespace'?})")
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"observe: options must be a dict, not {type(options).__name__}")
+        opts: dict[str, Any] = dict(options or {})
+        observer_id = opts.get("id") or str(uuid.uuid4())
+        if not isinstance(observer_id, str):
+            raise TypeError("observe: options.id must be a string")
+        handles = self._dispatch.observer_handles
+        if observer_id in handles:
+            raise ValueError(f"observe: observer id already in use: {observer_id}")
+        handle = ObserverHandle(observer_id, self)
+        src = {k: v for k, v in source.items() if v is not None}
+        tgt = {k: v for k, v in target_ref.items() if v is not None}
+        try:
+            for ref, fid in ((src, function_id), (tgt, target_id)):
+                namespace = self._observe_namespace(ref.get("namespace"), fid)
+                ref.pop("namespace", None)
+                if namespace is not None:
+                    ref["namespace"] = namespace
+        except ValueError as exc:
+            handle._update("error", {"code": "INVALID_ARGS", "message": str(exc)})
+            return handle  # refused here: nothing is sent
+        handles[observer_id] = handle  # before the core can report on it
+        try:
+            refused = self._connection.observe(
+                observer_id, src, tgt,
+                metadata=opts.get("metadata"), max_fires=opts.get("max_fires"),
+                expires_in_ms=opts.get("expires_in_ms"), max_in_flight=opts.get("max_in_flight"),
+            )  # fmt: skip
+        except BaseException:
+            handles.pop(observer_id, None)
+            raise
+        if refused is not None:
+            handles.pop(observer_id, None)
+            handle._update("error", {"code": refused[0], "message": refused[1]})
+        return handle
+
+    def _observe_namespace(self, named: Any, function_id: str) -> str | None:
+        """An observer's source or target namespace, resolved as a call's, except that
+        ``engine::*`` ids name ``default`` (as iii-sdk 0.25.0 sends them)."""
+        if named is None:
+            return "default" if function_id.startswith(_namespaces.ENGINE_PREFIXES) else self._namespace
+        if not isinstance(named, str) or not named.strip():
+            raise ValueError(f"namespace of {function_id!r} must be a non-blank string, not {named!r}")
+        return named
+
+    # What an ObserverHandle asks of its client (see _observe._HandleHost).
+
+    def _observer_unobserve(self, handle: ObserverHandle) -> bool:
+        if self._closed:
+            return False
+        try:
+            self._connection.unobserve(handle.id)
+        except Exception:
+            log.debug("unobserve %s failed", handle.id, exc_info=True)
+            return False
+        # Only an engine that observes, reached now, answers with `disposed`.
+        return (
+            handle.state != "error"
+            and self._connection.state() == "connected"
+            and "observe.v1" in self._connection.engine_features()
         )
+
+    def _observer_forget(self, handle: ObserverHandle) -> None:
+        handles = self._dispatch.observer_handles
+        if handles.get(handle.id) is handle:
+            del handles[handle.id]
+
+    def _on_sdk_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def _run_callback(self, callback: Callable[[], None]) -> None:
+        pool = self._callbacks
+        if pool is None:
+            with self._lock:
+                pool = self._callbacks
+                if pool is None:
+                    pool = self._callbacks = concurrent.futures.ThreadPoolExecutor(
+                        1, thread_name_prefix="iii-observe"
+                    )
+        try:
+            pool.submit(callback)
+        except RuntimeError:  # shut down (or the interpreter is exiting): call it here
+            callback()
+
+    # What an Observer asks of its client (see _observe._OwnerHost).
+
+    def _identity(self) -> dict[str, Any]:
+        """This worker as the engine knows it: ``{worker_id, worker_name}``."""
+        worker_id = self._connection.worker_id()
+        if worker_id is None:
+            return {"worker_name": self._name}
+        return {"worker_id": worker_id, "worker_name": self._name}
+
+    def _event_caller(self, function_id: str, cur: Any) -> tuple[dict[str, Any] | None, str]:
+        """The caller and invocation id of an event emitted now (docs/protocol.md C.14)."""
+        if cur is not None and cur.function_id == function_id:
+            return cur.caller, cur.context_id
+        caller = self._identity()
+        if cur is not None:
+            caller["function_id"] = cur.function_id
+            caller["invocation_id"] = cur.context_id
+            grand = strip_caller(cur.caller)
+            if grand:
+                caller["parent"] = grand
+        return caller, str(uuid.uuid4())
+
+    def _trace_headers(self, cur: Any) -> tuple[str | None, str | None]:
+        if self._telemetry is not None:
+            from ._otel_bridge import outgoing_headers
+
+            traceparent, baggage = outgoing_headers()
+            if traceparent is not None:
+                return traceparent, baggage
+        if cur is not None:
+            return cur.traceparent, cur.baggage
+        return None, None
+
+    def _observer_call(self, observer: Observer, payload: Any, timeout_ms: int | None) -> Any:
+        """``Observer.call``: a call of the observer's target marked as its activation."""
+        function_id = observer.target
+        parent = _CURRENT_INVOCATION.get()
+        if type(parent) is LocalInvocation:
+            parent = parent.remote
+        traceparent, baggage, span = self._trace(function_id)
+        try:
+            result = self._connection.call(
+                function_id, payload, timeout_ms or self._timeout_ms, None, None, traceparent, baggage,
+                parent=parent, activation=observer.id,
+            )  # fmt: skip
+        except BaseException as exc:
+            raise self._call_failed(exc, function_id, None, span) from None
+        if span is not None:
+            span.end()
+        return result
+
+    async def _observer_call_async(self, observer: Observer, payload: Any, timeout_ms: int | None) -> Any:
+        function_id = observer.target
+        parent = _CURRENT_INVOCATION.get()
+        if type(parent) is LocalInvocation:
+            parent = parent.remote
+        traceparent, baggage, span = self._trace(function_id)
+        loop = asyncio.get_running_loop()
+        on_sdk_loop = loop is self._loop
+        try:
+            future = loop.create_future()
+            queue = None if on_sdk_loop else self._queue_for(loop)
+            if self._connection.call_async(
+                function_id, payload, timeout_ms or self._timeout_ms, None, future, queue, None,
+                on_sdk_loop, traceparent, baggage, parent=parent, activation=observer.id,
+            ):  # fmt: skip
+                self._dispatch.flush_soon()
+            result = await future
+        except BaseException as exc:
+            raise self._call_failed(exc, function_id, None, span) from None
+        if span is not None:
+            span.end()
+        return result
+
+    # --- end of iii-sdk 0.25.0 observers ---
 
     def _call_namespace(self, request: dict[str, Any] | TriggerRequest, function_id: str) -> str | None:
         named = request.get("namespace") if isinstance(request, dict) else request.namespace
@@ -529,14 +773,19 @@ class III:
 
         ``func_or_id`` is a :class:`RegisterFunctionInput`, a dict with its fields, or the
         function id (then the keyword arguments apply and formats default to the handler's
-        type hints). ``local_dispatch`` (iii-sdk 0.25.0) is accepted: calls from this worker
-        go through the engine either way. ``observe`` (owner delivery) is not supported yet.
+        type hints).
+
+        iii-sdk 0.25.0: ``observe`` (an :class:`ObserveHooks` or a dict of its fields) makes the
+        function observable its way: ``delivery`` (``"auto"``, the default, or ``"owner"``),
+        ``args_format`` (owner delivery only: a JSON Schema or a pydantic class),
+        ``legacy_trigger_type``, ``allow``, and the hooks ``on_observer_added`` /
+        ``on_observer_removed``; ``args_format`` without owner delivery, or an unknown delivery,
+        raises ``InvocationError("INVALID_OBSERVE_DESCRIPTOR")``. ``local_dispatch=False``
+        keeps this worker's own calls of the function going through the engine.
         """
-        if observe is not None:
-            raise NotImplementedError(
-                "register_function(observe=...) (owner delivery, engine feature observe.v1) is not "
-                "supported by this SDK yet"
-            )
+        hooks = ObserveHooks.from_value(observe)
+        function_key = func_or_id if isinstance(func_or_id, str) else None
+        descriptor = _observe_descriptor(function_key, hooks)
         self._check_open()
         if isinstance(func_or_id, str):
             callable_handler = callable(handler_or_invocation)
@@ -569,8 +818,19 @@ class III:
             if not callable(handler_or_invocation):
                 raise TypeError("handler_or_invocation must be a callable or an HttpInvocationConfig")
             handler = Handler(handler_or_invocation)
-        self._connection.register_function(
-            spec.id,
+        function_id = spec.id
+        has_hooks = hooks is not None and bool(hooks.on_observer_added or hooks.on_observer_removed)
+        if has_hooks and handler is None:
+            # The core keeps no state for an HTTP-invoked function: its hooks cannot run here.
+            log.warning("observe hooks of the HTTP-invoked function %r are not run by this SDK", function_id)
+            has_hooks = False
+        observe_kw: dict[str, Any] = (
+            {"observe": descriptor, "hooks": has_hooks, "local_dispatch": bool(local_dispatch)}
+            if _OBSERVE_CORE
+            else {}
+        )  # TEMP until the core's observe API lands on main
+        state = self._connection.register_function(
+            function_id,
             handler,
             is_async=handler is not None and handler.is_async,
             description=spec.description,
@@ -578,12 +838,32 @@ class III:
             response_format=_format_json(spec.response_format),
             metadata=spec.metadata,
             invocation=invocation.model_dump(mode="json", exclude_none=True) if invocation else None,
+            **observe_kw,
         )
         if handler is not None and not handler.is_async and self._dispatch.sync_threads == 0:
             self._dispatch.start_sync_thread()
-        function_id = spec.id
+        owned: OwnedFunction | None = None
+        if state is not None:
+            owned = OwnedFunction(function_id, state, hooks if has_hooks else None, self, self._connection.hook_done)
+            self._dispatch.owned[function_id] = owned
+            if handler is not None:
+                self._locals[function_id] = LocalFunction(function_id, handler, state)
+        else:
+            self._dispatch.owned.pop(function_id, None)
+            self._locals.pop(function_id, None)
+
+        def unregister() -> None:
+            if owned is not None and self._dispatch.owned.get(function_id) is owned:
+                del self._dispatch.owned[function_id]
+            local = self._locals.get(function_id)
+            if local is not None and local.state is state:
+                del self._locals[function_id]
+            self._connection.unregister_function(function_id)
+
+        if owned is None:
+            return FunctionRef(id=function_id, unregister=unregister)
         return FunctionRef(
-            id=function_id, unregister=lambda: self._connection.unregister_function(function_id)
+            id=function_id, unregister=unregister, _is_observed=owned.is_observed, _observers=owned.observers
         )
 
     def register_service(self, service: RegisterServiceInput | dict[str, Any]) -> None:
@@ -787,6 +1067,10 @@ class III:
             self._closed = True
         self._process_marker.remove()  # first, as iii-sdk 0.25.0 does
         _live_clients.discard(self)
+        self._locals.clear()
+        self._local.shutdown()
+        if self._callbacks is not None:
+            self._callbacks.shutdown(wait=False)
         if self._telemetry is not None:
             self._release_telemetry()
         self._connection.shutdown()
@@ -924,6 +1208,37 @@ def _detect_project_name(cwd: str | None = None) -> str | None:
     if not cwd:
         return None
     return os.path.basename(cwd).strip() or None
+
+
+def _observe_descriptor(function_id: str | None, hooks: ObserveHooks | None) -> dict[str, Any] | None:
+    """``registerfunction.observe``: the fields of ``hooks`` that travel (``None`` when none is
+    set), checked as iii-sdk 0.25.0 checks them; a pydantic class as ``args_format`` becomes its
+    JSON Schema."""
+    if hooks is None:
+        return None
+    delivery = hooks.delivery
+    if delivery is not None and delivery not in ("auto", "owner"):
+        raise InvocationError(
+            "INVALID_OBSERVE_DESCRIPTOR",
+            f"observe.delivery must be 'auto' or 'owner', got {delivery!r}",
+            function_id=function_id,
+        )
+    if hooks.args_format is not None and delivery != "owner":
+        raise InvocationError(
+            "INVALID_OBSERVE_DESCRIPTOR",
+            "observe.args_format needs delivery='owner' (an auto function takes no args)",
+            function_id=function_id,
+        )
+    descriptor: dict[str, Any] = {}
+    if delivery is not None:
+        descriptor["delivery"] = delivery
+    if hooks.args_format is not None:
+        descriptor["args_format"] = _format_json(hooks.args_format)
+    if hooks.legacy_trigger_type is not None:
+        descriptor["legacy_trigger_type"] = hooks.legacy_trigger_type
+    if hooks.allow is not None:
+        descriptor["allow"] = hooks.allow
+    return descriptor or None
 
 
 def _channel_request(buffer_size: int | None) -> dict[str, Any]:

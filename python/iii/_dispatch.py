@@ -20,7 +20,7 @@ import threading
 import traceback
 import types
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _iii
 from ._channels import resolve_refs
@@ -29,7 +29,15 @@ from ._observe import CURRENT as _CURRENT
 from ._options import IIIConnectionState
 from ._triggers import TriggerConfig, TriggerHandler
 
+if TYPE_CHECKING:
+    from ._observe import ObserverHandle
+    from ._owner import OwnedFunction
+
 log = logging.getLogger("iii")
+
+# The observe events of the core (docs/protocol.md C.10); absent from a core built without them.
+_OBSERVER_EVENT: Any = getattr(_iii, "ObserverEvent", None)
+_OWNER_HOOK: Any = getattr(_iii, "OwnerHook", None)
 
 _CALLER_KEY = "_caller_worker_id"
 
@@ -170,6 +178,10 @@ class Dispatcher:
         self.trigger_types: dict[str, TriggerHandler[Any]] = {}
         self.state_listeners: list[Callable[[IIIConnectionState], Any]] = []
         self._bindings: dict[str, TriggerConfig[Any]] = {}
+        #: The live observers this client made, by id (``III.observe``).
+        self.observer_handles: dict[str, ObserverHandle] = {}
+        #: This client's functions that the core keeps observe state for, by id.
+        self.owned: dict[str, OwnedFunction] = {}
         self.sync_threads = 0
         self._link_fd: int | None = None
         self._polling = False
@@ -231,6 +243,25 @@ class Dispatcher:
                 self.start_sync_thread(reserved=True)
             elif type(event) is _iii.LinkClosed:
                 self._detach_link()
+            elif type(event) is _OBSERVER_EVENT:
+                self._observer_event(event)
+            elif type(event) is _OWNER_HOOK:
+                owned = self.owned.get(event.function_id)
+                if owned is not None:
+                    owned.on_hook(event)
+                elif event.added:  # unregistered meanwhile: the core still wants an answer
+                    self._connection.hook_done(event.function_id, event.observer["id"], event.revision)
+
+    def _observer_event(self, event: Any) -> None:
+        """A state change of one of this client's observers: to its handle."""
+        handle = self.observer_handles.get(event.id)
+        if handle is None:
+            return
+        if event.warnings:
+            log.warning("observer %s: %s", event.id, "; ".join(event.warnings))
+        if event.state == "disposed":
+            del self.observer_handles[event.id]
+        handle._update(event.state, event.reason, event.warnings)
 
     def _context(self, inv: _iii.Invocation) -> tuple[contextvars.Context, _iii.InvocationSpan | None]:
         """A fresh context for one invocation (nothing a handler sets leaks into the next), in

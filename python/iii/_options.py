@@ -7,7 +7,7 @@ by value. Field names and defaults follow the public API of the official ``iii-s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
@@ -158,9 +158,29 @@ class InitOptions:
     worker_description: str | None = None
 
 
+def _not_observed() -> bool:
+    return False
+
+
+def _no_observers() -> list[Any]:
+    return []
+
+
 @dataclass
 class FunctionRef:
-    """Handle returned by ``register_function``: the function id and a way to remove it."""
+    """Handle returned by ``register_function``: the function id and a way to remove it, and
+    (iii-sdk 0.25.0) whether it is observed and by which observers."""
 
     id: str
     unregister: Callable[[], None]
+    _is_observed: Callable[[], bool] = field(default=_not_observed, repr=False, compare=False)
+    _observers: Callable[[], list[Any]] = field(default=_no_observers, repr=False, compare=False)
+
+    def is_observed(self) -> bool:
+        """Whether any observer of this function is active (one load in the core: check it
+        before building an event nobody receives)."""
+        return self._is_observed()
+
+    def observers(self) -> list[Any]:
+        """The active observers (:class:`iii.Observer`), as this owner sees them."""
+        return self._observers()

@@ -1,0 +1,410 @@
+"""Local dispatch (docs/protocol.md C.16, C.17): a call to a function this worker serves runs
+in-process, once the engine confirmed it (``functionregistered{local_dispatch:true}``, kept by
+the core in the function's ``FunctionState``). The result, the errors and the timeout are the
+remote path's; the payload and the result are copied, so caller and handler never share a
+mutable container; the handler gets a fresh invocation context (:class:`LocalInvocation`) and,
+with OpenTelemetry on, its ``execute <function>`` span.
+
+Where each kind of handler runs:
+
+* ``trigger()`` and a sync handler: on the calling thread. A handler that overruns the timeout
+  is not interrupted: the caller gets the timeout error when it returns (docs C.16).
+* ``trigger()`` and an async handler: on the SDK loop; the caller waits with the timeout.
+* ``trigger_async()`` and an async handler: on the caller's loop (at once, and as a Task only if
+  it suspends), raced against the timeout and, like a remote handler, never cancelled.
+* ``trigger_async()`` and a sync handler: on the SDK's local-handler threads, awaited.
+* ``void``: fire and forget on the SDK loop (async handlers) or a local-handler thread (sync).
+
+After the call the core is told: ``FunctionState.finished`` when nobody observed the function at
+the start (one counter update, nothing on the wire), else ``FunctionState.report`` with the
+input and metadata as they were at the start, which evaluates the observers' filters in Rust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import dataclasses
+import datetime
+import decimal
+import enum
+import logging
+import pathlib
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._channels import resolve_refs
+from ._dispatch import Handler, _resume
+from ._observe import CURRENT, LocalInvocation
+from .errors import InvocationError, InvocationTimeoutError, PayloadNotSerializableError
+
+if TYPE_CHECKING:
+    from . import _iii
+
+log = logging.getLogger("iii")
+
+#: Local calls nested deeper than this go through the engine (``MAX_LOCAL_DEPTH`` of 0.25).
+MAX_LOCAL_DEPTH = 64
+
+#: What :meth:`LocalDispatch.call` returns when the call must go through the engine after all.
+REMOTE: Any = object()
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_STR_LIKE = (uuid.UUID, decimal.Decimal, pathlib.PurePath)
+_ISO = (datetime.datetime, datetime.date, datetime.time)
+
+
+def copy_value(value: Any, refs: list[bool] | None = None) -> Any:
+    """``value`` as the other side of a remote call would get it, without the round trip: dicts
+    and lists copied (tuples and sets become lists), scalars shared (immutable), anything else
+    in its JSON form as the core encodes it (pydantic models, dataclasses, enums, dates, UUIDs,
+    decimals, paths, mappings). Raises :class:`PayloadNotSerializableError` like a remote call.
+    A dict holding ``access_key`` (a channel reference, maybe) is noted in ``refs``."""
+    kind = type(value)
+    if kind is dict:
+        if refs is not None and "access_key" in value:
+            refs.append(True)
+        return {k: (v if type(v) in _SCALARS else copy_value(v, refs)) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else copy_value(v, refs) for v in value]
+    if kind in _SCALARS:
+        return value
+    return _json_form(value, refs)
+
+
+def _json_form(value: Any, refs: list[bool] | None) -> Any:
+    """The slow path of :func:`copy_value`, in the order of the core's encoder."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return copy_value({_key(k): v for k, v in value.items()}, refs)
+    if isinstance(value, (list, tuple)):
+        return [copy_value(v, refs) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if dump is not None and not isinstance(value, type):
+        return copy_value(dump(mode="json"), refs)
+    if isinstance(value, enum.Enum):
+        return copy_value(value.value, refs)
+    if isinstance(value, _ISO):
+        return value.isoformat()
+    if isinstance(value, _STR_LIKE):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return [copy_value(v, refs) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return copy_value(dataclasses.asdict(value), refs)
+    if isinstance(value, Mapping):
+        return copy_value({_key(k): v for k, v in value.items()}, refs)
+    raise PayloadNotSerializableError(
+        f"the payload holds a value of type {type(value).__name__}, which is not JSON-serialisable"
+    )
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return str.__str__(key)
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    return str(key)
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The ErrorBody a handler's failure becomes: an :class:`InvocationError` keeps its code,
+    message and stacktrace; anything else is ``invocation_failed`` with its traceback."""
+    if isinstance(exc, InvocationError):
+        body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+        if exc.stacktrace is not None:
+            body["stacktrace"] = exc.stacktrace
+        return body
+    return {
+        "code": "invocation_failed",
+        "message": str(exc) or type(exc).__name__,
+        "stacktrace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+class LocalFunction:
+    """A function this worker serves with a handler, and the core's state of it."""
+
+    __slots__ = ("function_id", "handler", "state")
+
+    def __init__(self, function_id: str, handler: Handler, state: _iii.FunctionState) -> None:
+        self.function_id = function_id
+        self.handler = handler
+        self.state = state
+
+
+class _Run:
+    """One local call on its way: the function, its context and copies, and what a report
+    needs (taken at the start, only when an observer is active)."""
+
+    __slots__ = ("fn", "inv", "data", "metadata", "span", "t0", "report", "timeout_ms")
+
+    def __init__(self, fn: LocalFunction, inv: LocalInvocation, data: Any, metadata: Any, timeout_ms: int) -> None:
+        self.fn = fn
+        self.inv = inv
+        self.data = data
+        self.metadata = metadata
+        self.timeout_ms = timeout_ms
+        self.span: _iii.InvocationSpan | None = None
+        self.report: tuple[Any, Any, int] | None = None
+        self.t0 = 0.0
+
+
+class LocalDispatch:
+    """Runs this worker's own functions in-process for one client (see the module's doc)."""
+
+    def __init__(
+        self,
+        address: str,
+        loop: asyncio.AbstractEventLoop,
+        telemetry: _iii.Telemetry | None,
+        enter_invocation: Callable[[_iii.InvocationSpan], None] | None,
+        identity: Callable[[], dict[str, Any]],
+        max_threads: int,
+    ) -> None:
+        self._address = address
+        self._loop = loop
+        self._telemetry = telemetry
+        self._enter = enter_invocation
+        self._identity = identity
+        self._max_threads = max(1, max_threads)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._background: set[Any] = set()
+        self.sdk_thread: threading.Thread | None = None
+        if telemetry is not None:
+            from ._otel_bridge import outgoing_headers
+
+            self._headers: Callable[[], tuple[str | None, str | None]] | None = outgoing_headers
+        else:
+            self._headers = None
+
+    # -- the start and the end of a call ---------------------------------------------------
+
+    def _start(self, fn: LocalFunction, payload: Any, metadata: Any, parent: Any, timeout_ms: int) -> _Run:
+        """The copies, the context and (with OpenTelemetry on) the span of a new local call.
+        Raises what copying the payload raises, before anything ran."""
+        refs: list[bool] = []
+        data = copy_value(payload, refs)
+        if refs:
+            data = resolve_refs(self._address, data)
+        meta = metadata if type(metadata) in _SCALARS else copy_value(metadata)
+        headers = self._headers
+        if headers is not None:
+            traceparent, baggage = headers()
+        elif parent is not None:
+            traceparent, baggage = parent.traceparent, parent.baggage
+        else:
+            traceparent = baggage = None
+        inv = LocalInvocation(fn.function_id, parent, self._identity, meta, traceparent, baggage)
+        run = _Run(fn, inv, data, meta, timeout_ms)
+        if self._telemetry is not None:
+            run.span = span = self._telemetry.start_invocation(fn.function_id, traceparent, baggage, payload)
+            inv.traceparent, inv.baggage = span.traceparent, span.baggage
+        if fn.state.observed():
+            # What observers see is what the caller passed, as it was at the start.
+            run.report = (copy_value(payload), copy_value(metadata), int(time.time() * 1000))
+        run.t0 = time.perf_counter()
+        return run
+
+    def _enter_context(self, run: _Run) -> None:
+        """Inside the handler's own ``contextvars`` context: makes it the current invocation
+        (and its span the current OpenTelemetry span)."""
+        CURRENT.set(run.inv)
+        if run.span is not None and self._enter is not None:
+            self._enter(run.span)
+
+    def _finish(self, run: _Run, ok: bool, result: Any, exc: BaseException | None) -> None:
+        """Ends the span and tells the core how the call went. Never raises."""
+        try:
+            duration_ms = (time.perf_counter() - run.t0) * 1000.0
+            body = None if exc is None else error_body(exc)
+            span = run.span
+            if span is not None:
+                if body is None:
+                    span.end_with_output(result)
+                else:
+                    span.end_error(type(exc).__name__, body["message"], body.get("stacktrace"))
+            report = run.report
+            if report is None:
+                run.fn.state.finished(ok, duration_ms)
+                return
+            inv = run.inv
+            observed_input, observed_metadata, started_at_ms = report
+            run.fn.state.report(
+                inv.context_id, ok, observed_input, result if ok else None, body, inv.caller,
+                observed_metadata, started_at_ms, duration_ms, inv.observe_depth, inv.traceparent,
+                inv.baggage,
+            )  # fmt: skip
+        except Exception:
+            log.exception("could not count the local call of %r", run.fn.function_id)
+
+    def _failure(self, run: _Run, exc: BaseException) -> BaseException:
+        """What the caller of a failed local call gets: the remote path's error."""
+        body = error_body(exc)
+        return InvocationError(
+            body["code"], body["message"], body.get("stacktrace"), function_id=run.fn.function_id
+        )
+
+    def _timeout(self, run: _Run) -> InvocationTimeoutError:
+        """The remote path's timeout error, naming the local invocation."""
+        function_id, timeout_ms = run.fn.function_id, run.timeout_ms
+        error = InvocationTimeoutError(
+            f"Invocation of '{function_id}' timed out after {timeout_ms}ms", function_id, timeout_ms
+        )
+        error.invocation_id = run.inv.context_id
+        return error
+
+    # -- sync handlers ---------------------------------------------------------------------
+
+    def _run_sync(self, run: _Run) -> Any:
+        """A sync handler's whole run, in its own context: the result, or the handler's own
+        exception once the call is counted."""
+        self._enter_context(run)
+        try:
+            result = run.fn.handler.call(run.data, run.metadata)
+        except BaseException as exc:
+            self._finish(run, False, None, exc)
+            raise
+        self._finish(run, True, result, None)
+        return result
+
+    def _run_void_sync(self, run: _Run) -> None:
+        try:
+            self._run_sync(run)
+        except BaseException as exc:  # noqa: BLE001 - nobody waits for a void call
+            log.error("function %r raised: %s", run.fn.function_id, exc, exc_info=exc)
+
+    def _threads(self) -> concurrent.futures.ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                pool = self._pool
+                if pool is None:
+                    pool = self._pool = concurrent.futures.ThreadPoolExecutor(
+                        self._max_threads, thread_name_prefix="iii-local"
+                    )
+        return pool
+
+    # -- async handlers --------------------------------------------------------------------
+
+    async def _run_async(self, run: _Run) -> Any:
+        """An async handler's whole run (in a context of its own)."""
+        self._enter_context(run)
+        try:
+            result = await run.fn.handler.call(run.data, run.metadata)
+        except BaseException as exc:
+            self._finish(run, False, None, exc)
+            raise
+        self._finish(run, True, result, None)
+        return result
+
+    def _keep(self, task: Any, function_id: str) -> None:
+        """Keeps a task nobody awaits any more alive until it ends, and logs its failure."""
+        self._background.add(task)
+
+        def done(t: Any) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("function %r raised: %s", function_id, t.exception(), exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    # -- the entry points ------------------------------------------------------------------
+
+    def call(self, fn: LocalFunction, payload: Any, metadata: Any, timeout_ms: int, parent: Any, void: bool) -> Any:
+        """``trigger()`` on the local path (blocking). :data:`REMOTE` when it cannot run here
+        (an async handler called from the SDK loop's own thread)."""
+        if fn.handler.is_async:
+            if threading.current_thread() is self.sdk_thread:
+                return REMOTE
+            run = self._start(fn, payload, metadata, parent, timeout_ms)
+            future = asyncio.run_coroutine_threadsafe(self._run_async(run), self._loop)
+            if void:
+                self._keep(future, fn.function_id)
+                return None
+            try:
+                result = future.result(timeout_ms / 1000.0)
+            except concurrent.futures.TimeoutError:
+                if future.done():  # the handler's own TimeoutError
+                    cause = future.exception() or TimeoutError()
+                    raise self._failure(run, cause) from cause
+                self._keep(future, fn.function_id)
+                raise self._timeout(run) from None
+            except concurrent.futures.CancelledError as exc:
+                raise self._failure(run, exc) from exc
+            except Exception as exc:
+                raise self._failure(run, exc) from exc
+            return copy_value(result)
+        run = self._start(fn, payload, metadata, parent, timeout_ms)
+        ctx = contextvars.copy_context()
+        if void:
+            self._threads().submit(ctx.run, self._run_void_sync, run)
+            return None
+        try:
+            result = ctx.run(self._run_sync, run)
+        except Exception as exc:
+            raise self._failure(run, exc) from exc
+        if (time.perf_counter() - run.t0) * 1000.0 > timeout_ms:
+            raise self._timeout(run)
+        return copy_value(result)
+
+    async def call_async(
+        self, fn: LocalFunction, payload: Any, metadata: Any, timeout_ms: int, parent: Any, void: bool
+    ) -> Any:
+        """``trigger_async()`` on the local path, on the caller's loop."""
+        run = self._start(fn, payload, metadata, parent, timeout_ms)
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        if not fn.handler.is_async:
+            if void:
+                self._threads().submit(ctx.run, self._run_void_sync, run)
+                return None
+            task: Any = loop.run_in_executor(self._threads(), ctx.run, self._run_sync, run)
+        elif void:
+            task = ctx.run(loop.create_task, self._run_async(run))
+            self._keep(task, fn.function_id)
+            return None
+        elif sys.version_info >= (3, 11):
+            # Run at once: a handler that does not suspend needs no Task (as the dispatcher).
+            coro = self._run_async(run)
+            try:
+                yielded = ctx.run(coro.send, None)
+            except StopIteration as stop:
+                return copy_value(stop.value)
+            except Exception as exc:
+                raise self._failure(run, exc) from exc
+            task = loop.create_task(_resume(coro, yielded), context=ctx)
+        else:
+            task = ctx.run(loop.create_task, self._run_async(run))
+        done, _ = await asyncio.wait({task}, timeout=timeout_ms / 1000.0)
+        if not done:
+            self._keep(task, fn.function_id)  # raced, not cancelled: it runs to its end
+            raise self._timeout(run)
+        if task.cancelled():
+            cancelled = asyncio.CancelledError()
+            raise self._failure(run, cancelled) from cancelled
+        exc = task.exception()
+        if exc is not None:
+            raise self._failure(run, exc) from exc
+        return copy_value(task.result())
+
+    def shutdown(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
