@@ -41,6 +41,32 @@ WorkerFactory = Callable[..., III]
 
 
 @pytest.fixture
+def obs_engine() -> Iterator[Engine]:
+    """An engine of the 0.25 generation (observe tests)."""
+    if REAL_ENGINE_URL:
+        pytest.skip("sends engine frames itself (not possible with III_URL)")
+    with Engine(functions_poll_interval_ms=100, generation="0.25") as e:
+        yield e
+
+
+@pytest.fixture
+def obs_workers(obs_engine: Engine) -> Iterator[WorkerFactory]:
+    created: list[III] = []
+
+    def make(**options: Any) -> III:
+        options.setdefault("worker_name", f"obs-{uuid.uuid4().hex[:8]}")
+        options.setdefault("reconnection_config", ReconnectionConfig(initial_delay_ms=50, max_delay_ms=200))
+        options.setdefault("otel", {"enabled": False})
+        worker = register_worker(obs_engine.url, InitOptions(**options))
+        created.append(worker)
+        return worker
+
+    yield make
+    for worker in created:
+        worker.shutdown()
+
+
+@pytest.fixture
 def make_worker(engine_url: str) -> Iterator[WorkerFactory]:
     created: list[III] = []
 

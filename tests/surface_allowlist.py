@@ -101,12 +101,19 @@ _GROUPS: list[tuple[str, list[str]]] = [
         ],
     ),
     (
-        "0.25's register_function keywords observe= (refused with NotImplementedError until observers "
-        "land) and local_dispatch= (accepted: calls go through the engine either way), defaulted, "
-        "so 0.11 calls are unchanged.",
+        "0.25's register_function keywords observe= and local_dispatch=, defaulted, so 0.11 calls "
+        "are unchanged.",
         [
             "iii.iii.III.register_function(local_dispatch)",
             "iii.iii.III.register_function(observe)",
+        ],
+    ),
+    (
+        "0.25's FunctionRef fields behind is_observed() / observers(), defaulted and keyword-only in "
+        "practice, so 0.11 code that builds FunctionRef(id, unregister) is unchanged.",
+        [
+            "iii.iii_constants.FunctionRef._is_observed",
+            "iii.iii_constants.FunctionRef._observers",
         ],
     ),
 ]
@@ -117,53 +124,47 @@ ALLOWED: dict[str, str] = {key: reason for reason, keys in _GROUPS for key in ke
 # Deliberate differences from the official iii-sdk 0.25.0 (+ iii-helpers 0.25.0) surface, same rules.
 _GROUPS_025: list[tuple[str, list[str]]] = [
     (
-        "Observers (observe.v1) are not implemented yet: the modules of the observe runtime are not provided (importing one fails with ModuleNotFoundError), so neither are they attributes of iii.",
+        "The official observe runtime's modules invocation_context, observe_wire and reporter are not provided: the Rust core encodes the frames, keeps the invocation context and the reports (importing one fails with ModuleNotFoundError).",
         [
             "iii.invocation_context",
-            "iii.observable",
             "iii.observe_wire",
-            "iii.observer_handle",
             "iii.reporter",
             "iii:invocation_context",
-            "iii:observable",
             "iii:observe_wire",
-            "iii:observer_handle",
             "iii:reporter",
         ],
     ),
     (
-        "Observer and ObserverHandle (root names) are placeholders whose constructor raises NotImplementedError until observers support: no methods, a generic constructor.",
+        "Observer and ObserverHandle are made by the client over the core's state (constructor arguments differ; users never build them). iii.observable and iii.observer_handle re-export the public names only: the official runtime's internals there (FunctionObservers, ObserveHost, Reporter, wire models, its pure-Python filter compiler, to_observer_state: unknown states are kept as sent) have no counterpart.",
         [
-            "iii.observable.Observer.__init__(args)",
             "iii.observable.Observer.__init__(filter_)",
+            "iii.observable.Observer.__init__(function_id)",
+            "iii.observable.Observer.__init__(host)",
             "iii.observable.Observer.__init__(info)",
-            "iii.observable.Observer.__init__(kwargs)",
             "iii.observable.Observer.__init__(owner)",
             "iii.observable.Observer.__init__(revision)",
-            "iii.observable.Observer.call",
-            "iii.observable.Observer.call_async",
-            "iii.observable.Observer.emit",
-            "iii.observable.Observer.matches",
-            "iii.observable.Observer.reject",
-            "iii.observable.Observer.to_dict",
-            "iii.observer_handle.ObserverHandle.__init__(args)",
-            "iii.observer_handle.ObserverHandle.__init__(kwargs)",
+            "iii.observable.Observer.__init__(state)",
+            "iii.observable.Observer.__init__(view)",
+            "iii.observable:ActiveInvocation",
+            "iii.observable:CompiledFilter",
+            "iii.observable:FunctionObservers",
+            "iii.observable:ObserveHost",
+            "iii.observable:ObserverInfoWire",
+            "iii.observable:ReportInit",
+            "iii.observable:Reporter",
+            "iii.observable:compile_filter",
+            "iii.observable:current_context",
+            "iii.observer_handle.ObserverHandle.__init__(host)",
             "iii.observer_handle.ObserverHandle.__init__(message)",
-            "iii.observer_handle.ObserverHandle.__init__(observer_id)",
             "iii.observer_handle.ObserverHandle.__init__(on_dispose)",
             "iii.observer_handle.ObserverHandle.__init__(schedule)",
             "iii.observer_handle.ObserverHandle.__init__(sdk_thread)",
-            "iii.observer_handle.ObserverHandle.dispose",
-            "iii.observer_handle.ObserverHandle.dispose_async",
-            "iii.observer_handle.ObserverHandle.on_state_change",
-            "iii.observer_handle.ObserverHandle.ready",
-            "iii.observer_handle.ObserverHandle.ready_async",
-            "iii.observer_handle.ObserverHandle.reason",
-            "iii.observer_handle.ObserverHandle.state",
+            "iii.observer_handle:ObserveMessage",
+            "iii.observer_handle:to_observer_state",
         ],
     ),
     (
-        "Internals of the official observe runtime that its iii.iii and iii.iii_types import or define (observe wire models, decoders, reporter, invocation-context helpers): not provided until observers support.",
+        "Internals of the official observe runtime that its iii.iii and iii.iii_types import or define (observe wire models, decoders, reporter, invocation-context helpers): the Rust core encodes and decodes the observe frames and reports, so there is no Python counterpart.",
         [
             "iii.iii:ABSENT",
             "iii.iii:ActivationWire",
@@ -225,7 +226,7 @@ _GROUPS_025: list[tuple[str, list[str]]] = [
         ],
     ),
     (
-        "Observe, local-dispatch and reattach fields of the descriptive wire models and of RemoteFunctionData: this SDK's Rust core builds and parses the frames, and those features are not implemented.",
+        "Observe, local-dispatch and reattach fields of the descriptive wire models and of RemoteFunctionData: this SDK's Rust core builds and parses those frames and keeps that state, so the descriptive models do not carry them.",
         [
             "iii.iii_types.InvokeFunctionMessage.activation",
             "iii.iii_types.InvokeFunctionMessage.caller",
@@ -242,13 +243,8 @@ _GROUPS_025: list[tuple[str, list[str]]] = [
         ],
     ),
     (
-        "Observer-related client API (FunctionRef.is_observed / observers and the matching IIIClient protocol methods; III.observe exists and raises NotImplementedError): needs observers support, not implemented.",
+        "The IIIClient protocol keeps its 0.11 shape: observe is on III.",
         [
-            "iii.iii_constants.FunctionRef",
-            "iii.iii_constants.FunctionRef._is_observed",
-            "iii.iii_constants.FunctionRef._observers",
-            "iii.iii_constants.FunctionRef.is_observed",
-            "iii.iii_constants.FunctionRef.observers",
             "iii.types.IIIClient.observe",
         ],
     ),

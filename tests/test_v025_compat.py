@@ -177,11 +177,9 @@ def test_a_failed_call_names_the_function_it_called(make_worker: Any) -> None:
     assert async_err.value.function_id == fid
 
 
-def test_observers_are_refused_with_a_clear_error_and_local_dispatch_is_accepted(make_worker):
+def test_a_bad_observe_value_is_refused_and_local_dispatch_can_be_turned_off(make_worker):
     worker = make_worker()
-    with pytest.raises(NotImplementedError, match="observe"):
-        worker.observe({"function_id": "x"}, {"function_id": "y"})
-    with pytest.raises(NotImplementedError, match="observe"):
+    with pytest.raises(TypeError, match="observe"):
         worker.register_function("refused::observed", lambda d: d, observe=object())
     fid = "local::off"
     worker.register_function(fid, lambda d: d["n"] + 1, local_dispatch=False)

@@ -1,5 +1,5 @@
 """iii-sdk 0.25.0 module paths and names: thin re-exports of this package's objects, the new
-constants and helpers, and the observe types (with their NotImplementedError placeholders)."""
+constants and helpers, and the observe types."""
 
 from __future__ import annotations
 
@@ -89,8 +89,8 @@ def test_feature_names_and_declared_features():
     assert iii.protocol.FEATURE_OBSERVE_V1 == "observe.v1"
     assert iii.protocol.FEATURE_LOCAL_DISPATCH_V1 == "local-dispatch.v1"
     assert iii.protocol.FEATURE_LARGE_MESSAGES_V1 == "large-messages.v1"
-    # This SDK receives messages up to 64 MiB; it has no observers or local dispatch yet.
-    assert iii.protocol.SDK_FEATURES == ("large-messages.v1",)
+    # Declared in 0.25's order: observers, local dispatch, messages up to 64 MiB.
+    assert iii.protocol.SDK_FEATURES == ("observe.v1", "local-dispatch.v1", "large-messages.v1")
     assert iii.iii_types.SDK_FEATURES is iii.protocol.SDK_FEATURES
 
 
@@ -261,11 +261,14 @@ def test_observe_types_are_plain_types():
     assert source["function_id"] == "f"
 
 
-def test_observing_itself_is_not_implemented():
-    with pytest.raises(NotImplementedError, match="observers support"):
-        iii.Observer()
-    with pytest.raises(NotImplementedError, match="observers support"):
-        iii.ObserverHandle()
+def test_the_observe_classes_are_exported_where_0_25_exports_them():
+    import iii.observable
+    import iii.observer_handle
+
+    assert iii.observer_handle.ObserverHandle is iii.ObserverHandle is iii.iii.ObserverHandle
+    assert iii.observable.Observer is iii.Observer is iii.iii.Observer
+    assert iii.observable.ObserveHooks is iii.ObserveHooks
+    assert iii.observable.OBSERVE_HOOK_TIMEOUT_S == 30.0
 
 
 def test_observe_and_registration_errors():

@@ -11,7 +11,8 @@ private ``iii._*`` modules, named for their job, which may change freely.
 # The official package's module layout (iii.iii, iii.iii_types, ...): re-export shims, loaded
 # here so that, as with the official package, they are attributes of ``iii`` after import
 # (0.11.0: channels, format_utils, iii, iii_constants, iii_types, logger, stream,
-# telemetry_types, triggers, types, utils; 0.25.0 adds errors, observe_types, process_marker).
+# telemetry_types, triggers, types, utils; 0.25.0 adds errors, observable, observe_types,
+# observer_handle, process_marker).
 from . import (  # noqa: F401
     channels,
     errors,
@@ -21,7 +22,9 @@ from . import (  # noqa: F401
     iii_constants,
     iii_types,
     logger,
+    observable,
     observe_types,
+    observer_handle,
     process_marker,
     stream,
     telemetry_types,
@@ -218,8 +221,7 @@ __all__ = [
     "extract_request_format",
     "extract_response_format",
     "python_type_to_format",
-    # iii-sdk 0.25.0 root names (the observe types are plain types: observing itself, i.e.
-    # Observer and ObserverHandle, raises NotImplementedError for now)
+    # iii-sdk 0.25.0 root names (the observe family among them)
     "Caller",
     "Capture",
     "ConnectionStateCallback",

@@ -24,8 +24,8 @@ from . import _deprecations, _iii, _listings, _namespaces, telemetry
 from ._channels import Channel, ChannelReader, ChannelWriter
 from ._dispatch import Dispatcher, Handler, awaited, new_loop
 from ._engine import SDK_FEATURES, resolve_engine_url
-from ._local import MAX_LOCAL_DEPTH, REMOTE, LocalDispatch, LocalFunction
 from ._format import extract_request_format, extract_response_format, python_type_to_format
+from ._local import MAX_LOCAL_DEPTH, REMOTE, LocalDispatch, LocalFunction
 from ._models import (
     EnqueueResult,
     FunctionInfo,
@@ -436,7 +436,7 @@ class III:
                 result = self._local.call(fn, payload, metadata, timeout_ms, parent, action is _VOID)
                 if result is not REMOTE:
                     return result
-        if type(parent) is LocalInvocation:
+        if isinstance(parent, LocalInvocation):
             parent = parent.remote  # the core names the nearest invocation from the engine
         traceparent, baggage, span = self._trace(function_id)
         try:
@@ -478,8 +478,10 @@ class III:
                 and (type(parent) is not LocalInvocation or parent.local_depth < MAX_LOCAL_DEPTH)
                 and not self._closed
             ):
-                return await self._local.call_async(fn, payload, metadata, timeout_ms, parent, action is _VOID)
-        if type(parent) is LocalInvocation:
+                return await self._local.call_async(
+                    fn, payload, metadata, timeout_ms, parent, action is _VOID
+                )
+        if isinstance(parent, LocalInvocation):
             parent = parent.remote  # the core names the nearest invocation from the engine
         traceparent, baggage, span = self._trace(function_id)
         loop = asyncio.get_running_loop()
@@ -703,7 +705,7 @@ class III:
         """``Observer.call``: a call of the observer's target marked as its activation."""
         function_id = observer.target
         parent = _CURRENT_INVOCATION.get()
-        if type(parent) is LocalInvocation:
+        if isinstance(parent, LocalInvocation):
             parent = parent.remote
         traceparent, baggage, span = self._trace(function_id)
         try:
@@ -720,7 +722,7 @@ class III:
     async def _observer_call_async(self, observer: Observer, payload: Any, timeout_ms: int | None) -> Any:
         function_id = observer.target
         parent = _CURRENT_INVOCATION.get()
-        if type(parent) is LocalInvocation:
+        if isinstance(parent, LocalInvocation):
             parent = parent.remote
         traceparent, baggage, span = self._trace(function_id)
         loop = asyncio.get_running_loop()
@@ -844,7 +846,9 @@ class III:
             self._dispatch.start_sync_thread()
         owned: OwnedFunction | None = None
         if state is not None:
-            owned = OwnedFunction(function_id, state, hooks if has_hooks else None, self, self._connection.hook_done)
+            owned = OwnedFunction(
+                function_id, state, hooks if has_hooks else None, self, self._connection.hook_done
+            )
             self._dispatch.owned[function_id] = owned
             if handler is not None:
                 self._locals[function_id] = LocalFunction(function_id, handler, state)

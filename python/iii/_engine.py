@@ -6,9 +6,9 @@ types, for ``iii.trigger({"function_id": EngineFunctions.LIST_FUNCTIONS, ...})``
 the ``list_*`` helpers; this package keeps them for 0.11 code).
 
 Feature names: an iii-sdk 0.25 worker lists the protocol features it implements in
-``engine::workers::register``. This SDK declares ``large-messages.v1`` only (it receives
-messages up to 64 MiB); it has no observers and no local dispatch yet, so it does not declare
-``observe.v1`` or ``local-dispatch.v1``.
+``engine::workers::register``, in 0.25's order: ``observe.v1`` (observers and observable
+functions), ``local-dispatch.v1`` (its own functions run in-process), ``large-messages.v1`` (it
+receives messages up to 64 MiB).
 """
 
 from __future__ import annotations
@@ -30,16 +30,21 @@ __all__ = [
 #: The engine address iii-sdk 0.25.0 uses when no address is given (``register_worker()``).
 DEFAULT_ENGINE_URL: Final[str] = "ws://127.0.0.1:49134"
 
-#: Observers (``iii.observe``, ``ObserveHooks``): not implemented here.
+#: Observers (``iii.observe``, ``ObserveHooks``).
 FEATURE_OBSERVE_V1: Final[str] = "observe.v1"
-#: In-process dispatch of calls to this worker's own functions: not implemented here.
+#: In-process dispatch of calls to this worker's own functions.
 FEATURE_LOCAL_DISPATCH_V1: Final[str] = "local-dispatch.v1"
 #: "I accept inbound JSON up to 64 MiB" (negotiated by 0.25 workers): declared here.
 FEATURE_LARGE_MESSAGES_V1: Final[str] = "large-messages.v1"
 
-#: The features this SDK declares to the engine (``features`` of ``engine::workers::register``):
-#: ``large-messages.v1``, since it accepts inbound messages up to 64 MiB (``max_message_size``).
-SDK_FEATURES: Final[tuple[str, ...]] = (FEATURE_LARGE_MESSAGES_V1,)
+#: The features this SDK declares to the engine (``features`` of ``engine::workers::register``).
+SDK_FEATURES: Final[tuple[str, ...]] = (
+    (FEATURE_OBSERVE_V1, FEATURE_LOCAL_DISPATCH_V1, FEATURE_LARGE_MESSAGES_V1)
+    if hasattr(
+        __import__("iii._iii", fromlist=["FunctionState"]), "FunctionState"
+    )  # TEMP until the core lands
+    else (FEATURE_LARGE_MESSAGES_V1,)
+)
 
 
 class EngineFunctions:

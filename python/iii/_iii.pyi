@@ -47,6 +47,70 @@ class Invocation:
     def activation(self) -> dict[str, Any] | None: ...
 
 @final
+class ObserverEvent:
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def reason(self) -> dict[str, str] | None: ...
+    @property
+    def fires(self) -> int: ...
+    @property
+    def warnings(self) -> list[str]: ...
+
+@final
+class OwnerHook:
+    @property
+    def function_id(self) -> str: ...
+    @property
+    def added(self) -> bool: ...
+    @property
+    def observer(self) -> dict[str, Any]: ...
+    @property
+    def revision(self) -> int: ...
+
+@final
+class FunctionState:
+    def local(self, namespace: str | None) -> bool: ...
+    def observed(self) -> bool: ...
+    def is_observed(self) -> bool: ...
+    def observers(self) -> list[dict[str, Any]]: ...
+    def finished(self, ok: bool, duration_ms: float) -> None: ...
+    def report(
+        self,
+        invocation_id: str,
+        ok: bool,
+        input: Any,
+        output: Any,
+        error: dict[str, Any] | None,
+        caller: dict[str, Any] | None,
+        metadata: Any,
+        started_at_ms: int,
+        duration_ms: float,
+        observe_depth: int,
+        traceparent: str | None,
+        baggage: str | None,
+    ) -> None: ...
+    def matches(self, observer_id: str, doc: dict[str, Any]) -> bool: ...
+    def is_active(self, observer_id: str) -> bool: ...
+    def emit(
+        self,
+        observer_id: str,
+        event: Any,
+        caller: dict[str, Any] | None,
+        metadata: Any,
+        invocation_id: str,
+        observe_depth: int,
+        traceparent: str | None,
+        baggage: str | None,
+    ) -> bool: ...
+    def check_call(
+        self, observer_id: str, payload: Any, caller: dict[str, Any] | None, metadata: Any
+    ) -> None: ...
+    def reject(self, observer_id: str, code: str, message: str) -> None: ...
+
+@final
 class TriggerBinding:
     @property
     def register(self) -> bool: ...
@@ -98,7 +162,17 @@ class Connection:
     def poll(
         self,
     ) -> (
-        list[Invocation | TriggerBinding | StateChange | CoreLog | HandlerThreadWanted | LinkClosed] | None
+        list[
+            Invocation
+            | TriggerBinding
+            | StateChange
+            | CoreLog
+            | HandlerThreadWanted
+            | LinkClosed
+            | ObserverEvent
+            | OwnerHook
+        ]
+        | None
     ): ...
     def next_job(self) -> Invocation | None: ...
     def reserve_handler_thread(self) -> bool: ...
@@ -123,8 +197,31 @@ class Connection:
         response_format: Any = None,
         metadata: Any = None,
         invocation: Any = None,
-    ) -> None: ...
+        observe: dict[str, Any] | None = None,
+        hooks: bool = False,
+        local_dispatch: bool = True,
+    ) -> FunctionState | None: ...
     def unregister_function(self, id: str) -> None: ...
+    def observe(
+        self,
+        id: str,
+        source: dict[str, Any],
+        target: dict[str, Any],
+        *,
+        metadata: Any = None,
+        max_fires: int | None = None,
+        expires_in_ms: int | None = None,
+        max_in_flight: int | None = None,
+    ) -> tuple[str, str] | None: ...
+    def unobserve(self, id: str) -> None: ...
+    def hook_done(
+        self,
+        function_id: str,
+        observer_id: str,
+        revision: int,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None: ...
     def register_service(
         self,
         id: str,
@@ -164,6 +261,7 @@ class Connection:
         *,
         metadata: Any = None,
         parent: Invocation | None = None,
+        activation: str | None = None,
     ) -> Any: ...
     def call_async(
         self,
@@ -180,6 +278,7 @@ class Connection:
         *,
         metadata: Any = None,
         parent: Invocation | None = None,
+        activation: str | None = None,
     ) -> bool: ...
     def call_void(
         self,

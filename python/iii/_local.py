@@ -154,7 +154,9 @@ class _Run:
 
     __slots__ = ("fn", "inv", "data", "metadata", "span", "t0", "report", "timeout_ms")
 
-    def __init__(self, fn: LocalFunction, inv: LocalInvocation, data: Any, metadata: Any, timeout_ms: int) -> None:
+    def __init__(
+        self, fn: LocalFunction, inv: LocalInvocation, data: Any, metadata: Any, timeout_ms: int
+    ) -> None:
         self.fn = fn
         self.inv = inv
         self.data = data
@@ -327,7 +329,9 @@ class LocalDispatch:
 
     # -- the entry points ------------------------------------------------------------------
 
-    def call(self, fn: LocalFunction, payload: Any, metadata: Any, timeout_ms: int, parent: Any, void: bool) -> Any:
+    def call(
+        self, fn: LocalFunction, payload: Any, metadata: Any, timeout_ms: int, parent: Any, void: bool
+    ) -> Any:
         """``trigger()`` on the local path (blocking). :data:`REMOTE` when it cannot run here
         (an async handler called from the SDK loop's own thread)."""
         if fn.handler.is_async:

@@ -318,7 +318,7 @@ def current_invocation() -> InvocationContext | None:
 
 
 #: A listener of :meth:`ObserverHandle.on_state_change`: ``(state, reason)``.
-StateListener = Callable[[ObserverState, "ObserveReason | None"], Any]
+StateListener = Callable[[ObserverState, "ObserveReason | None"], None]
 
 #: How long :meth:`ObserverHandle.dispose` waits for the engine's ``disposed``.
 DISPOSE_WAIT_S = 5.0
@@ -528,7 +528,9 @@ class Observer:
     The same object for the observer's whole life, so owners may keep it in their own index.
     """
 
-    def __init__(self, function_id: str, view: Mapping[str, Any], state: _iii.FunctionState, host: _OwnerHost):
+    def __init__(
+        self, function_id: str, view: Mapping[str, Any], state: _iii.FunctionState, host: _OwnerHost
+    ):
         self.id: str = view["id"]
         self.function_id = function_id
         self._state = state

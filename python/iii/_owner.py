@@ -128,7 +128,9 @@ class OwnedFunction:
             return
         code, message, _ = await self._run(hook, obs, "on_observer_removed")
         if code is not None:
-            log.error("on_observer_removed of %s failed for observer %s: %s", self.function_id, obs.id, message)
+            log.error(
+                "on_observer_removed of %s failed for observer %s: %s", self.function_id, obs.id, message
+            )
 
     async def _run(
         self, hook: ObserveHook, obs: Observer, name: str
@@ -162,4 +164,3 @@ async def _call_async(hook: ObserveHook, obs: Observer) -> None:
 async def _settled(future: Awaitable[Any]) -> None:
     """A sync hook's result, awaited too when it returned an awaitable."""
     await awaited(await future)
-

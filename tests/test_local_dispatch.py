@@ -1,0 +1,359 @@
+"""Local dispatch (docs/protocol.md C.16, C.17): once the engine confirmed a function for
+in-process calls (``functionregistered{local_dispatch:true}``, sent here by the test), this
+worker's own calls of it run in-process: each kind of handler where ``_local.py`` says, with the
+remote path's results, errors and timeouts, copies of payload and result, a fresh invocation
+context, the ``execute`` span, and reports of observed calls. Nothing goes on the wire for an
+unobserved local call."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import iii
+from iii import III, InitOptions, InvocationError, InvocationTimeoutError, TriggerAction, register_worker
+from iii._observe import CURRENT, LocalInvocation
+from iii.testing import Engine
+from observe_support import confirm, kinds, view
+
+from conftest import WorkerFactory as Workers
+from conftest import unique, wait_registered, wait_until
+
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def _local(engine: Engine, worker: III, handler: Any, **register: Any) -> str:
+    fid = unique("loc")
+    worker.register_function(fid, handler, **register)
+    wait_registered(worker, fid)
+    confirm(engine, worker, fid)
+    return fid
+
+
+async def until(predicate: Any, timeout: float = 5.0) -> None:
+    """``wait_until`` for code on an event loop."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def _where() -> dict[str, Any]:
+    """Where a handler runs, and in which invocation."""
+    try:
+        loop: Any = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    return {"thread": threading.current_thread(), "loop": loop, "ctx": iii.current_invocation(),
+            "local": isinstance(CURRENT.get(), LocalInvocation)}  # fmt: skip
+
+
+def test_a_sync_trigger_runs_a_sync_handler_on_the_calling_thread(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers(worker_name="local-owner")
+    seen: list[dict[str, Any]] = []
+    fid = _local(obs_engine, worker, lambda data: seen.append(_where()) or {"n": data["n"] + 1})
+    calls = kinds(obs_engine, "invokefunction")
+    assert worker.trigger({"function_id": fid, "payload": {"n": 1}}) == {"n": 2}
+    (where,) = seen
+    assert where["thread"] is threading.current_thread() and where["local"]
+    ctx = where["ctx"]
+    assert ctx.function_id == fid and UUID4.match(ctx.invocation_id)
+    assert ctx.caller == {"worker_id": worker.worker_id, "worker_name": "local-owner"}
+    assert (ctx.observe_depth, ctx.activation) == (0, None)
+    assert kinds(obs_engine, "invokefunction") == calls  # nothing on the wire
+    assert iii.current_invocation() is None  # the caller's context is untouched
+
+
+def test_payload_and_result_are_copies(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    kept: list[Any] = []
+
+    def handler(data: Any) -> Any:
+        data["items"].append("handler")
+        kept.append(data)
+        return data
+
+    fid = _local(obs_engine, worker, handler)
+    payload = {"items": ["caller"], "nested": {"k": (1, 2)}}
+    result = worker.trigger({"function_id": fid, "payload": payload})
+    assert payload == {"items": ["caller"], "nested": {"k": (1, 2)}}  # untouched
+    assert result == {"items": ["caller", "handler"], "nested": {"k": [1, 2]}}  # JSON form
+    result["items"].append("caller again")
+    assert kept[0]["items"] == ["caller", "handler"]  # the handler's own copy
+
+    class Point(BaseModel):
+        x: int
+
+    assert worker.trigger({"function_id": fid, "payload": {"items": [], "p": Point(x=1)}})["p"] == {"x": 1}
+    with pytest.raises(iii.PayloadNotSerializableError):
+        worker.trigger({"function_id": fid, "payload": {"items": [], "bad": object()}})
+
+
+def test_a_sync_trigger_runs_an_async_handler_on_the_sdk_loop(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers()
+    seen: list[dict[str, Any]] = []
+
+    async def handler(data: Any) -> Any:
+        await asyncio.sleep(0)
+        seen.append(_where())
+        return data["n"] * 2
+
+    fid = _local(obs_engine, worker, handler)
+    calls = kinds(obs_engine, "invokefunction")
+    assert worker.trigger({"function_id": fid, "payload": {"n": 21}}) == 42
+    (where,) = seen
+    assert where["thread"].name == "iii-loop" and where["local"] and where["ctx"].function_id == fid
+    assert kinds(obs_engine, "invokefunction") == calls
+
+
+def test_trigger_async_runs_an_async_handler_on_the_calling_loop(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers()
+    seen: list[dict[str, Any]] = []
+
+    async def handler(data: Any) -> Any:
+        if data["suspend"]:
+            await asyncio.sleep(0)
+        seen.append(_where())
+        return data["suspend"]
+
+    fid = _local(obs_engine, worker, handler)
+
+    async def main() -> asyncio.AbstractEventLoop:
+        assert await worker.trigger_async({"function_id": fid, "payload": {"suspend": False}}) is False
+        assert await worker.trigger_async({"function_id": fid, "payload": {"suspend": True}}) is True
+        assert iii.current_invocation() is None
+        return asyncio.get_running_loop()
+
+    loop = asyncio.run(main())
+    assert [w["loop"] for w in seen] == [loop, loop] and all(w["local"] for w in seen)
+    assert seen[0]["ctx"].invocation_id != seen[1]["ctx"].invocation_id
+
+
+def test_trigger_async_runs_a_sync_handler_on_a_local_thread(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers()
+    seen: list[dict[str, Any]] = []
+    fid = _local(obs_engine, worker, lambda data: seen.append(_where()) or "done")
+    assert asyncio.run(worker.trigger_async({"function_id": fid, "payload": {}})) == "done"
+    (where,) = seen
+    assert where["thread"].name.startswith("iii-local") and where["local"]
+
+
+def test_nested_local_calls_carry_their_caller(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers(worker_name="nester")
+    contexts: dict[str, Any] = {}
+    inner = _local(obs_engine, worker, lambda data: contexts.setdefault("inner", iii.current_invocation()))
+
+    async def outer_handler(data: Any) -> Any:
+        contexts["outer"] = iii.current_invocation()
+        await worker.trigger_async({"function_id": inner, "payload": {}})
+        return worker.trigger({"function_id": inner, "payload": {}}) is not None
+
+    outer = _local(obs_engine, worker, outer_handler)
+    assert worker.trigger({"function_id": outer, "payload": {}}) is True
+    me = {"worker_id": worker.worker_id, "worker_name": "nester"}
+    assert contexts["outer"].caller == me
+    assert contexts["inner"].caller == {
+        **me, "function_id": outer, "invocation_id": contexts["outer"].invocation_id, "parent": me,
+    }  # fmt: skip
+
+
+def test_errors_are_the_remote_paths(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+
+    def plain(data: Any) -> Any:
+        raise ValueError("out of stock")
+
+    def coded(data: Any) -> Any:
+        raise InvocationError("CARD_DECLINED", "declined", "remote trace")
+
+    async def plain_async(data: Any) -> Any:
+        raise KeyError("nope")
+
+    for handler, code, message in [
+        (plain, "invocation_failed", "out of stock"),
+        (coded, "CARD_DECLINED", "declined"),
+        (plain_async, "invocation_failed", "'nope'"),
+    ]:
+        fid = _local(obs_engine, worker, handler)
+        with pytest.raises(InvocationError) as err:
+            worker.trigger({"function_id": fid, "payload": {}})
+        assert (err.value.code, err.value.message, err.value.function_id) == (code, message, fid)
+        assert isinstance(err.value.__cause__, (ValueError, InvocationError, KeyError))
+        assert err.value.stacktrace
+        with pytest.raises(InvocationError) as err:
+            asyncio.run(worker.trigger_async({"function_id": fid, "payload": {}}))
+        assert err.value.code == code
+    assert "ValueError: out of stock" in _stack(worker, obs_engine, plain)
+
+
+def _stack(worker: III, engine: Engine, handler: Any) -> str:
+    fid = _local(engine, worker, handler)
+    with pytest.raises(InvocationError) as err:
+        worker.trigger({"function_id": fid, "payload": {}})
+    return err.value.stacktrace or ""
+
+
+def test_timeouts_leave_the_handler_running(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    finished: list[str] = []
+
+    def slow_sync(data: Any) -> Any:
+        time.sleep(0.3)  # the handler's work, longer than the call's timeout
+        finished.append("sync")
+        return "late"
+
+    async def slow_async(data: Any) -> Any:
+        await asyncio.sleep(0.3)
+        finished.append("async")
+        return "late"
+
+    sync_fid, async_fid = _local(obs_engine, worker, slow_sync), _local(obs_engine, worker, slow_async)
+    # Sync trigger, sync handler: the caller's own thread runs it, so the timeout is known when
+    # it returns (docs/protocol.md C.16).
+    with pytest.raises(InvocationTimeoutError) as err:
+        worker.trigger({"function_id": sync_fid, "payload": {}, "timeout_ms": 100})
+    assert err.value.code == "TIMEOUT" and UUID4.match(err.value.invocation_id or "")
+    assert finished == ["sync"]
+
+    async def race() -> float:
+        started = time.monotonic()
+        with pytest.raises(InvocationTimeoutError) as err:
+            await worker.trigger_async({"function_id": async_fid, "payload": {}, "timeout_ms": 100})
+        assert err.value.function_id == async_fid
+        elapsed = time.monotonic() - started
+        await until(lambda: "async" in finished)  # the handler runs on to its end on this loop
+        return elapsed
+
+    assert asyncio.run(race()) < 0.3
+    assert finished == ["sync", "async"]
+    with pytest.raises(InvocationTimeoutError):
+        worker.trigger({"function_id": async_fid, "payload": {}, "timeout_ms": 100})
+    wait_until(lambda: finished == ["sync", "async", "async"])
+
+
+def test_void_calls_run_locally_in_the_background(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    ran: list[str] = []
+
+    async def async_handler(data: Any) -> None:
+        ran.append("async")
+
+    sync_fid = _local(obs_engine, worker, lambda data: ran.append("sync"))
+    async_fid = _local(obs_engine, worker, async_handler)
+    calls = kinds(obs_engine, "invokefunction")
+    void = TriggerAction.Void()
+    assert worker.trigger({"function_id": sync_fid, "payload": {}, "action": void}) is None
+    assert worker.trigger({"function_id": async_fid, "payload": {}, "action": void}) is None
+
+    async def from_a_loop() -> None:
+        await worker.trigger_async({"function_id": sync_fid, "payload": {}, "action": void})
+        await worker.trigger_async({"function_id": async_fid, "payload": {}, "action": void})
+        await until(lambda: ran.count("async") == 2)  # it runs on this loop: keep it open
+
+    asyncio.run(from_a_loop())
+    wait_until(lambda: sorted(ran) == ["async", "async", "sync", "sync"])
+    assert kinds(obs_engine, "invokefunction") == calls
+
+
+def test_what_goes_through_the_engine(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    threads: list[str] = []
+    fid = _local(obs_engine, worker, lambda data: threads.append(threading.current_thread().name))
+    off = unique("off")
+    worker.register_function(
+        off, lambda data: threads.append(threading.current_thread().name), local_dispatch=False
+    )
+    wait_registered(worker, off)
+    confirm(obs_engine, worker, off, local_dispatch=True)
+    calls = kinds(obs_engine, "invokefunction")
+    worker.trigger({"function_id": fid, "payload": {}, "dispatch": "remote"})
+    worker.trigger({"function_id": off, "payload": {}})
+    with pytest.raises(InvocationError):  # another namespace: the engine's business
+        worker.trigger({"function_id": fid, "payload": {}, "namespace": "elsewhere"})
+    assert kinds(obs_engine, "invokefunction") == calls + 3
+    assert len(threads) == 2 and all(name.startswith("iii-sync") for name in threads)
+    with pytest.raises(ValueError, match="dispatch"):
+        worker.trigger({"function_id": fid, "payload": {}, "dispatch": "local"})
+
+
+def test_deep_local_nesting_goes_through_the_engine(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    depths: list[int] = []
+
+    def recurse(data: Any) -> Any:
+        inv = CURRENT.get()
+        depths.append(inv.local_depth if isinstance(inv, LocalInvocation) else 0)
+        if data["n"] == 0:
+            return 0
+        return 1 + worker.trigger({"function_id": fid, "payload": {"n": data["n"] - 1}})
+
+    fid = _local(obs_engine, worker, recurse)
+    calls = kinds(obs_engine, "invokefunction")
+    assert worker.trigger({"function_id": fid, "payload": {"n": 70}}) == 70
+    # 64 local levels, then one hop through the engine, after which local calls start again.
+    assert depths[:64] == list(range(1, 65)) and depths[64] == 0 and depths[65:] == list(range(1, 7))
+    assert kinds(obs_engine, "invokefunction") == calls + 1
+
+
+def test_an_observed_local_call_is_reported(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    fid = unique("watched")
+    worker.register_function(fid, lambda data: {"ok": data["amount"] < 100})
+    wait_registered(worker, fid)
+    confirm(
+        obs_engine, worker, fid, observers=[view("big", filters={"$and": [{"input.amount": {"$gte": 500}}]})]
+    )
+    wait_until(lambda: worker._locals[fid].state.observed())
+    reports = kinds(obs_engine, "invocationsobserved")
+    assert worker.trigger({"function_id": fid, "payload": {"amount": 5}}) == {"ok": True}  # no match
+    assert worker.trigger({"function_id": fid, "payload": {"amount": 900}}) == {"ok": False}
+    wait_until(lambda: kinds(obs_engine, "invocationsobserved") == reports + 1)
+
+
+def test_local_calls_have_an_execute_span(obs_engine: Engine) -> None:
+    from test_execute_span import _span_for
+
+    worker = register_worker(obs_engine.url, InitOptions(worker_name=unique("spans")))
+    try:
+        ids: list[str | None] = []
+        fid = _local(
+            obs_engine, worker, lambda data: ids.append(iii.telemetry.current_trace_id()) or "traced"
+        )
+        assert worker.trigger({"function_id": fid, "payload": {"secret": "x"}}) == "traced"
+        (trace_id,) = ids
+        assert trace_id is not None
+        span = _span_for(worker, trace_id, fid)
+        assert span["name"] == f"execute {fid}"
+    finally:
+        worker.shutdown()
+
+
+@pytest.mark.parametrize("generation", ["v0.11", "head"])
+def test_engines_without_local_dispatch_route_every_call(generation: str) -> None:
+    with Engine(generation=generation) as engine:
+        worker = register_worker(engine.url, InitOptions(worker_name=unique("old"), otel={"enabled": False}))
+        try:
+            threads: list[str] = []
+            fid = unique("routed")
+            worker.register_function(fid, lambda data: threads.append(threading.current_thread().name) or 1)
+            wait_registered(worker, fid)
+            assert worker.trigger({"function_id": fid, "payload": {}}) == 1
+            assert threads[0].startswith("iii-sync")
+            assert not worker._locals[fid].state.local(None)
+            assert engine.received_kinds().count("invokefunction") >= 1
+        finally:
+            worker.shutdown()
