@@ -45,6 +45,17 @@ class Invocation:
     def observe_depth(self) -> int: ...
     @property
     def activation(self) -> dict[str, Any] | None: ...
+    @property
+    def local_depth(self) -> int: ...
+    @staticmethod
+    def local(
+        function_id: str,
+        invocation_id: str,
+        caller: Any = None,
+        observe_depth: int = 0,
+        metadata: Any = None,
+        local_depth: int = 1,
+    ) -> Invocation: ...
 
 @final
 class TriggerBinding:
@@ -82,6 +93,70 @@ class LinkClosed: ...
 class HandlerThreadWanted: ...
 
 @final
+class ObserverEvent:
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def reason(self) -> dict[str, str] | None: ...
+    @property
+    def fires(self) -> int: ...
+    @property
+    def warnings(self) -> list[str]: ...
+
+@final
+class OwnerHook:
+    @property
+    def function_id(self) -> str: ...
+    @property
+    def added(self) -> bool: ...
+    @property
+    def revision(self) -> int: ...
+    @property
+    def observer(self) -> dict[str, Any]: ...
+
+@final
+class FunctionState:
+    @property
+    def id(self) -> str: ...
+    def local(self, namespace: str | None = None) -> bool: ...
+    def observed(self) -> bool: ...
+    def is_observed(self) -> bool: ...
+    def is_active(self, observer_id: str) -> bool: ...
+    def observers(self) -> list[dict[str, Any]]: ...
+    def finished(self, ok: bool, duration_ms: float) -> None: ...
+    def report(
+        self,
+        invocation_id: str,
+        ok: bool,
+        input: Any,
+        output: Any,
+        error: Any,
+        caller: Any,
+        metadata: Any,
+        started_at_ms: int,
+        duration_ms: float,
+        observe_depth: int,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> None: ...
+    def matches(self, observer_id: str, doc: Any) -> bool: ...
+    def emit(
+        self,
+        observer_id: str,
+        event: Any,
+        caller: Any,
+        metadata: Any,
+        invocation_id: str,
+        observe_depth: int = 0,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> bool: ...
+    def check_call(self, observer_id: str, payload: Any, caller: Any, metadata: Any) -> None: ...
+    def reject(self, observer_id: str, code: str, message: str) -> None: ...
+
+@final
 class Connection:
     def __new__(
         cls,
@@ -98,7 +173,17 @@ class Connection:
     def poll(
         self,
     ) -> (
-        list[Invocation | TriggerBinding | StateChange | CoreLog | HandlerThreadWanted | LinkClosed] | None
+        list[
+            Invocation
+            | TriggerBinding
+            | StateChange
+            | CoreLog
+            | HandlerThreadWanted
+            | LinkClosed
+            | ObserverEvent
+            | OwnerHook
+        ]
+        | None
     ): ...
     def next_job(self) -> Invocation | None: ...
     def reserve_handler_thread(self) -> bool: ...
@@ -123,6 +208,29 @@ class Connection:
         response_format: Any = None,
         metadata: Any = None,
         invocation: Any = None,
+        observe: Any = None,
+        hooks: bool = False,
+        local_dispatch: bool = True,
+    ) -> FunctionState | None: ...
+    def observe(
+        self,
+        id: str,
+        source: Any,
+        target: Any,
+        *,
+        metadata: Any = None,
+        max_fires: int | None = None,
+        expires_in_ms: int | None = None,
+        max_in_flight: int | None = None,
+    ) -> tuple[str, str] | None: ...
+    def unobserve(self, id: str) -> None: ...
+    def hook_done(
+        self,
+        function_id: str,
+        observer_id: str,
+        revision: int,
+        code: str | None = None,
+        message: str | None = None,
     ) -> None: ...
     def unregister_function(self, id: str) -> None: ...
     def register_service(
@@ -164,6 +272,7 @@ class Connection:
         *,
         metadata: Any = None,
         parent: Invocation | None = None,
+        activation: str | None = None,
     ) -> Any: ...
     def call_async(
         self,
@@ -180,6 +289,7 @@ class Connection:
         *,
         metadata: Any = None,
         parent: Invocation | None = None,
+        activation: str | None = None,
     ) -> bool: ...
     def call_void(
         self,
