@@ -45,70 +45,17 @@ class Invocation:
     def observe_depth(self) -> int: ...
     @property
     def activation(self) -> dict[str, Any] | None: ...
-
-@final
-class ObserverEvent:
     @property
-    def id(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def reason(self) -> dict[str, str] | None: ...
-    @property
-    def fires(self) -> int: ...
-    @property
-    def warnings(self) -> list[str]: ...
-
-@final
-class OwnerHook:
-    @property
-    def function_id(self) -> str: ...
-    @property
-    def added(self) -> bool: ...
-    @property
-    def observer(self) -> dict[str, Any]: ...
-    @property
-    def revision(self) -> int: ...
-
-@final
-class FunctionState:
-    def local(self, namespace: str | None) -> bool: ...
-    def observed(self) -> bool: ...
-    def is_observed(self) -> bool: ...
-    def observers(self) -> list[dict[str, Any]]: ...
-    def finished(self, ok: bool, duration_ms: float) -> None: ...
-    def report(
-        self,
+    def local_depth(self) -> int: ...
+    @staticmethod
+    def local(
+        function_id: str,
         invocation_id: str,
-        ok: bool,
-        input: Any,
-        output: Any,
-        error: dict[str, Any] | None,
-        caller: dict[str, Any] | None,
-        metadata: Any,
-        started_at_ms: int,
-        duration_ms: float,
-        observe_depth: int,
-        traceparent: str | None,
-        baggage: str | None,
-    ) -> None: ...
-    def matches(self, observer_id: str, doc: dict[str, Any]) -> bool: ...
-    def is_active(self, observer_id: str) -> bool: ...
-    def emit(
-        self,
-        observer_id: str,
-        event: Any,
-        caller: dict[str, Any] | None,
-        metadata: Any,
-        invocation_id: str,
-        observe_depth: int,
-        traceparent: str | None,
-        baggage: str | None,
-    ) -> bool: ...
-    def check_call(
-        self, observer_id: str, payload: Any, caller: dict[str, Any] | None, metadata: Any
-    ) -> None: ...
-    def reject(self, observer_id: str, code: str, message: str) -> None: ...
+        caller: Any = None,
+        observe_depth: int = 0,
+        metadata: Any = None,
+        local_depth: int = 1,
+    ) -> Invocation: ...
 
 @final
 class TriggerBinding:
@@ -144,6 +91,70 @@ class LinkClosed: ...
 
 @final
 class HandlerThreadWanted: ...
+
+@final
+class ObserverEvent:
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def reason(self) -> dict[str, str] | None: ...
+    @property
+    def fires(self) -> int: ...
+    @property
+    def warnings(self) -> list[str]: ...
+
+@final
+class OwnerHook:
+    @property
+    def function_id(self) -> str: ...
+    @property
+    def added(self) -> bool: ...
+    @property
+    def revision(self) -> int: ...
+    @property
+    def observer(self) -> dict[str, Any]: ...
+
+@final
+class FunctionState:
+    @property
+    def id(self) -> str: ...
+    def local(self, namespace: str | None = None) -> bool: ...
+    def observed(self) -> bool: ...
+    def is_observed(self) -> bool: ...
+    def is_active(self, observer_id: str) -> bool: ...
+    def observers(self) -> list[dict[str, Any]]: ...
+    def finished(self, ok: bool, duration_ms: float) -> None: ...
+    def report(
+        self,
+        invocation_id: str,
+        ok: bool,
+        input: Any,
+        output: Any,
+        error: Any,
+        caller: Any,
+        metadata: Any,
+        started_at_ms: int,
+        duration_ms: float,
+        observe_depth: int,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> None: ...
+    def matches(self, observer_id: str, doc: Any) -> bool: ...
+    def emit(
+        self,
+        observer_id: str,
+        event: Any,
+        caller: Any,
+        metadata: Any,
+        invocation_id: str,
+        observe_depth: int = 0,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> bool: ...
+    def check_call(self, observer_id: str, payload: Any, caller: Any, metadata: Any) -> None: ...
+    def reject(self, observer_id: str, code: str, message: str) -> None: ...
 
 @final
 class Connection:
@@ -197,16 +208,15 @@ class Connection:
         response_format: Any = None,
         metadata: Any = None,
         invocation: Any = None,
-        observe: dict[str, Any] | None = None,
+        observe: Any = None,
         hooks: bool = False,
         local_dispatch: bool = True,
     ) -> FunctionState | None: ...
-    def unregister_function(self, id: str) -> None: ...
     def observe(
         self,
         id: str,
-        source: dict[str, Any],
-        target: dict[str, Any],
+        source: Any,
+        target: Any,
         *,
         metadata: Any = None,
         max_fires: int | None = None,
@@ -222,6 +232,7 @@ class Connection:
         code: str | None = None,
         message: str | None = None,
     ) -> None: ...
+    def unregister_function(self, id: str) -> None: ...
     def register_service(
         self,
         id: str,

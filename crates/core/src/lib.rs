@@ -6,5 +6,6 @@ pub mod channels;
 pub mod connection;
 pub mod filter;
 pub mod invocations;
+pub mod observe;
 mod percent;
 pub mod telemetry;

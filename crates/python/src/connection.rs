@@ -19,6 +19,7 @@ use super::events::{
     Binding, CoreLog, HandlerThreadWanted, Invocation, LinkClosed, StateChange, TriggerBinding,
 };
 use super::json::to_json_opt;
+use super::observe::{to_value, FunctionState, ObserverEvent, OwnerHook};
 use super::options::InitOptions;
 use super::queues::{outcome_to_py, AsyncCompletion, Item, JobQueue, LoopQueue, LoopQueueInner};
 use super::runtime;
@@ -110,6 +111,14 @@ impl EventSink for Router {
     fn log(&self, level: LogLevel, text: &str) {
         self.loop_queue.push(Item::Log(level, text.to_owned()));
     }
+
+    fn observer_news(&self, news: iii_core::observe::ObserverNews) {
+        self.loop_queue.push(Item::Observer(news));
+    }
+
+    fn owner_hook(&self, hook: iii_core::observe::HookRequest) {
+        self.loop_queue.push(Item::Hook(hook));
+    }
 }
 
 /// One connection to the engine: its registrations, pending calls and the events for the SDK.
@@ -132,11 +141,18 @@ fn json_field(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Json>> {
     }
 }
 
+/// `activation` of an owner's call to its observer's target: the observer, no activation id.
+fn activation_json(observer_id: String) -> String {
+    // A struct of strings always serialises.
+    serde_json::to_string(&iii_protocol::Activation { observer_id, activation_id: None }).unwrap_or_default()
+}
+
 /// The fields of a call besides its payload that Python hands over (see `call_extras`).
 struct CallExtras {
     metadata: Option<String>,
     caller: Option<String>,
     observe_depth: Option<u32>,
+    activation: Option<String>,
 }
 
 impl CallExtras {
@@ -153,6 +169,7 @@ impl CallExtras {
             metadata: self.metadata.as_deref(),
             caller: self.caller.as_deref(),
             observe_depth: self.observe_depth,
+            activation: self.activation.as_deref(),
         }
     }
 }
@@ -196,7 +213,7 @@ impl Connection {
             }
             _ => (None, None),
         };
-        Ok(CallExtras { metadata, caller, observe_depth })
+        Ok(CallExtras { metadata, caller, observe_depth, activation: None })
     }
 
     /// Runs a send, holding its frame back when `defer`; true when a `flush` must follow.
@@ -328,6 +345,8 @@ impl Connection {
                 Item::State(state) => events.append(StateChange::new(state))?,
                 Item::Log(level, text) => events.append(CoreLog::new(level, text))?,
                 Item::ThreadWanted => events.append(HandlerThreadWanted)?,
+                Item::Observer(news) => events.append(ObserverEvent::new(news))?,
+                Item::Hook(hook) => events.append(OwnerHook::new(hook))?,
                 Item::Done { .. } => unreachable!("take() resolves completions"),
             }
         }
@@ -438,7 +457,7 @@ impl Connection {
     /// `invocation`. Raises ValueError for an empty id or one this worker already registered.
     #[pyo3(signature = (
         id, handler, *, is_async=false, description=None, request_format=None, response_format=None,
-        metadata=None, invocation=None
+        metadata=None, invocation=None, observe=None, hooks=false, local_dispatch=true
     ))]
     #[allow(clippy::too_many_arguments)]
     fn register_function(
@@ -452,7 +471,10 @@ impl Connection {
         response_format: Option<&Bound<'_, PyAny>>,
         metadata: Option<&Bound<'_, PyAny>>,
         invocation: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
+        observe: Option<&Bound<'_, PyAny>>,
+        hooks: bool,
+        local_dispatch: bool,
+    ) -> PyResult<Option<FunctionState>> {
         if id.trim().is_empty() {
             return Err(PyValueError::new_err("a function needs a non-empty id"));
         }
@@ -463,7 +485,14 @@ impl Connection {
             response_format: json_field(response_format)?,
             metadata: json_field(metadata)?,
             invocation: json_field(invocation)?,
-            observe: None,
+            observe: json_field(observe)?,
+        });
+        let owner_delivery = match observe.filter(|o| !o.is_none()) {
+            Some(o) => to_value(o)?.get("delivery").and_then(|d| d.as_str()) == Some("owner"),
+            None => false,
+        };
+        let state = handler.is_some().then(|| {
+            iii_core::observe::FunctionState::new(id.clone(), local_dispatch, hooks, owner_delivery)
         });
         let entry = match handler {
             Some(handler) => Entry::Local { handler: Arc::new(handler), is_async },
@@ -479,12 +508,66 @@ impl Connection {
             }
             functions.insert(id.clone(), entry);
         }
+        if let Some(state) = &state {
+            self.core.own_function(state.clone());
+        }
         self.record(py, RegistrationKind::Function, &id, &message).inspect_err(|_| {
             self.router.functions.write().remove(&id);
-        })
+            self.core.disown_function(&id);
+        })?;
+        Ok(state.map(|core| FunctionState { core, conn: self.core.clone() }))
+    }
+
+    /// Creates an observer (docs/protocol.md C.10.1): None once recorded (sent when the engine
+    /// is known to observe, replayed under its id on every connection), or `(code, message)`
+    /// when refused here (`INVALID_FILTER`) and nothing was sent.
+    #[pyo3(signature = (id, source, target, *, metadata=None, max_fires=None, expires_in_ms=None,
+        max_in_flight=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn observe(
+        &self,
+        id: String,
+        source: &Bound<'_, PyAny>,
+        target: &Bound<'_, PyAny>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        max_fires: Option<u64>,
+        expires_in_ms: Option<u64>,
+        max_in_flight: Option<u32>,
+    ) -> PyResult<Option<(String, String)>> {
+        let source = serde_json::from_value(to_value(source)?)
+            .map_err(|e| PyValueError::new_err(format!("invalid observe source: {e}")))?;
+        let target = serde_json::from_value(to_value(target)?)
+            .map_err(|e| PyValueError::new_err(format!("invalid observe target: {e}")))?;
+        let metadata = metadata.filter(|m| !m.is_none()).map(to_value).transpose()?;
+        let observe =
+            iii_protocol::Observe { id, source, target, metadata, max_fires, expires_in_ms, max_in_flight };
+        Ok(self.core.observe(observe).err().map(|e| (e.code, e.message)))
+    }
+
+    fn unobserve(&self, id: &str) {
+        self.core.unobserve(id);
+    }
+
+    /// The owner's `on_observer_added` for `observer_id` finished: accepted (`code` None) or
+    /// rejected with `code`.
+    #[pyo3(signature = (function_id, observer_id, revision, code=None, message=None))]
+    fn hook_done(
+        &self,
+        function_id: &str,
+        observer_id: &str,
+        revision: u64,
+        code: Option<String>,
+        message: Option<String>,
+    ) {
+        let _ = revision; // the ack carries the latest announced revision, which the core knows
+        if let Some(f) = self.core.owned_function(function_id) {
+            let error = code.map(|c| ErrorBody::new(c, message.unwrap_or_default()));
+            f.hook_done(&self.core, observer_id, error);
+        }
     }
 
     fn unregister_function(&self, id: &str) {
+        self.core.disown_function(id);
         self.router.functions.write().remove(id);
         let frame = Message::UnregisterFunction { id: id.to_owned() }.encode();
         self.core.unregister(RegistrationKind::Function, id, Some(frame));
@@ -599,7 +682,7 @@ impl Connection {
     /// call (its `caller` and `observe_depth` go with it on engines with `observe.v1`).
     #[pyo3(signature = (
         function_id, payload, timeout_ms, queue=None, namespace=None, traceparent=None, baggage=None,
-        *, metadata=None, parent=None
+        *, metadata=None, parent=None, activation=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn call(
@@ -614,10 +697,12 @@ impl Connection {
         baggage: Option<&str>,
         metadata: Option<&Bound<'_, PyAny>>,
         parent: Option<&Bound<'_, Invocation>>,
+        activation: Option<String>,
     ) -> PyResult<Py<PyAny>> {
         let slot = Arc::new(Slot::default());
         let completion = Box::new(SlotCompletion(slot.clone()));
-        let extras = self.call_extras(metadata, parent)?;
+        let mut extras = self.call_extras(metadata, parent)?;
+        extras.activation = activation.map(activation_json);
         let envelope = extras.envelope(namespace, traceparent, baggage);
         self.start_call(function_id, payload, timeout_ms, queue, envelope, completion)?;
         let outcome = loop {
@@ -634,7 +719,7 @@ impl Connection {
     /// soon (see `iii_core::connection::deferring`).
     #[pyo3(signature = (
         function_id, payload, timeout_ms, queue, future, loop_queue=None, namespace=None, defer=false,
-        traceparent=None, baggage=None, *, metadata=None, parent=None
+        traceparent=None, baggage=None, *, metadata=None, parent=None, activation=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn call_async(
@@ -651,10 +736,12 @@ impl Connection {
         baggage: Option<&str>,
         metadata: Option<&Bound<'_, PyAny>>,
         parent: Option<&Bound<'_, Invocation>>,
+        activation: Option<String>,
     ) -> PyResult<bool> {
         let queue_inner = loop_queue.map_or_else(|| self.router.loop_queue.clone(), |q| q.inner.clone());
         let completion = Box::new(AsyncCompletion { future, queue: queue_inner });
-        let extras = self.call_extras(metadata, parent)?;
+        let mut extras = self.call_extras(metadata, parent)?;
+        extras.activation = activation.map(activation_json);
         let envelope = extras.envelope(namespace, traceparent, baggage);
         self.sending(defer, || self.start_call(function_id, payload, timeout_ms, queue, envelope, completion))
     }

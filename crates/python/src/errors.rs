@@ -53,3 +53,16 @@ pub fn call_error(py: Python<'_>, err: &CallError) -> PyErr {
 pub fn channel_error(text: String) -> PyErr {
     Python::attach(|py| make(py, "ChannelError", (text,)))
 }
+
+/// `InvocationError(code, message)` naming the function it is about (an owner's misuse of
+/// `emit` / `call`, docs/protocol.md C.14).
+pub fn invocation_error(py: Python<'_>, body: &iii_protocol::ErrorBody, function_id: Option<&str>) -> PyErr {
+    let kwargs = pyo3::types::PyDict::new(py);
+    let made = kwargs.set_item("function_id", function_id).and_then(|()| {
+        class(py, "InvocationError").call((body.code.as_str(), body.message.as_str()), Some(&kwargs))
+    });
+    match made {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(e) => e,
+    }
+}

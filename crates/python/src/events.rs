@@ -51,6 +51,9 @@ pub struct Invocation {
     pub observe_depth: u32,
     /// 0.25: the observer this call activates.
     pub activation: Option<Activation>,
+    /// Nesting of in-process (locally dispatched) calls: 0 for a call from the engine.
+    #[pyo3(get)]
+    pub local_depth: u32,
 }
 
 impl Invocation {
@@ -63,6 +66,40 @@ impl Invocation {
 
 #[pymethods]
 impl Invocation {
+    /// The context of a locally dispatched call (docs/protocol.md C.16): no handler object and
+    /// no payload here (the SDK runs the handler itself), a caller given as a dict.
+    #[staticmethod]
+    #[pyo3(signature = (function_id, invocation_id, caller=None, observe_depth=0, metadata=None, local_depth=1))]
+    fn local(
+        py: Python<'_>,
+        function_id: String,
+        invocation_id: String,
+        caller: Option<&Bound<'_, PyAny>>,
+        observe_depth: u32,
+        metadata: Option<Py<PyAny>>,
+        local_depth: u32,
+    ) -> PyResult<Invocation> {
+        let caller = match caller.filter(|c| !c.is_none()) {
+            Some(c) => serde_json::from_value(crate::observe::to_value(c)?).ok(),
+            None => None,
+        };
+        Ok(Invocation {
+            handler: py.None(),
+            invocation_id: Some(invocation_id),
+            local_id: None,
+            function_id,
+            data: py.None(),
+            metadata: metadata.unwrap_or_else(|| py.None()),
+            traceparent: None,
+            baggage: None,
+            has_channel_refs: false,
+            caller,
+            observe_depth,
+            activation: None,
+            local_depth,
+        })
+    }
+
     #[getter(context_id)]
     fn py_context_id(&self) -> &str {
         self.context_id()
@@ -110,6 +147,7 @@ impl Invocation {
             caller: call.caller,
             observe_depth: call.observe_depth.unwrap_or(0),
             activation: call.activation,
+            local_depth: 0,
         })
     }
 }

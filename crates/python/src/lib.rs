@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod filter;
 mod json;
+mod observe;
 mod options;
 mod queues;
 mod runtime;
@@ -30,6 +31,9 @@ fn _iii(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<telemetry::Telemetry>()?;
     m.add_class::<telemetry::InvocationSpan>()?;
     m.add_class::<filter::Filter>()?;
+    m.add_class::<observe::FunctionState>()?;
+    m.add_class::<observe::ObserverEvent>()?;
+    m.add_class::<observe::OwnerHook>()?;
     m.add_function(wrap_pyfunction!(channel::channel_url, m)?)?;
     m.add_function(wrap_pyfunction!(telemetry::is_sensitive_key, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -37,6 +37,10 @@ pub(crate) enum Item {
     Log(LogLevel, String),
     /// Sync handlers are stuck and every handler thread is busy: start one more.
     ThreadWanted,
+    /// News of one of this worker's observers.
+    Observer(iii_core::observe::ObserverNews),
+    /// An owner hook to run.
+    Hook(iii_core::observe::HookRequest),
 }
 
 pub(crate) struct LoopQueueInner {

@@ -71,8 +71,8 @@ pub(super) fn handle_frame(conn: &Connection, bytes: &[u8]) -> Option<End> {
             // Before `connected` is announced, so whoever waits for it sees the generation and
             // the features. A 0.25 engine sends this after `engine::workers::register`
             // (docs/protocol.md C.6.1), older ones first: either way it is recorded here.
+            let observes = hello.has_feature("observe.v1");
             {
-                let observes = hello.has_feature("observe.v1");
                 let mut info = shared.info.lock();
                 info.generation =
                     if hello.reattach_token.is_some() { Generation::Head } else { Generation::V011 };
@@ -81,6 +81,7 @@ pub(super) fn handle_frame(conn: &Connection, bytes: &[u8]) -> Option<End> {
                 info.engine_features = hello.features.unwrap_or_default();
                 shared.engine_observes.store(observes, Ordering::Relaxed);
             }
+            conn.observe_registered(observes);
             conn.set_state(ConnectionState::Connected, None);
         }
         Message::Ping => {
@@ -107,6 +108,13 @@ pub(super) fn handle_frame(conn: &Connection, bytes: &[u8]) -> Option<End> {
             shared.info.lock().rejection = Some(rejected.clone());
             shared.sink.message(conn, Message::RegistrationRejected(rejected));
             return Some(End::Fatal(reason));
+        }
+        Message::Observe(message) => conn.observe_inbound(*message),
+        Message::RegistrationRejected(rejected) => {
+            if let Some(function_id) = &rejected.function_id {
+                conn.function_conflict(function_id);
+            }
+            shared.sink.message(conn, Message::RegistrationRejected(rejected));
         }
         other => shared.sink.message(conn, other),
     }

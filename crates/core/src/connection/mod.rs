@@ -105,6 +105,10 @@ pub trait EventSink: Send + Sync + 'static {
     fn message(&self, conn: &Connection, message: Message);
     fn state_changed(&self, state: ConnectionState);
     fn log(&self, level: LogLevel, text: &str);
+    /// News of one of this worker's observers (docs/protocol.md C.10.3-C.10.4).
+    fn observer_news(&self, _news: crate::observe::ObserverNews) {}
+    /// An owner hook to run, for functions registered with hooks (docs/protocol.md C.13).
+    fn owner_hook(&self, _hook: crate::observe::HookRequest) {}
 }
 
 /// How the lifecycle task treats a frame queued while the link is down.
@@ -133,7 +137,7 @@ struct StateInfo {
     rejection: Option<RegistrationRejected>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     config: ConnectionConfig,
     tx: mpsc::UnboundedSender<Command>,
     pending: PendingTable,
@@ -141,8 +145,8 @@ struct Shared {
     info: Mutex<StateInfo>,
     state_changed: Condvar,
     /// Number of the current link; calls record it so a lost link fails exactly its calls.
-    epoch: AtomicU64,
-    connected: AtomicBool,
+    pub(crate) epoch: AtomicU64,
+    pub(crate) connected: AtomicBool,
     /// The last engine listed `observe.v1`: calls made in a handler carry `caller` and
     /// `observe_depth` (docs/protocol.md C.3.3). Read on every such call, so not under `info`.
     engine_observes: AtomicBool,
@@ -154,8 +158,11 @@ struct Shared {
     blocking_waiters: AtomicUsize,
     /// A frame was held back into an empty buffer (see `deferring`).
     flush_requested: AtomicBool,
-    shutting_down: AtomicBool,
-    sink: Arc<dyn EventSink>,
+    pub(crate) shutting_down: AtomicBool,
+    pub(crate) sink: Arc<dyn EventSink>,
+    /// 0.25's observe family: this worker's observers and owned functions.
+    pub(crate) observe: crate::observe::Hub,
+    pub(crate) reporter: crate::observe::Reporter,
 }
 
 thread_local! {
@@ -191,6 +198,8 @@ pub struct Envelope<'a> {
     pub metadata: Option<&'a str>,
     pub caller: Option<&'a str>,
     pub observe_depth: Option<u32>,
+    /// An owner's delivery to its observer's target (docs/protocol.md C.8.3): JSON text.
+    pub activation: Option<&'a str>,
 }
 
 fn call_frame(
@@ -221,6 +230,9 @@ fn call_frame(
     if let Some(depth) = envelope.observe_depth.filter(|d| *d > 0) {
         frame = frames::with_json_field(frame, "observe_depth", &depth.to_string());
     }
+    if let Some(activation) = envelope.activation {
+        frame = frames::with_json_field(frame, "activation", activation);
+    }
     frame
 }
 
@@ -233,7 +245,7 @@ fn invocation_id() -> Uuid {
 
 #[derive(Clone)]
 pub struct Connection {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Connection {
@@ -268,9 +280,12 @@ impl Connection {
             flush_requested: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             sink,
+            observe: Default::default(),
+            reporter: Default::default(),
         });
         let conn = Connection { shared };
         runtime.spawn(lifecycle::run(conn.clone(), rx));
+        runtime.spawn(crate::observe::Reporter::run(conn.clone()));
         conn
     }
 
@@ -560,7 +575,8 @@ impl Connection {
         self.shared.sink.state_changed(state);
     }
 
-    fn log(&self, level: LogLevel, text: &str) {
+    /// Logs through the sink (the SDK's logger).
+    pub fn log(&self, level: LogLevel, text: &str) {
         self.shared.sink.log(level, text);
     }
 }

@@ -1,0 +1,519 @@
+//! A function this worker owns, as the observe family sees it (docs/protocol.md C.13-C.17):
+//! whether the engine lets it run locally, its observers (with compiled filters) under the
+//! engine's revisions, the owner's acks and hooks, and the reports of its local calls.
+//!
+//! The flags read on every local call (`local`, `observed`) are atomics, so an unobserved local
+//! call costs two loads and no lock.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::connection::Connection;
+use crate::filter::{Doc, Filter};
+use iii_protocol::{
+    Caller, ErrorBody, LocalFunctionStats, Message, ObserveMessage, ObservedItem, ObserverView,
+};
+
+/// An owner hook Python must run (functions registered with hooks only), in the engine's order.
+/// For an addition, the owner answers with `FunctionState::hook_done`.
+#[derive(Debug, Clone)]
+pub struct HookRequest {
+    pub function_id: String,
+    pub added: bool,
+    pub observer: ObserverView,
+    pub revision: u64,
+}
+
+/// A misuse of `emit` / `call` by the owner (docs/protocol.md C.14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerError(pub ErrorBody);
+
+impl OwnerError {
+    fn new(code: &str, message: String) -> OwnerError {
+        OwnerError(ErrorBody::new(code, message))
+    }
+}
+
+struct Held {
+    view: ObserverView,
+    filter: Filter,
+    /// The revision under which the engine last announced it: what an ack must carry.
+    revision: u64,
+    active: bool,
+    /// The owner's rejection, repeated on every replay that lists it again.
+    rejection: Option<ErrorBody>,
+    /// Waiting for the owner's `on_observer_added`.
+    awaiting_hook: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    namespace: Option<String>,
+    revision: u64,
+    /// The link epoch of the last `functionregistered`: reports go out only on that link.
+    confirmed_epoch: Option<u64>,
+    observers: BTreeMap<String, Held>,
+}
+
+pub struct FunctionState {
+    pub id: String,
+    /// `register_function(local_dispatch=...)`.
+    allow_local: bool,
+    /// Owner hooks run in Python: additions wait for `hook_done`.
+    hooks: bool,
+    owner_delivery: bool,
+    local: AtomicBool,
+    /// Active observers, and those of them the SDK matches for local calls (auto delivery).
+    active: AtomicUsize,
+    auto_active: AtomicUsize,
+    /// Local calls since the last `localinvocationstats`: counted on every call without a lock.
+    calls: AtomicU64,
+    errors: AtomicU64,
+    duration_us: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+/// What a finished local call was, for the observers' `on` and filters.
+pub struct LocalOutcome<'a> {
+    pub invocation_id: String,
+    pub ok: bool,
+    pub input: Option<&'a Value>,
+    pub output: Option<&'a Value>,
+    pub error: Option<&'a Value>,
+    pub caller: Option<Caller>,
+    pub metadata: Option<&'a Value>,
+    pub started_at_ms: u64,
+    pub duration_ms: f64,
+    pub observe_depth: u32,
+    pub traceparent: Option<String>,
+    pub baggage: Option<String>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn on_fits(on: &str, ok: bool) -> bool {
+    match on {
+        "complete" => true,
+        "error" => !ok,
+        _ => ok,
+    }
+}
+
+impl FunctionState {
+    pub fn new(id: String, allow_local: bool, hooks: bool, owner_delivery: bool) -> Arc<FunctionState> {
+        Arc::new(FunctionState {
+            id,
+            allow_local,
+            hooks,
+            owner_delivery,
+            local: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            auto_active: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            duration_us: AtomicU64::new(0),
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    /// A call resolving to `namespace` (None: the function's own) may run in-process.
+    pub fn local(&self, namespace: Option<&str>) -> bool {
+        if !self.local.load(Ordering::Acquire) {
+            return false;
+        }
+        match namespace {
+            None => true,
+            Some(ns) => self.inner.lock().namespace.as_deref().unwrap_or("default") == ns,
+        }
+    }
+
+    /// A local call must be reported: some active observer is matched by the SDK.
+    pub fn observed(&self) -> bool {
+        self.auto_active.load(Ordering::Acquire) > 0
+    }
+
+    pub fn is_observed(&self) -> bool {
+        self.active.load(Ordering::Acquire) > 0
+    }
+
+    pub fn owner_delivery(&self) -> bool {
+        self.owner_delivery
+    }
+
+    /// The active observers' views.
+    pub fn observers(&self) -> Vec<ObserverView> {
+        self.inner.lock().observers.values().filter(|h| h.active).map(|h| h.view.clone()).collect()
+    }
+
+    pub fn is_active(&self, observer_id: &str) -> bool {
+        self.inner.lock().observers.get(observer_id).is_some_and(|h| h.active)
+    }
+
+    /// The observer's filter matches `doc` (`{input?, output?, error?, caller?, metadata?}`);
+    /// false for an observer this function does not have.
+    pub fn matches(&self, observer_id: &str, doc: &Value) -> bool {
+        self.inner.lock().observers.get(observer_id).is_some_and(|h| h.filter.matches_value(doc))
+    }
+
+    pub(crate) fn confirmed_on(&self, epoch: u64) -> bool {
+        self.inner.lock().confirmed_epoch == Some(epoch)
+    }
+
+    fn recount(&self, inner: &Inner) {
+        let active = inner.observers.values().filter(|h| h.active).count();
+        self.active.store(active, Ordering::Release);
+        self.auto_active.store(if self.owner_delivery { 0 } else { active }, Ordering::Release);
+    }
+
+    fn ack(
+        &self,
+        conn: &Connection,
+        namespace: &Option<String>,
+        id: &str,
+        revision: u64,
+        error: Option<ErrorBody>,
+    ) {
+        let frame = Message::Observe(Box::new(ObserveMessage::ObserverAck {
+            function_id: self.id.clone(),
+            namespace: Some(namespace.clone().unwrap_or_else(|| "default".into())),
+            id: id.to_owned(),
+            revision,
+            error,
+        }))
+        .encode();
+        conn.send_observe_frame(frame);
+    }
+
+    /// Takes a newly announced observer: compiled, then activated and acked at once (so the
+    /// first event after the engine marks it active is matched), or handed to the owner's hook.
+    fn take(&self, conn: &Connection, inner: &mut Inner, view: ObserverView, revision: u64) {
+        let id = view.id.clone();
+        let filter = match crate::filter::compile(&view.filters, true) {
+            Ok(f) => f,
+            Err(e) => {
+                let ns = inner.namespace.clone();
+                self.ack(conn, &ns, &id, revision, Some(ErrorBody::new(e.code.as_str(), e.message)));
+                return;
+            }
+        };
+        let awaiting_hook = self.hooks;
+        if awaiting_hook {
+            conn.shared.sink.owner_hook(HookRequest {
+                function_id: self.id.clone(),
+                added: true,
+                observer: view.clone(),
+                revision,
+            });
+        }
+        inner.observers.insert(
+            id.clone(),
+            Held { view, filter, revision, active: !awaiting_hook, rejection: None, awaiting_hook },
+        );
+        if !awaiting_hook {
+            let ns = inner.namespace.clone();
+            self.ack(conn, &ns, &id, revision, None);
+        }
+    }
+
+    fn drop_observer(&self, conn: &Connection, inner: &mut Inner, id: &str) {
+        if let Some(held) = inner.observers.remove(id) {
+            if self.hooks && !held.awaiting_hook && held.rejection.is_none() {
+                conn.shared.sink.owner_hook(HookRequest {
+                    function_id: self.id.clone(),
+                    added: false,
+                    observer: held.view,
+                    revision: held.revision,
+                });
+            }
+        }
+    }
+
+    /// `functionregistered`: always taken; replaces the whole set (C.13).
+    pub(crate) fn registered(
+        &self,
+        conn: &Connection,
+        namespace: String,
+        revision: u64,
+        local_dispatch: bool,
+        observers: Vec<ObserverView>,
+    ) {
+        let mut inner = self.inner.lock();
+        inner.namespace = Some(namespace);
+        inner.revision = revision;
+        inner.confirmed_epoch = Some(conn.shared.epoch.load(Ordering::Acquire));
+        self.local.store(self.allow_local && local_dispatch, Ordering::Release);
+        let listed: std::collections::HashSet<String> = observers.iter().map(|v| v.id.clone()).collect();
+        let gone: Vec<String> = inner.observers.keys().filter(|id| !listed.contains(*id)).cloned().collect();
+        for id in gone {
+            self.drop_observer(conn, &mut inner, &id);
+        }
+        for view in observers {
+            let ns = inner.namespace.clone();
+            match inner.observers.get_mut(&view.id) {
+                Some(held) if held.view == view => {
+                    held.revision = revision;
+                    if let Some(rejection) = held.rejection.clone() {
+                        self.ack(conn, &ns, &view.id, revision, Some(rejection));
+                    } else if !held.awaiting_hook {
+                        self.ack(conn, &ns, &view.id, revision, None);
+                    }
+                }
+                Some(_) => {
+                    self.drop_observer(conn, &mut inner, &view.id);
+                    self.take(conn, &mut inner, view, revision);
+                }
+                None => self.take(conn, &mut inner, view, revision),
+            }
+        }
+        self.recount(&inner);
+    }
+
+    /// `observeradded`; stale revisions are ignored.
+    pub(crate) fn added(&self, conn: &Connection, namespace: &str, revision: u64, view: ObserverView) {
+        let mut inner = self.inner.lock();
+        if revision <= inner.revision {
+            return;
+        }
+        inner.revision = revision;
+        inner.namespace.get_or_insert_with(|| namespace.to_owned());
+        let id = view.id.clone();
+        if inner.observers.contains_key(&id) {
+            self.drop_observer(conn, &mut inner, &id);
+        }
+        self.take(conn, &mut inner, view, revision);
+        self.recount(&inner);
+    }
+
+    /// `observerremoved`; stale revisions are ignored.
+    pub(crate) fn removed(&self, conn: &Connection, revision: u64, id: &str) {
+        let mut inner = self.inner.lock();
+        if revision <= inner.revision {
+            return;
+        }
+        inner.revision = revision;
+        self.drop_observer(conn, &mut inner, id);
+        self.recount(&inner);
+    }
+
+    /// The owner's `on_observer_added` finished: activate and ack, or reject.
+    pub fn hook_done(&self, conn: &Connection, observer_id: &str, error: Option<ErrorBody>) {
+        let mut inner = self.inner.lock();
+        let ns = inner.namespace.clone();
+        let Some(held) = inner.observers.get_mut(observer_id).filter(|h| h.awaiting_hook) else {
+            return; // removed meanwhile
+        };
+        held.awaiting_hook = false;
+        held.active = error.is_none();
+        held.rejection = error.clone();
+        let revision = held.revision;
+        self.ack(conn, &ns, observer_id, revision, error);
+        self.recount(&inner);
+    }
+
+    /// The owner rejects a live observer (`Observer.reject`): deactivated now, the rejection
+    /// acked at the latest revision and repeated on later replays.
+    pub fn reject(&self, conn: &Connection, observer_id: &str, error: ErrorBody) {
+        let mut inner = self.inner.lock();
+        let ns = inner.namespace.clone();
+        let Some(held) = inner.observers.get_mut(observer_id) else { return };
+        held.active = false;
+        held.awaiting_hook = false;
+        held.rejection = Some(error.clone());
+        let revision = held.revision;
+        self.ack(conn, &ns, observer_id, revision, Some(error));
+        self.recount(&inner);
+    }
+
+    /// No longer run locally, observers forgotten (their removal hooks run): unregistered, or
+    /// in conflict with another worker's function.
+    pub(crate) fn retire(&self, conn: &Connection) {
+        self.local.store(false, Ordering::Release);
+        let mut inner = self.inner.lock();
+        inner.confirmed_epoch = None;
+        let ids: Vec<String> = inner.observers.keys().cloned().collect();
+        for id in ids {
+            self.drop_observer(conn, &mut inner, &id);
+        }
+        self.recount(&inner);
+    }
+
+    /// The engine does not observe: nothing to deliver; local dispatch stays as confirmed
+    /// (an engine without observe never confirms it).
+    pub(crate) fn engine_without_observe(&self, conn: &Connection) {
+        let mut inner = self.inner.lock();
+        let ids: Vec<String> = inner.observers.keys().cloned().collect();
+        for id in ids {
+            self.drop_observer(conn, &mut inner, &id);
+        }
+        self.recount(&inner);
+    }
+
+    /// Counts a finished local call (`localinvocationstats`).
+    pub fn finished(&self, ok: bool, duration_ms: f64) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.duration_us.fetch_add((duration_ms * 1000.0) as u64, Ordering::Relaxed);
+    }
+
+    /// The counts since the last call, reset; None when there were no calls.
+    pub(crate) fn take_stats(&self) -> Option<LocalFunctionStats> {
+        let count = self.calls.swap(0, Ordering::Relaxed);
+        let errors = self.errors.swap(0, Ordering::Relaxed);
+        let duration_us = self.duration_us.swap(0, Ordering::Relaxed);
+        (count > 0).then(|| LocalFunctionStats {
+            function_id: self.id.clone(),
+            count,
+            errors,
+            duration_ms_sum: duration_us as f64 / 1000.0,
+        })
+    }
+
+    /// A finished observed local call: counted, and reported once for every active auto
+    /// observer whose `on` and filter match (one item, the union of their captures, C.17).
+    pub fn report(self: &Arc<Self>, conn: &Connection, call: LocalOutcome<'_>) {
+        self.finished(call.ok, call.duration_ms);
+        if self.owner_delivery {
+            return;
+        }
+        let caller = call.caller.as_ref().and_then(|c| serde_json::to_value(c).ok());
+        let doc = Doc {
+            input: call.input,
+            output: if call.ok { call.output } else { None },
+            error: if call.ok { None } else { call.error },
+            caller: caller.as_ref(),
+            metadata: call.metadata,
+        };
+        let (matched, captures, namespace) = {
+            let inner = self.inner.lock();
+            let mut matched = Vec::new();
+            let mut captures: Vec<String> = Vec::new();
+            for held in inner.observers.values().filter(|h| h.active) {
+                if on_fits(&held.view.on, call.ok) && held.filter.matches(&doc) {
+                    matched.push(held.view.id.clone());
+                    for c in &held.view.capture {
+                        if !captures.contains(c) {
+                            captures.push(c.clone());
+                        }
+                    }
+                }
+            }
+            (matched, captures, inner.namespace.clone())
+        };
+        if matched.is_empty() {
+            return;
+        }
+        let has = |name: &str| captures.iter().any(|c| c == name);
+        let item = ObservedItem {
+            function_id: self.id.clone(),
+            namespace,
+            invocation_id: call.invocation_id,
+            matched,
+            status: if call.ok { "success" } else { "error" }.into(),
+            input: if has("input") { doc.input.cloned() } else { None },
+            output: if has("output") { doc.output.cloned() } else { None },
+            error: if has("error") { doc.error.cloned() } else { None },
+            metadata: if has("metadata") { doc.metadata.cloned() } else { None },
+            caller: if has("caller") { call.caller } else { None },
+            started_at_ms: call.started_at_ms,
+            duration_ms: call.duration_ms,
+            observe_depth: call.observe_depth,
+            traceparent: call.traceparent,
+            baggage: call.baggage,
+        };
+        conn.shared.reporter.push(self.clone(), item);
+    }
+
+    /// The owner checks its `call` to an observer's target (C.14).
+    pub fn check_call(&self, observer_id: &str, doc: &Value) -> Result<(), OwnerError> {
+        if !self.owner_delivery {
+            return Err(OwnerError::new(
+                "NOT_OWNER_DELIVERED",
+                format!(
+                    "function {:?} is not owner-delivered: its observers are served by the engine",
+                    self.id
+                ),
+            ));
+        }
+        let inner = self.inner.lock();
+        let Some(held) = inner.observers.get(observer_id).filter(|h| h.active) else {
+            return Err(OwnerError::new(
+                "OBSERVER_NOT_ACTIVE",
+                format!("observer {observer_id:?} is not active"),
+            ));
+        };
+        if !held.filter.matches_value(doc) {
+            return Err(OwnerError::new(
+                "FILTERS_NOT_MATCHED",
+                format!("the payload does not match the filters of observer {observer_id:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The owner emits an event to one of its observers (C.14): false when the observer is
+    /// inactive or its filter does not match, true once the event is queued.
+    #[allow(clippy::too_many_arguments)]
+    pub fn emit(
+        self: &Arc<Self>,
+        conn: &Connection,
+        observer_id: &str,
+        event: Value,
+        caller: Option<Caller>,
+        metadata: Option<Value>,
+        invocation_id: String,
+        observe_depth: u32,
+        traceparent: Option<String>,
+        baggage: Option<String>,
+    ) -> Result<bool, OwnerError> {
+        if !self.owner_delivery {
+            return Err(OwnerError::new(
+                "NOT_OWNER_DELIVERED",
+                format!("function {:?} is not owner-delivered: the engine delivers its events", self.id),
+            ));
+        }
+        let caller_value = caller.as_ref().and_then(|c| serde_json::to_value(c).ok());
+        let (capture, namespace) = {
+            let inner = self.inner.lock();
+            let Some(held) = inner.observers.get(observer_id).filter(|h| h.active) else { return Ok(false) };
+            let doc = Doc {
+                input: Some(&event),
+                caller: caller_value.as_ref(),
+                metadata: metadata.as_ref(),
+                ..Doc::default()
+            };
+            if !held.filter.matches(&doc) {
+                return Ok(false);
+            }
+            (held.view.capture.clone(), inner.namespace.clone())
+        };
+        let has = |name: &str| capture.iter().any(|c| c == name);
+        let item = ObservedItem {
+            function_id: self.id.clone(),
+            namespace,
+            invocation_id,
+            matched: vec![observer_id.to_owned()],
+            status: "success".into(),
+            input: has("input").then_some(event),
+            output: None,
+            error: None,
+            metadata: if has("metadata") { metadata } else { None },
+            caller: if has("caller") { caller } else { None },
+            started_at_ms: now_ms(),
+            duration_ms: 0.0,
+            observe_depth,
+            traceparent,
+            baggage,
+        };
+        conn.shared.reporter.push(self.clone(), item);
+        Ok(true)
+    }
+}
