@@ -83,7 +83,6 @@ REGISTER_TIMEOUT_S = 30.0
 SYNC_HANDLER_THREADS = int(os.environ.get("III_SYNC_HANDLER_THREADS", "64"))
 SDK_VERSION = _iii.__version__
 _VOID = object()
-_OBSERVE_CORE = hasattr(_iii, "FunctionState")  # TEMP until the core's observe API lands on main
 
 
 def _format_json(value: Any) -> Any:
@@ -437,7 +436,7 @@ class III:
                 if result is not REMOTE:
                     return result
         if isinstance(parent, LocalInvocation):
-            parent = parent.remote  # the core names the nearest invocation from the engine
+            parent = parent.wire()  # the core reads the caller of the call from it
         traceparent, baggage, span = self._trace(function_id)
         try:
             if action is _VOID:
@@ -482,7 +481,7 @@ class III:
                     fn, payload, metadata, timeout_ms, parent, action is _VOID
                 )
         if isinstance(parent, LocalInvocation):
-            parent = parent.remote  # the core names the nearest invocation from the engine
+            parent = parent.wire()  # the core reads the caller of the call from it
         traceparent, baggage, span = self._trace(function_id)
         loop = asyncio.get_running_loop()
         # On the SDK loop the frame may be held back until the end of the loop's iteration, so
@@ -706,7 +705,7 @@ class III:
         function_id = observer.target
         parent = _CURRENT_INVOCATION.get()
         if isinstance(parent, LocalInvocation):
-            parent = parent.remote
+            parent = parent.wire()
         traceparent, baggage, span = self._trace(function_id)
         try:
             result = self._connection.call(
@@ -723,7 +722,7 @@ class III:
         function_id = observer.target
         parent = _CURRENT_INVOCATION.get()
         if isinstance(parent, LocalInvocation):
-            parent = parent.remote
+            parent = parent.wire()
         traceparent, baggage, span = self._trace(function_id)
         loop = asyncio.get_running_loop()
         on_sdk_loop = loop is self._loop
@@ -826,11 +825,6 @@ class III:
             # The core keeps no state for an HTTP-invoked function: its hooks cannot run here.
             log.warning("observe hooks of the HTTP-invoked function %r are not run by this SDK", function_id)
             has_hooks = False
-        observe_kw: dict[str, Any] = (
-            {"observe": descriptor, "hooks": has_hooks, "local_dispatch": bool(local_dispatch)}
-            if _OBSERVE_CORE
-            else {}
-        )  # TEMP until the core's observe API lands on main
         state = self._connection.register_function(
             function_id,
             handler,
@@ -840,7 +834,9 @@ class III:
             response_format=_format_json(spec.response_format),
             metadata=spec.metadata,
             invocation=invocation.model_dump(mode="json", exclude_none=True) if invocation else None,
-            **observe_kw,
+            observe=descriptor,
+            hooks=has_hooks,
+            local_dispatch=bool(local_dispatch),
         )
         if handler is not None and not handler.is_async and self._dispatch.sync_threads == 0:
             self._dispatch.start_sync_thread()

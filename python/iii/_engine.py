@@ -39,11 +39,9 @@ FEATURE_LARGE_MESSAGES_V1: Final[str] = "large-messages.v1"
 
 #: The features this SDK declares to the engine (``features`` of ``engine::workers::register``).
 SDK_FEATURES: Final[tuple[str, ...]] = (
-    (FEATURE_OBSERVE_V1, FEATURE_LOCAL_DISPATCH_V1, FEATURE_LARGE_MESSAGES_V1)
-    if hasattr(
-        __import__("iii._iii", fromlist=["FunctionState"]), "FunctionState"
-    )  # TEMP until the core lands
-    else (FEATURE_LARGE_MESSAGES_V1,)
+    FEATURE_OBSERVE_V1,
+    FEATURE_LOCAL_DISPATCH_V1,
+    FEATURE_LARGE_MESSAGES_V1,
 )
 
 

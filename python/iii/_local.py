@@ -292,7 +292,9 @@ class LocalDispatch:
         except BaseException as exc:  # noqa: BLE001 - nobody waits for a void call
             log.error("function %r raised: %s", run.fn.function_id, exc, exc_info=exc)
 
-    def _threads(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        """Runs ``fn(*args)`` on a local-handler thread (a pool made when first needed; a
+        thread of its own once the interpreter is exiting and the pool refuses work)."""
         pool = self._pool
         if pool is None:
             with self._pool_lock:
@@ -301,7 +303,19 @@ class LocalDispatch:
                     pool = self._pool = concurrent.futures.ThreadPoolExecutor(
                         self._max_threads, thread_name_prefix="iii-local"
                     )
-        return pool
+        try:
+            return pool.submit(fn, *args)
+        except RuntimeError:
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+            def run() -> None:
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+                    future.set_exception(exc)
+
+            threading.Thread(target=run, name="iii-local-late").start()
+            return future
 
     # -- async handlers --------------------------------------------------------------------
 
@@ -358,7 +372,7 @@ class LocalDispatch:
         run = self._start(fn, payload, metadata, parent, timeout_ms)
         ctx = contextvars.copy_context()
         if void:
-            self._threads().submit(ctx.run, self._run_void_sync, run)
+            self._submit(ctx.run, self._run_void_sync, run)
             return None
         try:
             result = ctx.run(self._run_sync, run)
@@ -377,9 +391,9 @@ class LocalDispatch:
         ctx = contextvars.copy_context()
         if not fn.handler.is_async:
             if void:
-                self._threads().submit(ctx.run, self._run_void_sync, run)
+                self._submit(ctx.run, self._run_void_sync, run)
                 return None
-            task: Any = loop.run_in_executor(self._threads(), ctx.run, self._run_sync, run)
+            task: Any = asyncio.wrap_future(self._submit(ctx.run, self._run_sync, run))
         elif void:
             task = ctx.run(loop.create_task, self._run_async(run))
             self._keep(task, fn.function_id)

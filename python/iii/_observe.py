@@ -214,16 +214,15 @@ class InvocationContext:
 
 
 class LocalInvocation:
-    """The context of a call run in-process (local dispatch, docs/protocol.md C.16): the same
-    attributes as an ``_iii.Invocation`` read through :data:`CURRENT`, plus ``local_depth``
-    and ``remote``, the nearest invocation that came from the engine (what outgoing calls
-    name as their parent: the core builds their ``caller`` from it).
+    """The context of a call run in-process (local dispatch, docs/protocol.md C.16): the
+    attributes of an ``_iii.Invocation`` that are read through :data:`CURRENT`.
 
-    NOTE(perf): the id and the caller are made when first read (``current_invocation()``, a
-    nested call, a report, a timeout), not for every local call."""
+    NOTE(perf): the id, the caller and the core's ``Invocation`` (:meth:`wire`, what a call
+    made from the handler names as its parent) are made when first needed
+    (``current_invocation()``, a nested call, a report, a timeout), not for every local call."""
 
     __slots__ = ("function_id", "_id", "observe_depth", "_caller", "_parent", "_identity", "metadata",
-                 "traceparent", "baggage", "local_depth", "remote")  # fmt: skip
+                 "traceparent", "baggage", "local_depth", "_wire")  # fmt: skip
 
     activation = None
 
@@ -244,18 +243,28 @@ class LocalInvocation:
         self.metadata = metadata
         self.traceparent = traceparent
         self.baggage = baggage
+        self._wire: _iii.Invocation | None = None
         if parent is None:
             self.observe_depth = 0
             self.local_depth = 1
-            self.remote: _iii.Invocation | None = None
-        elif type(parent) is LocalInvocation:
-            self.observe_depth = parent.observe_depth
-            self.local_depth = parent.local_depth + 1
-            self.remote = parent.remote
         else:
             self.observe_depth = parent.observe_depth
-            self.local_depth = 1
-            self.remote = cast("_iii.Invocation", parent)
+            self.local_depth = parent.local_depth + 1 if type(parent) is LocalInvocation else 1
+
+    def wire(self) -> _iii.Invocation:
+        """This invocation as the core's ``Invocation`` (made once)."""
+        if self._wire is None:
+            from . import _iii
+
+            self._wire = _iii.Invocation.local(
+                self.function_id,
+                self.context_id,
+                self.caller,
+                self.observe_depth,
+                self.metadata,
+                self.local_depth,
+            )
+        return self._wire
 
     @property
     def context_id(self) -> str:
