@@ -20,7 +20,7 @@ import iii
 from iii import III, InitOptions, InvocationError, InvocationTimeoutError, TriggerAction, register_worker
 from iii._observe import CURRENT, LocalInvocation
 from iii.testing import Engine
-from observe_support import confirm, kinds, view
+from observe_support import confirm, kinds, send, view
 
 from conftest import WorkerFactory as Workers
 from conftest import unique, wait_registered, wait_until
@@ -272,13 +272,16 @@ def test_void_calls_run_locally_in_the_background(obs_engine: Engine, obs_worker
 def test_what_goes_through_the_engine(obs_engine: Engine, obs_workers: Workers) -> None:
     worker = obs_workers()
     threads: list[str] = []
-    fid = _local(obs_engine, worker, lambda data: threads.append(threading.current_thread().name))
     off = unique("off")
     worker.register_function(
         off, lambda data: threads.append(threading.current_thread().name), local_dispatch=False
     )
     wait_registered(worker, off)
-    confirm(obs_engine, worker, off, local_dispatch=True)
+    # The engine allows it, but the registration said no (the frame is handled before the next).
+    send(obs_engine, worker, type="functionregistered", id=off, namespace="default", revision=1,
+         local_dispatch=True, observers=[])  # fmt: skip
+    fid = _local(obs_engine, worker, lambda data: threads.append(threading.current_thread().name))
+    assert not worker._locals[off].state.local(None)
     calls = kinds(obs_engine, "invokefunction")
     worker.trigger({"function_id": fid, "payload": {}, "dispatch": "remote"})
     worker.trigger({"function_id": off, "payload": {}})

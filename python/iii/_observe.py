@@ -544,6 +544,7 @@ class Observer:
         self.function_id = function_id
         self._state = state
         self._host = host
+        self._removing = False  # its on_observer_removed is queued (see _owner)
         self._update(view)
 
     def _update(self, view: Mapping[str, Any]) -> None:

@@ -86,7 +86,10 @@ class OwnedFunction:
             self._enqueue(lambda: self._added(obs, revision))
         else:
             gone = self._observers.pop(event.observer["id"], None)
+            if gone is not None and gone._removing:
+                return  # already undone (see _added)
             obs = gone or Observer(self.function_id, event.observer, self.state, self._host)
+            obs._removing = True
             self._enqueue(lambda: self._removed(obs))
 
     def _enqueue(self, job: Callable[[], Awaitable[None]]) -> None:
@@ -115,11 +118,19 @@ class OwnedFunction:
             if late is not None:
                 late.add_done_callback(lambda f: self._undo_late(f, obs))
         self._hook_done(self.function_id, obs.id, revision, code, message)
+        if hook is not None and code is None and not self.state.is_active(obs.id) and not obs._removing:
+            # Removed (or rejected) while its hook ran: the core drops it without a removal
+            # hook, so what the hook set up is undone here, as iii-sdk 0.25.0 does.
+            if self._observers.get(obs.id) is obs:
+                del self._observers[obs.id]
+            obs._removing = True
+            self._enqueue(lambda: self._removed(obs))
 
     def _undo_late(self, future: asyncio.Future[Any], obs: Observer) -> None:
         """An ``on_observer_added`` that finished after its timeout: the observer was refused,
         so whatever the hook set up is undone by its removal hook."""
-        if not future.cancelled() and future.exception() is None:
+        if not future.cancelled() and future.exception() is None and not obs._removing:
+            obs._removing = True
             self._enqueue(lambda: self._removed(obs))
 
     async def _removed(self, obs: Observer) -> None:
