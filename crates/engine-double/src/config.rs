@@ -76,6 +76,9 @@ pub struct EngineConfig {
     /// HEAD and later: behave as if the standalone queue worker were installed (`enqueue` goes to
     /// the engine's queues, `engine::queue::enqueue` is listed).
     pub queue_worker: bool,
+    /// 0.25: how long the observers of a worker that went away stay `suspended`, waiting for an
+    /// `observe` replay, before they are removed (the real engine: 30 s).
+    pub observer_grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +93,7 @@ impl Default for EngineConfig {
             token: None,
             registration_grace: Duration::from_secs(5),
             queue_worker: false,
+            observer_grace: Duration::from_secs(30),
         }
     }
 }

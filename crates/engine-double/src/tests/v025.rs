@@ -74,6 +74,12 @@ async fn workerregistered_answers_the_first_register_call_with_the_engine_featur
     assert!(uuid::Uuid::parse_str(token).is_ok());
     assert_eq!(engine.worker_ids(), [hello["worker_id"].as_str().unwrap()]);
     assert_eq!(engine.function_ids(), ["svc::f"], "registrations applied before the hello");
+    // Its owner declared observe.v1: the engine confirms the function once it greeted.
+    let confirmed = client.recv().await;
+    assert_eq!(
+        (confirmed["type"].as_str(), confirmed["id"].as_str()),
+        (Some("functionregistered"), Some("svc::f"))
+    );
     let res = client.recv().await;
     assert_eq!(
         (res["invocation_id"].as_str(), &res["result"]),
@@ -119,6 +125,7 @@ async fn forwarded_calls_carry_the_caller_the_engine_stamped() {
     let engine = engine025().await;
     let mut callee = connect(&engine, "callee").await;
     callee.register("svc::target").await;
+    assert_eq!(callee.recv().await["type"], "functionregistered");
     has_function(&engine, "svc::target").await;
     let mut caller = connect(&engine, "checkout").await;
     let caller_id = caller.id.clone();
@@ -329,6 +336,7 @@ async fn messages_up_to_64_mib_go_through_and_larger_ones_end_the_link() {
     let engine = engine025().await;
     let mut callee = connect(&engine, "callee").await;
     callee.register("big::echo").await;
+    assert_eq!(callee.recv().await["type"], "functionregistered");
     has_function(&engine, "big::echo").await;
     let mut caller = connect(&engine, "caller").await;
 
