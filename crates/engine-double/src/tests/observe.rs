@@ -502,6 +502,10 @@ async fn owner_calls_reach_the_target_and_return_its_result() {
     let id = uuid::Uuid::new_v4().to_string();
     s.watcher.send(owner_call(&id, "route", "w::t", 0)).await;
     assert_eq!(expect(&mut s.watcher, "invocationresult").await["error"]["code"], "NOT_FUNCTION_OWNER");
+    // A routed call of an owner-delivered function activates nothing by itself.
+    let mut caller = connect(&s.engine, "caller").await;
+    routed(&mut s.owner, &mut caller, json!({"path": "/u"}), json!(1)).await;
+    assert_eq!(observer_info(&mut caller, "route").await["fires"], 1, "the owner call only");
 }
 
 #[tokio::test]
