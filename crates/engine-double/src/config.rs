@@ -23,7 +23,8 @@ pub enum Generation {
     /// Engine 0.25.0: HEAD plus feature negotiation (`workerregistered` answers
     /// `engine::workers::register` and carries the engine's `features`), the `caller` the engine
     /// stamps on forwarded calls with their `observe_depth` and `metadata`, the
-    /// `x-iii-capabilities` upgrade header, and the telemetry-only `/otel` socket (see `v025`).
+    /// `x-iii-capabilities` upgrade header, the telemetry-only `/otel` socket (see `v025`), and
+    /// the observe family: observers, observable functions, reports and owner calls (`observe`).
     V025,
 }
 

@@ -127,11 +127,11 @@ pub(crate) async fn result(engine: &Arc<Engine>, conn: &Arc<Conn>, mut res: Invo
     if res.function_id.is_empty() {
         res.function_id = pending.function_id;
     }
-    let observed = if engine.config.v025() { observe::take_call(engine, &res) } else { None };
-    forward(engine, pending.reply, res).await;
-    if let Some(event) = observed {
+    if let Some(event) = engine.config.v025().then(|| observe::take_call(engine, &res)).flatten() {
+        // Activations are counted (and queued or sent) before the caller has its answer.
         observe::activate(engine, event, None).await;
     }
+    forward(engine, pending.reply, res).await;
 }
 
 async fn forward(engine: &Engine, reply: Reply, res: InvocationResult) {

@@ -94,8 +94,8 @@ pub(crate) fn take_call(engine: &Engine, res: &InvocationResult) -> Option<Event
     })
 }
 
-/// Activates the observers an event concerns: on a routed call, every active observer of the
-/// function whose `on` and filter match; on a report, the ones the owner listed in `matched`
+/// Activates the observers an event concerns: on a routed call of an auto function, every
+/// active observer whose `on` and filter match; on a report, the ones the owner listed in `matched`
 /// (UNSURE, C.25 #4: Decided: the engine trusts `matched` and does not evaluate filters again).
 pub(crate) async fn activate(engine: &Arc<Engine>, ev: Event, matched: Option<Vec<String>>) {
     let mut out = Outbox::default();
@@ -104,6 +104,12 @@ pub(crate) async fn activate(engine: &Arc<Engine>, ev: Event, matched: Option<Ve
         let state = engine.state.lock();
         let mut book = engine.observers.lock();
         let routed = matched.is_none();
+        // The owner of an owner-delivered function decides what its observers get (C.14).
+        let owner_delivered =
+            state.functions.get(&ev.function_id).is_some_and(|f| descriptor(f).owner_delivered);
+        if routed && owner_delivered {
+            return;
+        }
         let ids =
             matched.unwrap_or_else(|| book.of_source(&ev.function_id).map(|o| o.def.id.clone()).collect());
         let now = Instant::now();

@@ -362,9 +362,6 @@ pub(crate) async fn greeted(engine: &Arc<Engine>, conn: &Arc<Conn>) {
         let ids: Vec<String> =
             state.workers.get(&conn.id).map(|w| w.functions.iter().cloned().collect()).unwrap_or_default();
         for id in ids {
-            for obs in book.observers.values_mut().filter(|o| o.source() == id) {
-                obs.acked = false;
-            }
             announce_function(&state, &mut book, &id, &mut out);
         }
         refresh(&state, &mut book, &mut out);
