@@ -11,7 +11,7 @@ use super::registry::WORKERS_REGISTER;
 use super::reply::{bad_input, input, not_found, now_ms, object1, result_frame, Answer, Internal, Outcome};
 use super::state::{Engine, WorkerMeta};
 use super::triggers::{self, fire_worker_event};
-use super::{head, head_listings, observability, state_fns, streams, v025};
+use super::{head, head_listings, observability, observe, state_fns, streams, v025};
 use iii_protocol::{ErrorBody, Json, Message, RegistrationRejected};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -51,6 +51,9 @@ pub(crate) async fn dispatch(
     if observability::is_observability_function(function_id) {
         return Some(Answer::Now(observability::call(engine, function_id, text)));
     }
+    if function_id == observe::OBSERVERS_GET && engine.config.v025() {
+        return Some(Answer::Now(observe::observers_get(engine, text)));
+    }
     if !is_builtin(engine, function_id) {
         return None;
     }
@@ -72,8 +75,9 @@ pub(crate) async fn dispatch(
             return Some(Answer::Handled);
         }
         let out = announce(engine, conn, text).await;
-        if out.is_ok() {
-            v025::welcome(engine, conn).await;
+        if out.is_ok() && v025::welcome(engine, conn).await {
+            // Owners hear of their functions' observers once they know who they are (C.6.1).
+            observe::greeted(engine, conn).await;
         }
         return Some(Answer::Now(out));
     }

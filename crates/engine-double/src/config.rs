@@ -23,7 +23,8 @@ pub enum Generation {
     /// Engine 0.25.0: HEAD plus feature negotiation (`workerregistered` answers
     /// `engine::workers::register` and carries the engine's `features`), the `caller` the engine
     /// stamps on forwarded calls with their `observe_depth` and `metadata`, the
-    /// `x-iii-capabilities` upgrade header, and the telemetry-only `/otel` socket (see `v025`).
+    /// `x-iii-capabilities` upgrade header, the telemetry-only `/otel` socket (see `v025`), and
+    /// the observe family: observers, observable functions, reports and owner calls (`observe`).
     V025,
 }
 
@@ -76,6 +77,9 @@ pub struct EngineConfig {
     /// HEAD and later: behave as if the standalone queue worker were installed (`enqueue` goes to
     /// the engine's queues, `engine::queue::enqueue` is listed).
     pub queue_worker: bool,
+    /// 0.25: how long the observers of a worker that went away stay `suspended`, waiting for an
+    /// `observe` replay, before they are removed (the real engine: 30 s).
+    pub observer_grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +94,7 @@ impl Default for EngineConfig {
             token: None,
             registration_grace: Duration::from_secs(5),
             queue_worker: false,
+            observer_grace: Duration::from_secs(30),
         }
     }
 }

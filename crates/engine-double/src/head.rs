@@ -28,7 +28,7 @@ pub(crate) async fn admit(engine: &Arc<Engine>, conn: &Arc<Conn>, msg: Message) 
 async fn apply(engine: &Arc<Engine>, conn: &Arc<Conn>, msg: Message, namespace: &str) {
     match msg {
         Message::RegisterFunction(f) => registry::register_function(engine, conn, f, namespace).await,
-        Message::UnregisterFunction { id } => registry::unregister_function(engine, conn, &id),
+        Message::UnregisterFunction { id } => registry::unregister_function(engine, conn, &id).await,
         Message::RegisterService(s) => registry::register_service(engine, s),
         Message::RegisterTriggerType(t) => triggers::register_type(engine, conn, t).await,
         Message::RegisterTrigger(t) => triggers::register(engine, conn, t).await,

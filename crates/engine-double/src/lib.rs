@@ -10,15 +10,16 @@
 //! behaviours, registration buffering, listings, namespaces and enqueue (`head`,
 //! `head_listings`), at 0.25 feature negotiation, the stamped `caller` and the `/otel` socket
 //! (`v025`), a bearer token on upgrades (`EngineConfig::token`), and telemetry frames with the
-//! observability listings (`observability`). Not covered: RBAC, observers (0.25's observe
-//! family), the same function id in two namespaces (ids are unique across namespaces here),
-//! trigger firing across namespaces, `condition_function_id`.
+//! observability listings (`observability`), and 0.25's observe family: observers, observable
+//! functions, owners' reports and owner calls (`observe`). Not covered: RBAC, the same function
+//! id in two namespaces (ids are unique across namespaces here), trigger firing across
+//! namespaces, `condition_function_id`, legacy triggers turned into observers.
 //!
 //! Layers, listed so that each module uses only modules listed before it: `conn`, `config`,
-//! `reply` (vocabulary); `kv`, `telemetry_store`, `channels`, `http_functions`, `state` (data);
-//! `delivery`, `triggers`, `registry`, `queues`, `streams`, `state_fns`, `observability`, `head`,
-//! `v025` (mechanisms); `head_listings`, `builtins` (engine functions); `routing`, `server`
-//! (entry points).
+//! `reply` (vocabulary); `kv`, `telemetry_store`, `channels`, `http_functions`, `observe::book`,
+//! `state` (data); `delivery`, `v025`, `observe`, `triggers`, `registry`, `queues`, `streams`,
+//! `state_fns`, `observability`, `head` (mechanisms); `head_listings`, `builtins` (engine
+//! functions); `routing`, `server` (entry points).
 
 mod builtins;
 mod channels;
@@ -30,6 +31,7 @@ mod head_listings;
 mod http_functions;
 mod kv;
 mod observability;
+mod observe;
 mod queues;
 mod registry;
 mod reply;

@@ -6,13 +6,13 @@ use std::time::Duration;
 use super::conn::Conn;
 use super::reply::{result_frame, Reply};
 use super::state::{Engine, Function, Service};
-use super::{http_functions, triggers};
+use super::{http_functions, observe, triggers};
 use iii_protocol::{ErrorBody, Message, RegisterFunction, RegisterService, RegistrationRejected};
 
 pub(crate) const WORKERS_REGISTER: &str = "engine::workers::register";
 
 pub(crate) async fn register_function(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     conn: &Arc<Conn>,
     f: RegisterFunction,
     namespace: &str,
@@ -30,26 +30,33 @@ pub(crate) async fn register_function(
             return engine.log(format!("HTTP function {} from {} not registered: {e}", f.id, conn.id))
         }
     };
-    let mut state = engine.state.lock();
-    if let Some((service, _)) = f.id.split_once("::") {
-        if !state.services.contains_key(service) {
-            let svc = Service { name: service.to_owned(), description: None, parent_service_id: None };
-            state.services.insert(service.to_owned(), svc);
+    let id = f.id.clone();
+    {
+        let mut state = engine.state.lock();
+        if let Some((service, _)) = f.id.split_once("::") {
+            if !state.services.contains_key(service) {
+                let svc = Service { name: service.to_owned(), description: None, parent_service_id: None };
+                state.services.insert(service.to_owned(), svc);
+            }
         }
+        if let Some(worker) = state.workers.get_mut(&conn.id) {
+            worker.functions.insert(f.id.clone());
+        }
+        let entry = Function {
+            owner: conn.clone(),
+            description: f.description,
+            request_format: f.request_format,
+            response_format: f.response_format,
+            metadata: f.metadata,
+            namespace: namespace.to_owned(),
+            http,
+            observe: f.observe,
+        };
+        state.functions.insert(f.id, entry);
     }
-    if let Some(worker) = state.workers.get_mut(&conn.id) {
-        worker.functions.insert(f.id.clone());
+    if engine.config.v025() {
+        observe::function_changed(engine, &id).await;
     }
-    let entry = Function {
-        owner: conn.clone(),
-        description: f.description,
-        request_format: f.request_format,
-        response_format: f.response_format,
-        metadata: f.metadata,
-        namespace: namespace.to_owned(),
-        http,
-    };
-    state.functions.insert(f.id, entry);
 }
 
 /// HEAD: an id owned by another live worker is refused with `FUNCTION_NAMESPACE_CONFLICT`.
@@ -80,11 +87,16 @@ pub(crate) async fn reattach(engine: &Engine, conn: &Conn, previous: &str, token
     }
 }
 
-pub(crate) fn unregister_function(engine: &Engine, conn: &Conn, id: &str) {
-    let mut state = engine.state.lock();
-    state.functions.remove(id);
-    if let Some(worker) = state.workers.get_mut(&conn.id) {
-        worker.functions.remove(id);
+pub(crate) async fn unregister_function(engine: &Arc<Engine>, conn: &Conn, id: &str) {
+    {
+        let mut state = engine.state.lock();
+        state.functions.remove(id);
+        if let Some(worker) = state.workers.get_mut(&conn.id) {
+            worker.functions.remove(id);
+        }
+    }
+    if engine.config.v025() {
+        observe::function_changed(engine, id).await;
     }
 }
 
@@ -147,6 +159,9 @@ pub(crate) async fn teardown(engine: &Arc<Engine>, conn: &Arc<Conn>) {
     for (provider, id, trigger_type) in unbound {
         let msg = Message::UnregisterTrigger { id, trigger_type: Some(trigger_type) };
         provider.send(msg.encode()).await;
+    }
+    if engine.config.v025() {
+        observe::connection_gone(engine, conn).await;
     }
     triggers::fire_worker_event(engine, "worker_disconnected", &conn.id);
 }

@@ -10,7 +10,7 @@ use super::conn::Conn;
 use super::delivery::{invoke_frame, log_failure, route, spawn_http, Target};
 use super::reply::{new_id, result_frame, Answer, Reply};
 use super::state::Engine;
-use super::{builtins, head, queues, v025};
+use super::{builtins, head, observe, queues, v025};
 use iii_protocol::{ErrorBody, InvocationResult, InvokeFunction, Message, TriggerAction};
 
 const CALLER_KEY: &str = "\"_caller_worker_id\"";
@@ -28,6 +28,10 @@ pub(crate) async fn invoke(engine: &Arc<Engine>, conn: &Arc<Conn>, mut inv: Invo
             Some(id) => conn.send(result_frame(&id, &inv.function_id, Err(e))).await,
             None => engine.log(format!("call of {} failed: {}: {}", inv.function_id, e.code, e.message)),
         };
+    }
+    if inv.activation.is_some() && engine.config.v025() {
+        // An owner delivering to its observer's target (docs/protocol.md C.14).
+        return observe::owner_call(engine, conn, inv).await;
     }
     match inv.action.take() {
         Some(TriggerAction::Enqueue { queue })
@@ -64,6 +68,9 @@ async fn sync_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) 
         Ok(Target::Http(f, reply)) => return spawn_http(engine, f, id, fid, data.into_owned(), reply),
         Err(e) => return conn.send(result_frame(id, fid, Err(e))).await,
     };
+    if engine.config.v025() {
+        observe::track_call(engine, conn, &callee, &inv, id);
+    }
     let frame = invoke_frame(id, fid, &data, inv.traceparent.as_deref(), inv.baggage.as_deref());
     let frame = v025::annotate(engine, conn, &inv, frame);
     if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
@@ -97,6 +104,9 @@ async fn void_call(engine: &Arc<Engine>, conn: &Arc<Conn>, inv: InvokeFunction) 
         Ok(Target::Http(f, reply)) => return spawn_http(engine, f, &id, fid, data.into_owned(), reply),
         Err(e) => return engine.log(format!("void call of {fid} failed: {}: {}", e.code, e.message)),
     };
+    if engine.config.v025() {
+        observe::track_call(engine, conn, &callee, &inv, &id);
+    }
     let frame = invoke_frame(&id, fid, &data, inv.traceparent.as_deref(), inv.baggage.as_deref());
     let frame = v025::annotate(engine, conn, &inv, frame);
     if callee.tx.send(WsMessage::Text(frame.into())).await.is_err() {
@@ -117,7 +127,15 @@ pub(crate) async fn result(engine: &Arc<Engine>, conn: &Arc<Conn>, mut res: Invo
     if res.function_id.is_empty() {
         res.function_id = pending.function_id;
     }
-    match pending.reply {
+    if let Some(event) = engine.config.v025().then(|| observe::take_call(engine, &res)).flatten() {
+        // Activations are counted (and queued or sent) before the caller has its answer.
+        observe::activate(engine, event, None).await;
+    }
+    forward(engine, pending.reply, res).await;
+}
+
+async fn forward(engine: &Engine, reply: Reply, res: InvocationResult) {
+    match reply {
         Reply::Caller(caller) => caller.send(Message::InvocationResult(res).encode()).await,
         Reply::Await(tx) => {
             let _ = tx.send(match res.error {

@@ -22,7 +22,7 @@ use super::config::UpgradeRequest;
 use super::conn::{Conn, Registrations};
 use super::reply::{new_id, now_ms};
 use super::state::{Engine, Worker};
-use super::{head, observability, registry, routing, triggers, v025};
+use super::{head, observability, observe, registry, routing, triggers, v025};
 use iii_protocol::Message;
 
 const OUTBOUND_CAPACITY: usize = 64;
@@ -321,6 +321,7 @@ async fn handle_frame(engine: &Arc<Engine>, conn: &Arc<Conn>, bytes: &[u8]) {
             r.trigger_type,
             r.error.map_or_else(|| "ok".to_owned(), |e| format!("{}: {}", e.code, e.message))
         )),
+        Message::Observe(msg) if engine.config.v025() => observe::handle(engine, conn, *msg).await,
         Message::Ping => conn.send(Message::Pong.encode()).await,
         Message::Pong => {}
         other => engine.log(format!("dropped frame from {}: unknown variant {}", conn.id, other.kind())),

@@ -15,6 +15,7 @@ use super::config::{EngineConfig, QueueConfig, UpgradeRequest};
 use super::conn::Conn;
 use super::http_functions::HttpFunction;
 use super::kv::Store;
+use super::observe::book::Book;
 use super::reply::{now_ms, Reply};
 use super::telemetry_store;
 use iii_protocol::Json;
@@ -56,6 +57,8 @@ pub(crate) struct Function {
     pub namespace: String,
     /// Set for HTTP-invoked functions: the engine calls the URL instead of a worker.
     pub http: Option<Arc<HttpFunction>>,
+    /// 0.25: `registerfunction.observe`, the ObserveDescriptor as sent.
+    pub observe: Option<Json>,
 }
 
 #[allow(dead_code)] // stored for completeness; services only matter to dashboards
@@ -152,6 +155,8 @@ pub(crate) struct Engine {
     pub paused: watch::Sender<bool>,
     /// Spans, logs and metrics received in telemetry frames.
     pub observability: Mutex<telemetry_store::Store>,
+    /// 0.25 observers (`observe`); locked after `state` when both are needed.
+    pub observers: Mutex<Book>,
     pub started_at_ms: u64,
     live: AtomicUsize,
 }
@@ -173,6 +178,7 @@ impl Engine {
             states: Mutex::new(Store::default()),
             paused: watch::Sender::new(false),
             observability: Mutex::new(Default::default()),
+            observers: Mutex::new(Book::default()),
             started_at_ms: now_ms(),
             live: AtomicUsize::new(0),
         }

@@ -31,10 +31,21 @@ pub(crate) fn hello(engine: &Engine, conn: &Conn) -> String {
 
 /// 0.25 sends `workerregistered` once the connection said who it is: after its first accepted
 /// `engine::workers::register` (and the registrations that waited for it) were applied.
-pub(crate) async fn welcome(engine: &Engine, conn: &Conn) {
+/// Returns whether it was sent now.
+pub(crate) async fn welcome(engine: &Engine, conn: &Conn) -> bool {
     if engine.config.v025() && !conn.greeted.swap(true, Ordering::AcqRel) {
         conn.send(hello(engine, conn)).await;
+        return true;
     }
+    false
+}
+
+/// The caller the engine forwards: the one the worker asserted, with `worker_id` and
+/// `worker_name` replaced by the calling connection's. A top-level call's caller is therefore
+/// exactly `{worker_id, worker_name}` (docs/protocol.md C.8.1).
+pub(crate) fn stamped_caller(engine: &Engine, from: &Conn, asserted: Option<&Caller>) -> Caller {
+    let worker_name = engine.state.lock().workers.get(&from.id).and_then(|w| w.meta.name.clone());
+    Caller { worker_id: Some(from.id.clone()), worker_name, ..asserted.cloned().unwrap_or_default() }
 }
 
 /// 0.25: adds to a call forwarded to its callee the caller the worker asserted, with
@@ -44,9 +55,7 @@ pub(crate) fn annotate(engine: &Engine, from: &Conn, inv: &InvokeFunction, frame
     if !engine.config.v025() {
         return frame;
     }
-    let worker_name = engine.state.lock().workers.get(&from.id).and_then(|w| w.meta.name.clone());
-    let asserted = inv.caller.clone().unwrap_or_default();
-    let caller = Caller { worker_id: Some(from.id.clone()), worker_name, ..asserted };
+    let caller = stamped_caller(engine, from, inv.caller.as_ref());
     // A struct of strings always serialises.
     let caller = serde_json::to_string(&caller).unwrap_or_default();
     let mut frame = frames::with_json_field(frame, "caller", &caller);

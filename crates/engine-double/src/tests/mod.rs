@@ -7,6 +7,7 @@ mod head_listings;
 mod http_functions;
 mod lifecycle;
 mod observability;
+mod observe;
 mod routing;
 mod streams;
 mod throughput;

@@ -16,10 +16,10 @@ use super::{config, has_function, head_engine, until, Client};
 use crate::config::Generation;
 use crate::{EngineConfig, EngineHandle};
 
-const SDK_FEATURES: [&str; 3] = ["observe.v1", "local-dispatch.v1", "large-messages.v1"];
+pub(super) const SDK_FEATURES: [&str; 3] = ["observe.v1", "local-dispatch.v1", "large-messages.v1"];
 const MIB: usize = 1 << 20;
 
-async fn engine_with(config: EngineConfig) -> EngineHandle {
+pub(super) async fn engine_with(config: EngineConfig) -> EngineHandle {
     EngineHandle::start(EngineConfig { generation: Generation::V025, ..config }).await.expect("engine starts")
 }
 
@@ -27,14 +27,14 @@ async fn engine025() -> EngineHandle {
     engine_with(config()).await
 }
 
-fn register_call(name: &str, features: Value) -> Value {
+pub(super) fn register_call(name: &str, features: Value) -> Value {
     json!({"type": "invokefunction", "function_id": "engine::workers::register", "action": {"type": "void"},
         "data": {"runtime": "python", "version": "0.25.0", "name": name, "features": features}})
 }
 
 /// Connects the way a 0.25 SDK does: the register call first, then `workerregistered`. The
 /// client reads frames of up to 64 MiB, like the SDK.
-async fn connect(engine: &EngineHandle, name: &str) -> Client {
+pub(super) async fn connect(engine: &EngineHandle, name: &str) -> Client {
     let receive = WebSocketConfig::default().max_frame_size(Some(64 * MIB)).max_message_size(Some(64 * MIB));
     let (ws, _) = tokio_tungstenite::connect_async_with_config(engine.url(), Some(receive), false)
         .await
@@ -48,7 +48,7 @@ async fn connect(engine: &EngineHandle, name: &str) -> Client {
     client
 }
 
-async fn ping(client: &mut Client) {
+pub(super) async fn ping(client: &mut Client) {
     client.send(json!({"type": "ping"})).await;
     assert_eq!(client.recv().await, json!({"type": "pong"}));
 }
@@ -74,6 +74,12 @@ async fn workerregistered_answers_the_first_register_call_with_the_engine_featur
     assert!(uuid::Uuid::parse_str(token).is_ok());
     assert_eq!(engine.worker_ids(), [hello["worker_id"].as_str().unwrap()]);
     assert_eq!(engine.function_ids(), ["svc::f"], "registrations applied before the hello");
+    // Its owner declared observe.v1: the engine confirms the function once it greeted.
+    let confirmed = client.recv().await;
+    assert_eq!(
+        (confirmed["type"].as_str(), confirmed["id"].as_str()),
+        (Some("functionregistered"), Some("svc::f"))
+    );
     let res = client.recv().await;
     assert_eq!(
         (res["invocation_id"].as_str(), &res["result"]),
@@ -119,6 +125,7 @@ async fn forwarded_calls_carry_the_caller_the_engine_stamped() {
     let engine = engine025().await;
     let mut callee = connect(&engine, "callee").await;
     callee.register("svc::target").await;
+    assert_eq!(callee.recv().await["type"], "functionregistered");
     has_function(&engine, "svc::target").await;
     let mut caller = connect(&engine, "checkout").await;
     let caller_id = caller.id.clone();
@@ -329,6 +336,7 @@ async fn messages_up_to_64_mib_go_through_and_larger_ones_end_the_link() {
     let engine = engine025().await;
     let mut callee = connect(&engine, "callee").await;
     callee.register("big::echo").await;
+    assert_eq!(callee.recv().await["type"], "functionregistered");
     has_function(&engine, "big::echo").await;
     let mut caller = connect(&engine, "caller").await;
 
