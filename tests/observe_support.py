@@ -11,7 +11,7 @@ from typing import Any
 from iii import III
 from iii.testing import Engine
 
-from conftest import wait_until
+from conftest import wait_registered, wait_until
 
 
 def send(engine: Engine, worker: III, **frame: Any) -> None:
@@ -42,7 +42,9 @@ def confirm(
     namespace: str = "default",
 ) -> None:
     """The engine's ``functionregistered`` for ``function_id``; waits until the core took it
-    when it grants local dispatch."""
+    when it grants local dispatch. Sent once the engine lists the function (asked on the
+    worker's own connection), so it comes after the engine's own ``functionregistered``."""
+    wait_registered(worker, function_id)
     send(
         engine, worker, type="functionregistered", id=function_id, namespace=namespace, revision=revision,
         local_dispatch=local_dispatch, observers=observers or [],
