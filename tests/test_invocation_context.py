@@ -276,12 +276,15 @@ def test_no_caller_is_asserted_without_observe_v1(workers025: Workers) -> None:
     outer, inner = unique("outer"), unique("inner")
     seen: list[InvocationContext | None] = []
     server.register_function(inner, lambda data: seen.append(iii.current_invocation()))
-    server.register_function(outer, lambda data: server.trigger({"function_id": inner, "payload": {}}))
+    # Through the engine (a local call's caller is made by this SDK, whatever the engine lists).
+    server.register_function(
+        outer, lambda data: server.trigger({"function_id": inner, "payload": {}, "dispatch": "remote"})
+    )
     wait_registered(server, outer)
     hello = {"type": "workerregistered", "worker_id": server.worker_id, "features": ["local-dispatch.v1"]}
     server._connection.inject(json.dumps(hello).encode())  # the next workerregistered
     assert server._engine_features == frozenset({"local-dispatch.v1"})
-    server.trigger({"function_id": outer, "payload": {}})
+    server.trigger({"function_id": outer, "payload": {}, "dispatch": "remote"})
     (ctx,) = seen
     assert ctx is not None
     assert ctx.caller == {"worker_id": server.worker_id, "worker_name": "plain-w"}
