@@ -183,6 +183,7 @@ class Dispatcher:
         #: This client's functions that the core keeps observe state for, by id.
         self.owned: dict[str, OwnedFunction] = {}
         self.sync_threads = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._link_fd: int | None = None
         self._polling = False
         self._flush_due = False
@@ -282,7 +283,11 @@ class Dispatcher:
         if sys.version_info < (3, 11):
             # No create_task(context=) before 3.11: the whole handler runs in its Task, whose
             # context is a copy of ctx, so tokens a handler sets and resets stay in one context.
-            ctx.run(self._loop.create_task, self._finish(_whole(inv.handler, data, inv.metadata), inv, span))
+            self._hold(
+                ctx.run(
+                    self._loop.create_task, self._finish(_whole(inv.handler, data, inv.metadata), inv, span)
+                )
+            )
             return
         try:
             coro = ctx.run(inv.handler.call, data, inv.metadata)
@@ -294,7 +299,14 @@ class Dispatcher:
             self._reply_exception(inv, exc, True, span)
             return
         # The handler really suspended: only now does it become a Task (in the same context).
-        self._loop.create_task(self._finish(_resume(coro, yielded), inv, span), context=ctx)
+        self._hold(self._loop.create_task(self._finish(_resume(coro, yielded), inv, span), context=ctx))
+
+    def _hold(self, task: asyncio.Task[None]) -> None:
+        """Keeps a handler's Task alive until it ends: the loop holds Tasks weakly, so a handler
+        waiting on something only it references would be collected, and answered with the
+        ``GeneratorExit`` of its collection."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _finish(
         self, handler_run: Awaitable[Any], inv: _iii.Invocation, span: _iii.InvocationSpan | None
