@@ -360,3 +360,30 @@ def test_engines_without_local_dispatch_route_every_call(generation: str) -> Non
             assert engine.received_kinds().count("invokefunction") >= 1
         finally:
             worker.shutdown()
+
+
+def test_channel_refs_in_a_local_payload_are_resolved(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    blob = bytes(range(256)) * 64
+    got: list[Any] = []
+
+    async def produce(data: Any) -> None:
+        got.append(type(data["out"]).__name__)
+        await data["out"].write(blob)
+        await data["out"].close_async()
+
+    fid = _local(obs_engine, worker, produce)
+    calls = kinds(obs_engine, "invokefunction")
+    channel = worker.create_channel()
+
+    async def run() -> bytes:
+        call = asyncio.ensure_future(
+            worker.trigger_async({"function_id": fid, "payload": {"out": channel.writer_ref}})
+        )
+        received = await channel.reader.read_all()
+        await call
+        return received
+
+    assert asyncio.run(run()) == blob
+    assert got == ["ChannelWriter"]  # a writer, not the reference's dict
+    assert kinds(obs_engine, "invokefunction") == calls + 1  # engine::channels::create only

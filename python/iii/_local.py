@@ -201,10 +201,13 @@ class LocalDispatch:
     def _start(self, fn: LocalFunction, payload: Any, metadata: Any, parent: Any, timeout_ms: int) -> _Run:
         """The copies, the context and (with OpenTelemetry on) the span of a new local call.
         Raises what copying the payload raises, before anything ran."""
-        refs: list[bool] = []
-        data = copy_value(payload, refs)
-        if refs:
-            data = resolve_refs(self._address, data)
+        if type(payload) in _SCALARS:
+            data = payload
+        else:
+            refs: list[bool] = []
+            data = copy_value(payload, refs)
+            if refs:
+                data = resolve_refs(self._address, data)
         meta = metadata if type(metadata) in _SCALARS else copy_value(metadata)
         headers = self._headers
         if headers is not None:
@@ -380,7 +383,7 @@ class LocalDispatch:
             raise self._failure(run, exc) from exc
         if (time.perf_counter() - run.t0) * 1000.0 > timeout_ms:
             raise self._timeout(run)
-        return copy_value(result)
+        return result if type(result) in _SCALARS else copy_value(result)
 
     async def call_async(
         self, fn: LocalFunction, payload: Any, metadata: Any, timeout_ms: int, parent: Any, void: bool
