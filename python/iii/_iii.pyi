@@ -335,6 +335,7 @@ class TestEngine:
         queue_worker: bool = False,
         generation: str | None = None,
         token: str | None = None,
+        observer_grace_ms: int = 30000,
     ) -> Self: ...
     @property
     def url(self) -> str: ...

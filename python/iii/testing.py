@@ -60,6 +60,9 @@ class Engine:
 
     ``token`` (any generation): every WebSocket upgrade must carry ``Authorization: Bearer
     <token>``, else it is refused with HTTP 401. A blank token is no token.
+
+    ``observer_grace_ms`` (0.25): how long the observers of a worker that went away are kept
+    (``suspended``) for it to come back; 30 s as the real engine keeps them.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class Engine:
         registration_grace_ms: int = 5000,
         queue_worker: bool = False,
         token: str | None = None,
+        observer_grace_ms: int = 30000,
     ) -> None:
         generation = _ALIASES.get(generation, generation)
         if generation not in GENERATIONS:
@@ -91,6 +95,7 @@ class Engine:
             queue_worker,
             generation=generation,
             token=token,
+            observer_grace_ms=observer_grace_ms,
         )
         self._closed = False
 
@@ -194,6 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--head-protocol", action="store_true", help="at least --generation head")
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every upgrade")
+    parser.add_argument(
+        "--observer-grace-ms", type=int, default=30000, help="keep a departed worker's observers this long"
+    )
     args = parser.parse_args(argv)
     engine = Engine(
         args.port,
@@ -202,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         generation=args.generation,
         head_protocol=args.head_protocol,
         token=args.token,
+        observer_grace_ms=args.observer_grace_ms,
     )
     print(f"iii test engine listening on {engine.url}", flush=True)
     stop = threading.Event()

@@ -57,7 +57,7 @@ impl From<QueueSpec> for QueueConfig {
 #[pymethods]
 impl TestEngine {
     #[new]
-    #[pyo3(signature = (host="127.0.0.1".to_owned(), port=0, queues=None, functions_poll_interval_ms=5000, head_protocol=false, registration_grace_ms=5000, queue_worker=false, generation=None, token=None))]
+    #[pyo3(signature = (host="127.0.0.1".to_owned(), port=0, queues=None, functions_poll_interval_ms=5000, head_protocol=false, registration_grace_ms=5000, queue_worker=false, generation=None, token=None, observer_grace_ms=30000))]
     #[allow(clippy::too_many_arguments)] // mirrors `iii.testing.Engine`'s keyword arguments
     fn new(
         py: Python<'_>,
@@ -70,6 +70,7 @@ impl TestEngine {
         queue_worker: bool,
         generation: Option<String>,
         token: Option<String>,
+        observer_grace_ms: u64,
     ) -> PyResult<Self> {
         let generation = match generation {
             Some(name) => name.parse::<Generation>().map_err(PyValueError::new_err)?,
@@ -84,6 +85,7 @@ impl TestEngine {
             token,
             registration_grace: Duration::from_millis(registration_grace_ms),
             queue_worker,
+            observer_grace: Duration::from_millis(observer_grace_ms),
             ..EngineConfig::default()
         };
         if let Some(queues) = queues {

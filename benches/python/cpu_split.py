@@ -1,0 +1,75 @@
+"""Where the CPU of a compare.py run goes: the engine's, and the clients' (serving and driving
+processes together), per call, for each client. On a 2-core machine the fan-out ceiling of a
+client is about 2 cores / (engine CPU per call + client CPU per call), so this shows what
+limits each client and how far the engine alone would allow it to go.
+
+  cpu_split.py COMPARE_PY --engine BIN [the client options of compare.py] [--rounds N] [--quick]
+
+COMPARE_PY is ../shared/peers/compare.py; it is loaded unchanged and only wrapped: its engine is
+started as usual, and around every serve/drive pair this samples the engine's CPU time
+(/proc/<pid>/stat) and the CPU of the finished client processes (RUSAGE_CHILDREN). A drive run
+makes a fixed number of calls (2,000 sequential round trips, then 20,000 + 20,000 + 5,000 +
+20,000 in the fan-outs; a quarter of that with --quick), so the figures are averages over every
+scenario of the run. Prints one JSON line per client (medians over rounds).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import sys
+
+CALLS = 2000 + 20000 + 20000 + 5000 + 20000
+CALLS_QUICK = 300 + 2000 + 2000 + 500 + 2000
+
+
+def _proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def main() -> None:
+    spec = importlib.util.spec_from_file_location("compare", sys.argv.pop(1))
+    compare = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(compare)
+    engine = {}
+    start_engine, run_pair = compare.start_engine, compare.run_pair
+    samples: dict[str, list[dict[str, float]]] = {}
+
+    def started(binary, otel):
+        p, d = start_engine(binary, otel)
+        engine["pid"] = p.pid
+        return p, d
+
+    def measured(serve_cmd, drive_cmd, quick, otel):
+        e0, c0 = _proc_cpu(engine["pid"]), _children_cpu()
+        result = run_pair(serve_cmd, drive_cmd, quick, otel)
+        e1, c1 = _proc_cpu(engine["pid"]), _children_cpu()
+        calls = CALLS_QUICK if quick else CALLS
+        label = serve_cmd[0]  # the client's binary, or the python of an SDK's virtualenv
+        samples.setdefault(label, []).append(
+            {"engine_cpu_us_per_call": (e1 - e0) / calls * 1e6, "client_cpu_us_per_call": (c1 - c0) / calls * 1e6}
+        )
+        return result
+
+    compare.start_engine, compare.run_pair = started, measured
+    compare.main()
+    for label, rows in samples.items():
+        med = {k: round(statistics.median(r[k] for r in rows), 1) for k in rows[0]}
+        total = med["engine_cpu_us_per_call"] + med["client_cpu_us_per_call"]
+        med["two_core_ceiling_per_s"] = round(2e6 / total) if total else None
+        print(json.dumps({"cpu_split": label, **med}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
