@@ -53,6 +53,7 @@ from ._observe import (
     ObserveSource,
     Target,
     current_invocation,
+    new_uuid4,
     strip_caller,
 )
 from ._options import FunctionRef, IIIConnectionState, InitOptions
@@ -698,7 +699,7 @@ class III:
             grand = strip_caller(cur.caller)
             if grand:
                 caller["parent"] = grand
-        return caller, str(uuid.uuid4())
+        return caller, new_uuid4()
 
     def _trace_headers(self, cur: Any) -> tuple[str | None, str | None]:
         if self._telemetry is not None:

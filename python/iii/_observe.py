@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from random import getrandbits
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, Union, cast
 
 if TYPE_CHECKING:
@@ -270,7 +270,7 @@ class LocalInvocation:
     def context_id(self) -> str:
         """A fresh UUID v4, made once."""
         if self._id is None:
-            self._id = str(uuid.uuid4())
+            self._id = new_uuid4()
         return self._id
 
     invocation_id = context_id
@@ -290,6 +290,19 @@ class LocalInvocation:
                     caller["parent"] = grand
             self._caller = caller
         return self._caller
+
+
+_VERSION_4 = (0x4000 << 64) | (0x8000 << 48)
+_VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+
+
+def new_uuid4() -> str:
+    """A random UUID v4 as text, from the ``random`` module's generator (seeded from the OS,
+    reseeded in forked children): an invocation id, not a secret.
+
+    NOTE(perf): ``str(uuid.uuid4())`` cost an observed local call 2.6 of its 11 us."""
+    text = "%032x" % (getrandbits(128) & _VERSION_MASK | _VERSION_4)
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def strip_caller(caller: Mapping[str, Any] | None) -> dict[str, Any] | None:
