@@ -797,8 +797,6 @@ class III:
         keeps this worker's own calls of the function going through the engine.
         """
         hooks = ObserveHooks.from_value(observe)
-        function_key = func_or_id if isinstance(func_or_id, str) else None
-        descriptor = _observe_descriptor(function_key, hooks)
         self._check_open()
         if isinstance(func_or_id, str):
             callable_handler = callable(handler_or_invocation)
@@ -821,6 +819,7 @@ class III:
             raise TypeError(
                 f"expected a function id, dict or RegisterFunctionInput, not {type(func_or_id).__name__}"
             )
+        descriptor = _observe_descriptor(spec.id, hooks)
         invocation = (
             handler_or_invocation if isinstance(handler_or_invocation, HttpInvocationConfig) else None
         )
