@@ -84,9 +84,6 @@ REGISTER_TIMEOUT_S = 30.0
 SYNC_HANDLER_THREADS = int(os.environ.get("III_SYNC_HANDLER_THREADS", "64"))
 SDK_VERSION = _iii.__version__
 _VOID = object()
-_UNSUPPORTED = (
-    "the engine does not support observe (no observe.v1 in its features); upgrade it to 0.25 or later"
-)
 
 
 def _format_json(value: Any) -> Any:
@@ -621,14 +618,6 @@ class III:
         if refused is not None:
             handles.pop(observer_id, None)
             handle._update("error", {"code": refused[0], "message": refused[1]})
-        elif (
-            self._connection.state() == "connected" and "observe.v1" not in self._connection.engine_features()
-        ):
-            # WORKAROUND: the core fails the observers it holds when an engine without observe
-            # registers this worker, but not one made afterwards (it would stay pending).
-            handles.pop(observer_id, None)
-            self._connection.unobserve(observer_id)
-            handle._update("error", {"code": "UNSUPPORTED", "message": _UNSUPPORTED})
         return handle
 
     def _observe_namespace(self, named: Any, function_id: str) -> str | None:

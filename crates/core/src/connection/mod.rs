@@ -162,7 +162,7 @@ pub(crate) struct Shared {
     pub(crate) sink: Arc<dyn EventSink>,
     /// 0.25's observe family: this worker's observers and owned functions.
     pub(crate) observe: crate::observe::Hub,
-    pub(crate) reporter: crate::observe::Reporter,
+    pub(crate) reporter: Arc<crate::observe::Reporter>,
 }
 
 thread_local! {
@@ -285,7 +285,8 @@ impl Connection {
         });
         let conn = Connection { shared };
         runtime.spawn(lifecycle::run(conn.clone(), rx));
-        runtime.spawn(crate::observe::Reporter::run(conn.clone()));
+        runtime
+            .spawn(crate::observe::Reporter::run(conn.shared.reporter.clone(), Arc::downgrade(&conn.shared)));
         conn
     }
 
@@ -558,6 +559,7 @@ impl Connection {
         }
         self.shared.pending.close(CallError::Shutdown);
         let _ = self.shared.tx.send(Command::Shutdown);
+        self.shared.reporter.wake();
     }
 
     fn set_state(&self, state: ConnectionState, error: Option<String>) {

@@ -49,6 +49,9 @@ struct Held {
     rejection: Option<ErrorBody>,
     /// Waiting for the owner's `on_observer_added`.
     awaiting_hook: bool,
+    /// Its `on_observer_added` ran and accepted it: its removal runs `on_observer_removed`,
+    /// even after a late rejection.
+    hooked: bool,
 }
 
 #[derive(Default)]
@@ -214,7 +217,15 @@ impl FunctionState {
         }
         inner.observers.insert(
             id.clone(),
-            Held { view, filter, revision, active: !awaiting_hook, rejection: None, awaiting_hook },
+            Held {
+                view,
+                filter,
+                revision,
+                active: !awaiting_hook,
+                rejection: None,
+                awaiting_hook,
+                hooked: false,
+            },
         );
         if !awaiting_hook {
             let ns = inner.namespace.clone();
@@ -224,7 +235,7 @@ impl FunctionState {
 
     fn drop_observer(&self, conn: &Connection, inner: &mut Inner, id: &str) {
         if let Some(held) = inner.observers.remove(id) {
-            if self.hooks && !held.awaiting_hook && held.rejection.is_none() {
+            if self.hooks && held.hooked {
                 conn.shared.sink.owner_hook(HookRequest {
                     function_id: self.id.clone(),
                     added: false,
@@ -311,6 +322,7 @@ impl FunctionState {
         };
         held.awaiting_hook = false;
         held.active = error.is_none();
+        held.hooked = error.is_none();
         held.rejection = error.clone();
         let revision = held.revision;
         self.ack(conn, &ns, observer_id, revision, error);

@@ -29,6 +29,13 @@ use iii_protocol::{ErrorBody, Message, Observe, ObserveMessage};
 const HELD_FRAMES: usize = 4096;
 const HELD_BYTES: usize = 4 << 20;
 
+fn unsupported() -> ErrorBody {
+    ErrorBody::new(
+        "UNSUPPORTED",
+        "the engine does not support observe (no observe.v1 in its features); upgrade it to 0.25 or later",
+    )
+}
+
 /// What an observer's handle learns: the engine's `observeresult` / `observerstatechanged`,
 /// or the core's own verdict (`UNSUPPORTED`).
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +109,8 @@ impl Connection {
 
     /// Creates an observer (docs/protocol.md C.10.1): recorded for replay under its id, sent
     /// once the engine is known to observe. A filter `iii-filter` refuses is refused here
-    /// with `INVALID_FILTER`, and nothing is sent.
+    /// with `INVALID_FILTER`, and one made once an engine without `observe.v1` registered this
+    /// worker with `UNSUPPORTED`; nothing is sent then.
     pub fn observe(&self, observe: Observe) -> Result<(), ErrorBody> {
         if let Some(filters) = &observe.source.filters {
             crate::filter::compile(filters, false).map_err(|e| ErrorBody::new(e.code.as_str(), e.message))?;
@@ -110,6 +118,9 @@ impl Connection {
         let id = observe.id.clone();
         let frame = Message::Observe(Box::new(ObserveMessage::Observe(observe))).encode();
         let mut inner = self.shared.observe.inner.lock();
+        if inner.ready(self) && !self.engine_observes() {
+            return Err(unsupported());
+        }
         inner.seq += 1;
         let seq = inner.seq;
         inner.observers.insert(id, (seq, frame.clone()));
@@ -170,11 +181,7 @@ impl Connection {
             self.shared.sink.observer_news(ObserverNews {
                 id,
                 state: "error".into(),
-                reason: Some(ErrorBody::new(
-                    "UNSUPPORTED",
-                    "the engine does not support observe (no observe.v1 in its features); upgrade it \
-                     to 0.25 or later",
-                )),
+                reason: Some(unsupported()),
                 fires: 0,
                 warnings: Vec::new(),
             });

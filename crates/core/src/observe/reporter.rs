@@ -7,14 +7,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::FunctionState;
-use crate::connection::Connection;
+use crate::connection::{Connection, Shared};
 use iii_protocol::{DroppedReportStats, LocalFunctionStats, ObservedItem};
 
 const MAX_ITEMS: usize = 10_000;
@@ -204,14 +204,20 @@ impl Reporter {
     }
 
     /// The reporter's task: batches after `DELAY`, parks and expires, stats every `STATS_EVERY`.
-    pub(crate) async fn run(conn: Connection) {
-        let reporter = &conn.shared.reporter;
+    /// It holds the connection only while it works, so a dropped connection (and the sockets
+    /// its sink owns) is released at once; it ends at shutdown or when the connection is gone.
+    pub(crate) async fn run(reporter: Arc<Reporter>, shared: Weak<Shared>) {
         let mut last_stats = Instant::now();
-        while !conn.shared.shutting_down.load(Ordering::Acquire) {
+        loop {
             let _ = tokio::time::timeout(Duration::from_secs(1), reporter.wake.notified()).await;
             let waiting = reporter.inner.lock().items.len();
             if waiting > 0 && waiting < BATCH {
                 tokio::time::sleep(DELAY).await;
+            }
+            let Some(shared) = shared.upgrade() else { break };
+            let conn = Connection { shared };
+            if conn.shared.shutting_down.load(Ordering::Acquire) {
+                break;
             }
             reporter.flush(&conn);
             if last_stats.elapsed() >= STATS_EVERY {

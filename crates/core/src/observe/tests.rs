@@ -179,6 +179,12 @@ fn against_an_engine_without_observe_every_observer_fails_unsupported() {
     let news = sink.news.lock()[0].clone();
     assert_eq!((news.id.as_str(), news.state.as_str()), ("o1", "error"));
     assert_eq!(news.reason.unwrap().code, "UNSUPPORTED");
+    // Made once that engine registered the worker: refused at once.
+    assert_eq!(
+        conn.wait_for(Duration::from_secs(10), |s| s == ConnectionState::Connected),
+        ConnectionState::Connected
+    );
+    assert_eq!(conn.observe(observe("o2", None)).unwrap_err().code, "UNSUPPORTED");
     assert!(engine.sent("observe").is_empty());
     conn.shutdown();
 }
