@@ -53,12 +53,19 @@ class ChannelError(IIIConnectionError):
 
 
 class InvocationTimeoutError(IIIError, TimeoutError):
-    """No result arrived within the call's timeout."""
+    """No result arrived within the call's timeout.
 
-    def __init__(self, message: str, function_id: str = "", timeout_ms: int = 0) -> None:
+    ``invocation_id`` is the call's id on the wire (as iii-sdk 0.25.0's ``TIMEOUT`` error
+    carries it), ``None`` when unknown.
+    """
+
+    def __init__(
+        self, message: str, function_id: str = "", timeout_ms: int = 0, *, invocation_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.function_id = function_id
         self.timeout_ms = timeout_ms
+        self.invocation_id = invocation_id
 
 
 class InvocationError(IIIError):
