@@ -215,7 +215,7 @@ def test_max_in_flight_is_respected(make_worker):
     )
     caller.start()
     try:
-        assert gate.when_started(4).wait(10)
+        assert gate.when_started(4).wait(10), (gate.started, client._connection.pending_calls())
         # Four handlers hold their calls: the window is full, nothing else may be pending.
         assert client._connection.pending_calls() == 4
         with gate.lock:
@@ -342,3 +342,36 @@ def test_shutdown_with_a_batch_in_flight(make_worker):
     finally:
         gate.open.set()
     assert all(isinstance(o.error, ClientShutdownError) for o in done[0])
+
+
+@pytest.mark.usefixtures("needs_observability")
+def test_each_call_carries_the_trace_context_a_single_call_would(make_worker):
+    """With OpenTelemetry on, as for ``trigger``: a call made outside any span starts a trace of
+    its own; inside the application's span, with baggage attached, each call carries both."""
+    from opentelemetry import context as otel_context
+
+    from iii import telemetry
+
+    worker, caller = make_worker(), make_worker()
+    fid = unique("seen")
+    worker.register_function(
+        fid, lambda _d: [telemetry.current_trace_id(), telemetry.get_baggage_entry("tenant")]
+    )
+    wait_registered(caller, fid)
+    bare = caller.trigger_many([{"function_id": fid, "payload": i} for i in range(3)])
+    traces = [o.result[0] for o in bare]
+    assert all(traces) and len(set(traces)) == 3, "each bare call is a trace of its own"
+    assert all(o.result[1] is None for o in bare)
+
+    tracer = telemetry.get_tracer()
+    assert tracer is not None
+    with tracer.start_as_current_span("app span") as mine:
+        token = otel_context.attach(telemetry.set_baggage_entry("tenant", "acme"))
+        try:
+            inside = asyncio.run(
+                caller.trigger_many_async([{"function_id": fid, "payload": i} for i in range(2)])
+            )
+        finally:
+            otel_context.detach(token)
+    expected = [f"{mine.get_span_context().trace_id:032x}", "acme"]
+    assert [o.result for o in inside] == [expected, expected]

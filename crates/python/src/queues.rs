@@ -182,6 +182,9 @@ impl Completion for AsyncCompletion {
 struct JobState {
     jobs: VecDeque<(InvokeFunction, Arc<Py<PyAny>>)>,
     idle: usize,
+    /// Idle threads already notified that have not woken yet: a burst of pushes must not count
+    /// on one of them twice (the later jobs would wait, with no watchdog, behind a slow handler).
+    waking: usize,
     threads: usize,
     closed: bool,
     /// When a thread last took a job: a queue that has not moved for `STALL` has its
@@ -219,6 +222,7 @@ impl JobQueue {
             state: Mutex::new(JobState {
                 jobs: VecDeque::new(),
                 idle: 0,
+                waking: 0,
                 threads: 0,
                 closed: false,
                 last_take: Instant::now(),
@@ -234,7 +238,8 @@ impl JobQueue {
         let mut s = self.state.lock();
         s.jobs.push_back((call, handler));
         let busy = s.threads - s.idle;
-        if s.idle > 0 && (busy == 0 || s.last_take.elapsed() >= STALL) {
+        if s.idle > s.waking && (busy == 0 || s.last_take.elapsed() >= STALL) {
+            s.waking += 1;
             self.ready.notify_one();
         } else if !s.watchdog_armed {
             s.watchdog_armed = true;
@@ -256,7 +261,8 @@ impl JobQueue {
             if s.last_take.elapsed() < STALL {
                 continue;
             }
-            if s.idle > 0 {
+            if s.idle > s.waking {
+                s.waking += 1;
                 self.ready.notify_one();
             } else if s.threads < self.max_threads {
                 s.threads += 1;
@@ -305,6 +311,7 @@ impl JobQueue {
             s.idle += 1;
             self.ready.wait(&mut s);
             s.idle -= 1;
+            s.waking = s.waking.saturating_sub(1); // parking_lot has no spurious wake-ups
         }
     }
 
