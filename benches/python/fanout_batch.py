@@ -130,6 +130,7 @@ def drive_ours(mode: str, calls: int, window: int) -> None:
             if time.time() > deadline:
                 raise
             time.sleep(0.2)
+    cpu0 = time.process_time()
     if mode == "many":
         t0 = time.perf_counter()
         outcomes = iii.trigger_many([request] * calls, max_in_flight=window)
@@ -143,7 +144,11 @@ def drive_ours(mode: str, calls: int, window: int) -> None:
             }
         )
         elapsed, errors = r["elapsed"], r["errors"]
-    print(json.dumps({"per_s": round(calls / elapsed), "errors": errors}), flush=True)
+    cpu_us = (time.process_time() - cpu0) / calls * 1e6  # the driving process, all threads
+    print(
+        json.dumps({"per_s": round(calls / elapsed), "errors": errors, "cpu_us": round(cpu_us, 1)}),
+        flush=True,
+    )
     iii.shutdown()
 
 
@@ -155,7 +160,7 @@ def run_driver(cmd: list[str], key: str) -> dict[str, float] | None:
     except ValueError:
         print(f"driver {cmd[0]} failed: {(d.stdout + d.stderr)[-400:]}", file=sys.stderr)
         return None
-    return {"per_s": out[key], "errors": out[key[: -len("per_s")] + "errors"]}
+    return {"per_s": out[key], "errors": out[key[: -len("per_s")] + "errors"], "cpu_us": out.get("cpu_us")}
 
 
 def main() -> None:
@@ -188,6 +193,7 @@ def main() -> None:
     engine, folder = start_engine(args.engine)
     serve = None
     per_round: dict[str, list[float]] = {name: [] for name in drivers}
+    cpu: dict[str, list[float]] = {name: [] for name in drivers}
     errors: dict[str, float] = dict.fromkeys(drivers, 0)
     try:
         serve = subprocess.Popen(
@@ -199,6 +205,8 @@ def main() -> None:
                 r = run_driver(cmd, key)
                 if r is not None:
                     per_round[name].append(r["per_s"])
+                    if r["cpu_us"] is not None:
+                        cpu[name].append(r["cpu_us"])
                     errors[name] += r["errors"]
     finally:
         if serve is not None:
@@ -209,7 +217,10 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
     med = {name: statistics.median(v) for name, v in per_round.items() if v}
     for name, v in per_round.items():
-        print(json.dumps({"driver": name, "per_s": med.get(name), "rounds": v, "errors": errors[name]}))
+        line = {"driver": name, "per_s": med.get(name), "rounds": v, "errors": errors[name]}
+        if cpu[name]:  # CPU microseconds per call of the driving process (ours only)
+            line["cpu_us"] = statistics.median(cpu[name])
+        print(json.dumps(line))
     for ours in ("ours_many", "ours_many_async", "ours_gather"):
         if ours in med:
             ratios = {

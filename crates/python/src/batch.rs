@@ -149,6 +149,8 @@ struct State {
     /// The wire id of every call sent so far.
     ids: Vec<Option<Uuid>>,
     in_flight: usize,
+    /// The first call the sender has not sent yet (as of its last look at the window).
+    next: usize,
     done: usize,
     cancelled: bool,
     /// The async form's future and the queue of its loop, until the batch ends.
@@ -159,6 +161,8 @@ pub(crate) struct Batch {
     conn: CoreConnection,
     items: Vec<Prepared>,
     max_in_flight: usize,
+    /// How many places must be free before the sender refills the window.
+    refill: usize,
     /// The caller asserted by calls made from a handler (docs/protocol.md C.8.1), as for one call.
     caller: Option<String>,
     observe_depth: Option<u32>,
@@ -231,12 +235,14 @@ impl Batch {
             conn,
             items: prepared,
             max_in_flight,
+            refill: (max_in_flight / 8).clamp(1, 64),
             caller,
             observe_depth,
             state: Mutex::new(State {
                 results: (0..n).map(|_| None).collect(),
                 ids: vec![None; n],
                 in_flight: 0,
+                next: 0,
                 done: 0,
                 cancelled: false,
                 deliver: None,
@@ -260,21 +266,27 @@ impl Batch {
     }
 
     /// Keeps the window full until every call is sent or the batch is cancelled.
+    ///
+    /// NOTE(perf): refilling on every completion made one write (and one wake-up of this task)
+    /// per call or two, while results were still arriving; refilling once `refill` places are
+    /// free sends about that many calls per write (benches/RESULTS.md, "trigger_many").
     async fn send_all(self: Arc<Self>) {
         let n = self.items.len();
         let mut next = 0;
         while next < n {
             let room = {
-                let s = self.state.lock();
+                let mut s = self.state.lock();
                 if s.cancelled {
                     return;
                 }
-                self.max_in_flight.saturating_sub(s.in_flight)
+                s.next = next;
+                let room = self.max_in_flight.saturating_sub(s.in_flight);
+                (room >= self.refill.min(n - next)).then_some(room)
             };
-            if room == 0 {
-                self.room.notified().await;
+            let Some(room) = room else {
+                self.room.notified().await; // `record` wakes us when enough room is free
                 continue;
-            }
+            };
             // Held back and written together: one write per refill of the window, not per call.
             next = iii_core::connection::deferring(|| {
                 let mut sent = 0;
@@ -346,13 +358,21 @@ impl Batch {
                 return;
             }
             s.results[index] = Some(outcome);
+            let n = self.items.len();
+            // The sender waits for `refill` free places (fewer near the end): wake it once, when
+            // the room reaches that.
+            let mut wake = false;
             if windowed {
                 s.in_flight -= 1;
+                let unsent = n - s.next;
+                wake = unsent > 0 && self.max_in_flight - s.in_flight == self.refill.min(unsent);
             }
             s.done += 1;
-            if s.done < self.items.len() {
+            if s.done < n {
                 drop(s);
-                self.room.notify_one();
+                if wake {
+                    self.room.notify_one();
+                }
                 return;
             }
             self.finished.notify_all();
