@@ -23,8 +23,9 @@ from iii import (
     TriggerRequest,
     current_invocation,
 )
+from iii.testing import Engine
 
-from conftest import needs_queue, unique, wait_registered, wait_until
+from conftest import REAL_ENGINE_URL, needs_queue, unique, wait_registered, wait_until
 
 FAST = ReconnectionConfig(initial_delay_ms=20, max_delay_ms=50, jitter_factor=0.0)
 
@@ -375,3 +376,25 @@ def test_each_call_carries_the_trace_context_a_single_call_would(make_worker):
             otel_context.detach(token)
     expected = [f"{mine.get_span_context().trace_id:032x}", "acme"]
     assert [o.result for o in inside] == [expected, expected]
+
+
+def test_plain_requests_follow_the_worker_namespace(make_worker):
+    """Plain dict requests are read in Rust: the namespace rule is ``trigger()``'s (the worker's
+    namespace, ``engine::*`` in ``default``, a request's own ``namespace`` first)."""
+    if REAL_ENGINE_URL:
+        pytest.skip("uses the test engine's HEAD mode")
+    with Engine(generation="head") as engine:
+        team = make_worker(engine.url, namespace="team")
+        team.register_function("team::f", lambda d: d + 1)
+        caller = make_worker(engine.url, namespace="team")
+        wait_until(lambda: caller.trigger_many([{"function_id": "team::f", "payload": 0}])[0].ok)
+        plain, engine_call, elsewhere = caller.trigger_many(
+            [
+                {"function_id": "team::f", "payload": 1},
+                {"function_id": "engine::functions::list", "payload": {}},
+                {"function_id": "team::f", "payload": 2, "namespace": "default"},
+            ]
+        )
+        assert plain.result == 2
+        assert engine_call.ok
+        assert not elsewhere.ok and elsewhere.error.code == "function_not_found"

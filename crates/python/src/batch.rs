@@ -41,7 +41,7 @@ struct Prepared {
     span: Option<Py<InvocationSpan>>,
 }
 
-/// The Python side's tuple for one call (see `III._batch_items`).
+/// The Python side's tuple for one call (see `normalize` in `III._batch_plan`).
 type RawItem<'py> = (
     String,
     Bound<'py, PyAny>,
