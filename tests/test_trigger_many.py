@@ -3,6 +3,7 @@ errors, a bound on calls in flight, cancellation; and the wire id on a failed ca
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import threading
 import uuid
@@ -305,6 +306,26 @@ def test_cancelling_the_awaiting_task_stops_the_batch(engine, make_worker):
     assert client.trigger({"function_id": "engine::functions::list", "payload": {}}) is not None
     assert invokes_received(engine) == before + 2 + 1
     assert gate.started == 2
+
+
+def test_ctrl_c_stops_a_blocking_batch(engine, make_worker):
+    gate = Gate()
+    _, client, fid = served(make_worker, gate, engine.url)
+    before = invokes_received(engine)
+
+    def interrupt() -> None:
+        if gate.when_started(2).wait(10):
+            _thread.interrupt_main()  # what Ctrl-C does to the main thread
+
+    threading.Thread(target=interrupt).start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            client.trigger_many([{"function_id": fid, "payload": i} for i in range(10)], max_in_flight=2)
+        assert client._connection.pending_calls() == 0
+    finally:
+        gate.open.set()
+    assert client.trigger({"function_id": "engine::functions::list", "payload": {}}) is not None
+    assert invokes_received(engine) == before + 2 + 1
 
 
 def test_engine_going_away_mid_batch_fails_every_item(engine, make_worker):
