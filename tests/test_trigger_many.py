@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import gc
 import threading
 import uuid
+import weakref
 from typing import Any
 
 import pytest
@@ -419,3 +421,25 @@ def test_plain_requests_follow_the_worker_namespace(make_worker):
         assert plain.result == 2
         assert engine_call.ok
         assert not elsewhere.ok and elsewhere.error.code == "function_not_found"
+
+
+def test_a_raised_error_does_not_keep_its_batch_alive(make_worker):
+    """``value()`` raises the stored error, whose traceback then leads back to the outcome: the
+    garbage collector must see through outcomes to break that cycle."""
+    client = make_worker()
+
+    class Marker:
+        pass
+
+    def scope() -> weakref.ref[Marker]:
+        marker = Marker()
+        outcomes = client.trigger_many([{"function_id": unique("missing"), "payload": 1}])
+        try:
+            outcomes[0].value()
+        except InvocationError:
+            pass
+        return weakref.ref(marker)
+
+    ref = scope()
+    gc.collect()
+    assert ref() is None

@@ -455,7 +455,7 @@ impl Batch {
                     (py.None(), Some(exc.into_value(py).into_any()))
                 }
             };
-            out.push(Py::new(py, TriggerOutcome { result: value, error })?);
+            out.push(Py::new(py, TriggerOutcome { result: Some(value), error })?);
         }
         PyList::new(py, out)
     }
@@ -474,9 +474,12 @@ impl Batch {
 
 /// The result of one call of a batch: `ok` and `result`, or the `error` the same call made
 /// with `trigger()` would have raised.
-#[pyclass(frozen, module = "iii._iii")]
+///
+/// Visible to the garbage collector: once `value()` has raised the error, its traceback can
+/// lead back here (frame -> list of outcomes -> this outcome -> the error).
+#[pyclass(module = "iii._iii")]
 pub struct TriggerOutcome {
-    result: Py<PyAny>,
+    result: Option<Py<PyAny>>,
     error: Option<Py<PyAny>>,
 }
 
@@ -484,8 +487,8 @@ pub struct TriggerOutcome {
 impl TriggerOutcome {
     #[new]
     #[pyo3(signature = (result=None, error=None))]
-    fn new(py: Python<'_>, result: Option<Py<PyAny>>, error: Option<Py<PyAny>>) -> Self {
-        Self { result: result.unwrap_or_else(|| py.None()), error }
+    fn new(result: Option<Py<PyAny>>, error: Option<Py<PyAny>>) -> Self {
+        Self { result, error }
     }
 
     /// True when the call returned (`result` holds its value), False when it failed (`error`).
@@ -496,7 +499,7 @@ impl TriggerOutcome {
 
     #[getter]
     fn result(&self, py: Python<'_>) -> Py<PyAny> {
-        self.result.clone_ref(py)
+        self.result.as_ref().map_or_else(|| py.None(), |r| r.clone_ref(py))
     }
 
     #[getter]
@@ -507,16 +510,26 @@ impl TriggerOutcome {
     /// The result, or raises the error.
     fn value(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match &self.error {
-            None => Ok(self.result.clone_ref(py)),
+            None => Ok(self.result(py)),
             Some(err) => Err(PyErr::from_value(err.bind(py).clone())),
         }
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(match &self.error {
-            None => format!("TriggerOutcome(result={})", self.result.bind(py).repr()?),
+            None => format!("TriggerOutcome(result={})", self.result(py).bind(py).repr()?),
             Some(err) => format!("TriggerOutcome(error={})", err.bind(py).repr()?),
         })
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.result)?;
+        visit.call(&self.error)
+    }
+
+    fn __clear__(&mut self) {
+        self.result = None;
+        self.error = None;
     }
 }
 
