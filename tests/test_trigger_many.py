@@ -351,6 +351,23 @@ def test_engine_going_away_mid_batch_fails_every_item(engine, make_worker):
     assert all(isinstance(o.error, (ConnectionLostError, InvocationTimeoutError)) for o in outcomes[2:])
 
 
+def test_a_batch_made_while_reconnecting_is_sent_after_the_replay(engine, make_worker):
+    worker = make_worker(engine.url, reconnection_config=FAST)
+    fid = unique("many")
+    worker.register_function(fid, lambda d: d + 1)
+    wait_registered(worker, fid)
+    engine.stop()
+    wait_until(lambda: worker.get_connection_state() == "reconnecting")
+    done: list[list[TriggerOutcome]] = []
+    requests = [{"function_id": fid, "payload": i} for i in range(5)]
+    caller = threading.Thread(target=lambda: done.append(worker.trigger_many(requests)))
+    caller.start()
+    wait_until(lambda: worker._connection.pending_calls() == 5)  # in the offline queue
+    engine.restart()
+    caller.join(10)
+    assert [o.result for o in done[0]] == [1, 2, 3, 4, 5]
+
+
 def test_shutdown_with_a_batch_in_flight(make_worker):
     gate = Gate()
     _, client, fid = served(make_worker, gate)
