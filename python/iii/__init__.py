@@ -39,6 +39,7 @@ from ._format import extract_request_format, extract_response_format, python_typ
 from ._http_trigger import HttpRequest, HttpResponse, InternalHttpRequest, http
 from ._http_trigger import HttpRequest as StreamRequest
 from ._http_trigger import HttpResponse as StreamResponse
+from ._iii import TriggerOutcome  # our addition: what III.trigger_many returns per call
 from ._logger import Logger
 from ._models import (
     ApiRequest,
@@ -199,6 +200,7 @@ __all__ = [
     "TriggerActionEnqueue",
     "TriggerActionVoid",
     "TriggerInfo",
+    "TriggerOutcome",
     "TriggerRequest",
     "TriggerTypeInfo",
     "WorkerInfo",

@@ -1,6 +1,6 @@
 """Type stubs of the Rust extension (`crates/python/`). Internal: use the `iii` package instead."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, final
 
 from typing_extensions import Self
@@ -18,6 +18,25 @@ class LoopQueue:
     @property
     def fd(self) -> int: ...
     def drain(self) -> None: ...
+
+@final
+class TriggerOutcome:
+    def __new__(cls, result: Any = None, error: BaseException | None = None) -> Self: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def result(self) -> Any: ...
+    @property
+    def error(self) -> BaseException | None: ...
+    def value(self) -> Any: ...
+
+@final
+class BatchHandle:
+    def cancel(self) -> None: ...
+
+_BatchItem = tuple[
+    str, Any, int, str | None, bool, str | None, str | None, str | None, Any, InvocationSpan | None
+]
 
 @final
 class Invocation:
@@ -291,6 +310,32 @@ class Connection:
         parent: Invocation | None = None,
         activation: str | None = None,
     ) -> bool: ...
+    def call_many(
+        self,
+        requests: Iterable[Any],
+        max_in_flight: int,
+        normalize: Callable[[int, Any], _BatchItem],
+        *,
+        normalized: bool = False,
+        timeout_ms: int,
+        namespace: str | None = None,
+        engine_prefixes: Sequence[str],
+        parent: Invocation | None = None,
+    ) -> list[TriggerOutcome]: ...
+    def call_many_async(
+        self,
+        requests: Iterable[Any],
+        max_in_flight: int,
+        normalize: Callable[[int, Any], _BatchItem],
+        future: Any,
+        loop_queue: LoopQueue | None = None,
+        *,
+        normalized: bool = False,
+        timeout_ms: int,
+        namespace: str | None = None,
+        engine_prefixes: Sequence[str],
+        parent: Invocation | None = None,
+    ) -> BatchHandle: ...
     def call_void(
         self,
         function_id: str,

@@ -53,16 +53,22 @@ class ChannelError(IIIConnectionError):
 
 
 class InvocationTimeoutError(IIIError, TimeoutError):
-    """No result arrived within the call's timeout. ``code`` is ``"TIMEOUT"`` (iii-sdk 0.25.0's
-    code for it); ``invocation_id`` names the invocation when it is known (a local call)."""
+    """No result arrived within the call's timeout. ``code`` is ``"TIMEOUT"``, iii-sdk 0.25.0's
+    code for it.
+
+    ``invocation_id`` is the call's id on the wire (as iii-sdk 0.25.0's ``TIMEOUT`` error
+    carries it), ``None`` when unknown.
+    """
 
     code = "TIMEOUT"
 
-    def __init__(self, message: str, function_id: str = "", timeout_ms: int = 0) -> None:
+    def __init__(
+        self, message: str, function_id: str = "", timeout_ms: int = 0, *, invocation_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.function_id = function_id
         self.timeout_ms = timeout_ms
-        self.invocation_id: str | None = None
+        self.invocation_id = invocation_id
 
 
 class InvocationError(IIIError):

@@ -2,7 +2,7 @@
 //!
 //! Completions run outside the table's lock, so a completion may call back into the table.
 //! A call ends exactly once: by its result, its deadline, the loss of the link it was sent on,
-//! or the client closing.
+//! or the client closing; or, when its caller stopped waiting, it is forgotten unrun (`forget`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -155,6 +155,21 @@ impl PendingTable {
         true
     }
 
+    /// Removes a call and drops its completion unrun: the one way a call ends without an
+    /// outcome, for callers that no longer wait (a cancelled batch). False if already ended.
+    pub fn forget(&self, id: &Uuid) -> bool {
+        let entry = {
+            let mut inner = self.inner.lock();
+            let Some(entry) = inner.calls.remove(id) else {
+                return false;
+            };
+            inner.deadlines.remove(&(entry.deadline, *id));
+            entry
+        };
+        drop(entry); // outside the lock: dropping a completion may re-enter the table
+        true
+    }
+
     pub fn contains(&self, id: &Uuid) -> bool {
         self.inner.lock().calls.contains_key(id)
     }
@@ -300,6 +315,20 @@ mod tests {
         assert_eq!(rec.done().len(), 1);
         assert!(t.is_empty());
         assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn forgotten_calls_never_complete() {
+        let t = PendingTable::new();
+        let rec = Recorder::default();
+        let id = Uuid::new_v4();
+        t.insert(id, "f", Duration::from_millis(1), 0, rec.boxed(1)).ok().unwrap();
+        assert!(t.forget(&id));
+        assert!(!t.forget(&id));
+        assert!(!t.complete(&id, Ok(None)), "a late result finds nothing");
+        assert_eq!(t.expire(Instant::now() + Duration::from_secs(1)), 0);
+        assert!(rec.done().is_empty());
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
+use super::batch::{Batch, BatchHandle, Plan};
 use super::errors;
 use super::events::{
     Binding, CoreLog, HandlerThreadWanted, Invocation, LinkClosed, StateChange, TriggerBinding,
@@ -175,9 +176,12 @@ impl CallExtras {
 }
 
 impl Connection {
-    /// Encodes the payload and sends a call that expects an answer; `completion` gets it.
+    /// Encodes the payload and sends a call that expects an answer under the id `id`;
+    /// `completion` gets it.
+    #[allow(clippy::too_many_arguments)]
     fn start_call(
         &self,
+        id: uuid::Uuid,
         function_id: &str,
         payload: &Bound<'_, PyAny>,
         timeout_ms: u64,
@@ -189,7 +193,7 @@ impl Connection {
         let action = queue.map(|queue| TriggerAction::Enqueue { queue });
         let timeout = Duration::from_millis(timeout_ms);
         self.core
-            .call(envelope, function_id, data.as_deref(), action.as_ref(), timeout, completion)
+            .call_as(id, envelope, function_id, data.as_deref(), action.as_ref(), timeout, completion)
             .map(|_| ())
             .map_err(|e| errors::call_error(payload.py(), &e))
     }
@@ -214,6 +218,17 @@ impl Connection {
             _ => (None, None),
         };
         Ok(CallExtras { metadata, caller, observe_depth, activation: None })
+    }
+
+    fn prepare_batch(
+        &self,
+        py: Python<'_>,
+        requests: &Bound<'_, PyAny>,
+        plan: &Plan<'_>,
+        parent: Option<&Bound<'_, Invocation>>,
+    ) -> PyResult<Arc<Batch>> {
+        let extras = self.call_extras(None, parent)?;
+        Batch::prepare(py, self.core.clone(), requests, plan, extras.caller, extras.observe_depth)
     }
 
     /// Runs a send, holding its frame back when `defer`; true when a `flush` must follow.
@@ -347,7 +362,7 @@ impl Connection {
                 Item::ThreadWanted => events.append(HandlerThreadWanted)?,
                 Item::Observer(news) => events.append(ObserverEvent::new(news))?,
                 Item::Hook(hook) => events.append(OwnerHook::new(hook))?,
-                Item::Done { .. } => unreachable!("take() resolves completions"),
+                Item::Done { .. } | Item::BatchDone(..) => unreachable!("take() resolves completions"),
             }
         }
         if closed {
@@ -704,14 +719,15 @@ impl Connection {
         let mut extras = self.call_extras(metadata, parent)?;
         extras.activation = activation.map(activation_json);
         let envelope = extras.envelope(namespace, traceparent, baggage);
-        self.start_call(function_id, payload, timeout_ms, queue, envelope, completion)?;
+        let id = iii_core::connection::invocation_id();
+        self.start_call(id, function_id, payload, timeout_ms, queue, envelope, completion)?;
         let outcome = loop {
             if let Some(outcome) = py.detach(|| self.core.wait_result(&slot, Duration::from_millis(100))) {
                 break outcome;
             }
             py.check_signals()?;
         };
-        outcome_to_py(py, outcome)
+        outcome_to_py(py, outcome, Some(function_id), &id)
     }
 
     /// Calls a function; `future` gets the outcome through `loop_queue` (None: the SDK loop's).
@@ -739,11 +755,72 @@ impl Connection {
         activation: Option<String>,
     ) -> PyResult<bool> {
         let queue_inner = loop_queue.map_or_else(|| self.router.loop_queue.clone(), |q| q.inner.clone());
-        let completion = Box::new(AsyncCompletion { future, queue: queue_inner });
+        let id = iii_core::connection::invocation_id();
+        let completion = Box::new(AsyncCompletion { future, queue: queue_inner, invocation_id: id });
         let mut extras = self.call_extras(metadata, parent)?;
         extras.activation = activation.map(activation_json);
         let envelope = extras.envelope(namespace, traceparent, baggage);
-        self.sending(defer, || self.start_call(function_id, payload, timeout_ms, queue, envelope, completion))
+        self.sending(defer, || {
+            self.start_call(id, function_id, payload, timeout_ms, queue, envelope, completion)
+        })
+    }
+
+    /// Sends a batch of calls, at most `max_in_flight` pending at a time, and waits (without
+    /// the GIL) for all of them; returns one `TriggerOutcome` per request, in order.
+    /// `requests` are `trigger()`'s requests, read as `batch::Batch::prepare` says (plain dicts
+    /// here, the rest through `normalize(index, request)`), or, with `normalized`, already
+    /// `(function_id, payload, timeout_ms, queue, void, namespace, traceparent, baggage,
+    /// metadata, span)` tuples. A request that cannot be sent raises before anything is sent.
+    #[pyo3(signature = (
+        requests, max_in_flight, normalize, *, normalized=false, timeout_ms, namespace=None,
+        engine_prefixes, parent=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn call_many<'py>(
+        &self,
+        py: Python<'py>,
+        requests: &Bound<'py, PyAny>,
+        max_in_flight: usize,
+        normalize: Bound<'py, PyAny>,
+        normalized: bool,
+        timeout_ms: u64,
+        namespace: Option<String>,
+        engine_prefixes: Vec<String>,
+        parent: Option<&Bound<'_, Invocation>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let plan = Plan { max_in_flight, normalized, normalize, timeout_ms, namespace, engine_prefixes };
+        let batch = self.prepare_batch(py, requests, &plan, parent)?;
+        batch.start(None);
+        batch.wait(py)?;
+        batch.outcomes(py)
+    }
+
+    /// `call_many` for an event loop: `future` gets the list through `loop_queue` (None: the
+    /// SDK loop's). Returns the handle that cancels the batch.
+    #[pyo3(signature = (
+        requests, max_in_flight, normalize, future, loop_queue=None, *, normalized=false, timeout_ms,
+        namespace=None, engine_prefixes, parent=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn call_many_async<'py>(
+        &self,
+        py: Python<'py>,
+        requests: &Bound<'py, PyAny>,
+        max_in_flight: usize,
+        normalize: Bound<'py, PyAny>,
+        future: Py<PyAny>,
+        loop_queue: Option<&LoopQueue>,
+        normalized: bool,
+        timeout_ms: u64,
+        namespace: Option<String>,
+        engine_prefixes: Vec<String>,
+        parent: Option<&Bound<'_, Invocation>>,
+    ) -> PyResult<BatchHandle> {
+        let plan = Plan { max_in_flight, normalized, normalize, timeout_ms, namespace, engine_prefixes };
+        let batch = self.prepare_batch(py, requests, &plan, parent)?;
+        let queue = loop_queue.map_or_else(|| self.router.loop_queue.clone(), |q| q.inner.clone());
+        batch.start(Some((future, queue)));
+        Ok(BatchHandle { batch })
     }
 
     /// Fire-and-forget call; the other arguments as for `call_async`.

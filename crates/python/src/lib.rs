@@ -1,6 +1,7 @@
 //! The `_iii` extension: PyO3 bindings over `iii-core` and the test engine. The only crate
 //! that knows about Python.
 
+mod batch;
 mod channel;
 mod connection;
 mod engine;
@@ -20,6 +21,8 @@ use pyo3::prelude::*;
 fn _iii(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<connection::Connection>()?;
     m.add_class::<queues::LoopQueue>()?;
+    m.add_class::<batch::TriggerOutcome>()?;
+    m.add_class::<batch::BatchHandle>()?;
     m.add_class::<events::Invocation>()?;
     m.add_class::<events::TriggerBinding>()?;
     m.add_class::<events::StateChange>()?;

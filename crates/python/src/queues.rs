@@ -18,19 +18,24 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
 
+use super::batch::Batch;
 use super::errors;
 use super::events::Binding;
 use super::json::from_json_opt;
 use iii_core::connection::{ConnectionState, LogLevel};
 use iii_core::invocations::{Completion, Outcome};
 use iii_protocol::InvokeFunction;
+use uuid::Uuid;
 
 /// Work for an event loop, converted to Python objects only on that loop's thread.
 pub(crate) enum Item {
     Done {
         future: Py<PyAny>,
         outcome: Outcome,
+        invocation_id: Uuid,
     },
+    /// Every call of a `trigger_many_async` batch ended: resolve its future with the list.
+    BatchDone(Py<PyAny>, Arc<Batch>),
     Invoke(InvokeFunction, Arc<Py<PyAny>>),
     Binding(Binding),
     State(ConnectionState),
@@ -100,7 +105,10 @@ impl LoopQueueInner {
         let mut others = Vec::new();
         for item in items {
             match item {
-                Item::Done { future, outcome } => resolve(py, future.bind(py), outcome),
+                Item::Done { future, outcome, invocation_id } => {
+                    resolve(py, future.bind(py), outcome, &invocation_id)
+                }
+                Item::BatchDone(future, batch) => batch.resolve(py, future.bind(py)),
                 other => others.push(other),
             }
         }
@@ -135,19 +143,26 @@ impl LoopQueue {
     }
 }
 
-pub(crate) fn outcome_to_py(py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
+/// A call's outcome as its value or its exception, which names the call's `function_id` (when
+/// given) and `invocation_id`.
+pub(crate) fn outcome_to_py(
+    py: Python<'_>,
+    outcome: Outcome,
+    function_id: Option<&str>,
+    invocation_id: &Uuid,
+) -> PyResult<Py<PyAny>> {
     match outcome {
         Ok(value) => Ok(from_json_opt(py, value.as_deref().map(|v| v.get()))?.unbind()),
-        Err(err) => Err(errors::call_error(py, &err)),
+        Err(err) => Err(errors::call_error_for(py, &err, function_id, Some(invocation_id))),
     }
 }
 
-fn resolve(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: Outcome) {
+fn resolve(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: Outcome, invocation_id: &Uuid) {
     // A future whose awaiting task was cancelled is already done; its late result is dropped.
     if future.call_method0(pyo3::intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true) {
         return;
     }
-    let _ = match outcome_to_py(py, outcome) {
+    let _ = match outcome_to_py(py, outcome, None, invocation_id) {
         Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,)),
         Err(err) => future.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),)),
     };
@@ -157,18 +172,23 @@ fn resolve(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: Outcome) {
 pub(crate) struct AsyncCompletion {
     pub future: Py<PyAny>,
     pub queue: Arc<LoopQueueInner>,
+    /// The call's id on the wire, for its error (`InvocationError.invocation_id`).
+    pub invocation_id: Uuid,
 }
 
 impl Completion for AsyncCompletion {
     fn complete(self: Box<Self>, outcome: Outcome) {
-        let AsyncCompletion { future, queue } = *self;
-        queue.push(Item::Done { future, outcome });
+        let AsyncCompletion { future, queue, invocation_id } = *self;
+        queue.push(Item::Done { future, outcome, invocation_id });
     }
 }
 
 struct JobState {
     jobs: VecDeque<(InvokeFunction, Arc<Py<PyAny>>)>,
     idle: usize,
+    /// Idle threads already notified that have not woken yet: a burst of pushes must not count
+    /// on one of them twice (the later jobs would wait, with no watchdog, behind a slow handler).
+    waking: usize,
     threads: usize,
     closed: bool,
     /// When a thread last took a job: a queue that has not moved for `STALL` has its
@@ -206,6 +226,7 @@ impl JobQueue {
             state: Mutex::new(JobState {
                 jobs: VecDeque::new(),
                 idle: 0,
+                waking: 0,
                 threads: 0,
                 closed: false,
                 last_take: Instant::now(),
@@ -221,7 +242,8 @@ impl JobQueue {
         let mut s = self.state.lock();
         s.jobs.push_back((call, handler));
         let busy = s.threads - s.idle;
-        if s.idle > 0 && (busy == 0 || s.last_take.elapsed() >= STALL) {
+        if s.idle > s.waking && (busy == 0 || s.last_take.elapsed() >= STALL) {
+            s.waking += 1;
             self.ready.notify_one();
         } else if !s.watchdog_armed {
             s.watchdog_armed = true;
@@ -243,7 +265,8 @@ impl JobQueue {
             if s.last_take.elapsed() < STALL {
                 continue;
             }
-            if s.idle > 0 {
+            if s.idle > s.waking {
+                s.waking += 1;
                 self.ready.notify_one();
             } else if s.threads < self.max_threads {
                 s.threads += 1;
@@ -292,6 +315,7 @@ impl JobQueue {
             s.idle += 1;
             self.ready.wait(&mut s);
             s.idle -= 1;
+            s.waking = s.waking.saturating_sub(1); // parking_lot has no spurious wake-ups
         }
     }
 

@@ -611,7 +611,7 @@ impl InvocationSpan {
     /// Ends the span with status ERROR, the output event `{"error": message}`
     /// (`iii.payload.ok` false) when payloads are recorded, and one `exception` event.
     #[pyo3(signature = (exception_type, message, stacktrace=None))]
-    fn end_error(&self, exception_type: &str, message: String, stacktrace: Option<&str>) {
+    pub(crate) fn end_error(&self, exception_type: &str, message: String, stacktrace: Option<&str>) {
         if !self.claim() {
             return;
         }

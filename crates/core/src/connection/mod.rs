@@ -239,7 +239,7 @@ fn call_frame(
 /// A random (version 4) UUID for a call. The engine keys calls by id across all workers, so
 /// ids must be unique, not secret: a per-thread PRNG seeded from the OS is enough, and spares
 /// the `getrandom` system call `Uuid::new_v4` makes for every call.
-fn invocation_id() -> Uuid {
+pub fn invocation_id() -> Uuid {
     uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
 }
 
@@ -323,7 +323,22 @@ impl Connection {
         timeout: Duration,
         completion: Box<dyn Completion>,
     ) -> Result<Uuid, CallError> {
-        let id = invocation_id();
+        self.call_as(invocation_id(), envelope, function_id, data, action, timeout, completion)
+    }
+
+    /// `call` under an id the caller chose beforehand (`invocation_id()`), so that whoever
+    /// completes or abandons the call can name it before `call_as` returns.
+    #[allow(clippy::too_many_arguments)]
+    pub fn call_as(
+        &self,
+        id: Uuid,
+        envelope: Envelope<'_>,
+        function_id: &str,
+        data: Option<&str>,
+        action: Option<&TriggerAction>,
+        timeout: Duration,
+        completion: Box<dyn Completion>,
+    ) -> Result<Uuid, CallError> {
         let mut buf = Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut buf);
         let frame = call_frame(Some(id_text), function_id, data, action, envelope);
@@ -335,6 +350,12 @@ impl Connection {
             self.shared.pending.fail(&id, CallError::Shutdown);
         }
         Ok(id)
+    }
+
+    /// Forgets a pending call without completing it: its caller stopped waiting (a cancelled
+    /// batch). A late result is then ignored like any unknown id. False if it already ended.
+    pub fn abandon(&self, id: &Uuid) -> bool {
+        self.shared.pending.forget(id)
     }
 
     /// Fire-and-forget call (`action: void`, no invocation id), with `envelope`'s fields.

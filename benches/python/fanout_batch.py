@@ -1,0 +1,236 @@
+"""Fan-out of many small calls: III.trigger_many against asyncio.gather of trigger_async, the
+raw protocol client and the official Rust SDKs, on one real engine, in one run.
+
+    python benches/python/fanout_batch.py --engine BIN [--raw BIN] [--rust BIN] [--rust25 BIN]
+                                          [--calls 20000] [--window 1000] [--rounds 3]
+
+Starts a private engine from BIN (engine v0.11.0 with the race patch, see
+../shared/peers/compare.py; loopback, port 49180, observability off) and ONE serving process,
+the raw protocol client's (`raw_limit serve`), so every driver calls the same echo and only the
+driving side differs. Then, rounds interleaved, each driver in a fresh process:
+
+  raw_limit / rust_sdk / rust_sdk025   `BIN drive URL`: their `fanout_async_small_per_s`
+                                       (--calls 64-byte calls, window 1000)
+  ours_many        III.trigger_many (sync, from the main thread), max_in_flight=--window
+  ours_many_async  await III.trigger_many_async from an async handler on the SDK loop
+  ours_gather      asyncio.gather of trigger_async bounded by a Semaphore(--window), from an
+                   async handler (what sdk_bench.py measures)
+
+Prints one JSON line per driver (median calls/s over the rounds, and each round's) and the
+ratios of each of ours to the others. Absolute figures vary between machines; compare the
+ratios of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PORT = 49180
+URL = f"ws://127.0.0.1:{PORT}"
+CONFIG = """workers:
+  - name: iii-worker-manager
+    config: {{host: 127.0.0.1, port: {port}}}
+  - name: iii-observability
+    config: {{enabled: false}}
+  - name: iii-telemetry
+    config: {{enabled: false}}
+  - name: iii-http
+    config: {{host: 127.0.0.1, port: {http}}}
+  - name: iii-stream
+    config: {{host: 127.0.0.1, port: {stream}, adapter: {{name: kv, config: {{store_method: in_memory}}}}}}
+  - name: iii-queue
+    config: {{adapter: {{name: builtin}}}}
+"""
+
+
+def start_engine(binary: str) -> tuple[subprocess.Popen[bytes], pathlib.Path]:
+    d = pathlib.Path(tempfile.mkdtemp(prefix="fanout-engine-"))
+    (d / "cfg").mkdir()  # the engine reloads on any change in its config's folder
+    (d / "cfg" / "config.yaml").write_text(CONFIG.format(port=PORT, http=PORT + 1, stream=PORT + 2))
+    log = open(d / "engine.log", "w")  # noqa: SIM115 - lives as long as the engine
+    env = dict(os.environ, III_TELEMETRY_ENABLED="false")
+    p = subprocess.Popen(
+        [binary, "--config", "config.yaml", "--no-update-check"],
+        cwd=d / "cfg",
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", PORT), timeout=0.2).close()
+            return p, d
+        except OSError:
+            time.sleep(0.1)
+    p.kill()
+    sys.exit(f"engine did not start; see {d / 'engine.log'}")
+
+
+def drive_ours(mode: str, calls: int, window: int) -> None:
+    """One driver process of ours: prints {"per_s": ..., "errors": ...}."""
+    import asyncio
+
+    from iii import InitOptions, register_worker
+
+    iii = register_worker(
+        URL,
+        InitOptions(
+            worker_name=f"fanout-{os.getpid()}", otel={"enabled": False}, enable_metrics_reporting=False
+        ),
+    )
+    payload = {"blob": "x" * (64 - 12)}
+    request = {"function_id": "bench::echo", "payload": payload}
+
+    async def gather(n: int) -> int:
+        sem = asyncio.Semaphore(window)
+        errors = 0
+
+        async def one() -> None:
+            nonlocal errors
+            async with sem:
+                try:
+                    await iii.trigger_async(request)
+                except Exception:
+                    errors += 1
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        return errors
+
+    async def many_async(n: int) -> int:
+        outcomes = await iii.trigger_many_async([request] * n, max_in_flight=window)
+        return sum(not o.ok for o in outcomes)
+
+    async def on_sdk_loop(data: dict[str, int]) -> dict[str, float]:
+        run = gather if data["gather"] else many_async
+        t0 = time.perf_counter()
+        errors = await run(data["n"])
+        return {"elapsed": time.perf_counter() - t0, "errors": errors}
+
+    iii.register_function("fanout::drive", on_sdk_loop)
+    deadline = time.time() + 30
+    while True:  # the echo and our own driver function are known to the engine
+        try:
+            iii.trigger({"function_id": "bench::echo", "payload": {}, "timeout_ms": 2000})
+            iii.trigger(
+                {"function_id": "fanout::drive", "payload": {"n": 10, "gather": 0}, "timeout_ms": 2000}
+            )
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+    cpu0 = time.process_time()
+    if mode == "many":
+        t0 = time.perf_counter()
+        outcomes = iii.trigger_many([request] * calls, max_in_flight=window)
+        elapsed, errors = time.perf_counter() - t0, sum(not o.ok for o in outcomes)
+    else:
+        r = iii.trigger(
+            {
+                "function_id": "fanout::drive",
+                "payload": {"n": calls, "gather": int(mode == "gather")},
+                "timeout_ms": 600_000,
+            }
+        )
+        elapsed, errors = r["elapsed"], r["errors"]
+    cpu_us = (time.process_time() - cpu0) / calls * 1e6  # the driving process, all threads
+    print(
+        json.dumps({"per_s": round(calls / elapsed), "errors": errors, "cpu_us": round(cpu_us, 1)}),
+        flush=True,
+    )
+    iii.shutdown()
+
+
+def run_driver(cmd: list[str], key: str) -> dict[str, float] | None:
+    d = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    last = (d.stdout.strip().splitlines() or [""])[-1]
+    try:
+        out = json.loads(last)
+    except ValueError:
+        print(f"driver {cmd[0]} failed: {(d.stdout + d.stderr)[-400:]}", file=sys.stderr)
+        return None
+    return {"per_s": out[key], "errors": out[key[: -len("per_s")] + "errors"], "cpu_us": out.get("cpu_us")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engine", help="iii engine v0.11.0 binary (race patch)")
+    ap.add_argument("--raw", help="raw_limit binary (also the serving process)")
+    ap.add_argument("--rust", help="rust_ceiling binary (official Rust SDK 0.11.0)")
+    ap.add_argument("--rust25", help="rust_ceiling025 binary (official Rust SDK 0.25.0)")
+    ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--window", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--drive", choices=["many", "many_async", "gather"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.drive:
+        drive_ours(args.drive, args.calls, args.window)
+        return
+    if not args.engine or not args.raw:
+        sys.exit("--engine and --raw are needed: its serving process answers every driver")
+    me = [sys.executable, os.path.abspath(__file__), "--calls", str(args.calls), "--window", str(args.window)]
+    drivers: dict[str, tuple[list[str], str]] = {
+        "ours_many": ([*me, "--drive", "many"], "per_s"),
+        "ours_many_async": ([*me, "--drive", "many_async"], "per_s"),
+        "ours_gather": ([*me, "--drive", "gather"], "per_s"),
+        "raw_limit": ([args.raw, "drive", URL], "fanout_async_small_per_s"),
+    }
+    if args.rust:
+        drivers["rust_sdk"] = ([args.rust, "drive", URL], "fanout_async_small_per_s")
+    if args.rust25:
+        drivers["rust_sdk025"] = ([args.rust25, "drive", URL], "fanout_async_small_per_s")
+    engine, folder = start_engine(args.engine)
+    serve = None
+    per_round: dict[str, list[float]] = {name: [] for name in drivers}
+    cpu: dict[str, list[float]] = {name: [] for name in drivers}
+    errors: dict[str, float] = dict.fromkeys(drivers, 0)
+    try:
+        serve = subprocess.Popen(
+            [args.raw, "serve", URL], stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
+        assert serve.stdout is not None and "ready" in serve.stdout.readline()
+        for _ in range(args.rounds):
+            for name, (cmd, key) in drivers.items():
+                r = run_driver(cmd, key)
+                if r is not None:
+                    per_round[name].append(r["per_s"])
+                    if r["cpu_us"] is not None:
+                        cpu[name].append(r["cpu_us"])
+                    errors[name] += r["errors"]
+    finally:
+        if serve is not None:
+            os.killpg(serve.pid, signal.SIGTERM)
+            serve.wait(timeout=10)
+        engine.terminate()
+        engine.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+    med = {name: statistics.median(v) for name, v in per_round.items() if v}
+    for name, v in per_round.items():
+        line = {"driver": name, "per_s": med.get(name), "rounds": v, "errors": errors[name]}
+        if cpu[name]:  # CPU microseconds per call of the driving process (ours only)
+            line["cpu_us"] = statistics.median(cpu[name])
+        print(json.dumps(line))
+    for ours in ("ours_many", "ours_many_async", "ours_gather"):
+        if ours in med:
+            ratios = {
+                other: round(med[ours] / med[other], 2) for other in med if not other.startswith("ours")
+            }
+            ratios.update(
+                {f"/{o}": round(med[ours] / med[o], 2) for o in med if o.startswith("ours") and o != ours}
+            )
+            print(json.dumps({"ratio": ours, **ratios}))
+
+
+if __name__ == "__main__":
+    main()
