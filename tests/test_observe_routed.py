@@ -168,3 +168,67 @@ def test_max_fires_disposes_the_observer(routing: tuple[Engine, list[III]]) -> N
     wait_until(lambda: handle.state == "disposed")
     assert handle.reason is not None and handle.reason["code"] == "MAX_FIRES"
     assert len(received) == 1
+
+
+@pytest.mark.parametrize("dispatch", ["remote", "auto"])
+def test_filters_on_output_error_and_caller_select_what_is_delivered(
+    routing: tuple[Engine, list[III]], dispatch: str
+) -> None:
+    """The same observers match a call routed through the engine and a call the owner ran
+    in-process (its core evaluates them): on the output, on the error of a failed call
+    (``on: error``), and on the caller's worker name."""
+    owner, watcher = _worker(routing, "owner"), _worker(routing, "watcher")
+    source, target = unique("pay"), unique("seen")
+
+    def pay(data: dict[str, Any]) -> dict[str, Any]:
+        if data["amount"] < 0:
+            raise iii.InvocationError("CARD_DECLINED", "declined")
+        return {"total": data["amount"] * 2}
+
+    owner.register_function(source, pay)
+    received: list[tuple[str, Any]] = []
+    lock = threading.Lock()
+
+    def seen(data: dict[str, Any]) -> None:
+        with lock:
+            received.append((data["observer_id"], data))
+
+    watcher.register_function(target, seen)
+    wait_registered(watcher, source)
+    big = watcher.observe({"function_id": source, "filters": {"output.total": {"$gt": 100}}}, target)
+    declined = watcher.observe(
+        {
+            "function_id": source,
+            "on": "error",
+            "capture": ["input", "error"],
+            "filters": {"error.code": {"$eq": "CARD_DECLINED"}},
+        },
+        target,
+    )
+    mine = watcher.observe(
+        {"function_id": source, "filters": {"caller.worker_name": {"$prefix": "nobody-"}}}, target
+    )
+    for handle in (big, declined, mine):
+        handle.ready(timeout=10)
+    state = owner._locals[source].state
+    wait_until(lambda: state.local(None) and state.observed())
+
+    def call(amount: int) -> None:
+        request = {"function_id": source, "payload": {"amount": amount}, "dispatch": dispatch}
+        try:
+            owner.trigger(request)
+        except iii.InvocationError:
+            pass
+
+    for amount in (10, 70, -1, 100):  # the last one is a sentinel: it comes after the others
+        call(amount)
+    wait_until(lambda: sorted(o for o, _ in received) == sorted([big.id, big.id, declined.id]))
+    # Every activation of the first three calls was decided before the sentinel's.
+    fires = watcher.trigger({"function_id": "engine::observers::get", "payload": {"id": mine.id}})
+    assert fires.get("observer", fires)["fires"] == 0
+    deliveries = {(o, d["input"]["amount"]): d for o, d in received}
+    assert sorted(deliveries) == sorted([(big.id, 70), (big.id, 100), (declined.id, -1)]), received
+    assert deliveries[(big.id, 70)]["output"] == {"total": 140}
+    failure = deliveries[(declined.id, -1)]
+    assert (failure["status"], failure["error"]["code"]) == ("error", "CARD_DECLINED")
+    assert "output" not in failure

@@ -58,7 +58,10 @@ def main() -> None:
         calls = CALLS_QUICK if quick else CALLS
         label = serve_cmd[0]  # the client's binary, or the python of an SDK's virtualenv
         samples.setdefault(label, []).append(
-            {"engine_cpu_us_per_call": (e1 - e0) / calls * 1e6, "client_cpu_us_per_call": (c1 - c0) / calls * 1e6}
+            {
+                "engine_cpu_us_per_call": (e1 - e0) / calls * 1e6,
+                "client_cpu_us_per_call": (c1 - c0) / calls * 1e6,
+            }
         )
         return result
 

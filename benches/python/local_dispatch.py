@@ -58,7 +58,9 @@ def run(url: str, quick: bool) -> None:
 
     iii = register_worker(
         url,
-        InitOptions(worker_name=f"local-bench-{os.getpid()}", otel={"enabled": False}, enable_metrics_reporting=False),
+        InitOptions(
+            worker_name=f"local-bench-{os.getpid()}", otel={"enabled": False}, enable_metrics_reporting=False
+        ),
     )
 
     def echo_sync(data):
@@ -92,7 +94,9 @@ def run(url: str, quick: bool) -> None:
     while True:
         try:
             for fid in ("bench::local_sync", "bench::local_async", "bench::hot"):
-                iii.trigger({"function_id": fid, "payload": payload, "dispatch": "remote", "timeout_ms": 2000})
+                iii.trigger(
+                    {"function_id": fid, "payload": payload, "dispatch": "remote", "timeout_ms": 2000}
+                )
             break
         except Exception:
             if time.time() > deadline:
@@ -136,7 +140,9 @@ def main() -> None:
     try:
         for label, python in [("ours", sys.executable), *others.items()]:
             cmd = [python, os.path.abspath(__file__), "run", engine.url] + (["--quick"] if quick else [])
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, HOME="/tmp"))
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, HOME="/tmp")
+            )
             if done.returncode != 0:
                 print(f"{label} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
                 continue
@@ -148,15 +154,21 @@ def main() -> None:
     if not ours:
         return
     per_s = {k: v["per_s"] for k, v in ours.items()}
-    print(json.dumps({
-        "ours local/remote sync": round(per_s["local_sync"] / per_s["remote_sync"], 1),
-        "ours local/remote async": round(per_s["local_async"] / per_s["remote_async"], 1),
-        "ours observed_local 1/0": round(per_s["observed_local_1"] / per_s["observed_local_0"], 3),
-        "ours observed_local 10/0": round(per_s["observed_local_10"] / per_s["observed_local_0"], 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "ours local/remote sync": round(per_s["local_sync"] / per_s["remote_sync"], 1),
+                "ours local/remote async": round(per_s["local_async"] / per_s["remote_async"], 1),
+                "ours observed_local 1/0": round(per_s["observed_local_1"] / per_s["observed_local_0"], 3),
+                "ours observed_local 10/0": round(per_s["observed_local_10"] / per_s["observed_local_0"], 3),
+            }
+        )
+    )
     for label, theirs in results.items():
         if label != "ours":
-            print(json.dumps({f"ours/{label}": {k: round(per_s[k] / v["per_s"], 2) for k, v in theirs.items()}}))
+            print(
+                json.dumps({f"ours/{label}": {k: round(per_s[k] / v["per_s"], 2) for k, v in theirs.items()}})
+            )
 
 
 if __name__ == "__main__":
