@@ -1190,7 +1190,7 @@ class III:
 
         def normalize(index: int, request: Any) -> _iii._BatchItem:
             try:
-                function_id, payload, action, timeout_ms, metadata = self._parse_request(request)
+                function_id, payload, action, timeout_ms, metadata, _dispatch = self._parse_request(request)
                 named = request.get("namespace") if isinstance(request, dict) else request.namespace
                 namespace = _namespaces.for_call(named, function_id, self._namespace)
             except (TypeError, ValueError) as exc:
