@@ -249,6 +249,11 @@ def test_timeout_is_a_builtin_timeout_error(make_worker):
         client.trigger({"function_id": fid, "payload": {}, "timeout_ms": 200})
     assert isinstance(err.value, InvocationTimeoutError)
     assert str(err.value) == f"Invocation of '{fid}' timed out after 200ms"
+    # iii-sdk 0.25.0 code catches it as an InvocationError with code TIMEOUT.
+    with pytest.raises(InvocationError) as caught:
+        client.trigger({"function_id": fid, "payload": {}, "timeout_ms": 50})
+    assert (caught.value.code, caught.value.function_id) == ("TIMEOUT", fid)
+    assert caught.value.invocation_id
     with pytest.raises(InvocationTimeoutError) as err:
         client.trigger({"function_id": fid, "payload": {}})  # InitOptions.invocation_timeout_ms
     assert str(err.value) == f"Invocation of '{fid}' timed out after 300ms"

@@ -183,20 +183,21 @@ def test_errors_are_the_remote_paths(obs_engine: Engine, obs_workers: Workers) -
     async def plain_async(data: Any) -> Any:
         raise KeyError("nope")
 
-    for handler, code, message in [
-        (plain, "invocation_failed", "out of stock"),
-        (coded, "CARD_DECLINED", "declined"),
-        (plain_async, "invocation_failed", "'nope'"),
+    for handler, message in [
+        (plain, "out of stock"),
+        (coded, "CARD_DECLINED: declined"),
+        (plain_async, "'nope'"),
     ]:
         fid = _local(obs_engine, worker, handler)
-        with pytest.raises(InvocationError) as err:
-            worker.trigger({"function_id": fid, "payload": {}})
-        assert (err.value.code, err.value.message, err.value.function_id) == (code, message, fid)
-        assert isinstance(err.value.__cause__, (ValueError, InvocationError, KeyError))
-        assert err.value.stacktrace
+        for dispatch in ("remote", "auto"):  # the same error either way
+            with pytest.raises(InvocationError) as err:
+                worker.trigger({"function_id": fid, "payload": {}, "dispatch": dispatch})
+            assert (err.value.code, err.value.message, err.value.function_id) == ("invocation_failed", message, fid)
+            assert err.value.stacktrace
+        assert isinstance(err.value.__cause__, (ValueError, InvocationError, KeyError)), "local: the original"
         with pytest.raises(InvocationError) as err:
             asyncio.run(worker.trigger_async({"function_id": fid, "payload": {}}))
-        assert err.value.code == code
+        assert (err.value.code, err.value.message) == ("invocation_failed", message)
     assert "ValueError: out of stock" in _stack(worker, obs_engine, plain)
 
 

@@ -201,7 +201,7 @@ def test_filters_on_output_error_and_caller_select_what_is_delivered(
             "function_id": source,
             "on": "error",
             "capture": ["input", "error"],
-            "filters": {"error.code": {"$eq": "CARD_DECLINED"}},
+            "filters": {"error.message": {"$prefix": "CARD_DECLINED"}},
         },
         target,
     )
@@ -230,5 +230,6 @@ def test_filters_on_output_error_and_caller_select_what_is_delivered(
     assert sorted(deliveries) == sorted([(big.id, 70), (big.id, 100), (declined.id, -1)]), received
     assert deliveries[(big.id, 70)]["output"] == {"total": 140}
     failure = deliveries[(declined.id, -1)]
-    assert (failure["status"], failure["error"]["code"]) == ("error", "CARD_DECLINED")
+    assert (failure["status"], failure["error"]["code"]) == ("error", "invocation_failed")
+    assert failure["error"]["message"] == "CARD_DECLINED: declined"
     assert "output" not in failure

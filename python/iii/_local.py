@@ -123,13 +123,8 @@ def _key(key: Any) -> str:
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:
-    """The ErrorBody a handler's failure becomes: an :class:`InvocationError` keeps its code,
-    message and stacktrace; anything else is ``invocation_failed`` with its traceback."""
-    if isinstance(exc, InvocationError):
-        body: dict[str, Any] = {"code": exc.code, "message": exc.message}
-        if exc.stacktrace is not None:
-            body["stacktrace"] = exc.stacktrace
-        return body
+    """The ErrorBody a handler's failure becomes, the remote path's (``Dispatcher``) and
+    iii-sdk 0.25.0's on both paths: ``invocation_failed``, the exception's text, its traceback."""
     return {
         "code": "invocation_failed",
         "message": str(exc) or type(exc).__name__,

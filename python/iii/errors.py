@@ -52,25 +52,6 @@ class ChannelError(IIIConnectionError):
     """A channel socket could not be opened, or failed while streaming."""
 
 
-class InvocationTimeoutError(IIIError, TimeoutError):
-    """No result arrived within the call's timeout. ``code`` is ``"TIMEOUT"``, iii-sdk 0.25.0's
-    code for it.
-
-    ``invocation_id`` is the call's id on the wire (as iii-sdk 0.25.0's ``TIMEOUT`` error
-    carries it), ``None`` when unknown.
-    """
-
-    code = "TIMEOUT"
-
-    def __init__(
-        self, message: str, function_id: str = "", timeout_ms: int = 0, *, invocation_id: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.function_id = function_id
-        self.timeout_ms = timeout_ms
-        self.invocation_id = invocation_id
-
-
 class InvocationError(IIIError):
     """The called function (or the engine) answered with an error.
 
@@ -101,6 +82,29 @@ class InvocationError(IIIError):
 
     def __repr__(self) -> str:
         return f"InvocationError(code={self.code!r}, message={self.message!r})"
+
+
+class InvocationTimeoutError(InvocationError, TimeoutError):
+    """No result arrived within the call's timeout.
+
+    Both generations of the official SDK's handlers catch it: 0.11 code catches the built-in
+    ``TimeoutError``, 0.25 code an ``InvocationError`` with ``code == "TIMEOUT"``.
+    ``invocation_id`` is the call's id (on the wire, or of a local call), ``None`` when
+    unknown; ``str()`` is the message alone.
+    """
+
+    def __init__(
+        self, message: str, function_id: str = "", timeout_ms: int = 0, *, invocation_id: str | None = None
+    ) -> None:
+        super().__init__("TIMEOUT", message, invocation_id=invocation_id)
+        self.function_id: str | None = function_id
+        self.timeout_ms = timeout_ms
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"InvocationTimeoutError({self.message!r}, function_id={self.function_id!r})"
 
 
 class QueueUnavailableError(InvocationError):
