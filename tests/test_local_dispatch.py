@@ -192,7 +192,11 @@ def test_errors_are_the_remote_paths(obs_engine: Engine, obs_workers: Workers) -
         for dispatch in ("remote", "auto"):  # the same error either way
             with pytest.raises(InvocationError) as err:
                 worker.trigger({"function_id": fid, "payload": {}, "dispatch": dispatch})
-            assert (err.value.code, err.value.message, err.value.function_id) == ("invocation_failed", message, fid)
+            assert (err.value.code, err.value.message, err.value.function_id) == (
+                "invocation_failed",
+                message,
+                fid,
+            )
             assert err.value.stacktrace
         assert isinstance(err.value.__cause__, (ValueError, InvocationError, KeyError)), "local: the original"
         with pytest.raises(InvocationError) as err:
