@@ -147,18 +147,14 @@ class FunctionState:
     def finished(self, ok: bool, duration_ms: float) -> None: ...
     def report(
         self,
-        invocation_id: str,
+        invocation: Any,
         ok: bool,
         input: Any,
         output: Any,
         error: Any,
-        caller: Any,
         metadata: Any,
         started_at_ms: int,
         duration_ms: float,
-        observe_depth: int,
-        traceparent: str | None = None,
-        baggage: str | None = None,
     ) -> None: ...
     def matches(self, observer_id: str, doc: Any) -> bool: ...
     def emit(

@@ -193,7 +193,9 @@ class LocalDispatch:
 
     # -- the start and the end of a call ---------------------------------------------------
 
-    def _start(self, fn: LocalFunction, payload: Any, metadata: Any, parent: Any, timeout_ms: int) -> _Run:
+    def _start(
+        self, fn: LocalFunction, payload: Any, metadata: Any, parent: Any, timeout_ms: int, void: bool
+    ) -> _Run:
         """The copies, the context and (with OpenTelemetry on) the span of a new local call.
         Raises what copying the payload raises, before anything ran."""
         if type(payload) in _SCALARS:
@@ -217,8 +219,12 @@ class LocalDispatch:
             run.span = span = self._telemetry.start_invocation(fn.function_id, traceparent, baggage, payload)
             inv.traceparent, inv.baggage = span.traceparent, span.baggage
         if fn.state.observed():
-            # What observers see is what the caller passed, as it was at the start.
-            run.report = (copy_value(payload), copy_value(metadata), int(time.time() * 1000))
+            # What observers see is what the caller passed, as it was at the start: the handler
+            # works on a copy and the caller waits for the end, so the caller's own objects are
+            # read then; a void call's caller does not wait, so its input is copied now.
+            if void:
+                payload, metadata = copy_value(payload), copy_value(metadata)
+            run.report = (payload, metadata, int(time.time() * 1000))
         run.t0 = time.perf_counter()
         return run
 
@@ -244,13 +250,17 @@ class LocalDispatch:
             if report is None:
                 run.fn.state.finished(ok, duration_ms)
                 return
-            inv = run.inv
             observed_input, observed_metadata, started_at_ms = report
             run.fn.state.report(
-                inv.context_id, ok, observed_input, result if ok else None, body, inv.caller,
-                observed_metadata, started_at_ms, duration_ms, inv.observe_depth, inv.traceparent,
-                inv.baggage,
-            )  # fmt: skip
+                run.inv,
+                ok,
+                observed_input,
+                result if ok else None,
+                body,
+                observed_metadata,
+                started_at_ms,
+                duration_ms,
+            )
         except Exception:
             log.exception("could not count the local call of %r", run.fn.function_id)
 
@@ -349,7 +359,7 @@ class LocalDispatch:
         if fn.handler.is_async:
             if threading.current_thread() is self.sdk_thread:
                 return REMOTE
-            run = self._start(fn, payload, metadata, parent, timeout_ms)
+            run = self._start(fn, payload, metadata, parent, timeout_ms, void)
             future = asyncio.run_coroutine_threadsafe(self._run_async(run), self._loop)
             if void:
                 self._keep(future, fn.function_id)
@@ -367,7 +377,7 @@ class LocalDispatch:
             except Exception as exc:
                 raise self._failure(run, exc) from exc
             return copy_value(result)
-        run = self._start(fn, payload, metadata, parent, timeout_ms)
+        run = self._start(fn, payload, metadata, parent, timeout_ms, void)
         ctx = contextvars.copy_context()
         if void:
             self._submit(ctx.run, self._run_void_sync, run)
@@ -384,7 +394,7 @@ class LocalDispatch:
         self, fn: LocalFunction, payload: Any, metadata: Any, timeout_ms: int, parent: Any, void: bool
     ) -> Any:
         """``trigger_async()`` on the local path, on the caller's loop."""
-        run = self._start(fn, payload, metadata, parent, timeout_ms)
+        run = self._start(fn, payload, metadata, parent, timeout_ms, void)
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         if not fn.handler.is_async:

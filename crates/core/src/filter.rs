@@ -70,6 +70,21 @@ impl Need {
         }
     }
 
+    /// Reads at least what `other` reads too.
+    pub fn merge(&mut self, other: &Need) {
+        if self.full {
+            return;
+        }
+        if other.full {
+            self.full = true;
+            self.children.clear();
+            return;
+        }
+        for (name, need) in &other.children {
+            self.children.entry(name.clone()).or_default().merge(need);
+        }
+    }
+
     /// The array index a member name selects: canonical decimals only (`0`, `[1-9][0-9]*`).
     pub fn index(name: &str) -> Option<usize> {
         let canonical = name == "0" || (!name.starts_with('0') && name.bytes().all(|b| b.is_ascii_digit()));
@@ -125,6 +140,15 @@ impl Projection {
         let mut projection = Projection::default();
         projection.collect(filter.normalized());
         projection
+    }
+
+    /// What either projection reads (the document several filters are evaluated on).
+    pub fn merge(&mut self, other: &Projection) {
+        for (mine, theirs) in self.roots.iter_mut().zip(&other.roots) {
+            if let Some(theirs) = theirs {
+                mine.get_or_insert_with(Need::default).merge(theirs);
+            }
+        }
     }
 
     fn collect(&mut self, filter: &Value) {
@@ -277,6 +301,21 @@ mod tests {
         }
         assert!(Projection::of(&filter(json!({"input": {"$exists": true}}))).roots[0].as_ref().unwrap().full);
         assert_eq!(Projection::of(&filter(json!({}))), Projection::default());
+    }
+
+    #[test]
+    fn merged_projections_read_what_either_filter_reads() {
+        let mut p =
+            Projection::of(&filter(json!({"input.a.x": {"$eq": 1}, "caller.worker_name": {"$eq": "w"}})));
+        p.merge(&Projection::of(&filter(json!({"input.a": {"$exists": true}, "input.b.y": {"$eq": 2}}))));
+        p.merge(&Projection::default());
+        let input = p.roots[0].as_ref().unwrap();
+        assert!(input.children["a"].full && input.children["a"].children.is_empty(), "the whole of a");
+        assert!(input.children["b"].children["y"].full);
+        assert!(p.roots[3].as_ref().unwrap().children["worker_name"].full);
+        assert!(p.roots[1].is_none() && p.roots[4].is_none());
+        let doc = json!({"a": {"x": 1, "z": 2}, "b": {"y": 2, "w": 3}, "c": 4});
+        assert_eq!(input.project(&doc), json!({"a": {"x": 1, "z": 2}, "b": {"y": 2}}));
     }
 
     #[test]

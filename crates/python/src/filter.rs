@@ -217,10 +217,10 @@ fn filter_source(src: &Bound<'_, PyAny>) -> Result<Value, Strict> {
 // ---------------------------------------------------------------------------------------------
 // The document: tolerant conversion (the official `json_view`, applied eagerly).
 
-struct DocWalk<'py> {
-    py: Python<'py>,
+pub(crate) struct DocWalk<'py> {
+    pub(crate) py: Python<'py>,
     /// The containers on the current path: a container inside itself is absent.
-    open: Vec<usize>,
+    pub(crate) open: Vec<usize>,
 }
 
 impl<'py> DocWalk<'py> {
@@ -291,7 +291,7 @@ impl<'py> DocWalk<'py> {
 
     /// `obj` cut down to what `need` reads (`Need::project`): only the members on the
     /// filter's paths are converted, so the cost follows the filter, not the document.
-    fn projected(&mut self, obj: &Bound<'py, PyAny>, need: &Need) -> PyResult<Option<Value>> {
+    pub(crate) fn projected(&mut self, obj: &Bound<'py, PyAny>, need: &Need) -> PyResult<Option<Value>> {
         if need.full {
             return self.value(obj);
         }

@@ -9,10 +9,12 @@ use pyo3::types::PyDict;
 use serde_json::Value;
 
 use super::errors;
+use super::filter::DocWalk;
 use super::json::{from_json, to_json};
 use iii_core::connection::{Connection as CoreConnection, LogLevel};
-use iii_core::observe::{FunctionState as CoreFunction, HookRequest, LocalOutcome, ObserverNews, OwnerError};
-use iii_protocol::{Caller, ErrorBody, ObserverView};
+use iii_core::filter::Doc;
+use iii_core::observe::{FunctionState as CoreFunction, HookRequest, ObserverNews, OwnerError};
+use iii_protocol::{Caller, ErrorBody, ObservedItem, ObserverView};
 
 /// A Python value as a JSON tree (`None` stays `null`).
 pub(crate) fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
@@ -168,64 +170,102 @@ impl FunctionState {
         self.core.finished(ok, duration_ms);
     }
 
-    /// A finished observed local call: counted, matched against the observers in Rust, and
-    /// reported when one matches. Data that cannot be read as JSON is logged and not reported.
-    #[pyo3(signature = (invocation_id, ok, input, output, error, caller, metadata, started_at_ms,
-        duration_ms, observe_depth, traceparent=None, baggage=None))]
+    /// A finished local call that was observed when it started: counted, matched against the
+    /// active observers in Rust on only the parts their filters read, and reported (its
+    /// captured parts converted in full) when one matches. `invocation` is the call's context
+    /// (`iii._observe.LocalInvocation`): its id, caller, depth and trace context are read only
+    /// when needed, since making them costs more than the match. Data that cannot be read as
+    /// JSON is logged and not reported; this never raises for the call's data.
+    #[pyo3(signature = (invocation, ok, input, output, error, metadata, started_at_ms, duration_ms))]
     #[allow(clippy::too_many_arguments)]
-    fn report(
+    fn report<'py>(
         &self,
-        invocation_id: String,
+        py: Python<'py>,
+        invocation: &Bound<'py, PyAny>,
         ok: bool,
-        input: &Bound<'_, PyAny>,
-        output: &Bound<'_, PyAny>,
-        error: Option<&Bound<'_, PyAny>>,
-        caller: Option<&Bound<'_, PyAny>>,
-        metadata: Option<&Bound<'_, PyAny>>,
+        input: &Bound<'py, PyAny>,
+        output: &Bound<'py, PyAny>,
+        error: Option<&Bound<'py, PyAny>>,
+        metadata: Option<&Bound<'py, PyAny>>,
         started_at_ms: u64,
         duration_ms: f64,
-        observe_depth: u32,
-        traceparent: Option<String>,
-        baggage: Option<String>,
     ) -> PyResult<()> {
-        let read = || -> PyResult<_> {
-            Ok((
-                to_value(input)?,
-                if ok { Some(to_value(output)?) } else { None },
-                to_value_opt(error)?,
-                caller_of(caller)?,
-                to_value_opt(metadata)?,
-            ))
+        self.core.finished(ok, duration_ms);
+        let Some(matchers) = self.core.matchers() else { return Ok(()) };
+        fn present<'py>(o: Option<&Bound<'py, PyAny>>) -> Option<Bound<'py, PyAny>> {
+            o.filter(|o| !o.is_none()).cloned()
+        }
+        let error = if ok { None } else { present(error) };
+        let output = ok.then(|| output.clone());
+        let reads_caller = matchers.projection.roots[3].is_some();
+        let caller = if reads_caller { present(Some(&invocation.getattr("caller")?)) } else { None };
+        let metadata = present(metadata);
+        let parts = [Some(input.clone()), output, error, caller, metadata];
+        let mut walk = DocWalk { py, open: Vec::new() };
+        let mut seen: [Option<Value>; 5] = Default::default();
+        for ((slot, part), need) in seen.iter_mut().zip(&parts).zip(&matchers.projection.roots) {
+            if let (Some(part), Some(need)) = (part, need) {
+                *slot = walk.projected(part, need).unwrap_or(None);
+            }
+        }
+        let [i, o, e, c, m] = &seen;
+        let doc = Doc {
+            input: i.as_ref(),
+            output: o.as_ref(),
+            error: e.as_ref(),
+            caller: c.as_ref(),
+            metadata: m.as_ref(),
         };
-        let (input, output, error, caller, metadata) = match read() {
-            Ok(parts) => parts,
-            Err(err) => {
-                // Still counted; the observers miss a call whose data is not JSON.
-                self.core.finished(ok, duration_ms);
-                self.conn.log(
-                    LogLevel::Warn,
-                    &format!("a local call of {:?} was not reported to its observers: {err}", self.core.id),
-                );
-                return Ok(());
+        let (matched, captures) = matchers.matching(ok, &doc);
+        if matched.is_empty() {
+            return Ok(());
+        }
+        let has = |name: &str| captures.iter().any(|c| c == name);
+        let mut parts = parts;
+        if parts[3].is_none() && has("caller") {
+            parts[3] = present(Some(&invocation.getattr("caller")?));
+        }
+        let field = |name: &str| invocation.getattr(name);
+        let invocation_id: String = field("context_id")?.extract()?;
+        let observe_depth: u32 = field("observe_depth")?.extract()?;
+        let traceparent: Option<String> = field("traceparent")?.extract()?;
+        let baggage: Option<String> = field("baggage")?.extract()?;
+        let full = |slot: usize, name: &str| -> PyResult<Option<Value>> {
+            match &parts[slot] {
+                Some(part) if has(name) => to_value(part).map(Some),
+                _ => Ok(None),
             }
         };
-        self.core.report(
-            &self.conn,
-            LocalOutcome {
+        let item = (|| -> PyResult<ObservedItem> {
+            let caller = match full(3, "caller")? {
+                Some(v) => serde_json::from_value(v).ok(),
+                None => None,
+            };
+            Ok(ObservedItem {
+                function_id: self.core.id.clone(),
+                namespace: self.core.namespace(),
                 invocation_id,
-                ok,
-                input: Some(&input),
-                output: output.as_ref(),
-                error: error.as_ref(),
+                matched,
+                status: if ok { "success" } else { "error" }.into(),
+                input: full(0, "input")?,
+                output: full(1, "output")?,
+                error: full(2, "error")?,
+                metadata: full(4, "metadata")?,
                 caller,
-                metadata: metadata.as_ref(),
                 started_at_ms,
                 duration_ms,
                 observe_depth,
                 traceparent,
                 baggage,
-            },
-        );
+            })
+        })();
+        match item {
+            Ok(item) => self.core.push_report(&self.conn, item),
+            Err(err) => self.conn.log(
+                LogLevel::Warn,
+                &format!("a local call of {:?} was not reported to its observers: {err}", self.core.id),
+            ),
+        }
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::connection::Connection;
-use crate::filter::{Doc, Filter};
+use crate::filter::{Doc, Filter, Projection};
 use iii_protocol::{
     Caller, ErrorBody, LocalFunctionStats, Message, ObserveMessage, ObservedItem, ObserverView,
 };
@@ -63,6 +63,40 @@ struct Inner {
     observers: BTreeMap<String, Held>,
 }
 
+/// One active observer as a local call is matched against it.
+pub struct Matcher {
+    pub id: String,
+    pub on: String,
+    pub filter: Filter,
+    pub capture: Vec<String>,
+}
+
+/// The active observers a local call of an auto function is matched against, and the parts
+/// of the call their filters read (only those are converted from the host's values).
+pub struct Matchers {
+    pub list: Vec<Matcher>,
+    pub projection: Projection,
+}
+
+impl Matchers {
+    /// The observers whose `on` and filter match the call, and the union of their captures.
+    pub fn matching(&self, ok: bool, doc: &Doc<'_>) -> (Vec<String>, Vec<String>) {
+        let mut matched = Vec::new();
+        let mut captures: Vec<String> = Vec::new();
+        for m in &self.list {
+            if on_fits(&m.on, ok) && m.filter.matches(doc) {
+                matched.push(m.id.clone());
+                for c in &m.capture {
+                    if !captures.contains(c) {
+                        captures.push(c.clone());
+                    }
+                }
+            }
+        }
+        (matched, captures)
+    }
+}
+
 pub struct FunctionState {
     pub id: String,
     /// `register_function(local_dispatch=...)`.
@@ -74,6 +108,8 @@ pub struct FunctionState {
     /// Active observers, and those of them the SDK matches for local calls (auto delivery).
     active: AtomicUsize,
     auto_active: AtomicUsize,
+    /// What a local call is matched against; None without active auto observers.
+    matchers: Mutex<Option<Arc<Matchers>>>,
     /// Local calls since the last `localinvocationstats`: counted on every call without a lock.
     calls: AtomicU64,
     errors: AtomicU64,
@@ -119,6 +155,7 @@ impl FunctionState {
             local: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             auto_active: AtomicUsize::new(0),
+            matchers: Mutex::new(None),
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             duration_us: AtomicU64::new(0),
@@ -171,8 +208,46 @@ impl FunctionState {
 
     fn recount(&self, inner: &Inner) {
         let active = inner.observers.values().filter(|h| h.active).count();
+        let auto = if self.owner_delivery { 0 } else { active };
+        let matchers = (auto > 0).then(|| {
+            let list: Vec<Matcher> = inner
+                .observers
+                .values()
+                .filter(|h| h.active)
+                .map(|h| Matcher {
+                    id: h.view.id.clone(),
+                    on: h.view.on.clone(),
+                    filter: h.filter.clone(),
+                    capture: h.view.capture.clone(),
+                })
+                .collect();
+            let mut projection = Projection::default();
+            for m in &list {
+                projection.merge(&Projection::of(&m.filter));
+            }
+            Arc::new(Matchers { list, projection })
+        });
+        *self.matchers.lock() = matchers;
         self.active.store(active, Ordering::Release);
-        self.auto_active.store(if self.owner_delivery { 0 } else { active }, Ordering::Release);
+        self.auto_active.store(auto, Ordering::Release);
+    }
+
+    /// The active observers a local call is matched against (None: nobody to report to).
+    pub fn matchers(&self) -> Option<Arc<Matchers>> {
+        if self.auto_active.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.matchers.lock().clone()
+    }
+
+    /// The function's namespace as the engine confirmed it.
+    pub fn namespace(&self) -> Option<String> {
+        self.inner.lock().namespace.clone()
+    }
+
+    /// Queues the report of a local call already matched (`Matchers::matching`).
+    pub fn push_report(self: &Arc<Self>, conn: &Connection, item: ObservedItem) {
+        conn.shared.reporter.push(self.clone(), item);
     }
 
     fn ack(
@@ -404,22 +479,9 @@ impl FunctionState {
             caller: caller.as_ref(),
             metadata: call.metadata,
         };
-        let (matched, captures, namespace) = {
-            let inner = self.inner.lock();
-            let mut matched = Vec::new();
-            let mut captures: Vec<String> = Vec::new();
-            for held in inner.observers.values().filter(|h| h.active) {
-                if on_fits(&held.view.on, call.ok) && held.filter.matches(&doc) {
-                    matched.push(held.view.id.clone());
-                    for c in &held.view.capture {
-                        if !captures.contains(c) {
-                            captures.push(c.clone());
-                        }
-                    }
-                }
-            }
-            (matched, captures, inner.namespace.clone())
-        };
+        let Some(matchers) = self.matchers() else { return };
+        let (matched, captures) = matchers.matching(call.ok, &doc);
+        let namespace = self.namespace();
         if matched.is_empty() {
             return;
         }

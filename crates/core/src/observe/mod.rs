@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub use function::{FunctionState, HookRequest, LocalOutcome, OwnerError};
+pub use function::{FunctionState, HookRequest, LocalOutcome, Matcher, Matchers, OwnerError};
 pub(crate) use reporter::Reporter;
 
 use crate::connection::{Connection, LogLevel};
