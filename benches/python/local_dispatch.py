@@ -4,6 +4,7 @@ public API that ours and the official ``iii-sdk`` 0.25.0 share, so one file meas
   local_dispatch.py                        starts the test engine (0.25 generation), runs this
                                            file with each interpreter below, prints ratios
       [--official25 PY] [--quick]          PY: a python with the official iii-sdk==0.25.0
+      [--rounds N]                         fresh processes, rounds interleaved, medians (3)
   local_dispatch.py run URL [--quick]      one client: prints one JSON line
 
 Scenarios (one worker calling functions it registered itself):
@@ -15,7 +16,10 @@ Scenarios (one worker calling functions it registered itself):
                               of evaluating filters on the hot path, nothing delivered
   observed_remote_<k>         the same observers, calls routed through the engine
 Each figure is calls per second and the caller's CPU microseconds per call (the engine's CPU is
-not included). Ratios within one run are what to compare (benches/RESULTS.md).
+not included). A process sometimes runs every call about 2 us slower than the next one does
+(the CPU it lands on, the other processes of the machine), so each client runs in several fresh
+processes, rounds interleaved, and the medians are kept. Ratios within one run are what to
+compare (benches/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -135,21 +140,33 @@ def main() -> None:
         others["official_py025"] = sys.argv[sys.argv.index("--official25") + 1]
     from iii.testing import Engine
 
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
     engine = Engine(generation="0.25")
-    results = {}
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {}
     try:
-        for label, python in [("ours", sys.executable), *others.items()]:
-            cmd = [python, os.path.abspath(__file__), "run", engine.url] + (["--quick"] if quick else [])
-            done = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, HOME="/tmp")
-            )
-            if done.returncode != 0:
-                print(f"{label} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-                continue
-            results[label] = json.loads(done.stdout.strip().splitlines()[-1])
-            print(json.dumps({"client": label, **results[label]}), flush=True)
+        for _ in range(rounds):
+            for label, python in [("ours", sys.executable), *others.items()]:
+                cmd = [python, os.path.abspath(__file__), "run", engine.url] + (["--quick"] if quick else [])
+                env = dict(os.environ, HOME="/tmp")
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+                if done.returncode != 0:
+                    print(f"{label} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                runs.setdefault(label, []).append(json.loads(done.stdout.strip().splitlines()[-1]))
     finally:
         engine.stop()
+    results = {
+        label: {
+            scenario: {
+                "per_s": round(statistics.median(r[scenario]["per_s"] for r in rs)),
+                "cpu_us": round(statistics.median(r[scenario]["cpu_us"] for r in rs), 2),
+            }
+            for scenario in rs[0]
+        }
+        for label, rs in runs.items()
+    }
+    for label, medians in results.items():
+        print(json.dumps({"client": label, "rounds": len(runs[label]), **medians}), flush=True)
     ours = results.get("ours")
     if not ours:
         return

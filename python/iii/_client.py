@@ -52,9 +52,9 @@ from ._observe import (
     ObserverOptions,
     ObserveSource,
     Target,
+    caller_from,
     current_invocation,
     new_uuid4,
-    strip_caller,
 )
 from ._options import FunctionRef, IIIConnectionState, InitOptions
 from ._owner import OwnedFunction
@@ -421,6 +421,24 @@ class III:
             raise ValueError(f"timeout_ms must be a positive integer, not {timeout_ms!r}")
         return function_id, payload, action, timeout_ms, extra.get("metadata"), extra.get("dispatch")
 
+    def _local_target(
+        self, function_id: str, namespace: str | None, action: Any, dispatch: Any, parent: Any
+    ) -> LocalFunction | None:
+        """The function a call runs in-process (docs/protocol.md C.16), or None: not an
+        enqueue, not ``dispatch="remote"``, a handler here that the engine confirmed in that
+        namespace, and fewer than ``MAX_LOCAL_DEPTH`` local calls nested."""
+        if dispatch == "remote" or not (action is None or action is _VOID):
+            return None
+        fn = self._locals.get(function_id)
+        if (
+            fn is not None
+            and fn.state.local(namespace)
+            and (type(parent) is not LocalInvocation or parent.local_depth < MAX_LOCAL_DEPTH)
+            and not self._closed
+        ):
+            return fn
+        return None
+
     def trigger(self, request: dict[str, Any] | TriggerRequest) -> Any:
         """Calls a function and returns its result (see :meth:`trigger_async` for actions).
 
@@ -431,17 +449,11 @@ class III:
         function_id, payload, action, timeout_ms, metadata, dispatch = self._parse_request(request)
         namespace = self._call_namespace(request, function_id)
         parent = _CURRENT_INVOCATION.get()  # made from a handler: its caller goes with the call
-        if dispatch != "remote" and (action is None or action is _VOID):
-            fn = self._locals.get(function_id)
-            if (
-                fn is not None
-                and fn.state.local(namespace)
-                and (type(parent) is not LocalInvocation or parent.local_depth < MAX_LOCAL_DEPTH)
-                and not self._closed
-            ):
-                result = self._local.call(fn, payload, metadata, timeout_ms, parent, action is _VOID)
-                if result is not REMOTE:
-                    return result
+        fn = self._local_target(function_id, namespace, action, dispatch, parent)
+        if fn is not None:
+            result = self._local.call(fn, payload, metadata, timeout_ms, parent, action is _VOID)
+            if result is not REMOTE:
+                return result
         if isinstance(parent, LocalInvocation):
             parent = parent.wire()  # the core reads the caller of the call from it
         traceparent, baggage, span = self._trace(function_id)
@@ -476,17 +488,9 @@ class III:
         function_id, payload, action, timeout_ms, metadata, dispatch = self._parse_request(request)
         namespace = self._call_namespace(request, function_id)
         parent = _CURRENT_INVOCATION.get()  # made from a handler: its caller goes with the call
-        if dispatch != "remote" and (action is None or action is _VOID):
-            fn = self._locals.get(function_id)
-            if (
-                fn is not None
-                and fn.state.local(namespace)
-                and (type(parent) is not LocalInvocation or parent.local_depth < MAX_LOCAL_DEPTH)
-                and not self._closed
-            ):
-                return await self._local.call_async(
-                    fn, payload, metadata, timeout_ms, parent, action is _VOID
-                )
+        fn = self._local_target(function_id, namespace, action, dispatch, parent)
+        if fn is not None:
+            return await self._local.call_async(fn, payload, metadata, timeout_ms, parent, action is _VOID)
         if isinstance(parent, LocalInvocation):
             parent = parent.wire()  # the core reads the caller of the call from it
         traceparent, baggage, span = self._trace(function_id)
@@ -687,14 +691,7 @@ class III:
         """The caller and invocation id of an event emitted now (docs/protocol.md C.14)."""
         if cur is not None and cur.function_id == function_id:
             return cur.caller, cur.context_id
-        caller = self._identity()
-        if cur is not None:
-            caller["function_id"] = cur.function_id
-            caller["invocation_id"] = cur.context_id
-            grand = strip_caller(cur.caller)
-            if grand:
-                caller["parent"] = grand
-        return caller, new_uuid4()
+        return caller_from(self._identity(), cur), new_uuid4()
 
     def _trace_headers(self, cur: Any) -> tuple[str | None, str | None]:
         if self._telemetry is not None:

@@ -213,6 +213,19 @@ class InvocationContext:
     activation: dict[str, Any] | None = None
 
 
+def caller_from(identity: dict[str, Any], current: Any) -> dict[str, Any]:
+    """The caller of something this worker does now: ``identity`` (its ``worker_id`` and
+    ``worker_name``) and, inside a handler (``current``), that handler's function and invocation
+    and its own caller without that caller's ``parent`` (docs/protocol.md C.8.1, C.14)."""
+    if current is not None:
+        identity["function_id"] = current.function_id
+        identity["invocation_id"] = current.context_id
+        grand = strip_caller(current.caller)
+        if grand:
+            identity["parent"] = grand
+    return identity
+
+
 class LocalInvocation:
     """The context of a call run in-process (local dispatch, docs/protocol.md C.16): the
     attributes of an ``_iii.Invocation`` that are read through :data:`CURRENT`.
@@ -280,15 +293,7 @@ class LocalInvocation:
         """This worker (``worker_id``, ``worker_name``), and, when a handler made the call,
         its function, invocation and caller (without that caller's own ``parent``)."""
         if self._caller is None:
-            caller = self._identity()
-            parent = self._parent
-            if parent is not None:
-                caller["function_id"] = parent.function_id
-                caller["invocation_id"] = parent.context_id
-                grand = strip_caller(parent.caller)
-                if grand:
-                    caller["parent"] = grand
-            self._caller = caller
+            self._caller = caller_from(self._identity(), self._parent)
         return self._caller
 
 
