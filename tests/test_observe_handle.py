@@ -88,19 +88,13 @@ def test_observe_refuses_what_is_not_an_observer(obs_workers: Workers) -> None:
         worker.observe({"function_id": "s"}, "t", {"id": "same"})
 
 
-def test_a_blank_namespace_is_invalid_args_and_nothing_is_sent(
-    obs_engine: Engine, obs_workers: Workers
-) -> None:
+def test_a_blank_namespace_raises_and_nothing_is_sent(obs_engine: Engine, obs_workers: Workers) -> None:
     worker = obs_workers()
     before = kinds(obs_engine, "observe")
-    handle = worker.observe({"function_id": "s", "namespace": " "}, "t")
-    assert handle.state == "error"
-    assert handle.reason is not None and handle.reason["code"] == "INVALID_ARGS"
-    with pytest.raises(ObserveRejection) as err:
-        handle.ready(timeout=1)
-    assert err.value.code == "INVALID_ARGS"
-    other = worker.observe({"function_id": "s"}, {"function_id": "t", "namespace": ""})
-    assert other.reason is not None and other.reason["code"] == "INVALID_ARGS"
+    with pytest.raises(ValueError, match="namespace"):
+        worker.observe({"function_id": "s", "namespace": " "}, "t")
+    with pytest.raises(ValueError, match="namespace"):
+        worker.observe({"function_id": "s"}, {"function_id": "t", "namespace": ""})
     worker.observe({"function_id": "s"}, "t")  # a valid one goes out after them
     wait_until(lambda: kinds(obs_engine, "observe") == before + 1)
 
@@ -247,7 +241,7 @@ def test_dispose_without_an_answer_disposes_locally(
 
     # An observer in error is not held by the engine: no wait at all.
     monkeypatch.setattr(observe_module, "DISPOSE_WAIT_S", 30)
-    refused = worker.observe({"function_id": "s", "namespace": ""}, "t")
+    refused = worker.observe({"function_id": "s", "filters": {"input.x": 1}}, "t")  # INVALID_FILTER
     started = time.monotonic()
     refused.dispose()
     assert refused.state == "disposed" and time.monotonic() - started < 5
@@ -257,7 +251,7 @@ def test_live_observers_are_sent_again_after_a_reconnect(obs_engine: Engine, obs
     worker = obs_workers()
     kept, dropped = _new(worker), _new(worker)
     wait_until(lambda: kinds(obs_engine, "observe") == 2)
-    refused = worker.observe({"function_id": "s", "namespace": " "}, "t")
+    refused = worker.observe({"function_id": "s", "filters": {"input.x": 1}}, "t")  # INVALID_FILTER
     _state(obs_engine, worker, dropped, "disposed", reason={"code": "EXPIRED", "message": "expired"})
     obs_engine.disconnect_all()
     wait_until(lambda: kinds(obs_engine, "observe") >= 3 and worker.get_connection_state() == "connected")

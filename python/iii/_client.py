@@ -606,15 +606,12 @@ class III:
         handle = ObserverHandle(observer_id, self)
         src = {k: v for k, v in source.items() if v is not None}
         tgt = {k: v for k, v in target_ref.items() if v is not None}
-        try:
-            for ref, fid in ((src, function_id), (tgt, target_id)):
-                namespace = self._observe_namespace(ref.get("namespace"), fid)
-                ref.pop("namespace", None)
-                if namespace is not None:
-                    ref["namespace"] = namespace
-        except ValueError as exc:
-            handle._update("error", {"code": "INVALID_ARGS", "message": str(exc)})
-            return handle  # refused here: nothing is sent
+        # A blank namespace raises ValueError before anything is sent, as in iii-sdk 0.25.0.
+        for ref, fid in ((src, function_id), (tgt, target_id)):
+            namespace = self._observe_namespace(ref.get("namespace"), fid)
+            ref.pop("namespace", None)
+            if namespace is not None:
+                ref["namespace"] = namespace
         handles[observer_id] = handle  # before the core can report on it
         try:
             refused = self._connection.observe(
