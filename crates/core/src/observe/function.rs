@@ -137,6 +137,12 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The same observer announced again: the same args and legacy binding (its filters, target,
+/// capture and `on` are the engine's current ones and may change).
+fn same_observer(held: &ObserverView, view: &ObserverView) -> bool {
+    held.args == view.args && held.legacy == view.legacy
+}
+
 fn on_fits(on: &str, ok: bool) -> bool {
     match on {
         "complete" => true,
@@ -341,17 +347,10 @@ impl FunctionState {
             self.drop_observer(conn, &mut inner, &id);
         }
         for view in observers {
-            let ns = inner.namespace.clone();
-            match inner.observers.get_mut(&view.id) {
-                Some(held) if held.view == view => {
-                    held.revision = revision;
-                    if let Some(rejection) = held.rejection.clone() {
-                        self.ack(conn, &ns, &view.id, revision, Some(rejection));
-                    } else if !held.awaiting_hook {
-                        self.ack(conn, &ns, &view.id, revision, None);
-                    }
-                }
-                Some(_) => {
+            let same = inner.observers.get(&view.id).map(|held| same_observer(&held.view, &view));
+            match same {
+                Some(true) => self.keep(conn, &mut inner, view, revision),
+                Some(false) => {
                     self.drop_observer(conn, &mut inner, &view.id);
                     self.take(conn, &mut inner, view, revision);
                 }
@@ -369,12 +368,53 @@ impl FunctionState {
         }
         inner.revision = revision;
         inner.namespace.get_or_insert_with(|| namespace.to_owned());
-        let id = view.id.clone();
-        if inner.observers.contains_key(&id) {
-            self.drop_observer(conn, &mut inner, &id);
+        // Announced again: kept (its hook already ran), unless the owner rejected it late or
+        // it is another observer under the same id; then it starts afresh.
+        let kept = inner
+            .observers
+            .get(&view.id)
+            .map(|held| held.rejection.is_none() && same_observer(&held.view, &view));
+        match kept {
+            Some(true) => self.keep(conn, &mut inner, view, revision),
+            Some(false) => {
+                self.drop_observer(conn, &mut inner, &view.id);
+                self.take(conn, &mut inner, view, revision);
+            }
+            None => self.take(conn, &mut inner, view, revision),
         }
-        self.take(conn, &mut inner, view, revision);
         self.recount(&inner);
+    }
+
+    /// An observer announced again under `revision`: no hooks; it takes the engine's current
+    /// view (filters recompiled when they changed) and is acked again, with its late rejection
+    /// if it has one. One still waiting for its add hook is acked when that hook is done.
+    fn keep(&self, conn: &Connection, inner: &mut Inner, view: ObserverView, revision: u64) {
+        let ns = inner.namespace.clone();
+        let Some(held) = inner.observers.get_mut(&view.id) else { return };
+        held.revision = revision;
+        if let Some(rejection) = held.rejection.clone() {
+            self.ack(conn, &ns, &view.id, revision, Some(rejection));
+            return;
+        }
+        if held.view.filters != view.filters {
+            match crate::filter::compile(&view.filters, true) {
+                Ok(filter) => held.filter = filter,
+                Err(e) => {
+                    held.active = false;
+                    held.view = view;
+                    let id = held.view.id.clone();
+                    self.ack(conn, &ns, &id, revision, Some(ErrorBody::new(e.code.as_str(), e.message)));
+                    return;
+                }
+            }
+        }
+        held.view = view;
+        if held.awaiting_hook {
+            return;
+        }
+        held.active = true;
+        let id = held.view.id.clone();
+        self.ack(conn, &ns, &id, revision, None);
     }
 
     /// `observerremoved`; stale revisions are ignored.

@@ -376,3 +376,48 @@ fn a_function_registered_without_local_dispatch_never_runs_locally() {
     assert!(!f.local(None));
     conn.shutdown();
 }
+
+#[test]
+fn a_replay_keeps_an_observer_with_new_filters_and_changed_args_make_another() {
+    let rt = runtime();
+    let engine = rt.block_on(scripted(vec!["observe.v1"]));
+    let sink = Arc::new(Sink::default());
+    let conn = start(&rt, &engine.url, sink.clone());
+    let f = FunctionState::new("d::fn".into(), true, true, false);
+    conn.own_function(f.clone());
+    let view =
+        |id: &str, args: Value, filters: Value| json!({"id":id,"target":"t","args":args,"filters":filters});
+    engine
+        .to_worker
+        .send(registered(
+            "d::fn",
+            2,
+            json!([view("keep", json!({}), json!({})), view("args", json!({"a":1}), json!({}))]),
+        ))
+        .unwrap();
+    wait_until("two add hooks", || sink.hooks.lock().len() == 2);
+    f.hook_done(&conn, "keep", None);
+    f.hook_done(&conn, "args", None);
+    engine.wait_for("observerack", 2);
+    let narrower = json!({"$and":[{"input.n":{"$gt":1}}]});
+    engine
+        .to_worker
+        .send(registered(
+            "d::fn",
+            7,
+            json!([view("keep", json!({}), narrower.clone()), view("args", json!({"a":2}), json!({}))]),
+        ))
+        .unwrap();
+    // `args` changed: removed (its hook) and added again (its hook); `keep` only acked again.
+    wait_until("remove and add of args", || sink.hooks.lock().len() == 4);
+    let hooks: Vec<(bool, String)> =
+        sink.hooks.lock()[2..].iter().map(|h| (h.added, h.observer.id.clone())).collect();
+    assert_eq!(hooks, vec![(false, "args".to_owned()), (true, "args".to_owned())]);
+    let acks = engine.wait_for("observerack", 3);
+    assert_eq!((acks[2]["id"].clone(), acks[2]["revision"].clone()), (json!("keep"), json!(7)));
+    assert!(
+        f.matches("keep", &json!({"input": {"n": 2}})) && !f.matches("keep", &json!({"input": {"n": 1}}))
+    );
+    assert_eq!(f.observers().iter().find(|v| v.id == "keep").unwrap().filters, narrower);
+    conn.shutdown();
+}
