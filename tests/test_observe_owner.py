@@ -120,6 +120,20 @@ def test_added_hook_gets_the_observer_and_it_becomes_active(obs_engine: Engine, 
     assert ref.observers() == []
 
 
+def test_unregistering_runs_the_removal_hook_of_every_observer(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers()
+    fid, ref, calls = _hooked(worker)
+    acks = kinds(obs_engine, "observerack")
+    confirm(obs_engine, worker, fid, observers=[view("o-1"), view("o-2")])
+    wait_until(lambda: kinds(obs_engine, "observerack") == acks + 2)
+    ref.unregister()
+    wait_until(lambda: len(calls) == 4)
+    assert sorted((what, obs.id) for what, obs in calls[2:]) == [("removed", "o-1"), ("removed", "o-2")]
+    assert not ref.is_observed()
+
+
 def test_hooks_run_one_at_a_time_in_order_without_an_invocation(
     obs_engine: Engine, obs_workers: Workers
 ) -> None:
@@ -280,4 +294,4 @@ def test_an_auto_function_without_hooks_lists_its_observers(obs_engine: Engine, 
     (obs,) = ref.observers()
     assert (obs.capture, obs.on) == (["input"], "complete")
     ref.unregister()
-    assert fid not in worker._dispatch.owned and fid not in worker._locals
+    assert fid not in worker._locals  # its owner record stays for the removal hooks

@@ -853,8 +853,8 @@ class III:
             self._locals.pop(function_id, None)
 
         def unregister() -> None:
-            if owned is not None and self._dispatch.owned.get(function_id) is owned:
-                del self._dispatch.owned[function_id]
+            # `owned` stays in Dispatcher.owned (until the id is registered again): the core
+            # hands it the removal hooks of the function's observers after this returns.
             local = self._locals.get(function_id)
             if local is not None and local.state is state:
                 del self._locals[function_id]
