@@ -198,15 +198,15 @@ impl Connection {
             .map_err(|e| errors::call_error(payload.py(), &e))
     }
 
-    /// The 0.25 fields of a call made from inside the handler of `parent` (docs/protocol.md
-    /// C.8.1): its `caller` (JSON) and `observe_depth`, when the last engine listed
-    /// `observe.v1`; nothing otherwise.
-    /// A call's encoded `metadata`, and the caller it asserts when made from the handler of
-    /// `parent` (only to engines that observe: 0.25 sends it only then).
+    /// A call's fields besides its payload: its encoded `metadata`; made from the handler of
+    /// `parent`, the `caller` it asserts and its `observe_depth` (only to engines that list
+    /// `observe.v1`, as 0.25 sends them, docs/protocol.md C.8.1); and an owner's `activation`
+    /// of `observer_id` (C.8.3).
     fn call_extras(
         &self,
         metadata: Option<&Bound<'_, PyAny>>,
         parent: Option<&Bound<'_, Invocation>>,
+        activation: Option<String>,
     ) -> PyResult<CallExtras> {
         let metadata = metadata.map(to_json_opt).transpose()?.flatten();
         let (caller, observe_depth) = match parent {
@@ -217,7 +217,7 @@ impl Connection {
             }
             _ => (None, None),
         };
-        Ok(CallExtras { metadata, caller, observe_depth, activation: None })
+        Ok(CallExtras { metadata, caller, observe_depth, activation: activation.map(activation_json) })
     }
 
     fn prepare_batch(
@@ -227,7 +227,7 @@ impl Connection {
         plan: &Plan<'_>,
         parent: Option<&Bound<'_, Invocation>>,
     ) -> PyResult<Arc<Batch>> {
-        let extras = self.call_extras(None, parent)?;
+        let extras = self.call_extras(None, parent, None)?;
         Batch::prepare(py, self.core.clone(), requests, plan, extras.caller, extras.observe_depth)
     }
 
@@ -716,8 +716,7 @@ impl Connection {
     ) -> PyResult<Py<PyAny>> {
         let slot = Arc::new(Slot::default());
         let completion = Box::new(SlotCompletion(slot.clone()));
-        let mut extras = self.call_extras(metadata, parent)?;
-        extras.activation = activation.map(activation_json);
+        let extras = self.call_extras(metadata, parent, activation)?;
         let envelope = extras.envelope(namespace, traceparent, baggage);
         let id = iii_core::connection::invocation_id();
         self.start_call(id, function_id, payload, timeout_ms, queue, envelope, completion)?;
@@ -757,8 +756,7 @@ impl Connection {
         let queue_inner = loop_queue.map_or_else(|| self.router.loop_queue.clone(), |q| q.inner.clone());
         let id = iii_core::connection::invocation_id();
         let completion = Box::new(AsyncCompletion { future, queue: queue_inner, invocation_id: id });
-        let mut extras = self.call_extras(metadata, parent)?;
-        extras.activation = activation.map(activation_json);
+        let extras = self.call_extras(metadata, parent, activation)?;
         let envelope = extras.envelope(namespace, traceparent, baggage);
         self.sending(defer, || {
             self.start_call(id, function_id, payload, timeout_ms, queue, envelope, completion)
@@ -842,7 +840,7 @@ impl Connection {
         parent: Option<&Bound<'_, Invocation>>,
     ) -> PyResult<bool> {
         let data = to_json_opt(payload)?;
-        let extras = self.call_extras(metadata, parent)?;
+        let extras = self.call_extras(metadata, parent, None)?;
         let envelope = extras.envelope(namespace, traceparent, baggage);
         self.sending(defer, || {
             self.core

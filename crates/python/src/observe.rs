@@ -13,8 +13,8 @@ use super::filter::DocWalk;
 use super::json::{from_json, to_json};
 use iii_core::connection::{Connection as CoreConnection, LogLevel};
 use iii_core::filter::Doc;
-use iii_core::observe::{FunctionState as CoreFunction, HookRequest, ObserverNews, OwnerError};
-use iii_protocol::{Caller, ErrorBody, ObservedItem, ObserverView};
+use iii_core::observe::{FunctionState as CoreFunction, HookRequest, LocalOutcome, ObserverNews, OwnerError};
+use iii_protocol::{Caller, ErrorBody, ObserverView};
 
 /// A Python value as a JSON tree (`None` stays `null`).
 pub(crate) fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
@@ -236,31 +236,28 @@ impl FunctionState {
                 _ => Ok(None),
             }
         };
-        let item = (|| -> PyResult<ObservedItem> {
-            let caller = match full(3, "caller")? {
-                Some(v) => serde_json::from_value(v).ok(),
-                None => None,
-            };
-            Ok(ObservedItem {
-                function_id: self.core.id.clone(),
-                namespace: self.core.namespace(),
-                invocation_id,
-                matched,
-                status: if ok { "success" } else { "error" }.into(),
-                input: full(0, "input")?,
-                output: full(1, "output")?,
-                error: full(2, "error")?,
-                metadata: full(4, "metadata")?,
-                caller,
-                started_at_ms,
-                duration_ms,
-                observe_depth,
-                traceparent,
-                baggage,
-            })
-        })();
-        match item {
-            Ok(item) => self.core.push_report(&self.conn, item),
+        let read = || -> PyResult<_> {
+            let caller = full(3, "caller")?.and_then(|v| serde_json::from_value::<Caller>(v).ok());
+            Ok((full(0, "input")?, full(1, "output")?, full(2, "error")?, caller, full(4, "metadata")?))
+        };
+        match read() {
+            Ok((input, output, error, caller, metadata)) => {
+                let call = LocalOutcome {
+                    invocation_id,
+                    ok,
+                    input: input.as_ref(),
+                    output: output.as_ref(),
+                    error: error.as_ref(),
+                    caller,
+                    metadata: metadata.as_ref(),
+                    started_at_ms,
+                    duration_ms,
+                    observe_depth,
+                    traceparent,
+                    baggage,
+                };
+                self.core.push_matched(&self.conn, call, matched, &captures);
+            }
             Err(err) => self.conn.log(
                 LogLevel::Warn,
                 &format!("a local call of {:?} was not reported to its observers: {err}", self.core.id),

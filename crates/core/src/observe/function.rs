@@ -251,8 +251,34 @@ impl FunctionState {
         self.inner.lock().namespace.clone()
     }
 
-    /// Queues the report of a local call already matched (`Matchers::matching`).
-    pub fn push_report(self: &Arc<Self>, conn: &Connection, item: ObservedItem) {
+    /// Queues the report of a local call already matched (`Matchers::matching`): one item
+    /// naming the `matched` observers, with the parts of `call` their `captures` ask for.
+    pub fn push_matched(
+        self: &Arc<Self>,
+        conn: &Connection,
+        call: LocalOutcome<'_>,
+        matched: Vec<String>,
+        captures: &[String],
+    ) {
+        let has = |name: &str| captures.iter().any(|c| c == name);
+        let part = |name: &str, value: Option<&Value>| if has(name) { value.cloned() } else { None };
+        let item = ObservedItem {
+            function_id: self.id.clone(),
+            namespace: self.namespace(),
+            invocation_id: call.invocation_id,
+            matched,
+            status: if call.ok { "success" } else { "error" }.into(),
+            input: part("input", call.input),
+            output: part("output", call.output.filter(|_| call.ok)),
+            error: part("error", call.error.filter(|_| !call.ok)),
+            metadata: part("metadata", call.metadata),
+            caller: if has("caller") { call.caller } else { None },
+            started_at_ms: call.started_at_ms,
+            duration_ms: call.duration_ms,
+            observe_depth: call.observe_depth,
+            traceparent: call.traceparent,
+            baggage: call.baggage,
+        };
         conn.shared.reporter.push(self.clone(), item);
     }
 
@@ -347,15 +373,7 @@ impl FunctionState {
             self.drop_observer(conn, &mut inner, &id);
         }
         for view in observers {
-            let same = inner.observers.get(&view.id).map(|held| same_observer(&held.view, &view));
-            match same {
-                Some(true) => self.keep(conn, &mut inner, view, revision),
-                Some(false) => {
-                    self.drop_observer(conn, &mut inner, &view.id);
-                    self.take(conn, &mut inner, view, revision);
-                }
-                None => self.take(conn, &mut inner, view, revision),
-            }
+            self.announced(conn, &mut inner, view, revision, |held, view| same_observer(&held.view, view));
         }
         self.recount(&inner);
     }
@@ -370,19 +388,30 @@ impl FunctionState {
         inner.namespace.get_or_insert_with(|| namespace.to_owned());
         // Announced again: kept (its hook already ran), unless the owner rejected it late or
         // it is another observer under the same id; then it starts afresh.
-        let kept = inner
-            .observers
-            .get(&view.id)
-            .map(|held| held.rejection.is_none() && same_observer(&held.view, &view));
-        match kept {
-            Some(true) => self.keep(conn, &mut inner, view, revision),
-            Some(false) => {
-                self.drop_observer(conn, &mut inner, &view.id);
-                self.take(conn, &mut inner, view, revision);
-            }
-            None => self.take(conn, &mut inner, view, revision),
-        }
+        self.announced(conn, &mut inner, view, revision, |held, view| {
+            held.rejection.is_none() && same_observer(&held.view, view)
+        });
         self.recount(&inner);
+    }
+
+    /// An observer the engine announces under `revision`: kept when one is held under its id
+    /// and `kept` says so; otherwise the one held (if any) is removed and this one taken.
+    fn announced(
+        &self,
+        conn: &Connection,
+        inner: &mut Inner,
+        view: ObserverView,
+        revision: u64,
+        kept: impl Fn(&Held, &ObserverView) -> bool,
+    ) {
+        match inner.observers.get(&view.id).map(|held| kept(held, &view)) {
+            Some(true) => self.keep(conn, inner, view, revision),
+            Some(false) => {
+                self.drop_observer(conn, inner, &view.id);
+                self.take(conn, inner, view, revision);
+            }
+            None => self.take(conn, inner, view, revision),
+        }
     }
 
     /// An observer announced again under `revision`: no hooks; it takes the engine's current
@@ -521,29 +550,9 @@ impl FunctionState {
         };
         let Some(matchers) = self.matchers() else { return };
         let (matched, captures) = matchers.matching(call.ok, &doc);
-        let namespace = self.namespace();
-        if matched.is_empty() {
-            return;
+        if !matched.is_empty() {
+            self.push_matched(conn, call, matched, &captures);
         }
-        let has = |name: &str| captures.iter().any(|c| c == name);
-        let item = ObservedItem {
-            function_id: self.id.clone(),
-            namespace,
-            invocation_id: call.invocation_id,
-            matched,
-            status: if call.ok { "success" } else { "error" }.into(),
-            input: if has("input") { doc.input.cloned() } else { None },
-            output: if has("output") { doc.output.cloned() } else { None },
-            error: if has("error") { doc.error.cloned() } else { None },
-            metadata: if has("metadata") { doc.metadata.cloned() } else { None },
-            caller: if has("caller") { call.caller } else { None },
-            started_at_ms: call.started_at_ms,
-            duration_ms: call.duration_ms,
-            observe_depth: call.observe_depth,
-            traceparent: call.traceparent,
-            baggage: call.baggage,
-        };
-        conn.shared.reporter.push(self.clone(), item);
     }
 
     /// The owner checks its `call` to an observer's target (C.14).
