@@ -228,6 +228,28 @@ def test_handler_exception_reaches_caller(make_worker):
     assert client.trigger({"function_id": "engine::workers::list", "payload": {}})["workers"]
 
 
+def test_a_handler_raising_system_exit_is_an_error_and_the_worker_goes_on(make_worker):
+    server, client = make_worker(), make_worker()
+    fid, afid, alive = unique("exit"), unique("aexit"), unique("alive")
+
+    def exits(d):
+        raise SystemExit("handler exited")
+
+    async def aexits(d):
+        await asyncio.sleep(0.001)  # a suspended handler: it ends inside a Task of the SDK loop
+        raise SystemExit("async handler exited")
+
+    server.register_function(fid, exits)
+    server.register_function(afid, aexits)
+    server.register_function(alive, lambda d: "alive")
+    wait_registered(client, alive)
+    for function_id in (fid, afid, fid, afid):
+        with pytest.raises(InvocationError) as err:
+            client.trigger({"function_id": function_id, "payload": {}})
+        assert err.value.code == "invocation_failed" and "exited" in err.value.message
+    assert client.trigger({"function_id": alive, "payload": {}}) == "alive"
+
+
 def test_unknown_function_error(make_worker):
     client = make_worker()
     with pytest.raises(InvocationError) as err:

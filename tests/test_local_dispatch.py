@@ -8,6 +8,7 @@ unobserved local call."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -205,6 +206,43 @@ def test_errors_are_the_remote_paths(obs_engine: Engine, obs_workers: Workers) -
     assert "ValueError: out of stock" in _stack(worker, obs_engine, plain)
 
 
+def test_a_handler_raising_system_exit_fails_the_call_and_the_worker_goes_on(
+    obs_engine: Engine, obs_workers: Workers, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = obs_workers()
+
+    def exits(data: Any) -> Any:
+        raise SystemExit("handler exited")
+
+    async def exits_async(data: Any) -> Any:
+        await asyncio.sleep(0)  # suspended: it ends inside a Task of the loop it runs on
+        raise SystemExit("async handler exited")
+
+    async def interrupted(data: Any) -> Any:
+        raise KeyboardInterrupt("void interrupted")
+
+    sync_fid, async_fid = _local(obs_engine, worker, exits), _local(obs_engine, worker, exits_async)
+    for fid in (sync_fid, async_fid):
+        with pytest.raises(InvocationError) as err:
+            worker.trigger({"function_id": fid, "payload": {}})
+        assert err.value.code == "invocation_failed" and "exited" in err.value.message
+        assert isinstance(err.value.__cause__, SystemExit)
+        with pytest.raises(InvocationError) as err:
+            asyncio.run(worker.trigger_async({"function_id": fid, "payload": {}}))
+        assert isinstance(err.value.__cause__, SystemExit)
+    # Fire and forget: logged, and the SDK loop that ran it goes on.
+    void_fid = _local(obs_engine, worker, interrupted)
+    with caplog.at_level(logging.ERROR, logger="iii"):
+        worker.trigger({"function_id": void_fid, "payload": {}, "action": TriggerAction.Void()})
+        wait_until(lambda: any("void interrupted" in r.getMessage() for r in caplog.records))
+
+    async def alive(data: Any) -> str:
+        await asyncio.sleep(0)
+        return "alive"
+
+    assert worker.trigger({"function_id": _local(obs_engine, worker, alive), "payload": {}}) == "alive"
+
+
 def _stack(worker: III, engine: Engine, handler: Any) -> str:
     fid = _local(engine, worker, handler)
     with pytest.raises(InvocationError) as err:
@@ -287,6 +325,7 @@ def test_what_goes_through_the_engine(obs_engine: Engine, obs_workers: Workers) 
          local_dispatch=True, observers=[])  # fmt: skip
     fid = _local(obs_engine, worker, lambda data: threads.append(threading.current_thread().name))
     assert not worker._locals[off].state.local(None)
+    assert worker._locals[off].state.confirmed()  # confirmed all the same
     calls = kinds(obs_engine, "invokefunction")
     worker.trigger({"function_id": fid, "payload": {}, "dispatch": "remote"})
     worker.trigger({"function_id": off, "payload": {}})

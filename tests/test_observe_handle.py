@@ -9,6 +9,7 @@ meet is reached in order; ``test_observe_routed.py`` has the end-to-end ones."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -229,7 +230,10 @@ def test_dispose_without_an_answer_disposes_locally(
     _state(obs_engine, worker, handle, "active")
     obs_engine.pause_reading()  # the engine hears nothing, so it answers nothing
     handle.dispose()
-    assert (handle.state, handle.reason) == ("disposed", {"code": "UNOBSERVED", "message": "disposed"})
+    assert (handle.state, handle.reason) == (
+        "disposed",
+        {"code": "UNOBSERVED", "message": "disposed by the observing worker"},
+    )
     with pytest.raises(ObserveRejection) as err:
         handle.ready()
     assert err.value.code == "UNOBSERVED"
@@ -276,6 +280,29 @@ def test_an_engine_without_observe_makes_observers_unsupported(generation: str) 
             assert "observe" not in engine.received_kinds()
             handle.dispose()
             assert handle.state == "disposed"
+        finally:
+            worker.shutdown()
+
+
+def test_hooks_against_an_engine_without_observe_are_reported_inactive_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with Engine(generation="v0.11") as engine:
+        worker = register_worker(
+            engine.url,
+            InitOptions(worker_name=unique("old"), otel={"enabled": False},
+                        reconnection_config=ReconnectionConfig(initial_delay_ms=50, max_delay_ms=200)),
+        )  # fmt: skip
+        try:
+            with caplog.at_level(logging.WARNING, logger="iii"):
+                worker.register_function("owner::fn", lambda d: d, observe={"delivery": "owner"})
+                worker.register_function("plain::fn", lambda d: d)
+                first = worker.worker_id
+                engine.disconnect_all()
+                wait_until(lambda: worker.worker_id not in (None, first))  # registered again
+                wait_registered(worker, "owner::fn")
+            inactive = [r.getMessage() for r in caplog.records if "are inactive" in r.getMessage()]
+            assert len(inactive) == 1 and "owner::fn" in inactive[0]
         finally:
             worker.shutdown()
 

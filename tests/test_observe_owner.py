@@ -155,6 +155,7 @@ def test_hooks_run_one_at_a_time_in_order_without_an_invocation(
     ref = worker.register_function(
         fid, lambda d: d, observe={"on_observer_added": added, "on_observer_removed": removed}
     )
+    acks = kinds(obs_engine, "observerack")
     confirm(obs_engine, worker, fid, observers=[view("a")])
     send(
         obs_engine,
@@ -170,6 +171,91 @@ def test_hooks_run_one_at_a_time_in_order_without_an_invocation(
     assert order == ["start a", "end a", "start b", "end b", "removed a"]
     assert contexts == [None, None, None]
     wait_until(lambda: [o.id for o in ref.observers()] == ["b"])
+    # `a`, removed while its hook ran, was acked all the same (as iii-sdk 0.25.0): two acks.
+    wait_until(lambda: kinds(obs_engine, "observerack") == acks + 2)
+
+
+def _conflict(engine: Engine, worker: III, fid: str) -> None:
+    """Another worker owns ``fid`` in this namespace: the engine releases ours."""
+    send(engine, worker, type="registrationrejected", code="FUNCTION_NAMESPACE_CONFLICT",
+         namespace="default", function_id=fid, owner_worker_id="other")  # fmt: skip
+    wait_until(lambda: not worker._locals[fid].state.local())
+
+
+def test_a_function_released_while_a_hook_runs_undoes_it_and_skips_the_queued_ones(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers()
+    entered, release = threading.Event(), threading.Event()
+    log: list[str] = []
+
+    def added(obs: Observer) -> None:
+        log.append(f"added {obs.id}")
+        if obs.id == "slow":
+            entered.set()
+            release.wait(10)
+            log.append("slow returned")
+
+    fid = unique("released")
+    ref = worker.register_function(
+        fid,
+        lambda d: d,
+        observe={
+            "on_observer_added": added,
+            "on_observer_removed": lambda obs: log.append(f"removed {obs.id}"),
+        },
+    )
+    acks = kinds(obs_engine, "observerack")
+    confirm(obs_engine, worker, fid, observers=[view("fast")])
+    wait_until(lambda: kinds(obs_engine, "observerack") == acks + 1)
+    added_frame = {"type": "observeradded", "function_id": fid, "namespace": "default"}
+    send(obs_engine, worker, **added_frame, revision=2, observer=view("slow"))
+    assert entered.wait(10)
+    send(obs_engine, worker, **added_frame, revision=3, observer=view("queued"))  # waits behind slow
+    _conflict(obs_engine, worker, fid)
+    release.set()
+    wait_until(lambda: len(log) == 5)
+    # slow's success came after the release: undone at once, before the release's own removals;
+    # queued never ran; nothing acked after the first.
+    assert log == ["added fast", "added slow", "slow returned", "removed slow", "removed fast"]
+    assert not ref.is_observed()
+    worker.list_functions()  # a round trip on the same connection: every earlier frame arrived
+    assert kinds(obs_engine, "observerack") == acks + 1
+
+
+def test_observers_are_listed_in_the_order_the_engine_announced_them(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers()
+    fid = unique("order")
+    ref = worker.register_function(fid, lambda d: d)
+    confirm(obs_engine, worker, fid, observers=[view("zeta"), view("alpha"), view("mid")])
+    wait_until(lambda: len(ref.observers()) == 3)
+    assert [o.id for o in ref.observers()] == ["zeta", "alpha", "mid"]
+
+
+def test_one_event_emitted_to_two_observers_is_reported_once(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers()
+    fid = unique("ticker")
+    observers: list[Observer] = []
+
+    def tick(event: Any) -> list[bool]:
+        # A cron-like owner's tick: its one event to each of its observers.
+        return [obs.emit(event) for obs in observers]
+
+    ref = worker.register_function(
+        fid, tick, observe={"delivery": "owner", "on_observer_added": observers.append}
+    )
+    confirm(obs_engine, worker, fid, observers=[view("a", capture=["input"]), view("b", capture=["caller"])])
+    wait_until(lambda: len(ref.observers()) == 2)
+    reports = kinds(obs_engine, "invocationsobserved")
+    assert worker.trigger({"function_id": fid, "payload": {"tick": 1}}) == [True, True]
+    wait_until(lambda: kinds(obs_engine, "invocationsobserved") > reports)
+    items = [i for i in obs_engine.observed_items() if i["function_id"] == fid]
+    assert [i["matched"] for i in items] == [["a", "b"]]
+    assert items[0]["input"] == {"tick": 1} and "caller" in items[0]  # the union of the captures
 
 
 def test_a_rejecting_hook_refuses_the_observer(obs_engine: Engine, obs_workers: Workers) -> None:

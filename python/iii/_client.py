@@ -842,9 +842,7 @@ class III:
             self._dispatch.start_sync_thread()
         owned: OwnedFunction | None = None
         if state is not None:
-            owned = OwnedFunction(
-                function_id, state, hooks if has_hooks else None, self, self._connection.hook_done
-            )
+            owned = OwnedFunction(function_id, state, hooks if has_hooks else None, self)
             self._dispatch.owned[function_id] = owned
             if handler is not None:
                 self._locals[function_id] = LocalFunction(function_id, handler, state)

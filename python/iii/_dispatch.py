@@ -250,8 +250,6 @@ class Dispatcher:
                 owned = self.owned.get(event.function_id)
                 if owned is not None:
                     owned.on_hook(event)
-                elif event.added:  # unregistered meanwhile: the core still wants an answer
-                    self._connection.hook_done(event.function_id, event.observer["id"], event.revision)
 
     def _observer_event(self, event: Any) -> None:
         """A state change of one of this client's observers: to its handle."""
@@ -313,10 +311,8 @@ class Dispatcher:
     ) -> None:
         try:
             result = await handler_run
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - a handler's SystemExit must not end the SDK loop
             self._reply_exception(inv, exc, True, span)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
             return
         self._reply(inv, result, True, span)
 

@@ -55,9 +55,23 @@ MAX_LOCAL_DEPTH = 64
 #: What :meth:`LocalDispatch.call` returns when the call must go through the engine after all.
 REMOTE: Any = object()
 
+#: What a handler raising fails the call with (as on the remote path, where the callee's
+#: SystemExit is an error): everything but the caller's own Ctrl-C, which a sync handler on the
+#: calling thread may receive and which must reach the caller as itself.
+_HANDLER_FAILURES = (Exception, SystemExit, GeneratorExit)
+
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _STR_LIKE = (uuid.UUID, decimal.Decimal, pathlib.PurePath)
 _ISO = (datetime.datetime, datetime.date, datetime.time)
+
+
+class _Escaped(Exception):
+    """Carries an async handler's SystemExit / KeyboardInterrupt (its ``__cause__``) out of
+    its Task to the caller, which fails the call with it."""
+
+
+def _original(exc: BaseException) -> BaseException:
+    return exc.__cause__ or exc if isinstance(exc, _Escaped) else exc
 
 
 def copy_value(value: Any, refs: list[bool] | None = None) -> Any:
@@ -266,7 +280,7 @@ class LocalDispatch:
 
     def _failure(self, run: _Run, exc: BaseException) -> BaseException:
         """What the caller of a failed local call gets: the remote path's error."""
-        body = error_body(exc)
+        body = error_body(_original(exc))
         return InvocationError(
             body["code"], body["message"], body.get("stacktrace"), function_id=run.fn.function_id
         )
@@ -298,7 +312,7 @@ class LocalDispatch:
         try:
             self._run_sync(run)
         except BaseException as exc:  # noqa: BLE001 - nobody waits for a void call
-            log.error("function %r raised: %s", run.fn.function_id, exc, exc_info=exc)
+            log.error("Error invoking function %s: %s", run.fn.function_id, exc, exc_info=exc)
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         """Runs ``fn(*args)`` on a local-handler thread (a pool made when first needed; a
@@ -334,6 +348,9 @@ class LocalDispatch:
             result = await run.fn.handler.call(run.data, run.metadata)
         except BaseException as exc:
             self._finish(run, False, None, exc)
+            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                # Out of a Task these would stop the loop it runs on (the SDK's, or the caller's).
+                raise _Escaped(exc) from exc
             raise
         self._finish(run, True, result, None)
         return result
@@ -344,8 +361,10 @@ class LocalDispatch:
 
         def done(t: Any) -> None:
             self._background.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("function %r raised: %s", function_id, t.exception(), exc_info=t.exception())
+            exc = None if t.cancelled() else t.exception()
+            if exc is not None:
+                exc = _original(exc)
+                log.error("Error invoking function %s: %s", function_id, exc, exc_info=exc)
 
         task.add_done_callback(done)
 
@@ -373,9 +392,9 @@ class LocalDispatch:
                 self._keep(future, fn.function_id)
                 raise self._timeout(run) from None
             except concurrent.futures.CancelledError as exc:
-                raise self._failure(run, exc) from exc
-            except Exception as exc:
-                raise self._failure(run, exc) from exc
+                raise self._failure(run, exc) from _original(exc)
+            except _HANDLER_FAILURES as exc:
+                raise self._failure(run, exc) from _original(exc)
             return copy_value(result)
         run = self._start(fn, payload, metadata, parent, timeout_ms, void)
         ctx = contextvars.copy_context()
@@ -384,8 +403,8 @@ class LocalDispatch:
             return None
         try:
             result = ctx.run(self._run_sync, run)
-        except Exception as exc:
-            raise self._failure(run, exc) from exc
+        except _HANDLER_FAILURES as exc:
+            raise self._failure(run, exc) from _original(exc)
         if (time.perf_counter() - run.t0) * 1000.0 > timeout_ms:
             raise self._timeout(run)
         return result if type(result) in _SCALARS else copy_value(result)
@@ -413,8 +432,8 @@ class LocalDispatch:
                 yielded = ctx.run(coro.send, None)
             except StopIteration as stop:
                 return copy_value(stop.value)
-            except Exception as exc:
-                raise self._failure(run, exc) from exc
+            except _HANDLER_FAILURES as exc:
+                raise self._failure(run, exc) from _original(exc)
             task = loop.create_task(_resume(coro, yielded), context=ctx)
         else:
             task = ctx.run(loop.create_task, self._run_async(run))
@@ -427,7 +446,7 @@ class LocalDispatch:
             raise self._failure(run, cancelled) from cancelled
         exc = task.exception()
         if exc is not None:
-            raise self._failure(run, exc) from exc
+            raise self._failure(run, exc) from _original(exc)
         return copy_value(task.result())
 
     def shutdown(self) -> None:

@@ -484,7 +484,7 @@ class ObserverHandle:
         self._dispose_here()
 
     def _dispose_here(self) -> None:
-        self._update("disposed", {"code": "UNOBSERVED", "message": "disposed"})
+        self._update("disposed", {"code": "UNOBSERVED", "message": "disposed by the observing worker"})
         self._host._observer_forget(self)
 
     def _update(self, state: str, reason: ObserveReason | None, warnings: list[str] | None = None) -> None:
@@ -563,6 +563,7 @@ class Observer:
         self._state = state
         self._host = host
         self._removing = False  # its on_observer_removed is queued (see _owner)
+        self._accepted = False  # its on_observer_added accepted it (see _owner)
         self._update(view)
 
     def _update(self, view: Mapping[str, Any]) -> None:

@@ -44,13 +44,11 @@ class OwnedFunction:
         state: _iii.FunctionState,
         hooks: ObserveHooks | None,
         host: _OwnerHost,
-        hook_done: Callable[[str, str, int, str | None, str | None], None],
     ) -> None:
         self.function_id = function_id
         self.state = state
         self.hooks = hooks
         self._host = host
-        self._hook_done = hook_done
         self._observers: dict[str, Observer] = {}
         self._tail: asyncio.Future[Any] | None = None
 
@@ -82,15 +80,15 @@ class OwnedFunction:
         """An ``OwnerHook`` from the core: queues its hook behind the earlier ones."""
         if event.added:
             obs = self.observer(event.observer)
-            revision = event.revision
-            self._enqueue(lambda: self._added(obs, revision))
+            self._enqueue(lambda: self._added(obs, event))
         else:
             gone = self._observers.pop(event.observer["id"], None)
             if gone is not None and gone._removing:
                 return  # already undone (see _added)
             obs = gone or Observer(self.function_id, event.observer, self.state, self._host)
             obs._removing = True
-            self._enqueue(lambda: self._removed(obs))
+            pending = event.pending
+            self._enqueue(lambda: self._removed(obs, pending))
 
     def _enqueue(self, job: Callable[[], Awaitable[None]]) -> None:
         previous = self._tail
@@ -110,21 +108,25 @@ class OwnedFunction:
         else:
             self._tail = contextvars.Context().run(loop.create_task, run())
 
-    async def _added(self, obs: Observer, revision: int) -> None:
+    async def _added(self, obs: Observer, event: _iii.OwnerHook) -> None:
+        if event.generation != self.state.generation():
+            return  # the function was released before this hook's turn: it never runs
         hook = self.hooks.on_observer_added if self.hooks is not None else None
         code = message = None
         if hook is not None:
             code, message, late = await self._run(hook, obs, "on_observer_added")
             if late is not None:
                 late.add_done_callback(lambda f: self._undo_late(f, obs))
-        self._hook_done(self.function_id, obs.id, revision, code, message)
-        if hook is not None and code is None and not self.state.is_active(obs.id) and not obs._removing:
-            # Removed (or rejected) while its hook ran: the core drops it without a removal
-            # hook, so what the hook set up is undone here, as iii-sdk 0.25.0 does.
-            if self._observers.get(obs.id) is obs:
-                del self._observers[obs.id]
-            obs._removing = True
-            self._enqueue(lambda: self._removed(obs))
+        outcome = self.state.hook_done(event, code, message)
+        if code is None:
+            obs._accepted = True
+            if outcome in ("released", "rejected") and hook is not None and not obs._removing:
+                # Released or rejected while its hook ran: what the hook set up is undone now,
+                # before the hooks queued behind it, as iii-sdk 0.25.0 does.
+                if self._observers.get(obs.id) is obs:
+                    del self._observers[obs.id]
+                obs._removing = True
+                await self._removed(obs)
 
     def _undo_late(self, future: asyncio.Future[Any], obs: Observer) -> None:
         """An ``on_observer_added`` that finished after its timeout: the observer was refused,
@@ -133,10 +135,10 @@ class OwnedFunction:
             obs._removing = True
             self._enqueue(lambda: self._removed(obs))
 
-    async def _removed(self, obs: Observer) -> None:
+    async def _removed(self, obs: Observer, pending: bool = False) -> None:
         hook = self.hooks.on_observer_removed if self.hooks is not None else None
-        if hook is None:
-            return
+        if hook is None or (pending and not obs._accepted):
+            return  # a pending removal follows an addition its hook refused
         code, message, _ = await self._run(hook, obs, "on_observer_removed")
         if code is not None:
             log.error(

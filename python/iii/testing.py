@@ -16,6 +16,7 @@ production engine: run the real iii engine for that.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
 from typing import Any
@@ -156,6 +157,11 @@ class Engine:
     def received_kinds(self) -> list[str]:
         """Message types received from workers, oldest first."""
         return self._engine.received_kinds()
+
+    def observed_items(self) -> list[dict[str, Any]]:
+        """The items of the ``invocationsobserved`` reports workers sent (observed local calls
+        and owners' emits), oldest first (the last 1000)."""
+        return [json.loads(item) for item in self._engine.reported_items()]
 
     def logs(self) -> list[str]:
         return self._engine.logs()

@@ -220,6 +220,12 @@ impl EngineHandle {
         self.engine().map_or_else(Vec::new, |e| e.kinds.lock().iter().map(|k| (*k).to_owned()).collect())
     }
 
+    /// The items of owners' `invocationsobserved` reports as received, as JSON, oldest first
+    /// (the last 1000).
+    pub fn reported_items(&self) -> Vec<String> {
+        self.engine().map_or_else(Vec::new, |e| e.reported.lock().iter().cloned().collect())
+    }
+
     /// The upgrade requests of connections so far, oldest first (the last 1000).
     pub fn upgrade_requests(&self) -> Vec<UpgradeRequest> {
         self.engine().map_or_else(Vec::new, |e| e.upgrades.lock().iter().cloned().collect())

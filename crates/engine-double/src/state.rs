@@ -145,6 +145,8 @@ pub(crate) struct Engine {
     pub kinds: Mutex<VecDeque<&'static str>>,
     /// The upgrade requests of every connection, oldest first (the last `MAX_LOGS`).
     pub upgrades: Mutex<VecDeque<UpgradeRequest>>,
+    /// The items of the owners' `invocationsobserved` reports as received (the last `MAX_LOGS`).
+    pub reported: Mutex<VecDeque<String>>,
     pub shutdown: watch::Receiver<bool>,
     /// `engine::channels::create` channels by id; they live as long as the engine run.
     pub channels: Channels,
@@ -172,6 +174,7 @@ impl Engine {
             logs: Mutex::new(VecDeque::new()),
             kinds: Mutex::new(VecDeque::new()),
             upgrades: Mutex::new(VecDeque::new()),
+            reported: Mutex::new(VecDeque::new()),
             shutdown,
             channels: Mutex::new(HashMap::new()),
             streams: Mutex::new(Store::default()),
@@ -198,6 +201,14 @@ impl Engine {
             upgrades.pop_front();
         }
         upgrades.push_back(request);
+    }
+
+    pub fn record_report(&self, item: String) {
+        let mut reported = self.reported.lock();
+        if reported.len() == MAX_LOGS {
+            reported.pop_front();
+        }
+        reported.push_back(item);
     }
 
     pub fn record_kind(&self, kind: &'static str) {

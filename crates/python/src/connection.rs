@@ -563,24 +563,6 @@ impl Connection {
         self.core.unobserve(id);
     }
 
-    /// The owner's `on_observer_added` for `observer_id` finished: accepted (`code` None) or
-    /// rejected with `code`.
-    #[pyo3(signature = (function_id, observer_id, revision, code=None, message=None))]
-    fn hook_done(
-        &self,
-        function_id: &str,
-        observer_id: &str,
-        revision: u64,
-        code: Option<String>,
-        message: Option<String>,
-    ) {
-        let _ = revision; // the ack carries the latest announced revision, which the core knows
-        if let Some(f) = self.core.owned_function(function_id) {
-            let error = code.map(|c| ErrorBody::new(c, message.unwrap_or_default()));
-            f.hook_done(&self.core, observer_id, error);
-        }
-    }
-
     fn unregister_function(&self, id: &str) {
         self.core.disown_function(id);
         self.router.functions.write().remove(id);

@@ -163,6 +163,10 @@ impl TestEngine {
         self.handle.received_kinds()
     }
 
+    fn reported_items(&self) -> Vec<String> {
+        self.handle.reported_items()
+    }
+
     fn logs(&self) -> Vec<String> {
         self.handle.logs()
     }

@@ -13,7 +13,9 @@ use super::filter::DocWalk;
 use super::json::{from_json, to_json};
 use iii_core::connection::{Connection as CoreConnection, LogLevel};
 use iii_core::filter::Doc;
-use iii_core::observe::{FunctionState as CoreFunction, HookRequest, LocalOutcome, ObserverNews, OwnerError};
+use iii_core::observe::{
+    FunctionState as CoreFunction, HookOutcome, HookRequest, LocalOutcome, ObserverNews, OwnerError,
+};
 use iii_protocol::{Caller, ErrorBody, ObserverView};
 
 /// A Python value as a JSON tree (`None` stays `null`).
@@ -115,6 +117,16 @@ impl OwnerHook {
     fn revision(&self) -> u64 {
         self.hook.revision
     }
+    /// The function's release count when asked: an addition of another generation is not run.
+    #[getter]
+    fn generation(&self) -> u64 {
+        self.hook.generation
+    }
+    /// A removal that runs only if the addition it follows accepted the observer.
+    #[getter]
+    fn pending(&self) -> bool {
+        self.hook.pending
+    }
     /// The ObserverView as a dict.
     #[getter]
     fn observer<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -158,6 +170,35 @@ impl FunctionState {
 
     fn is_active(&self, observer_id: &str) -> bool {
         self.core.is_active(observer_id)
+    }
+
+    /// The engine confirmed the function (`functionregistered`) since it was registered.
+    fn confirmed(&self) -> bool {
+        self.core.confirmed()
+    }
+
+    /// `(calls, errors)`: local calls counted since the last `localinvocationstats`.
+    fn counts(&self) -> (u64, u64) {
+        self.core.counts()
+    }
+
+    /// How often the function was released (unregistered, or lost to a namespace conflict).
+    fn generation(&self) -> u64 {
+        self.core.generation()
+    }
+
+    /// The owner's `on_observer_added` answered `hook` (an addition): accepted (`code` None) or
+    /// refused with `code`. Returns what became of it: "acked", "released" or "rejected" (undo
+    /// what the hook set up now), or "gone" (the engine removed it; its removal hook is queued).
+    #[pyo3(signature = (hook, code=None, message=None))]
+    fn hook_done(&self, hook: &OwnerHook, code: Option<String>, message: Option<String>) -> &'static str {
+        let error = code.map(|c| ErrorBody::new(c, message.unwrap_or_default()));
+        match self.core.hook_done(&self.conn, &hook.hook, error) {
+            HookOutcome::Acked => "acked",
+            HookOutcome::Released => "released",
+            HookOutcome::Rejected => "rejected",
+            HookOutcome::Gone => "gone",
+        }
     }
 
     /// The active observers' views, as dicts.

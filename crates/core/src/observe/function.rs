@@ -27,6 +27,30 @@ pub struct HookRequest {
     pub added: bool,
     pub observer: ObserverView,
     pub revision: u64,
+    /// The announcement this hook belongs to: an addition and the removal of what it added
+    /// share it, and `hook_done` names it.
+    pub token: u64,
+    /// The function's release count when the hook was asked for: an addition asked for before
+    /// the function was released (unregistered, or lost to a namespace conflict) never runs.
+    pub generation: u64,
+    /// A removal of an observer whose `on_observer_added` had not answered yet: it runs only
+    /// if that hook accepted the observer.
+    pub pending: bool,
+}
+
+/// What became of an owner's answer to `on_observer_added` (`FunctionState::hook_done`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookOutcome {
+    /// Acked as the hook answered (active, or refused with the hook's code).
+    Acked,
+    /// The function was released while the hook ran: nothing acked; what an accepting hook
+    /// set up is to be undone now.
+    Released,
+    /// The owner rejected the observer while its hook ran: the rejection stands; undo likewise.
+    Rejected,
+    /// The engine removed or replaced the observer meanwhile: acked under the revision it was
+    /// announced with; its removal hook was queued behind this one.
+    Gone,
 }
 
 /// A misuse of `emit` / `call` by the owner (docs/protocol.md C.14).
@@ -41,6 +65,8 @@ impl OwnerError {
 
 struct Held {
     view: ObserverView,
+    /// Unique per announcement that ran `take`, in announcement order (`observers()` order).
+    token: u64,
     filter: Filter,
     /// The revision under which the engine last announced it: what an ack must carry.
     revision: u64,
@@ -61,6 +87,19 @@ struct Inner {
     /// The link epoch of the last `functionregistered`: reports go out only on that link.
     confirmed_epoch: Option<u64>,
     observers: BTreeMap<String, Held>,
+    /// The last token handed out.
+    tokens: u64,
+    /// How often the function was released (`retire`).
+    generation: u64,
+}
+
+impl Inner {
+    /// The ids of the observers held, in the order the engine announced them.
+    fn ids_in_order(&self) -> Vec<String> {
+        let mut held: Vec<(&u64, &String)> = self.observers.iter().map(|(id, h)| (&h.token, id)).collect();
+        held.sort_unstable();
+        held.into_iter().map(|(_, id)| id.clone()).collect()
+    }
 }
 
 /// One active observer as a local call is matched against it.
@@ -114,6 +153,7 @@ pub struct FunctionState {
     calls: AtomicU64,
     errors: AtomicU64,
     duration_us: AtomicU64,
+    warned_inactive: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -165,6 +205,7 @@ impl FunctionState {
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             duration_us: AtomicU64::new(0),
+            warned_inactive: AtomicBool::new(false),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -193,9 +234,20 @@ impl FunctionState {
         self.owner_delivery
     }
 
-    /// The active observers' views.
+    /// The active observers' views, in the order the engine announced them.
     pub fn observers(&self) -> Vec<ObserverView> {
-        self.inner.lock().observers.values().filter(|h| h.active).map(|h| h.view.clone()).collect()
+        let inner = self.inner.lock();
+        inner
+            .ids_in_order()
+            .iter()
+            .filter_map(|id| inner.observers.get(id).filter(|h| h.active).map(|h| h.view.clone()))
+            .collect()
+    }
+
+    /// How often the function was released: an addition hook asked for under another
+    /// generation is not run.
+    pub fn generation(&self) -> u64 {
+        self.inner.lock().generation
     }
 
     pub fn is_active(&self, observer_id: &str) -> bool {
@@ -206,6 +258,17 @@ impl FunctionState {
     /// false for an observer this function does not have.
     pub fn matches(&self, observer_id: &str, doc: &Value) -> bool {
         self.inner.lock().observers.get(observer_id).is_some_and(|h| h.filter.matches_value(doc))
+    }
+
+    /// The engine confirmed the function (`functionregistered`) on some link since it was
+    /// registered or last released.
+    pub fn confirmed(&self) -> bool {
+        self.inner.lock().confirmed_epoch.is_some()
+    }
+
+    /// The local calls (and failed ones) counted since the last `localinvocationstats`.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.calls.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed))
     }
 
     pub(crate) fn confirmed_on(&self, epoch: u64) -> bool {
@@ -314,18 +377,24 @@ impl FunctionState {
             }
         };
         let awaiting_hook = self.hooks;
+        inner.tokens += 1;
+        let token = inner.tokens;
         if awaiting_hook {
             conn.shared.sink.owner_hook(HookRequest {
                 function_id: self.id.clone(),
                 added: true,
                 observer: view.clone(),
                 revision,
+                token,
+                generation: inner.generation,
+                pending: false,
             });
         }
         inner.observers.insert(
             id.clone(),
             Held {
                 view,
+                token,
                 filter,
                 revision,
                 active: !awaiting_hook,
@@ -340,14 +409,20 @@ impl FunctionState {
         }
     }
 
-    fn drop_observer(&self, conn: &Connection, inner: &mut Inner, id: &str) {
+    /// Forgets an observer, running its removal hook when its addition hook accepted it, or
+    /// (`after_pending`: the engine removed it) when that hook, still running, accepts it.
+    fn drop_observer(&self, conn: &Connection, inner: &mut Inner, id: &str, after_pending: bool) {
         if let Some(held) = inner.observers.remove(id) {
-            if self.hooks && held.hooked {
+            let pending = held.awaiting_hook && after_pending;
+            if self.hooks && (held.hooked || pending) {
                 conn.shared.sink.owner_hook(HookRequest {
                     function_id: self.id.clone(),
                     added: false,
                     observer: held.view,
                     revision: held.revision,
+                    token: held.token,
+                    generation: inner.generation,
+                    pending: !held.hooked,
                 });
             }
         }
@@ -368,9 +443,9 @@ impl FunctionState {
         inner.confirmed_epoch = Some(conn.shared.epoch.load(Ordering::Acquire));
         self.local.store(self.allow_local && local_dispatch, Ordering::Release);
         let listed: std::collections::HashSet<String> = observers.iter().map(|v| v.id.clone()).collect();
-        let gone: Vec<String> = inner.observers.keys().filter(|id| !listed.contains(*id)).cloned().collect();
+        let gone: Vec<String> = inner.ids_in_order().into_iter().filter(|id| !listed.contains(id)).collect();
         for id in gone {
-            self.drop_observer(conn, &mut inner, &id);
+            self.drop_observer(conn, &mut inner, &id, true);
         }
         for view in observers {
             self.announced(conn, &mut inner, view, revision, |held, view| same_observer(&held.view, view));
@@ -407,7 +482,7 @@ impl FunctionState {
         match inner.observers.get(&view.id).map(|held| kept(held, &view)) {
             Some(true) => self.keep(conn, inner, view, revision),
             Some(false) => {
-                self.drop_observer(conn, inner, &view.id);
+                self.drop_observer(conn, inner, &view.id, true);
                 self.take(conn, inner, view, revision);
             }
             None => self.take(conn, inner, view, revision),
@@ -453,24 +528,38 @@ impl FunctionState {
             return;
         }
         inner.revision = revision;
-        self.drop_observer(conn, &mut inner, id);
+        self.drop_observer(conn, &mut inner, id, true);
         self.recount(&inner);
     }
 
     /// The owner's `on_observer_added` finished: activate and ack, or reject.
-    pub fn hook_done(&self, conn: &Connection, observer_id: &str, error: Option<ErrorBody>) {
+    /// `hook` is the request it answers. As iii-sdk 0.25.0: an observer the engine removed
+    /// meanwhile is still acked (under the revision it was announced with), one of a function
+    /// released meanwhile is not.
+    pub fn hook_done(&self, conn: &Connection, hook: &HookRequest, error: Option<ErrorBody>) -> HookOutcome {
         let mut inner = self.inner.lock();
+        if inner.generation != hook.generation {
+            return HookOutcome::Released;
+        }
         let ns = inner.namespace.clone();
-        let Some(held) = inner.observers.get_mut(observer_id).filter(|h| h.awaiting_hook) else {
-            return; // removed meanwhile
-        };
-        held.awaiting_hook = false;
-        held.active = error.is_none();
-        held.hooked = error.is_none();
-        held.rejection = error.clone();
-        let revision = held.revision;
-        self.ack(conn, &ns, observer_id, revision, error);
-        self.recount(&inner);
+        let id = &hook.observer.id;
+        match inner.observers.get_mut(id).filter(|h| h.token == hook.token) {
+            Some(held) if held.awaiting_hook => {
+                held.awaiting_hook = false;
+                held.active = error.is_none();
+                held.hooked = error.is_none();
+                held.rejection = error.clone();
+                let revision = held.revision;
+                self.ack(conn, &ns, id, revision, error);
+                self.recount(&inner);
+                HookOutcome::Acked
+            }
+            Some(_) => HookOutcome::Rejected,
+            None => {
+                self.ack(conn, &ns, id, hook.revision, error);
+                HookOutcome::Gone
+            }
+        }
     }
 
     /// The owner rejects a live observer (`Observer.reject`): deactivated now, the rejection
@@ -493,9 +582,10 @@ impl FunctionState {
         self.local.store(false, Ordering::Release);
         let mut inner = self.inner.lock();
         inner.confirmed_epoch = None;
-        let ids: Vec<String> = inner.observers.keys().cloned().collect();
-        for id in ids {
-            self.drop_observer(conn, &mut inner, &id);
+        inner.generation += 1;
+        // An addition hook still running is answered `Released` and undone by the SDK then.
+        for id in inner.ids_in_order() {
+            self.drop_observer(conn, &mut inner, &id, false);
         }
         self.recount(&inner);
     }
@@ -503,12 +593,27 @@ impl FunctionState {
     /// The engine does not observe: nothing to deliver; local dispatch stays as confirmed
     /// (an engine without observe never confirms it).
     pub(crate) fn engine_without_observe(&self, conn: &Connection) {
+        self.warn_inactive(conn);
         let mut inner = self.inner.lock();
-        let ids: Vec<String> = inner.observers.keys().cloned().collect();
-        for id in ids {
-            self.drop_observer(conn, &mut inner, &id);
+        for id in inner.ids_in_order() {
+            self.drop_observer(conn, &mut inner, &id, true);
         }
         self.recount(&inner);
+    }
+
+    /// Against an engine without observe, a function with hooks or owner delivery is told
+    /// once (as iii-sdk 0.25.0) that they will never run.
+    pub(crate) fn warn_inactive(&self, conn: &Connection) {
+        if (self.hooks || self.owner_delivery) && !self.warned_inactive.swap(true, Ordering::AcqRel) {
+            conn.log(
+                crate::connection::LogLevel::Warn,
+                &format!(
+                    "observe hooks of function {:?} are inactive: the engine does not support observe \
+                     (no observe.v1 in its features)",
+                    self.id
+                ),
+            );
+        }
     }
 
     /// Counts a finished local call (`localinvocationstats`).
@@ -618,25 +723,26 @@ impl FunctionState {
             }
             (held.view.capture.clone(), inner.namespace.clone())
         };
-        let has = |name: &str| capture.iter().any(|c| c == name);
+        // Every part is kept: the same event emitted to another observer before the batch goes
+        // out joins this item (`Reporter::push_emit`), and may capture more of it.
         let item = ObservedItem {
             function_id: self.id.clone(),
             namespace,
             invocation_id,
             matched: vec![observer_id.to_owned()],
             status: "success".into(),
-            input: has("input").then_some(event),
+            input: Some(event),
             output: None,
             error: None,
-            metadata: if has("metadata") { metadata } else { None },
-            caller: if has("caller") { caller } else { None },
+            metadata,
+            caller,
             started_at_ms: now_ms(),
             duration_ms: 0.0,
             observe_depth,
             traceparent,
             baggage,
         };
-        conn.shared.reporter.push(self.clone(), item);
+        conn.shared.reporter.push_emit(self.clone(), item, &capture);
         Ok(true)
     }
 }

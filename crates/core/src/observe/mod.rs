@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub use function::{FunctionState, HookRequest, LocalOutcome, Matcher, Matchers, OwnerError};
+pub use function::{FunctionState, HookOutcome, HookRequest, LocalOutcome, Matcher, Matchers, OwnerError};
 pub(crate) use reporter::Reporter;
 
 use crate::connection::{Connection, LogLevel};
@@ -141,7 +141,11 @@ impl Connection {
 
     /// Records a function this worker owns, so the engine's owner messages reach it.
     pub fn own_function(&self, state: Arc<FunctionState>) {
-        self.shared.observe.inner.lock().functions.insert(state.id.clone(), state);
+        let mut inner = self.shared.observe.inner.lock();
+        if inner.ready(self) && !self.engine_observes() {
+            state.warn_inactive(self);
+        }
+        inner.functions.insert(state.id.clone(), state);
     }
 
     /// Forgets an owned function: no more local calls or reports for it.

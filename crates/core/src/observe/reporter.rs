@@ -30,10 +30,48 @@ const STATS_EVERY: Duration = Duration::from_secs(10);
 /// Distinct (function, reason) drop counters kept per window before they merge into `*`.
 const DROP_KEYS: usize = 1024;
 
+/// Items an emit may join are looked for among the last this many waiting.
+const EMIT_JOIN_WINDOW: usize = 64;
+
 struct Pending {
     function: Arc<FunctionState>,
     text: String,
     at: Instant,
+    /// An owner's emit: the whole event and what its observers capture of it, so the same event
+    /// emitted to another observer joins it.
+    emit: Option<Box<OpenEmit>>,
+}
+
+struct OpenEmit {
+    whole: ObservedItem,
+    captured: Vec<String>,
+}
+
+impl OpenEmit {
+    /// The item as sent: the parts some matched observer captures.
+    fn render(&self) -> Option<String> {
+        let has = |name: &str| self.captured.iter().any(|c| c == name);
+        let mut item = self.whole.clone();
+        if !has("input") {
+            item.input = None;
+        }
+        if !has("metadata") {
+            item.metadata = None;
+        }
+        if !has("caller") {
+            item.caller = None;
+        }
+        serde_json::to_string(&item).ok()
+    }
+
+    fn same_event(&self, item: &ObservedItem) -> bool {
+        let w = &self.whole;
+        w.function_id == item.function_id
+            && w.invocation_id == item.invocation_id
+            && w.input == item.input
+            && w.metadata == item.metadata
+            && w.caller == item.caller
+    }
 }
 
 struct Inner {
@@ -82,23 +120,69 @@ impl Reporter {
 
     /// Queues one item; drops it (counted) when the buffer is full or it can never fit a frame.
     pub(crate) fn push(&self, function: Arc<FunctionState>, item: ObservedItem) {
-        let text = match serde_json::to_string(&item) {
-            Ok(t) => t,
-            Err(_) => return, // a tree of JSON values always serialises
-        };
+        let Ok(text) = serde_json::to_string(&item) else { return }; // JSON values always serialise
         let mut inner = self.inner.lock();
-        if text.len() > FRAME_BYTES {
-            inner.drop_count(&item.function_id, "TOO_LARGE", 1);
+        self.enqueue(
+            &mut inner,
+            Pending { function, text, at: Instant::now(), emit: None },
+            &item.function_id,
+        );
+    }
+
+    /// Queues an owner's emit of `whole` (every part present) to its one matched observer, which
+    /// captures `capture`. The same event (function, invocation, input, metadata and caller)
+    /// emitted to another observer while the first still waits becomes one item naming them
+    /// all, with the union of their captures, as iii-sdk 0.25.0 reports it.
+    pub(crate) fn push_emit(&self, function: Arc<FunctionState>, whole: ObservedItem, capture: &[String]) {
+        let observer = whole.matched[0].clone();
+        let mut inner = self.inner.lock();
+        let window = inner.items.len().saturating_sub(EMIT_JOIN_WINDOW);
+        let joined = inner.items.iter().enumerate().skip(window).rev().find_map(|(at, pending)| {
+            let open = pending.emit.as_ref()?;
+            if !open.same_event(&whole) || open.whole.matched.contains(&observer) {
+                return None;
+            }
+            let mut grown = OpenEmit { whole: open.whole.clone(), captured: open.captured.clone() };
+            grown.whole.matched.push(observer.clone());
+            for c in capture {
+                if !grown.captured.contains(c) {
+                    grown.captured.push(c.clone());
+                }
+            }
+            let text = grown.render()?;
+            Some((at, grown, text))
+        });
+        if let Some((at, grown, text)) = joined {
+            let bytes = inner.bytes - inner.items[at].text.len() + text.len();
+            if text.len() > FRAME_BYTES || bytes > MAX_BYTES {
+                let reason = if text.len() > FRAME_BYTES { "TOO_LARGE" } else { "BUFFER_FULL" };
+                inner.drop_count(&whole.function_id, reason, 1);
+                return;
+            }
+            inner.bytes = bytes;
+            inner.items[at].text = text;
+            inner.items[at].emit = Some(Box::new(grown));
             return;
         }
-        if inner.items.len() >= MAX_ITEMS || inner.bytes + text.len() > MAX_BYTES {
-            inner.drop_count(&item.function_id, "BUFFER_FULL", 1);
+        let open = OpenEmit { whole, captured: capture.to_vec() };
+        let Some(text) = open.render() else { return };
+        let function_id = open.whole.function_id.clone();
+        let pending = Pending { function, text, at: Instant::now(), emit: Some(Box::new(open)) };
+        self.enqueue(&mut inner, pending, &function_id);
+    }
+
+    fn enqueue(&self, inner: &mut Inner, pending: Pending, function_id: &str) {
+        if pending.text.len() > FRAME_BYTES {
+            inner.drop_count(function_id, "TOO_LARGE", 1);
             return;
         }
-        inner.bytes += text.len();
-        inner.items.push_back(Pending { function, text, at: Instant::now() });
+        if inner.items.len() >= MAX_ITEMS || inner.bytes + pending.text.len() > MAX_BYTES {
+            inner.drop_count(function_id, "BUFFER_FULL", 1);
+            return;
+        }
+        inner.bytes += pending.text.len();
+        inner.items.push_back(pending);
         let n = inner.items.len();
-        drop(inner);
         if n == 1 || n >= BATCH {
             self.wake.notify_one();
         }
@@ -235,4 +319,59 @@ fn frame(items: &[String]) -> String {
     out.push_str(&items.join(","));
     out.push_str("]}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iii_protocol::Caller;
+    use serde_json::{json, Value};
+
+    fn emitted(observer: &str, invocation: &str, event: Value) -> ObservedItem {
+        ObservedItem {
+            function_id: "cron::tick".into(),
+            namespace: Some("default".into()),
+            invocation_id: invocation.into(),
+            matched: vec![observer.into()],
+            status: "success".into(),
+            input: Some(event),
+            output: None,
+            error: None,
+            metadata: None,
+            caller: Some(Caller { worker_id: Some("w".into()), ..Caller::default() }),
+            started_at_ms: 1,
+            duration_ms: 0.0,
+            observe_depth: 0,
+            traceparent: None,
+            baggage: None,
+        }
+    }
+
+    fn waiting(reporter: &Reporter) -> Vec<Value> {
+        let inner = reporter.inner.lock();
+        assert_eq!(inner.bytes, inner.items.iter().map(|p| p.text.len()).sum::<usize>());
+        inner.items.iter().map(|p| serde_json::from_str(&p.text).unwrap()).collect()
+    }
+
+    #[test]
+    fn one_event_emitted_to_several_observers_is_one_item_with_the_union_of_their_captures() {
+        let reporter = Reporter::default();
+        let f = FunctionState::new("cron::tick".into(), true, false, true);
+        let input = vec!["input".to_owned()];
+        let both = vec!["input".to_owned(), "caller".to_owned()];
+        reporter.push_emit(f.clone(), emitted("a", "i1", json!({"n": 7})), &input);
+        let first = waiting(&reporter);
+        assert!(first[0].get("caller").is_none(), "a does not capture the caller");
+        reporter.push_emit(f.clone(), emitted("b", "i1", json!({"n": 7})), &both);
+        // Another event, another invocation, or the same observer again: items of their own.
+        reporter.push_emit(f.clone(), emitted("c", "i1", json!({"n": 8})), &input);
+        reporter.push_emit(f.clone(), emitted("d", "i2", json!({"n": 7})), &input);
+        reporter.push_emit(f.clone(), emitted("a", "i1", json!({"n": 7})), &input);
+        let items = waiting(&reporter);
+        let matched: Vec<Value> = items.iter().map(|i| i["matched"].clone()).collect();
+        assert_eq!(matched, vec![json!(["a", "b"]), json!(["c"]), json!(["d"]), json!(["a"])]);
+        assert_eq!(items[0]["caller"]["worker_id"], "w");
+        assert_eq!(items[0]["input"], json!({"n": 7}));
+        assert!(items[1].get("caller").is_none());
+    }
 }

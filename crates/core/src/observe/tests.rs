@@ -131,6 +131,18 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Answers the latest addition hook asked for `id`.
+fn answer(
+    f: &Arc<FunctionState>,
+    conn: &Connection,
+    sink: &Sink,
+    id: &str,
+    error: Option<ErrorBody>,
+) -> HookOutcome {
+    let hook = sink.hooks.lock().iter().rev().find(|h| h.added && h.observer.id == id).cloned();
+    f.hook_done(conn, &hook.expect("an addition hook"), error)
+}
+
 #[test]
 fn a_filter_iii_filter_refuses_is_refused_locally_and_nothing_is_sent() {
     let rt = runtime();
@@ -243,6 +255,63 @@ fn an_owned_function_is_confirmed_acked_and_reports_only_matching_calls() {
 }
 
 #[test]
+fn an_addition_answered_after_a_removal_is_acked_after_a_release_or_rejection_is_not() {
+    let rt = runtime();
+    let engine = rt.block_on(scripted(vec!["observe.v1"]));
+    let sink = Arc::new(Sink::default());
+    let conn = start(&rt, &engine.url, sink.clone());
+    let f = FunctionState::new("h::f".into(), true, true, false);
+    let g = FunctionState::new("h::g".into(), true, true, false);
+    conn.own_function(f.clone());
+    conn.own_function(g.clone());
+    let view = |id: &str| json!({"id":id,"target":"t::x"});
+    engine.to_worker.send(registered("h::f", 1, json!([view("a"), view("b")]))).unwrap();
+    wait_until("two hooks", || sink.hooks.lock().len() == 2);
+    // Removed while its hook runs: the removal waits on that hook, whose answer is still acked
+    // under the revision the observer was announced with.
+    let removed = json!({"type":"observerremoved","function_id":"h::f","revision":2,"id":"a"});
+    engine.to_worker.send(removed.to_string()).unwrap();
+    wait_until("the pending removal", || sink.hooks.lock().len() == 3);
+    let (add, removal) = {
+        let hooks = sink.hooks.lock();
+        (hooks[0].clone(), hooks[2].clone())
+    };
+    assert!(!removal.added && removal.pending && removal.observer.id == "a");
+    assert_eq!(removal.token, add.token);
+    assert_eq!(answer(&f, &conn, &sink, "a", None), HookOutcome::Gone);
+    let acks = engine.wait_for("observerack", 1);
+    assert_eq!((acks[0]["id"].clone(), acks[0]["revision"].clone()), (json!("a"), json!(1)));
+    // Released (a namespace conflict) while b's hook runs: no removal asked, no ack.
+    let generation = f.generation();
+    conn.function_conflict("h::f");
+    assert_eq!(f.generation(), generation + 1);
+    assert_eq!(sink.hooks.lock().len(), 3);
+    assert_eq!(answer(&f, &conn, &sink, "b", None), HookOutcome::Released);
+    assert!(!f.is_observed());
+    // Rejected by the owner while its hook runs: the rejection stands, never a success ack.
+    engine.to_worker.send(registered("h::g", 1, json!([view("c")]))).unwrap();
+    wait_until("c's hook", || sink.hooks.lock().len() == 4);
+    g.reject(&conn, "c", ErrorBody::new("RACE", "rejected first"));
+    assert_eq!(answer(&g, &conn, &sink, "c", None), HookOutcome::Rejected);
+    engine
+        .to_worker
+        .send(
+            json!({"type":"observeradded","function_id":"h::g","revision":2,"observer":view("d")})
+                .to_string(),
+        )
+        .unwrap();
+    wait_until("d's hook", || sink.hooks.lock().len() == 5);
+    assert_eq!(answer(&g, &conn, &sink, "d", None), HookOutcome::Acked);
+    // In order on the one socket: nothing for b, c's rejection only, then d.
+    let acks = engine.wait_for("observerack", 3);
+    let seen: Vec<(Value, Value)> =
+        acks.iter().map(|a| (a["id"].clone(), a["error"]["code"].clone())).collect();
+    assert_eq!(seen, vec![(json!("a"), Value::Null), (json!("c"), json!("RACE")), (json!("d"), Value::Null)]);
+    assert_eq!(g.observers().iter().map(|v| v.id.clone()).collect::<Vec<_>>(), vec!["d"]);
+    conn.shutdown();
+}
+
+#[test]
 fn revisions_stale_messages_and_replays_follow_the_engine() {
     let rt = runtime();
     let engine = rt.block_on(scripted(vec!["observe.v1"]));
@@ -254,8 +323,8 @@ fn revisions_stale_messages_and_replays_follow_the_engine() {
     engine.to_worker.send(registered("r::f", 1, json!([view("a"), view("b")]))).unwrap();
     wait_until("two hooks", || sink.hooks.lock().len() == 2);
     assert!(engine.sent("observerack").is_empty(), "hooks first");
-    f.hook_done(&conn, "a", None);
-    f.hook_done(&conn, "b", Some(ErrorBody::new("TOPIC_FORBIDDEN", "no")));
+    answer(&f, &conn, &sink, "a", None);
+    answer(&f, &conn, &sink, "b", Some(ErrorBody::new("TOPIC_FORBIDDEN", "no")));
     let acks = engine.wait_for("observerack", 2);
     assert!(acks[0].get("error").is_none());
     assert_eq!(acks[1]["error"]["code"], "TOPIC_FORBIDDEN");
@@ -276,7 +345,7 @@ fn revisions_stale_messages_and_replays_follow_the_engine() {
     let acks = engine.wait_for("observerack", 3);
     assert_eq!((acks[2]["id"].clone(), acks[2]["revision"].clone()), (json!("b"), json!(5)));
     assert_eq!(acks[2]["error"]["code"], "TOPIC_FORBIDDEN");
-    f.hook_done(&conn, "c", None);
+    answer(&f, &conn, &sink, "c", None);
     let acks = engine.wait_for("observerack", 4);
     assert_eq!(
         (acks[3]["id"].clone(), acks[3]["revision"].clone()),
@@ -396,8 +465,8 @@ fn a_replay_keeps_an_observer_with_new_filters_and_changed_args_make_another() {
         ))
         .unwrap();
     wait_until("two add hooks", || sink.hooks.lock().len() == 2);
-    f.hook_done(&conn, "keep", None);
-    f.hook_done(&conn, "args", None);
+    answer(&f, &conn, &sink, "keep", None);
+    answer(&f, &conn, &sink, "args", None);
     engine.wait_for("observerack", 2);
     let narrower = json!({"$and":[{"input.n":{"$gt":1}}]});
     engine
@@ -420,4 +489,16 @@ fn a_replay_keeps_an_observer_with_new_filters_and_changed_args_make_another() {
     );
     assert_eq!(f.observers().iter().find(|v| v.id == "keep").unwrap().filters, narrower);
     conn.shutdown();
+}
+
+#[test]
+fn local_calls_are_counted_until_the_stats_take_them() {
+    let f = FunctionState::new("c::f".into(), true, false, false);
+    assert!(!f.confirmed());
+    f.finished(true, 1.0);
+    f.finished(false, 2.0);
+    assert_eq!(f.counts(), (2, 1));
+    let stats = f.take_stats().expect("two calls");
+    assert_eq!((stats.count, stats.errors), (2, 1));
+    assert_eq!(f.counts(), (0, 0));
 }

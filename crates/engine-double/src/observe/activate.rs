@@ -294,6 +294,7 @@ async fn deliver(engine: &Arc<Engine>, job: Job) {
 /// own capture. Items for functions the sender does not own are dropped.
 pub(super) async fn reports(engine: &Arc<Engine>, conn: &Arc<Conn>, items: Vec<ObservedItem>) {
     for item in items {
+        engine.record_report(serde_json::to_string(&item).unwrap_or_default());
         let owns =
             engine.state.lock().functions.get(&item.function_id).is_some_and(|f| f.owner.id == conn.id);
         if !owns {
