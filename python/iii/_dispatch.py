@@ -119,6 +119,8 @@ def _metadata_mode(fn: Callable[..., Any]) -> int:
 
 
 def _error_text(exc: BaseException) -> str:
+    if not isinstance(exc, Exception):  # SystemExit and the like: say which, as 0.25.0 does
+        return f"{type(exc).__name__}: {exc}"
     return str(exc) or type(exc).__name__
 
 

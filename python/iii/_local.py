@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._channels import resolve_refs
-from ._dispatch import Handler, _resume
+from ._dispatch import Handler, _error_text, _resume
 from ._observe import CURRENT, LocalInvocation
 from .errors import InvocationError, InvocationTimeoutError, PayloadNotSerializableError
 
@@ -141,7 +141,7 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     iii-sdk 0.25.0's on both paths: ``invocation_failed``, the exception's text, its traceback."""
     return {
         "code": "invocation_failed",
-        "message": str(exc) or type(exc).__name__,
+        "message": _error_text(exc),
         "stacktrace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
     }
 

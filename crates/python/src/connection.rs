@@ -563,6 +563,11 @@ impl Connection {
         self.core.unobserve(id);
     }
 
+    /// The observe-family frames (JSON) waiting until the engine says it observes.
+    fn held_observe_frames(&self) -> Vec<String> {
+        self.core.held_observe_frames()
+    }
+
     fn unregister_function(&self, id: &str) {
         self.core.disown_function(id);
         self.router.functions.write().remove(id);

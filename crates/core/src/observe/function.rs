@@ -608,8 +608,9 @@ impl FunctionState {
             conn.log(
                 crate::connection::LogLevel::Warn,
                 &format!(
-                    "observe hooks of function {:?} are inactive: the engine does not support observe \
-                     (no observe.v1 in its features)",
+                    "function {:?} declares observe hooks or owner delivery, but the engine does not \
+                     support observe (no observe.v1): it runs as a plain function and its observe hooks \
+                     are inactive",
                     self.id
                 ),
             );

@@ -107,6 +107,11 @@ impl Connection {
         inner.held.push_back(frame);
     }
 
+    /// The observe-family frames waiting for the engine's features (a diagnostic).
+    pub fn held_observe_frames(&self) -> Vec<String> {
+        self.shared.observe.inner.lock().held.iter().cloned().collect()
+    }
+
     /// Creates an observer (docs/protocol.md C.10.1): recorded for replay under its id, sent
     /// once the engine is known to observe. A filter `iii-filter` refuses is refused here
     /// with `INVALID_FILTER`, and one made once an engine without `observe.v1` registered this

@@ -197,7 +197,10 @@ fn against_an_engine_without_observe_every_observer_fails_unsupported() {
         ConnectionState::Connected
     );
     assert_eq!(conn.observe(observe("o2", None)).unwrap_err().code, "UNSUPPORTED");
-    assert!(engine.sent("observe").is_empty());
+    // Held frames (o1's unobserve) are dropped, never sent, once the engine is known not to observe.
+    conn.unobserve("o1");
+    assert!(conn.held_observe_frames().is_empty());
+    assert!(engine.sent("observe").is_empty() && engine.sent("unobserve").is_empty());
     conn.shutdown();
 }
 
