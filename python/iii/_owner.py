@@ -9,7 +9,7 @@ SDK loop, one at a time per function, in the order the engine sent the changes, 
 executor. ``on_observer_added`` has :data:`HOOK_TIMEOUT_S` (30 s) before the observer is refused
 with ``OWNER_TIMEOUT``; raising :class:`iii.ObserveRejection` refuses it with that code, any
 other exception with ``OBSERVE_REJECTED``. The answer goes to the core
-(``Connection.hook_done``), which acks the observer. A hook that returns after its timeout is
+(``FunctionState.hook_done``), which acks the observer. A hook that returns after its timeout is
 undone with ``on_observer_removed``.
 """
 
