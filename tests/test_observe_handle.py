@@ -9,9 +9,11 @@ meet is reached in order; ``test_observe_routed.py`` has the end-to-end ones."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -264,8 +266,9 @@ def test_live_observers_are_sent_again_after_a_reconnect(obs_engine: Engine, obs
     assert kept.state == "pending" and refused.state == "error"
 
 
-@pytest.mark.parametrize("generation", ["v0.11", "head"])
-def test_an_engine_without_observe_makes_observers_unsupported(generation: str) -> None:
+@contextlib.contextmanager
+def _worker_of_an_engine(generation: str) -> Iterator[tuple[Engine, iii.III]]:
+    """A test engine of ``generation`` and a worker connected to it, shut down afterwards."""
     with Engine(generation=generation) as engine:
         worker = register_worker(
             engine.url,
@@ -273,38 +276,36 @@ def test_an_engine_without_observe_makes_observers_unsupported(generation: str) 
                         reconnection_config=ReconnectionConfig(initial_delay_ms=50, max_delay_ms=200)),
         )  # fmt: skip
         try:
-            handle = worker.observe({"function_id": "s"}, "t")
-            with pytest.raises(ObserveRejection) as err:
-                handle.ready(timeout=10)
-            assert err.value.code == "UNSUPPORTED"
-            assert "observe" not in engine.received_kinds()
-            handle.dispose()
-            assert handle.state == "disposed"
+            yield engine, worker
         finally:
             worker.shutdown()
+
+
+@pytest.mark.parametrize("generation", ["v0.11", "head"])
+def test_an_engine_without_observe_makes_observers_unsupported(generation: str) -> None:
+    with _worker_of_an_engine(generation) as (engine, worker):
+        handle = worker.observe({"function_id": "s"}, "t")
+        with pytest.raises(ObserveRejection) as err:
+            handle.ready(timeout=10)
+        assert err.value.code == "UNSUPPORTED"
+        assert "observe" not in engine.received_kinds()
+        handle.dispose()
+        assert handle.state == "disposed"
 
 
 def test_hooks_against_an_engine_without_observe_are_reported_inactive_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with Engine(generation="v0.11") as engine:
-        worker = register_worker(
-            engine.url,
-            InitOptions(worker_name=unique("old"), otel={"enabled": False},
-                        reconnection_config=ReconnectionConfig(initial_delay_ms=50, max_delay_ms=200)),
-        )  # fmt: skip
-        try:
-            with caplog.at_level(logging.WARNING, logger="iii"):
-                worker.register_function("owner::fn", lambda d: d, observe={"delivery": "owner"})
-                worker.register_function("plain::fn", lambda d: d)
-                first = worker.worker_id
-                engine.disconnect_all()
-                wait_until(lambda: worker.worker_id not in (None, first))  # registered again
-                wait_registered(worker, "owner::fn")
-            inactive = [r.getMessage() for r in caplog.records if "are inactive" in r.getMessage()]
-            assert len(inactive) == 1 and "owner::fn" in inactive[0]
-        finally:
-            worker.shutdown()
+    with _worker_of_an_engine("v0.11") as (engine, worker):
+        with caplog.at_level(logging.WARNING, logger="iii"):
+            worker.register_function("owner::fn", lambda d: d, observe={"delivery": "owner"})
+            worker.register_function("plain::fn", lambda d: d)
+            first = worker.worker_id
+            engine.disconnect_all()
+            wait_until(lambda: worker.worker_id not in (None, first))  # registered again
+            wait_registered(worker, "owner::fn")
+        inactive = [r.getMessage() for r in caplog.records if "are inactive" in r.getMessage()]
+        assert len(inactive) == 1 and "owner::fn" in inactive[0]
 
 
 def test_observe_after_shutdown_raises(obs_workers: Workers) -> None:

@@ -338,21 +338,31 @@ def test_ctrl_c_stops_a_blocking_batch(engine, make_worker):
     assert invokes_received(engine) == before + 2 + 1
 
 
-def test_engine_going_away_mid_batch_fails_every_item(engine, make_worker):
-    gate = Gate()
-    _, client, fid = served(make_worker, gate, engine.url)
+def _interrupted_batch(
+    client, gate: Gate, requests: list[dict], max_in_flight: int, interrupt
+) -> list[TriggerOutcome]:
+    """Runs ``trigger_many`` on a thread; once ``max_in_flight`` calls reached the handler,
+    calls ``interrupt()``; the batch must then end (the handlers are still held by ``gate``)."""
     done: list[list[TriggerOutcome]] = []
-    requests = [{"function_id": fid, "payload": i, "timeout_ms": 300} for i in range(6)]
-    caller = threading.Thread(target=lambda: done.append(client.trigger_many(requests, max_in_flight=2)))
+    caller = threading.Thread(
+        target=lambda: done.append(client.trigger_many(requests, max_in_flight=max_in_flight))
+    )
     caller.start()
     try:
-        assert gate.when_started(2).wait(10)
-        engine.stop()
+        assert gate.when_started(max_in_flight).wait(10)
+        interrupt()
         caller.join(20)
         assert not caller.is_alive()
     finally:
         gate.open.set()
-    outcomes = done[0]
+    return done[0]
+
+
+def test_engine_going_away_mid_batch_fails_every_item(engine, make_worker):
+    gate = Gate()
+    _, client, fid = served(make_worker, gate, engine.url)
+    requests = [{"function_id": fid, "payload": i, "timeout_ms": 300} for i in range(6)]
+    outcomes = _interrupted_batch(client, gate, requests, 2, engine.stop)
     assert not any(o.ok for o in outcomes)
     assert all(isinstance(o.error, ConnectionLostError) for o in outcomes[:2])
     # The rest waited in the offline queue for an engine that did not come back.
@@ -379,18 +389,9 @@ def test_a_batch_made_while_reconnecting_is_sent_after_the_replay(engine, make_w
 def test_shutdown_with_a_batch_in_flight(make_worker):
     gate = Gate()
     _, client, fid = served(make_worker, gate)
-    done: list[list[TriggerOutcome]] = []
     requests = [{"function_id": fid, "payload": i} for i in range(10)]
-    caller = threading.Thread(target=lambda: done.append(client.trigger_many(requests, max_in_flight=3)))
-    caller.start()
-    try:
-        assert gate.when_started(3).wait(10)
-        client.shutdown()
-        caller.join(20)
-        assert not caller.is_alive()
-    finally:
-        gate.open.set()
-    assert all(isinstance(o.error, ClientShutdownError) for o in done[0])
+    outcomes = _interrupted_batch(client, gate, requests, 3, client.shutdown)
+    assert all(isinstance(o.error, ClientShutdownError) for o in outcomes)
 
 
 @pytest.mark.usefixtures("needs_observability")

@@ -86,9 +86,9 @@ SDK_VERSION = _iii.__version__
 _VOID = object()
 
 
-def _wire_parent() -> _iii.Invocation | None:
-    """The current invocation as the core reads the caller of a call from it."""
-    parent = _CURRENT_INVOCATION.get()
+def _wire(parent: Any) -> _iii.Invocation | None:
+    """An invocation (the current one, made from a handler) as the core reads the caller of a
+    call from it."""
     return parent.wire() if isinstance(parent, LocalInvocation) else parent
 
 
@@ -454,8 +454,7 @@ class III:
             result = self._local.call(fn, payload, metadata, timeout_ms, parent, action is _VOID)
             if result is not REMOTE:
                 return result
-        if isinstance(parent, LocalInvocation):
-            parent = parent.wire()  # the core reads the caller of the call from it
+        parent = _wire(parent)
         traceparent, baggage, span = self._trace(function_id)
         try:
             if action is _VOID:
@@ -491,8 +490,7 @@ class III:
         fn = self._local_target(function_id, namespace, action, dispatch, parent)
         if fn is not None:
             return await self._local.call_async(fn, payload, metadata, timeout_ms, parent, action is _VOID)
-        if isinstance(parent, LocalInvocation):
-            parent = parent.wire()  # the core reads the caller of the call from it
+        parent = _wire(parent)
         traceparent, baggage, span = self._trace(function_id)
         loop = asyncio.get_running_loop()
         # On the SDK loop the frame may be held back until the end of the loop's iteration, so
@@ -704,9 +702,7 @@ class III:
     def _observer_call(self, observer: Observer, payload: Any, timeout_ms: int | None) -> Any:
         """``Observer.call``: a call of the observer's target marked as its activation."""
         function_id = observer.target
-        parent = _CURRENT_INVOCATION.get()
-        if isinstance(parent, LocalInvocation):
-            parent = parent.wire()
+        parent = _wire(_CURRENT_INVOCATION.get())
         traceparent, baggage, span = self._trace(function_id)
         try:
             result = self._connection.call(
@@ -721,9 +717,7 @@ class III:
 
     async def _observer_call_async(self, observer: Observer, payload: Any, timeout_ms: int | None) -> Any:
         function_id = observer.target
-        parent = _CURRENT_INVOCATION.get()
-        if isinstance(parent, LocalInvocation):
-            parent = parent.wire()
+        parent = _wire(_CURRENT_INVOCATION.get())
         traceparent, baggage, span = self._trace(function_id)
         loop = asyncio.get_running_loop()
         on_sdk_loop = loop is self._loop
@@ -1140,7 +1134,7 @@ class III:
         outcomes = self._connection.call_many(
             items, max_in_flight, normalize, normalized=normalized, timeout_ms=self._timeout_ms,
             namespace=self._namespace, engine_prefixes=_namespaces.ENGINE_PREFIXES,
-            parent=_wire_parent(),
+            parent=_wire(_CURRENT_INVOCATION.get()),
         )  # fmt: skip
         return self._batch_outcomes(outcomes, enqueued)
 
@@ -1158,7 +1152,7 @@ class III:
         handle = self._connection.call_many_async(
             items, max_in_flight, normalize, future, queue, normalized=normalized,
             timeout_ms=self._timeout_ms, namespace=self._namespace,
-            engine_prefixes=_namespaces.ENGINE_PREFIXES, parent=_wire_parent(),
+            engine_prefixes=_namespaces.ENGINE_PREFIXES, parent=_wire(_CURRENT_INVOCATION.get()),
         )  # fmt: skip
         try:
             outcomes = await future

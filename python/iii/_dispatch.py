@@ -124,6 +124,16 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The ErrorBody a handler's failure becomes, on the remote path and the local one (as
+    iii-sdk 0.25.0 on both): ``invocation_failed``, the exception's text, its traceback."""
+    return {
+        "code": "invocation_failed",
+        "message": _error_text(exc),
+        "stacktrace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
 async def awaited(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
@@ -330,10 +340,10 @@ class Dispatcher:
         self, inv: _iii.Invocation, exc: BaseException, on_loop: bool, span: _iii.InvocationSpan | None
     ) -> None:
         log.debug("function %r raised", inv.function_id, exc_info=exc)
-        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        body = error_body(exc)
         if span is not None:
-            span.end_error(type(exc).__name__, _error_text(exc), stack)
-        error = ("invocation_failed", _error_text(exc), stack)
+            span.end_error(type(exc).__name__, body["message"], body["stacktrace"])
+        error = (body["code"], body["message"], body["stacktrace"])
         if self._connection.answer(inv, None, on_loop, span, error):
             self.flush_soon()
 

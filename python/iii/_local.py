@@ -34,13 +34,12 @@ import pathlib
 import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._channels import resolve_refs
-from ._dispatch import Handler, _error_text, _resume
+from ._dispatch import Handler, _resume, error_body
 from ._observe import CURRENT, LocalInvocation
 from .errors import InvocationError, InvocationTimeoutError, PayloadNotSerializableError
 
@@ -134,16 +133,6 @@ def _key(key: Any) -> str:
     if key is None:
         return "null"
     return str(key)
-
-
-def error_body(exc: BaseException) -> dict[str, Any]:
-    """The ErrorBody a handler's failure becomes, the remote path's (``Dispatcher``) and
-    iii-sdk 0.25.0's on both paths: ``invocation_failed``, the exception's text, its traceback."""
-    return {
-        "code": "invocation_failed",
-        "message": _error_text(exc),
-        "stacktrace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    }
 
 
 class LocalFunction:

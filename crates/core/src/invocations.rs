@@ -141,16 +141,17 @@ impl PendingTable {
         Ok(())
     }
 
+    /// Takes a call out of the table (and its deadline); None if it already ended.
+    fn take(&self, id: &Uuid) -> Option<Entry> {
+        let mut inner = self.inner.lock();
+        let entry = inner.calls.remove(id)?;
+        inner.deadlines.remove(&(entry.deadline, *id));
+        Some(entry)
+    }
+
     /// Ends a call with its answer. Returns false for an unknown (late, duplicate) id.
     pub fn complete(&self, id: &Uuid, outcome: Outcome) -> bool {
-        let entry = {
-            let mut inner = self.inner.lock();
-            let Some(entry) = inner.calls.remove(id) else {
-                return false;
-            };
-            inner.deadlines.remove(&(entry.deadline, *id));
-            entry
-        };
+        let Some(entry) = self.take(id) else { return false };
         entry.completion.complete(outcome);
         true
     }
@@ -158,16 +159,8 @@ impl PendingTable {
     /// Removes a call and drops its completion unrun: the one way a call ends without an
     /// outcome, for callers that no longer wait (a cancelled batch). False if already ended.
     pub fn forget(&self, id: &Uuid) -> bool {
-        let entry = {
-            let mut inner = self.inner.lock();
-            let Some(entry) = inner.calls.remove(id) else {
-                return false;
-            };
-            inner.deadlines.remove(&(entry.deadline, *id));
-            entry
-        };
-        drop(entry); // outside the lock: dropping a completion may re-enter the table
-        true
+        // `take` released the lock: dropping a completion may re-enter the table.
+        self.take(id).is_some()
     }
 
     pub fn contains(&self, id: &Uuid) -> bool {
