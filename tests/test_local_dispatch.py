@@ -7,7 +7,9 @@ unobserved local call."""
 
 from __future__ import annotations
 
+import _thread
 import asyncio
+import contextvars
 import logging
 import re
 import threading
@@ -55,16 +57,29 @@ def _where() -> dict[str, Any]:
             "local": isinstance(CURRENT.get(), LocalInvocation)}  # fmt: skip
 
 
-def test_a_sync_trigger_runs_a_sync_handler_on_the_calling_thread(
+_CALLER_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("caller_var", default="unset")
+
+
+def test_a_sync_trigger_runs_a_sync_handler_on_a_local_thread_in_the_callers_context(
     obs_engine: Engine, obs_workers: Workers
 ) -> None:
     worker = obs_workers(worker_name="local-owner")
     seen: list[dict[str, Any]] = []
-    fid = _local(obs_engine, worker, lambda data: seen.append(_where()) or {"n": data["n"] + 1})
+
+    def handler(data: Any) -> Any:
+        seen.append({**_where(), "var": _CALLER_VAR.get()})
+        return {"n": data["n"] + 1}
+
+    fid = _local(obs_engine, worker, handler)
     calls = kinds(obs_engine, "invokefunction")
-    assert worker.trigger({"function_id": fid, "payload": {"n": 1}}) == {"n": 2}
+    token = _CALLER_VAR.set("from the caller")
+    try:
+        assert worker.trigger({"function_id": fid, "payload": {"n": 1}}) == {"n": 2}
+    finally:
+        _CALLER_VAR.reset(token)
     (where,) = seen
-    assert where["thread"] is threading.current_thread() and where["local"]
+    assert where["thread"] is not threading.current_thread() and where["thread"].name.startswith("iii-local")
+    assert where["local"] and where["var"] == "from the caller"
     ctx = where["ctx"]
     assert ctx.function_id == fid and UUID4.match(ctx.invocation_id)
     assert ctx.caller == {"worker_id": worker.worker_id, "worker_name": "local-owner"}
@@ -86,16 +101,37 @@ def test_payload_and_result_are_copies(obs_engine: Engine, obs_workers: Workers)
     payload = {"items": ["caller"], "nested": {"k": (1, 2)}}
     result = worker.trigger({"function_id": fid, "payload": payload})
     assert payload == {"items": ["caller"], "nested": {"k": (1, 2)}}  # untouched
-    assert result == {"items": ["caller", "handler"], "nested": {"k": [1, 2]}}  # JSON form
+    assert result == {"items": ["caller", "handler"], "nested": {"k": (1, 2)}}  # a deep copy
     result["items"].append("caller again")
     assert kept[0]["items"] == ["caller", "handler"]  # the handler's own copy
 
     class Point(BaseModel):
-        x: int
+        x: list[int]
 
-    assert worker.trigger({"function_id": fid, "payload": {"items": [], "p": Point(x=1)}})["p"] == {"x": 1}
-    with pytest.raises(iii.PayloadNotSerializableError):
-        worker.trigger({"function_id": fid, "payload": {"items": [], "bad": object()}})
+    point = Point(x=[1])
+    copied = worker.trigger({"function_id": fid, "payload": {"items": [], "p": point}})["p"]
+    assert copied == point and copied is not point and copied.x is not point.x
+
+
+def test_values_deepcopy_refuses_go_over_in_their_json_form(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    seen: list[Any] = []
+    fid = _local(obs_engine, worker, lambda data: seen.append(data) or data)
+
+    class Label(BaseModel):
+        text: str
+
+    class NoCopies:
+        def __deepcopy__(self, memo: Any) -> Any:
+            raise TypeError("not copyable")
+
+    lock = threading.Lock()  # deepcopy refuses it, and JSON cannot hold it
+    assert worker.trigger({"function_id": fid, "payload": {"lock": lock, "n": [1, lock]}}) == {"n": [1, None]}
+    worker.trigger(
+        {"function_id": fid, "payload": {"label": Label(text="a"), "odd": NoCopies(), "when": (1, 2)}}
+    )
+    assert seen[-1] == {"label": {"text": "a"}, "when": [1, 2]}  # the whole payload in JSON form
+    assert worker.trigger({"function_id": fid, "payload": NoCopies()}) is None
 
 
 def test_a_sync_trigger_runs_an_async_handler_on_the_sdk_loop(
@@ -254,8 +290,10 @@ def test_timeouts_leave_the_handler_running(obs_engine: Engine, obs_workers: Wor
     worker = obs_workers()
     finished: list[str] = []
 
+    release = threading.Event()
+
     def slow_sync(data: Any) -> Any:
-        time.sleep(0.3)  # the handler's work, longer than the call's timeout
+        release.wait(10)  # the handler's work, longer than the call's timeout
         finished.append("sync")
         return "late"
 
@@ -265,12 +303,13 @@ def test_timeouts_leave_the_handler_running(obs_engine: Engine, obs_workers: Wor
         return "late"
 
     sync_fid, async_fid = _local(obs_engine, worker, slow_sync), _local(obs_engine, worker, slow_async)
-    # Sync trigger, sync handler: the caller's own thread runs it, so the timeout is known when
-    # it returns (docs/protocol.md C.16).
+    # Sync trigger, sync handler: it runs on a thread of its own, so the caller stops waiting.
     with pytest.raises(InvocationTimeoutError) as err:
         worker.trigger({"function_id": sync_fid, "payload": {}, "timeout_ms": 100})
     assert err.value.code == "TIMEOUT" and UUID4.match(err.value.invocation_id or "")
-    assert finished == ["sync"]
+    assert finished == []
+    release.set()
+    wait_until(lambda: finished == ["sync"])
 
     async def race() -> float:
         started = time.monotonic()
@@ -286,6 +325,81 @@ def test_timeouts_leave_the_handler_running(obs_engine: Engine, obs_workers: Wor
     with pytest.raises(InvocationTimeoutError):
         worker.trigger({"function_id": async_fid, "payload": {}, "timeout_ms": 100})
     wait_until(lambda: finished == ["sync", "async", "async"])
+
+
+def test_ctrl_c_reaches_a_caller_waiting_for_a_sync_handler(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    release = threading.Event()
+    finished: list[str] = []
+
+    def interrupts(data: Any) -> str:
+        _thread.interrupt_main()  # Ctrl-C while the main thread waits for this handler
+        release.wait(10)
+        finished.append("handler")
+        return "done"
+
+    fid = _local(obs_engine, worker, interrupts)
+    with pytest.raises(KeyboardInterrupt):
+        worker.trigger({"function_id": fid, "payload": {}})
+    assert finished == []  # the caller stopped waiting; the handler goes on
+    release.set()
+    wait_until(lambda: finished == ["handler"])
+
+
+def test_sync_local_calls_from_many_threads_and_nested(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    inner = _local(obs_engine, worker, lambda data: data["n"] * 2)
+    outer = _local(
+        obs_engine, worker, lambda data: worker.trigger({"function_id": inner, "payload": data}) + 1
+    )
+    results: dict[int, list[int]] = {}
+
+    def caller(k: int) -> None:
+        results[k] = [
+            worker.trigger({"function_id": outer, "payload": {"n": k * 1000 + i}}) for i in range(200)
+        ]
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == {k: [(k * 1000 + i) * 2 + 1 for i in range(200)] for k in range(6)}
+
+
+def test_handler_threads_run_a_job_here_when_no_thread_starts_and_end_when_closed() -> None:
+    from iii import _iii
+
+    def refuse(fn: Any, args: Any) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    pool = _iii.HandlerThreads(4, refuse)
+    assert pool.run(threading.current_thread, 5.0) == (0, threading.current_thread())
+    outcome, error = pool.run(lambda: 1 / 0, 5.0)
+    assert outcome == 1 and isinstance(error, ZeroDivisionError) and pool.threads == 0
+    ran: list[str] = []
+    pool.submit(lambda: ran.append(threading.current_thread().name))
+    assert ran == [threading.current_thread().name]
+
+    pool = _iii.HandlerThreads(4)
+    outcome, thread = pool.run(threading.current_thread, 5.0)
+    assert outcome == 0 and thread.name == "iii-local-1" and pool.threads == 1
+    pool.close()
+    wait_until(lambda: pool.threads == 0)
+
+
+def test_local_counts_are_sent_on_demand_and_at_shutdown(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    fid = _local(obs_engine, worker, lambda data: data)
+    sent = kinds(obs_engine, "localinvocationstats")
+    assert worker._connection.flush_observe_reports() is False  # nothing counted yet
+    worker.trigger({"function_id": fid, "payload": 1})
+    assert worker._connection.flush_observe_reports() is True
+    assert worker._connection.flush_observe_reports() is False  # the counters start again
+    wait_until(lambda: kinds(obs_engine, "localinvocationstats") == sent + 1)
+    worker.trigger({"function_id": fid, "payload": 2})
+    worker.shutdown()  # long before the next periodic send: the last counts go with it
+    wait_until(lambda: kinds(obs_engine, "localinvocationstats") == sent + 2)
 
 
 def test_void_calls_run_locally_in_the_background(obs_engine: Engine, obs_workers: Workers) -> None:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from iii import PayloadTooLargeError, TriggerAction
+from iii import InvocationError, PayloadTooLargeError, TriggerAction
 
 from conftest import unique, wait_registered
 
@@ -93,6 +93,9 @@ def test_payload_over_the_limit_fails_at_once_and_the_connection_stays_up(make_w
     assert client._connection.pending_calls() == 0, "refused before it became a call"
     assert "1048576" in str(err.value) and "max_message_size" in str(err.value)
     assert err.value.limit == MIB and err.value.size > 2 * MIB
+    # iii-sdk 0.25.0's form of the same error
+    assert isinstance(err.value, InvocationError) and err.value.code == "payload_too_large"
+    assert err.value.function_id == fid
     with pytest.raises(PayloadTooLargeError):
         client.trigger({"function_id": fid, "payload": "y" * (2 * MIB), "action": TriggerAction.Void()})
     assert client.get_connection_state() == "connected"

@@ -119,6 +119,10 @@ def test_message_models_dump_type_under_its_wire_name() -> None:
 
 def test_enqueue_result_and_api_response() -> None:
     assert EnqueueResult.model_validate({"messageReceiptId": "r"}).messageReceiptId == "r"
+    from iii._client import _receipt
+
+    assert isinstance(_receipt({"messageReceiptId": "r"}), EnqueueResult)
+    assert _receipt(0) == 0 and _receipt({"id": 1}) == {"id": 1}  # as the engine answered
     resp = ApiResponse(statusCode=201, body={"ok": True})
     assert resp.status_code == 201
     assert ApiResponse(status_code=200).model_dump(by_alias=True) == {

@@ -265,7 +265,11 @@ class Channel:
 
 
 def resolve_refs(base: str, value: Any) -> Any:
-    """Replaces channel refs anywhere in a payload with reader / writer objects."""
+    """Replaces channel refs anywhere in a payload with reader / writer objects (a
+    :class:`StreamChannelRef` too: a local call's deep copy keeps it a model, where a remote
+    call would have carried its dict)."""
+    if isinstance(value, StreamChannelRef):
+        value = value.model_dump(mode="json")
     if isinstance(value, dict):
         if is_channel_ref(value):
             return ChannelReader(base, value) if value["direction"] == "read" else ChannelWriter(base, value)

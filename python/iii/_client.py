@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from . import _deprecations, _iii, _listings, _namespaces, telemetry
 from ._channels import Channel, ChannelReader, ChannelWriter
@@ -90,6 +90,15 @@ def _wire(parent: Any) -> _iii.Invocation | None:
     """An invocation (the current one, made from a handler) as the core reads the caller of a
     call from it."""
     return parent.wire() if isinstance(parent, LocalInvocation) else parent
+
+
+def _receipt(result: Any) -> Any:
+    """An enqueue's answer as an :class:`EnqueueResult`; an answer of another shape as it came,
+    as the official SDKs return it (they never validate it)."""
+    try:
+        return EnqueueResult.model_validate(result)
+    except ValidationError:
+        return result
 
 
 def _format_json(value: Any) -> Any:
@@ -472,7 +481,7 @@ class III:
             raise self._call_failed(exc, function_id, action, span) from None
         if span is not None:
             span.end()
-        return result if action is None or action is _VOID else EnqueueResult.model_validate(result)
+        return result if action is None or action is _VOID else _receipt(result)
 
     async def trigger_async(self, request: dict[str, Any] | TriggerRequest) -> Any:
         """Calls a function from any running event loop.
@@ -517,7 +526,7 @@ class III:
             raise self._call_failed(exc, function_id, action, span) from None
         if span is not None:
             span.end()
-        return result if action is None or action is _VOID else EnqueueResult.model_validate(result)
+        return result if action is None or action is _VOID else _receipt(result)
 
     def _trace(self, function_id: str) -> tuple[str | None, str | None, _iii.InvocationSpan | None]:
         """``traceparent`` and ``baggage`` for a call made now, and the CLIENT span that starts
@@ -1205,7 +1214,7 @@ class III:
         for index in enqueued:
             outcome = outcomes[index]
             if outcome.ok:
-                outcomes[index] = _iii.TriggerOutcome(EnqueueResult.model_validate(outcome.result))
+                outcomes[index] = _iii.TriggerOutcome(_receipt(outcome.result))
             elif isinstance(outcome.error, InvocationError):
                 outcomes[index] = _iii.TriggerOutcome(error=enqueue_error(outcome.error))
         rejected = self._registration_rejected()

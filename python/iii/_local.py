@@ -7,13 +7,14 @@ with OpenTelemetry on, its ``execute <function>`` span.
 
 Where each kind of handler runs:
 
-* ``trigger()`` and a sync handler: on the calling thread. A handler that overruns the timeout
-  is not interrupted: the caller gets the timeout error when it returns (docs C.16).
+* ``trigger()`` and a sync handler: on a thread of the core's ``HandlerThreads`` pool while the
+  caller waits with the timeout; a handler that overruns it is not interrupted and runs to its
+  end (docs C.16).
 * ``trigger()`` and an async handler: on the SDK loop; the caller waits with the timeout.
 * ``trigger_async()`` and an async handler: on the caller's loop (at once, and as a Task only if
   it suspends), raced against the timeout and, like a remote handler, never cancelled.
-* ``trigger_async()`` and a sync handler: on the SDK's local-handler threads, awaited.
-* ``void``: fire and forget on the SDK loop (async handlers) or a local-handler thread (sync).
+* ``trigger_async()`` and a sync handler: on a thread of that pool, awaited.
+* ``void``: fire and forget on the SDK loop (async handlers) or a thread of that pool (sync).
 
 After the call the core is told: ``FunctionState.finished`` when nobody observed the function at
 the start (one counter update, nothing on the wire), else ``FunctionState.report`` with the
@@ -24,11 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
+import copy
 import dataclasses
 import datetime
 import decimal
 import enum
+import functools
 import logging
 import pathlib
 import sys
@@ -36,15 +40,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from . import _iii
 from ._channels import resolve_refs
 from ._dispatch import Handler, _resume, error_body
 from ._observe import CURRENT, LocalInvocation
-from .errors import InvocationError, InvocationTimeoutError, PayloadNotSerializableError
-
-if TYPE_CHECKING:
-    from . import _iii
+from .errors import InvocationError, InvocationTimeoutError
 
 log = logging.getLogger("iii")
 
@@ -54,10 +56,12 @@ MAX_LOCAL_DEPTH = 64
 #: What :meth:`LocalDispatch.call` returns when the call must go through the engine after all.
 REMOTE: Any = object()
 
-#: What a handler raising fails the call with (as on the remote path, where the callee's
-#: SystemExit is an error): everything but the caller's own Ctrl-C, which a sync handler on the
-#: calling thread may receive and which must reach the caller as itself.
+#: What an async handler raising fails the call with (as on the remote path, where the callee's
+#: SystemExit is an error): everything but a Ctrl-C, which reaches the caller as itself.
 _HANDLER_FAILURES = (Exception, SystemExit, GeneratorExit)
+
+#: ``HandlerThreads.run``'s outcomes.
+_DONE, _RAISED = 0, 1
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _STR_LIKE = (uuid.UUID, decimal.Decimal, pathlib.PurePath)
@@ -73,26 +77,52 @@ def _original(exc: BaseException) -> BaseException:
     return exc.__cause__ or exc if isinstance(exc, _Escaped) else exc
 
 
+class _NotPlain(Exception):
+    """A value :func:`_plain_copy` leaves to ``copy.deepcopy``."""
+
+
+#: What :func:`_json_form` gives for a value JSON cannot hold.
+_ABSENT: Any = object()
+
+
 def copy_value(value: Any, refs: list[bool] | None = None) -> Any:
-    """``value`` as the other side of a remote call would get it, without the round trip: dicts
-    and lists copied (tuples and sets become lists), scalars shared (immutable), anything else
-    in its JSON form as the core encodes it (pydantic models, dataclasses, enums, dates, UUIDs,
-    decimals, paths, mappings). Raises :class:`PayloadNotSerializableError` like a remote call.
-    A dict holding ``access_key`` (a channel reference, maybe) is noted in ``refs``."""
+    """0.25.0's value semantics for a local call's payload and result: a deep copy, or, when
+    ``copy.deepcopy`` refuses the value, its JSON form with the members JSON cannot hold left
+    out (``None`` for a value with no JSON form at all). A dict that may be a channel reference
+    is noted in ``refs``."""
+    if type(value) in _SCALARS:
+        return value
+    try:
+        return _plain_copy(value, refs)
+    except _NotPlain:
+        pass
+    if refs is not None:
+        refs.append(True)  # rare: let resolve_refs look through the copy
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        form = _json_form(value)
+        return None if form is _ABSENT else form
+
+
+def _plain_copy(value: Any, refs: list[bool] | None) -> Any:
+    """What ``copy.deepcopy`` makes of dicts, lists and scalars, without its memo: most
+    payloads are only these."""
     kind = type(value)
     if kind is dict:
         if refs is not None and "access_key" in value:
             refs.append(True)
-        return {k: (v if type(v) in _SCALARS else copy_value(v, refs)) for k, v in value.items()}
+        return {k: (v if type(v) in _SCALARS else _plain_copy(v, refs)) for k, v in value.items()}
     if kind is list:
-        return [v if type(v) in _SCALARS else copy_value(v, refs) for v in value]
+        return [v if type(v) in _SCALARS else _plain_copy(v, refs) for v in value]
     if kind in _SCALARS:
         return value
-    return _json_form(value, refs)
+    raise _NotPlain
 
 
-def _json_form(value: Any, refs: list[bool] | None) -> Any:
-    """The slow path of :func:`copy_value`, in the order of the core's encoder."""
+def _json_form(value: Any) -> Any:
+    """``value`` as the core's encoder writes it, leaving out what it cannot encode (a dict's
+    member is dropped, a list's item becomes ``None``); :data:`_ABSENT` for the value itself."""
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, bool):
@@ -101,28 +131,35 @@ def _json_form(value: Any, refs: list[bool] | None) -> Any:
         return int(value)
     if isinstance(value, float):
         return float(value)
-    if isinstance(value, dict):
-        return copy_value({_key(k): v for k, v in value.items()}, refs)
-    if isinstance(value, (list, tuple)):
-        return [copy_value(v, refs) for v in value]
+    if value is None:
+        return None
+    if isinstance(value, (dict, Mapping)):
+        out = {}
+        for k, v in value.items():
+            form = _json_form(v)
+            if form is not _ABSENT:
+                out[_key(k)] = form
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [None if (form := _json_form(v)) is _ABSENT else form for v in value]
     dump = getattr(value, "model_dump", None)
     if dump is not None and not isinstance(value, type):
-        return copy_value(dump(mode="json"), refs)
+        try:
+            return _json_form(dump(mode="json"))
+        except Exception:
+            return _ABSENT
     if isinstance(value, enum.Enum):
-        return copy_value(value.value, refs)
+        return _json_form(value.value)
     if isinstance(value, _ISO):
         return value.isoformat()
     if isinstance(value, _STR_LIKE):
         return str(value)
-    if isinstance(value, (set, frozenset)):
-        return [copy_value(v, refs) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return copy_value(dataclasses.asdict(value), refs)
-    if isinstance(value, Mapping):
-        return copy_value({_key(k): v for k, v in value.items()}, refs)
-    raise PayloadNotSerializableError(
-        f"the payload holds a value of type {type(value).__name__}, which is not JSON-serialisable"
-    )
+        try:
+            return _json_form(dataclasses.asdict(value))
+        except Exception:
+            return _ABSENT
+    return _ABSENT
 
 
 def _key(key: Any) -> str:
@@ -182,9 +219,7 @@ class LocalDispatch:
         self._telemetry = telemetry
         self._enter = enter_invocation
         self._identity = identity
-        self._max_threads = max(1, max_threads)
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._threads = _iii.HandlerThreads(max(1, max_threads))
         self._background: set[Any] = set()
         self.sdk_thread: threading.Thread | None = None
         if telemetry is not None:
@@ -303,31 +338,6 @@ class LocalDispatch:
         except BaseException as exc:  # noqa: BLE001 - nobody waits for a void call
             log.error("Error invoking function %s: %s", run.fn.function_id, exc, exc_info=exc)
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
-        """Runs ``fn(*args)`` on a local-handler thread (a pool made when first needed; a
-        thread of its own once the interpreter is exiting and the pool refuses work)."""
-        pool = self._pool
-        if pool is None:
-            with self._pool_lock:
-                pool = self._pool
-                if pool is None:
-                    pool = self._pool = concurrent.futures.ThreadPoolExecutor(
-                        self._max_threads, thread_name_prefix="iii-local"
-                    )
-        try:
-            return pool.submit(fn, *args)
-        except RuntimeError:
-            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-            def run() -> None:
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:  # noqa: BLE001 - handed to the waiter
-                    future.set_exception(exc)
-
-            threading.Thread(target=run, name="iii-local-late").start()
-            return future
-
     # -- async handlers --------------------------------------------------------------------
 
     async def _run_async(self, run: _Run) -> Any:
@@ -388,15 +398,16 @@ class LocalDispatch:
         run = self._start(fn, payload, metadata, parent, timeout_ms, void)
         ctx = contextvars.copy_context()
         if void:
-            self._submit(ctx.run, self._run_void_sync, run)
+            self._threads.submit(functools.partial(ctx.run, self._run_void_sync, run))
             return None
-        try:
-            result = ctx.run(self._run_sync, run)
-        except _HANDLER_FAILURES as exc:
-            raise self._failure(run, exc) from _original(exc)
-        if (time.perf_counter() - run.t0) * 1000.0 > timeout_ms:
-            raise self._timeout(run)
-        return result if type(result) in _SCALARS else copy_value(result)
+        outcome, value = self._threads.run(
+            functools.partial(ctx.run, self._run_sync, run), timeout_ms / 1000.0
+        )
+        if outcome == _DONE:
+            return value if type(value) in _SCALARS else copy_value(value)
+        if outcome == _RAISED:
+            raise self._failure(run, value) from _original(value)
+        raise self._timeout(run)
 
     async def call_async(
         self, fn: LocalFunction, payload: Any, metadata: Any, timeout_ms: int, parent: Any, void: bool
@@ -407,9 +418,11 @@ class LocalDispatch:
         ctx = contextvars.copy_context()
         if not fn.handler.is_async:
             if void:
-                self._submit(ctx.run, self._run_void_sync, run)
+                self._threads.submit(functools.partial(ctx.run, self._run_void_sync, run))
                 return None
-            task: Any = asyncio.wrap_future(self._submit(ctx.run, self._run_sync, run))
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            self._threads.submit(functools.partial(_settle, future, ctx.run, self._run_sync, run))
+            task: Any = asyncio.wrap_future(future)
         elif void:
             task = ctx.run(loop.create_task, self._run_async(run))
             self._keep(task, fn.function_id)
@@ -439,6 +452,16 @@ class LocalDispatch:
         return copy_value(task.result())
 
     def shutdown(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False)
+        self._threads.close()
+
+
+def _settle(future: concurrent.futures.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
+    """Runs ``fn(*args)`` into ``future``; one cancelled meanwhile keeps its cancellation."""
+    try:
+        result = fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            future.set_exception(exc)
+        return
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_result(result)

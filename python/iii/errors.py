@@ -141,11 +141,22 @@ class PayloadNotSerializableError(PayloadError, TypeError):
     """A value in the payload has no JSON representation."""
 
 
-class PayloadTooLargeError(PayloadError):
-    """The encoded message is larger than ``InitOptions.max_message_size``."""
+class PayloadTooLargeError(PayloadError, InvocationError):
+    """The encoded message is larger than ``InitOptions.max_message_size``. Also an
+    :class:`InvocationError` with code ``payload_too_large``, as iii-sdk 0.25.0 raises it."""
 
-    def __init__(self, message: str, size: int = 0, limit: int = 0) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        size: int = 0,
+        limit: int = 0,
+        *,
+        function_id: str | None = None,
+        invocation_id: str | None = None,
+    ) -> None:
+        InvocationError.__init__(
+            self, "payload_too_large", message, function_id=function_id, invocation_id=invocation_id
+        )
         self.size = size
         self.limit = limit
 

@@ -568,6 +568,12 @@ impl Connection {
         self.core.held_observe_frames()
     }
 
+    /// Sends the waiting reports of local calls and their counters now; True when the counters
+    /// had anything to send.
+    fn flush_observe_reports(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.core.flush_observe_reports())
+    }
+
     fn unregister_function(&self, id: &str) {
         self.core.disown_function(id);
         self.router.functions.write().remove(id);

@@ -80,7 +80,12 @@ pub fn call_error_for(
         CallError::NotConnected(_) => make(py, "NotConnectedError", (text,)),
         CallError::OfflineQueueFull { .. } => make(py, "OfflineQueueFullError", (text,)),
         CallError::Shutdown => make(py, "ClientShutdownError", (text,)),
-        CallError::TooLarge { size, limit } => make(py, "PayloadTooLargeError", (text, *size, *limit)),
+        CallError::TooLarge { size, limit } => make_kw(
+            py,
+            "PayloadTooLargeError",
+            (text, *size, *limit),
+            &[("function_id", function_id.map(str::to_owned)), ("invocation_id", invocation_id)],
+        ),
     }
 }
 

@@ -8,6 +8,7 @@ mod engine;
 mod errors;
 mod events;
 mod filter;
+mod handoff;
 mod json;
 mod observe;
 mod options;
@@ -21,6 +22,7 @@ use pyo3::prelude::*;
 fn _iii(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<connection::Connection>()?;
     m.add_class::<queues::LoopQueue>()?;
+    m.add_class::<handoff::HandlerThreads>()?;
     m.add_class::<batch::TriggerOutcome>()?;
     m.add_class::<batch::BatchHandle>()?;
     m.add_class::<events::Invocation>()?;

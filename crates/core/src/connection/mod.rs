@@ -573,11 +573,19 @@ impl Connection {
         self.shared.pending.len()
     }
 
-    /// Fails every pending call, closes the socket and stops reconnecting. Idempotent.
+    /// Sends the waiting reports of local calls and their counters now; true when the counters
+    /// had anything to send.
+    pub fn flush_observe_reports(&self) -> bool {
+        self.shared.reporter.flush_now(self)
+    }
+
+    /// Sends what the reporter holds (its last chance), fails every pending call, closes the
+    /// socket and stops reconnecting. Idempotent.
     pub fn shutdown(&self) {
         if self.shared.shutting_down.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.flush_observe_reports();
         self.shared.pending.close(CallError::Shutdown);
         let _ = self.shared.tx.send(Command::Shutdown);
         self.shared.reporter.wake();

@@ -258,8 +258,16 @@ impl Reporter {
         }
     }
 
-    /// `localinvocationstats` for the window since the last one, when anything is non-zero.
-    fn send_stats(&self, conn: &Connection) {
+    /// Sends what waits and the counters now (at shutdown, their last chance); true when the
+    /// counters had anything to send.
+    pub(crate) fn flush_now(&self, conn: &Connection) -> bool {
+        self.flush(conn);
+        self.send_stats(conn)
+    }
+
+    /// `localinvocationstats` for the window since the last one, when anything is non-zero;
+    /// true when it was sent.
+    fn send_stats(&self, conn: &Connection) -> bool {
         let functions: Vec<LocalFunctionStats> =
             conn.shared.observe.functions().iter().filter_map(|f| f.take_stats()).collect();
         let (dropped, window_ms) = {
@@ -277,7 +285,7 @@ impl Reporter {
             (dropped, window_ms)
         };
         if functions.is_empty() && dropped.is_empty() {
-            return;
+            return false;
         }
         let message = iii_protocol::ObserveMessage::LocalInvocationStats {
             window_ms,
@@ -285,6 +293,7 @@ impl Reporter {
             dropped_reports: dropped,
         };
         conn.send_observe_frame(iii_protocol::Message::Observe(Box::new(message)).encode());
+        true
     }
 
     /// The reporter's task: batches after `DELAY`, parks and expires, stats every `STATS_EVERY`.

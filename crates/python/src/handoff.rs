@@ -1,0 +1,357 @@
+//! Threads for locally dispatched sync handlers (docs/protocol.md C.16): the caller hands a job
+//! to a thread of the pool and waits for it with a timeout, so a handler that overruns its call's
+//! timeout keeps running on its own thread while the caller gets the timeout error.
+//!
+//! NOTE(perf): a hand-off through `concurrent.futures` costs 87 us per call, twenty times the
+//! whole local call (benches/RESULTS.md, "A sync local handler on a thread of its own"). Here
+//! both sides wait with the GIL released and spin briefly before they park: the caller releases
+//! the GIL before it publishes the job, so a spinning thread takes an uncontended GIL at once,
+//! and the thread publishes the result after releasing it, so the caller does the same.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+
+/// How long a thread that finished a job looks for the next one before it parks, and how long
+/// a caller looks for its result before it parks.
+const SPIN: Duration = Duration::from_micros(20);
+/// A thread with nothing to do for this long ends.
+const IDLE_EXIT: Duration = Duration::from_secs(30);
+/// A waiting caller checks for signals (Ctrl-C) this often.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// Polls `ready` until it says so or `SPIN` has passed.
+fn spin(mut ready: impl FnMut() -> bool) {
+    let until = Instant::now() + SPIN;
+    let mut round = 0u32;
+    while !ready() {
+        round = round.wrapping_add(1);
+        if round.is_multiple_of(64) && Instant::now() >= until {
+            return;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Where a job's outcome goes when someone waits for it.
+struct Waiter {
+    done: AtomicBool,
+    outcome: Mutex<Option<PyResult<Py<PyAny>>>>,
+    caller: Thread,
+}
+
+struct Job {
+    /// Tells this job from the others when a thread for it could not be started.
+    seq: u64,
+    callable: Py<PyAny>,
+    waiter: Option<Arc<Waiter>>,
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    /// Threads parked for a job; a push unparks one of them (and takes it off).
+    parked: Vec<Thread>,
+    /// Threads looking for a job without parking, or started and not yet looking.
+    spinning: usize,
+    threads: usize,
+    closed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// `jobs.len()`, read by spinning threads without the lock.
+    queued: AtomicUsize,
+    seq: AtomicU64,
+    max_threads: usize,
+    /// `_thread.start_new_thread`: a C call, so no signal handler can run (and raise) between
+    /// starting a thread and knowing that it started, as one can in `threading.Thread.start`.
+    start_new_thread: Py<PyAny>,
+    names: AtomicUsize,
+}
+
+/// The pool of threads that run locally dispatched sync handlers.
+#[pyclass(frozen, module = "iii._iii")]
+pub struct HandlerThreads {
+    shared: Arc<Shared>,
+}
+
+/// How `run` ended: the job's value, the job's exception, or the timeout (the job goes on).
+const DONE: u8 = 0;
+const RAISED: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
+impl Shared {
+    fn job(&self, callable: Py<PyAny>, waiter: Option<Arc<Waiter>>) -> Job {
+        Job { seq: self.seq.fetch_add(1, Ordering::Relaxed), callable, waiter }
+    }
+
+    /// Queues a job; true when a new thread must be started for it (already counted). A job
+    /// someone waits for always gets a thread: its caller may be a pool thread itself (a nested
+    /// call), so a bound could leave every thread waiting for a job none of them can take.
+    fn push(&self, job: Job) -> bool {
+        let bounded = job.waiter.is_none();
+        let mut s = self.state.lock();
+        s.jobs.push_back(job);
+        self.queued.store(s.jobs.len(), Ordering::Release);
+        if s.spinning >= s.jobs.len() {
+            return false;
+        }
+        if let Some(thread) = s.parked.pop() {
+            thread.unpark();
+            return false;
+        }
+        if !bounded || s.threads < self.max_threads {
+            s.threads += 1;
+            s.spinning += 1;
+            return true;
+        }
+        false // every thread is busy: the job waits for the first one free
+    }
+
+    fn pop(&self, s: &mut State) -> Option<Job> {
+        let job = s.jobs.pop_front();
+        self.queued.store(s.jobs.len(), Ordering::Release);
+        job
+    }
+
+    /// The next job for a thread that just finished one (or just started); `None` when the
+    /// thread should end. Called without the GIL.
+    fn next_job(&self, me: &Thread) -> Option<Job> {
+        let mut job = None;
+        spin(|| {
+            if self.queued.load(Ordering::Acquire) > 0 {
+                let mut s = self.state.lock();
+                job = self.pop(&mut s);
+                if job.is_some() {
+                    s.spinning -= 1;
+                }
+            }
+            job.is_some()
+        });
+        if job.is_some() {
+            return job;
+        }
+        let idle_until = Instant::now() + IDLE_EXIT;
+        let mut s = self.state.lock();
+        s.spinning -= 1;
+        loop {
+            if let Some(job) = self.pop(&mut s) {
+                s.parked.retain(|t| t.id() != me.id());
+                return Some(job);
+            }
+            let now = Instant::now();
+            if s.closed || now >= idle_until {
+                s.parked.retain(|t| t.id() != me.id());
+                s.threads -= 1;
+                return None;
+            }
+            if !s.parked.iter().any(|t| t.id() == me.id()) {
+                s.parked.push(me.clone());
+            }
+            drop(s);
+            std::thread::park_timeout(idle_until - now);
+            s = self.state.lock();
+        }
+    }
+
+    /// Undoes the count of a thread that could not be started.
+    fn unstart(&self) {
+        let mut s = self.state.lock();
+        s.threads -= 1;
+        s.spinning -= 1;
+    }
+}
+
+impl Waiter {
+    fn finish(&self, outcome: PyResult<Py<PyAny>>) {
+        *self.outcome.lock() = Some(outcome);
+        self.done.store(true, Ordering::Release);
+        self.caller.unpark();
+    }
+
+    /// Waits for the outcome until `until` (spinning first on the `first` wait); true when it
+    /// came. Called without the GIL.
+    fn wait(&self, until: Instant, first: bool) -> bool {
+        if first {
+            spin(|| self.done.load(Ordering::Acquire));
+        }
+        loop {
+            if self.done.load(Ordering::Acquire) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            std::thread::park_timeout(until - now);
+        }
+    }
+}
+
+#[pymethods]
+impl HandlerThreads {
+    /// `start_new_thread(fn, args)` starts a thread (`_thread.start_new_thread` unless given).
+    #[new]
+    #[pyo3(signature = (max_threads, start_new_thread=None))]
+    fn new(py: Python<'_>, max_threads: usize, start_new_thread: Option<Py<PyAny>>) -> PyResult<Self> {
+        let start_new_thread = match start_new_thread {
+            Some(start) => start,
+            None => py.import("_thread")?.getattr("start_new_thread")?.unbind(),
+        };
+        Ok(HandlerThreads {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    jobs: VecDeque::new(),
+                    parked: Vec::new(),
+                    spinning: 0,
+                    threads: 0,
+                    closed: false,
+                }),
+                queued: AtomicUsize::new(0),
+                seq: AtomicU64::new(0),
+                max_threads: max_threads.max(1),
+                start_new_thread,
+                names: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Runs `job()` on a thread of the pool and waits up to `timeout_s` for it: `(0, value)`,
+    /// `(1, exception)` when the job raised, `(2, None)` when the time ran out (the job goes
+    /// on). A signal's exception (Ctrl-C) reaches the caller as itself while the job goes on.
+    fn run(slf: &Bound<'_, Self>, job: Py<PyAny>, timeout_s: f64) -> PyResult<(u8, Py<PyAny>)> {
+        let py = slf.py();
+        let shared = &slf.get().shared;
+        let pool = slf.clone().unbind();
+        let until = Instant::now() + Duration::from_secs_f64(timeout_s.clamp(0.0, 1e7));
+        let waiter = Arc::new(Waiter {
+            done: AtomicBool::new(false),
+            outcome: Mutex::new(None),
+            caller: std::thread::current(),
+        });
+        let job = shared.job(job, Some(waiter.clone()));
+        // Published with the GIL released, so a spinning thread takes an uncontended GIL.
+        let mut spin = true;
+        let mut job = Some(job);
+        loop {
+            let slice = until.min(Instant::now() + SIGNAL_CHECK);
+            let came = py.detach(|| {
+                if let Some(job) = job.take() {
+                    let seq = job.seq;
+                    if shared.push(job) {
+                        Python::attach(|py| Self::start(pool.bind(py), seq));
+                    }
+                }
+                waiter.wait(slice, spin)
+            });
+            if came {
+                break;
+            }
+            spin = false;
+            py.check_signals()?;
+            if Instant::now() >= until {
+                return Ok((TIMED_OUT, py.None()));
+            }
+        }
+        let outcome = waiter.outcome.lock().take();
+        match outcome {
+            Some(Ok(value)) => Ok((DONE, value)),
+            Some(Err(err)) => Ok((RAISED, err.into_value(py).into_any())),
+            None => Ok((TIMED_OUT, py.None())),
+        }
+    }
+
+    /// Runs `job()` on a thread of the pool; nobody waits for it. Its exceptions are the
+    /// job's own business (they go to `sys.unraisablehook`).
+    fn submit(slf: &Bound<'_, Self>, job: Py<PyAny>) {
+        let shared = &slf.get().shared;
+        let job = shared.job(job, None);
+        let seq = job.seq;
+        if shared.push(job) {
+            Self::start(slf, seq);
+        }
+    }
+
+    /// A pool thread's life: runs jobs until it has been idle for a while or the pool closed.
+    fn work(&self, py: Python<'_>) {
+        let shared = self.shared.clone();
+        let name = format!("iii-local-{}", shared.names.fetch_add(1, Ordering::Relaxed) + 1);
+        let _ = py
+            .import("threading")
+            .and_then(|threading| threading.call_method0("current_thread"))
+            .and_then(|thread| thread.setattr("name", name));
+        let me = std::thread::current();
+        let mut next = py.detach(|| shared.next_job(&me));
+        while let Some(Job { callable, waiter, .. }) = next {
+            let outcome = callable.call0(py);
+            drop(callable);
+            next = match waiter {
+                Some(waiter) => py.detach(|| {
+                    // Counted as looking for work before the caller can queue its next job.
+                    shared.state.lock().spinning += 1;
+                    waiter.finish(outcome);
+                    shared.next_job(&me)
+                }),
+                None => {
+                    if let Err(err) = outcome {
+                        err.write_unraisable(py, None);
+                    }
+                    shared.state.lock().spinning += 1;
+                    py.detach(|| shared.next_job(&me))
+                }
+            };
+        }
+    }
+
+    /// Idle threads end; busy ones end after their job. Jobs still queued run first.
+    fn close(&self) {
+        let mut s = self.shared.state.lock();
+        s.closed = true;
+        for thread in s.parked.drain(..) {
+            thread.unpark();
+        }
+    }
+
+    /// Threads alive (busy or idle).
+    #[getter]
+    fn threads(&self) -> usize {
+        self.shared.state.lock().threads
+    }
+}
+
+impl HandlerThreads {
+    /// Starts the thread `push` counted; without one (the interpreter is exiting) the queued
+    /// job runs here, unless a thread took it meanwhile.
+    fn start(slf: &Bound<'_, Self>, seq: u64) {
+        let py = slf.py();
+        let this = slf.get();
+        let started =
+            slf.getattr("work").and_then(|work| this.shared.start_new_thread.bind(py).call1((work, ())));
+        if started.is_ok() {
+            return;
+        }
+        this.shared.unstart();
+        let job = {
+            let mut s = this.shared.state.lock();
+            let at = s.jobs.iter().position(|job| job.seq == seq);
+            let job = at.and_then(|at| s.jobs.remove(at));
+            this.shared.queued.store(s.jobs.len(), Ordering::Release);
+            job
+        };
+        let Some(Job { callable, waiter, .. }) = job else { return };
+        let outcome = callable.call0(py);
+        match waiter {
+            Some(waiter) => waiter.finish(outcome),
+            None => {
+                if let Err(err) = outcome {
+                    err.write_unraisable(py, None);
+                }
+            }
+        }
+    }
+}
