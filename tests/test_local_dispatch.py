@@ -12,6 +12,8 @@ import asyncio
 import contextvars
 import logging
 import re
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -367,7 +369,7 @@ def test_sync_local_calls_from_many_threads_and_nested(obs_engine: Engine, obs_w
     assert results == {k: [(k * 1000 + i) * 2 + 1 for i in range(200)] for k in range(6)}
 
 
-def test_handler_threads_run_a_job_here_when_no_thread_starts_and_end_when_closed() -> None:
+def test_handler_threads_run_a_job_here_when_no_thread_starts_and_stop_at_exit() -> None:
     from iii import _iii
 
     def refuse(fn: Any, args: Any) -> None:
@@ -383,9 +385,37 @@ def test_handler_threads_run_a_job_here_when_no_thread_starts_and_end_when_close
 
     pool = _iii.HandlerThreads(4)
     outcome, thread = pool.run(threading.current_thread, 5.0)
-    assert outcome == 0 and thread.name == "iii-local-1" and pool.threads == 1
-    pool.close()
+    assert outcome == 0 and thread.name == "iii-local-1" and pool.threads == 1  # kept, idle
+    # At interpreter exit a job still runs, and a thread out of work then stops for good
+    # without taking the GIL again (it would not stop for another 30 s otherwise).
+    pool.at_exit()
+    assert pool.run(lambda: "after", 5.0) == (0, "after")
     wait_until(lambda: pool.threads == 0)
+
+
+_EXIT_SCRIPT = """
+import sys, time
+from iii import InitOptions, register_worker
+w = register_worker(sys.argv[1], InitOptions(otel={"enabled": False}))
+w.register_function("exit::inner", lambda n: n + 1)
+w.register_function("exit::outer", lambda n: w.trigger({"function_id": "exit::inner", "payload": n}))
+deadline = time.monotonic() + 10
+while not all(w._locals[f].state.local(None) for f in ("exit::inner", "exit::outer")):
+    assert time.monotonic() < deadline, "never confirmed for local dispatch"
+    time.sleep(0.01)
+assert [w.trigger({"function_id": "exit::outer", "payload": i}) for i in range(200)] == list(range(1, 201))
+w.shutdown()
+"""
+
+
+def test_a_worker_whose_handlers_ran_on_local_threads_exits_cleanly(obs_engine: Engine) -> None:
+    # Local threads that took the GIL again while the interpreter finalised ended with
+    # pthread_exit unwinding through Rust frames: the process aborted.
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", _EXIT_SCRIPT, obs_engine.url], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_local_counts_are_sent_on_demand_and_at_shutdown(obs_engine: Engine, obs_workers: Workers) -> None:

@@ -1069,7 +1069,6 @@ class III:
         self._process_marker.remove()  # first, as iii-sdk 0.25.0 does
         _live_clients.discard(self)
         self._locals.clear()
-        self._local.shutdown()
         if self._callbacks is not None:
             self._callbacks.shutdown(wait=False)
         if self._telemetry is not None:

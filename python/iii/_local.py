@@ -24,6 +24,7 @@ input and metadata as they were at the start, which evaluates the observers' fil
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import contextvars
@@ -39,6 +40,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -66,6 +68,16 @@ _DONE, _RAISED = 0, 1
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _STR_LIKE = (uuid.UUID, decimal.Decimal, pathlib.PurePath)
 _ISO = (datetime.datetime, datetime.date, datetime.time)
+
+
+#: Every client's ``HandlerThreads``, told when the interpreter exits (see ``at_exit``).
+_POOLS: weakref.WeakSet[_iii.HandlerThreads] = weakref.WeakSet()
+
+
+@atexit.register
+def _at_exit() -> None:
+    for pool in list(_POOLS):
+        pool.at_exit()
 
 
 class _Escaped(Exception):
@@ -220,6 +232,7 @@ class LocalDispatch:
         self._enter = enter_invocation
         self._identity = identity
         self._threads = _iii.HandlerThreads(max(1, max_threads))
+        _POOLS.add(self._threads)
         self._background: set[Any] = set()
         self.sdk_thread: threading.Thread | None = None
         if telemetry is not None:
@@ -450,9 +463,6 @@ class LocalDispatch:
         if exc is not None:
             raise self._failure(run, exc) from _original(exc)
         return copy_value(task.result())
-
-    def shutdown(self) -> None:
-        self._threads.close()
 
 
 def _settle(future: concurrent.futures.Future[Any], fn: Callable[..., Any], *args: Any) -> None:

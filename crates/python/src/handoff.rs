@@ -59,7 +59,10 @@ struct State {
     /// Threads looking for a job without parking, or started and not yet looking.
     spinning: usize,
     threads: usize,
-    closed: bool,
+    /// The interpreter is exiting: a thread that ran out of work must not take the GIL again
+    /// (once it finalises, taking it ends the thread with `pthread_exit`, unwinding through
+    /// Rust frames), so it stays parked until the process ends.
+    exiting: bool,
 }
 
 struct Shared {
@@ -75,7 +78,7 @@ struct Shared {
 }
 
 /// The pool of threads that run locally dispatched sync handlers.
-#[pyclass(frozen, module = "iii._iii")]
+#[pyclass(frozen, weakref, module = "iii._iii")]
 pub struct HandlerThreads {
     shared: Arc<Shared>,
 }
@@ -145,7 +148,15 @@ impl Shared {
                 return Some(job);
             }
             let now = Instant::now();
-            if s.closed || now >= idle_until {
+            if s.exiting {
+                s.parked.retain(|t| t.id() != me.id());
+                s.threads -= 1;
+                drop(s);
+                loop {
+                    std::thread::park();
+                }
+            }
+            if now >= idle_until {
                 s.parked.retain(|t| t.id() != me.id());
                 s.threads -= 1;
                 return None;
@@ -210,7 +221,7 @@ impl HandlerThreads {
                     parked: Vec::new(),
                     spinning: 0,
                     threads: 0,
-                    closed: false,
+                    exiting: false,
                 }),
                 queued: AtomicUsize::new(0),
                 seq: AtomicU64::new(0),
@@ -277,7 +288,7 @@ impl HandlerThreads {
         }
     }
 
-    /// A pool thread's life: runs jobs until it has been idle for a while or the pool closed.
+    /// A pool thread's life: runs jobs until it has been idle for `IDLE_EXIT`.
     fn work(&self, py: Python<'_>) {
         let shared = self.shared.clone();
         let name = format!("iii-local-{}", shared.names.fetch_add(1, Ordering::Relaxed) + 1);
@@ -308,13 +319,12 @@ impl HandlerThreads {
         }
     }
 
-    /// Idle threads end; busy ones end after their job. Jobs still queued run first.
-    fn close(&self) {
-        let mut s = self.shared.state.lock();
-        s.closed = true;
-        for thread in s.parked.drain(..) {
-            thread.unpark();
-        }
+    /// At interpreter exit (an `atexit` hook, which runs before the interpreter finalises):
+    /// threads out of work stay parked in Rust instead of returning into Python. Until then an
+    /// idle thread ends after `IDLE_EXIT`: shutting a client down does not wake its threads to
+    /// end them, as they might still be on their way out when the interpreter finalises.
+    fn at_exit(&self) {
+        self.shared.state.lock().exiting = true;
     }
 
     /// Threads alive (busy or idle).
