@@ -43,7 +43,6 @@ def main() -> None:
             _handler(i)
         direct.append((time.perf_counter() - t0) / calls * 1e6)
     pool.shutdown()
-    threads.close()
     print(json.dumps({"thread_hop_us": round(statistics.median(hop), 1),
                       "handler_threads_us": round(statistics.median(ours), 2),
                       "same_thread_us": round(statistics.median(direct), 3)}))  # fmt: skip
