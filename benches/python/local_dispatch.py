@@ -11,6 +11,9 @@ Scenarios (one worker calling functions it registered itself):
   local_sync / local_async    trigger() of a sync handler / trigger_async() of an async handler,
                               run in-process (local dispatch, confirmed by the engine)
   remote_sync / remote_async  the same calls with ``dispatch: "remote"``: through the engine
+  local_sync_fanout           trigger_async() of the sync handler from 1000 tasks at once
+                              (asyncio.gather under a semaphore), and remote_sync_fanout the same
+                              through the engine
   observed_local_<k>          local trigger() of a sync function watched by k observers whose
                               filters read the input but do not match (k = 0, 1, 10): the cost
                               of evaluating filters on the hot path, nothing delivered
@@ -56,6 +59,22 @@ def _timed_async(n: int, call) -> dict[str, float]:
         return {"per_s": round(n / elapsed), "cpu_us": round(cpu / n * 1e6, 2)}
 
     return asyncio.run(loop())
+
+
+def _timed_gather(n: int, call, window: int = 1000) -> dict[str, float]:
+    async def main() -> dict[str, float]:
+        gate = asyncio.Semaphore(window)
+
+        async def one() -> None:
+            async with gate:
+                await call()
+
+        c0, t0 = _cpu(), time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n)))
+        elapsed, cpu = time.perf_counter() - t0, _cpu() - c0
+        return {"per_s": round(n / elapsed), "cpu_us": round(cpu / n * 1e6, 2)}
+
+    return asyncio.run(main())
 
 
 def run(url: str, quick: bool) -> None:
@@ -115,6 +134,9 @@ def run(url: str, quick: bool) -> None:
     out["remote_sync"] = _timed(n_remote, call("bench::local_sync", "remote"))
     out["local_async"] = _timed_async(n_local, call_async("bench::local_async"))
     out["remote_async"] = _timed_async(n_remote, call_async("bench::local_async", "remote"))
+    n_fan = 2000 if quick else 20000
+    out["local_sync_fanout"] = _timed_gather(n_fan, call_async("bench::local_sync"))
+    out["remote_sync_fanout"] = _timed_gather(n_fan, call_async("bench::local_sync", "remote"))
 
     handles = []
     for k in (0, 1, 10):
@@ -176,6 +198,9 @@ def main() -> None:
             {
                 "ours local/remote sync": round(per_s["local_sync"] / per_s["remote_sync"], 1),
                 "ours local/remote async": round(per_s["local_async"] / per_s["remote_async"], 1),
+                "ours local/remote sync fan-out": round(
+                    per_s["local_sync_fanout"] / per_s["remote_sync_fanout"], 1
+                ),
                 "ours observed_local 1/0": round(per_s["observed_local_1"] / per_s["observed_local_0"], 3),
                 "ours observed_local 10/0": round(per_s["observed_local_10"] / per_s["observed_local_0"], 3),
             }

@@ -176,8 +176,9 @@ class III:
             enter_invocation = _otel_bridge.enter_invocation
         self._dispatch = Dispatcher(address, self._connection, self._loop, self._telemetry, enter_invocation)
         self._local = LocalDispatch(
-            address, self._loop, self._telemetry, enter_invocation, self._identity, SYNC_HANDLER_THREADS
-        )
+            address, self._loop, self._telemetry, enter_invocation, self._identity, SYNC_HANDLER_THREADS,
+            lambda loop: self._queue_for(loop) or self._connection.loop_queue,
+        )  # fmt: skip
         self._loop.add_reader(self._connection.wake_fd, self._dispatch.poll)
         if self._telemetry is not None:
             telemetry.attach_event_loop(self._loop)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import contextlib
 import contextvars
 import copy
 import dataclasses
@@ -225,6 +224,7 @@ class LocalDispatch:
         enter_invocation: Callable[[_iii.InvocationSpan], None] | None,
         identity: Callable[[], dict[str, Any]],
         max_threads: int,
+        queue_for: Callable[[asyncio.AbstractEventLoop], _iii.LoopQueue],
     ) -> None:
         self._address = address
         self._loop = loop
@@ -232,6 +232,7 @@ class LocalDispatch:
         self._enter = enter_invocation
         self._identity = identity
         self._threads = _iii.HandlerThreads(max(1, max_threads))
+        self._queue_for = queue_for
         _POOLS.add(self._threads)
         self._background: set[Any] = set()
         self.sdk_thread: threading.Thread | None = None
@@ -433,9 +434,9 @@ class LocalDispatch:
             if void:
                 self._threads.submit(functools.partial(ctx.run, self._run_void_sync, run))
                 return None
-            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            self._threads.submit(functools.partial(_settle, future, ctx.run, self._run_sync, run))
-            task: Any = asyncio.wrap_future(future)
+            # The outcome reaches the loop batched with its other completions (the core's queue).
+            task: Any = loop.create_future()
+            self._threads.submit(functools.partial(ctx.run, self._run_sync, run), task, self._queue_for(loop))
         elif void:
             task = ctx.run(loop.create_task, self._run_async(run))
             self._keep(task, fn.function_id)
@@ -463,15 +464,3 @@ class LocalDispatch:
         if exc is not None:
             raise self._failure(run, exc) from _original(exc)
         return copy_value(task.result())
-
-
-def _settle(future: concurrent.futures.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
-    """Runs ``fn(*args)`` into ``future``; one cancelled meanwhile keeps its cancellation."""
-    try:
-        result = fn(*args)
-    except BaseException as exc:  # noqa: BLE001 - handed to the waiter
-        with contextlib.suppress(concurrent.futures.InvalidStateError):
-            future.set_exception(exc)
-        return
-    with contextlib.suppress(concurrent.futures.InvalidStateError):
-        future.set_result(result)

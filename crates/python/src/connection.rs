@@ -362,7 +362,9 @@ impl Connection {
                 Item::ThreadWanted => events.append(HandlerThreadWanted)?,
                 Item::Observer(news) => events.append(ObserverEvent::new(news))?,
                 Item::Hook(hook) => events.append(OwnerHook::new(hook))?,
-                Item::Done { .. } | Item::BatchDone(..) => unreachable!("take() resolves completions"),
+                Item::Done { .. } | Item::BatchDone(..) | Item::Settle(..) => {
+                    unreachable!("take() resolves completions")
+                }
             }
         }
         if closed {
@@ -566,6 +568,12 @@ impl Connection {
     /// The observe-family frames (JSON) waiting until the engine says it observes.
     fn held_observe_frames(&self) -> Vec<String> {
         self.core.held_observe_frames()
+    }
+
+    /// The SDK loop's own queue, for outcomes that resolve futures on that loop.
+    #[getter]
+    fn loop_queue(&self) -> LoopQueue {
+        LoopQueue { inner: self.router.loop_queue.clone() }
     }
 
     /// Sends the waiting reports of local calls and their counters now; True when the counters

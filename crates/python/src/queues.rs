@@ -36,6 +36,8 @@ pub(crate) enum Item {
     },
     /// Every call of a `trigger_many_async` batch ended: resolve its future with the list.
     BatchDone(Py<PyAny>, Arc<Batch>),
+    /// A local sync handler's outcome for the asyncio future its caller awaits.
+    Settle(Py<PyAny>, PyResult<Py<PyAny>>),
     Invoke(InvokeFunction, Arc<Py<PyAny>>),
     Binding(Binding),
     State(ConnectionState),
@@ -109,6 +111,7 @@ impl LoopQueueInner {
                     resolve(py, future.bind(py), outcome, &invocation_id)
                 }
                 Item::BatchDone(future, batch) => batch.resolve(py, future.bind(py)),
+                Item::Settle(future, outcome) => settle(py, future.bind(py), outcome),
                 other => others.push(other),
             }
         }
@@ -157,12 +160,25 @@ pub(crate) fn outcome_to_py(
     }
 }
 
+/// A future whose awaiting task was cancelled is already done; its late outcome is dropped.
+fn is_done(py: Python<'_>, future: &Bound<'_, PyAny>) -> bool {
+    future.call_method0(pyo3::intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true)
+}
+
 fn resolve(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: Outcome, invocation_id: &Uuid) {
-    // A future whose awaiting task was cancelled is already done; its late result is dropped.
-    if future.call_method0(pyo3::intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true) {
-        return;
+    if !is_done(py, future) {
+        set(py, future, outcome_to_py(py, outcome, None, invocation_id));
     }
-    let _ = match outcome_to_py(py, outcome, None, invocation_id) {
+}
+
+fn settle(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: PyResult<Py<PyAny>>) {
+    if !is_done(py, future) {
+        set(py, future, outcome);
+    }
+}
+
+fn set(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: PyResult<Py<PyAny>>) {
+    let _ = match outcome {
         Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,)),
         Err(err) => future.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),)),
     };
