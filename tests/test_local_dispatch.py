@@ -432,6 +432,31 @@ def test_local_counts_are_sent_on_demand_and_at_shutdown(obs_engine: Engine, obs
     wait_until(lambda: kinds(obs_engine, "localinvocationstats") == sent + 2)
 
 
+def test_a_slow_sync_handler_does_not_hold_up_the_calls_queued_behind_it(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers()
+    started, release = threading.Event(), threading.Event()
+    done: list[str] = []
+
+    def handler(data: str) -> str:
+        if data == "slow":
+            started.set()
+            release.wait(10)
+        done.append(data)
+        return data
+
+    fid = _local(obs_engine, worker, handler)
+    worker.trigger({"function_id": fid, "payload": "slow", "action": TriggerAction.Void()})
+    assert started.wait(10)
+    # Queued behind a busy thread; another thread takes them once the queue stalls.
+    worker.trigger({"function_id": fid, "payload": "void", "action": TriggerAction.Void()})
+    assert asyncio.run(worker.trigger_async({"function_id": fid, "payload": "async"})) == "async"
+    wait_until(lambda: sorted(done) == ["async", "void"])
+    release.set()
+    wait_until(lambda: len(done) == 3 and done[-1] == "slow")
+
+
 def test_void_calls_run_locally_in_the_background(obs_engine: Engine, obs_workers: Workers) -> None:
     worker = obs_workers()
     ran: list[str] = []
