@@ -136,7 +136,7 @@ impl Shared {
         if s.spinning >= s.jobs.len() {
             return false;
         }
-        let busy = s.threads - s.spinning - s.parked.len();
+        let busy = s.threads.saturating_sub(s.spinning + s.parked.len());
         if bounded && busy > 0 && s.last_take.elapsed() < STALL {
             self.arm_watchdog(&mut s);
             return false;
