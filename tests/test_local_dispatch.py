@@ -309,9 +309,15 @@ def test_timeouts_leave_the_handler_running(obs_engine: Engine, obs_workers: Wor
     with pytest.raises(InvocationTimeoutError) as err:
         worker.trigger({"function_id": sync_fid, "payload": {}, "timeout_ms": 100})
     assert err.value.code == "TIMEOUT" and UUID4.match(err.value.invocation_id or "")
+
+    async def sync_from_a_loop() -> None:
+        with pytest.raises(InvocationTimeoutError):
+            await worker.trigger_async({"function_id": sync_fid, "payload": {}, "timeout_ms": 100})
+
+    asyncio.run(sync_from_a_loop())
     assert finished == []
     release.set()
-    wait_until(lambda: finished == ["sync"])
+    wait_until(lambda: finished == ["sync", "sync"])
 
     async def race() -> float:
         started = time.monotonic()
@@ -323,10 +329,10 @@ def test_timeouts_leave_the_handler_running(obs_engine: Engine, obs_workers: Wor
         return elapsed
 
     assert asyncio.run(race()) < 0.3
-    assert finished == ["sync", "async"]
+    assert finished == ["sync", "sync", "async"]
     with pytest.raises(InvocationTimeoutError):
         worker.trigger({"function_id": async_fid, "payload": {}, "timeout_ms": 100})
-    wait_until(lambda: finished == ["sync", "async", "async"])
+    wait_until(lambda: finished == ["sync", "sync", "async", "async"])
 
 
 def test_ctrl_c_reaches_a_caller_waiting_for_a_sync_handler(obs_engine: Engine, obs_workers: Workers) -> None:

@@ -64,6 +64,9 @@ _HANDLER_FAILURES = (Exception, SystemExit, GeneratorExit)
 #: ``HandlerThreads.run``'s outcomes.
 _DONE, _RAISED = 0, 1
 
+#: What a ``trigger_async`` caller's future gets when the call times out first.
+_TIMED_OUT: Any = object()
+
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _STR_LIKE = (uuid.UUID, decimal.Decimal, pathlib.PurePath)
 _ISO = (datetime.datetime, datetime.date, datetime.time)
@@ -434,14 +437,24 @@ class LocalDispatch:
             if void:
                 self._threads.submit(functools.partial(ctx.run, self._run_void_sync, run))
                 return None
-            # The outcome reaches the loop batched with its other completions (the core's queue).
-            task: Any = loop.create_future()
-            self._threads.submit(functools.partial(ctx.run, self._run_sync, run), task, self._queue_for(loop))
-        elif void:
+            # The outcome, or the timeout, reaches the loop batched with its other completions.
+            future = loop.create_future()
+            job = functools.partial(ctx.run, self._run_sync, run)
+            self._threads.submit(job, future, self._queue_for(loop), timeout_ms / 1000.0, _TIMED_OUT)
+            try:
+                result = await future
+            except BaseException as error:
+                if future.cancelled():
+                    raise  # the caller's own cancellation; the handler runs on
+                raise self._failure(run, error) from _original(error)
+            if result is _TIMED_OUT:
+                raise self._timeout(run)  # the handler runs on to its end
+            return copy_value(result)
+        if void:
             task = ctx.run(loop.create_task, self._run_async(run))
             self._keep(task, fn.function_id)
             return None
-        elif sys.version_info >= (3, 11):
+        if sys.version_info >= (3, 11):
             # Run at once: a handler that does not suspend needs no Task (as the dispatcher).
             coro = self._run_async(run)
             try:
@@ -450,7 +463,7 @@ class LocalDispatch:
                 return copy_value(stop.value)
             except _HANDLER_FAILURES as exc:
                 raise self._failure(run, exc) from _original(exc)
-            task = loop.create_task(_resume(coro, yielded), context=ctx)
+            task: Any = loop.create_task(_resume(coro, yielded), context=ctx)
         else:
             task = ctx.run(loop.create_task, self._run_async(run))
         done, _ = await asyncio.wait({task}, timeout=timeout_ms / 1000.0)

@@ -44,9 +44,14 @@ fn spin(mut ready: impl FnMut() -> bool) {
 
 /// The outcome of a job nobody waits for on a thread: to its asyncio future, else (an exception)
 /// to `sys.unraisablehook`.
-fn deliver(py: Python<'_>, future: Option<(Py<PyAny>, Arc<LoopQueueInner>)>, outcome: PyResult<Py<PyAny>>) {
+fn deliver(py: Python<'_>, future: Option<Awaited>, outcome: PyResult<Py<PyAny>>) {
     match future {
-        Some((future, queue)) => queue.push(Item::Settle(future, outcome)),
+        Some(Awaited { future, queue, timer }) => {
+            if let Some(timer) = timer {
+                timer.abort();
+            }
+            queue.push(Item::Settle(future, outcome))
+        }
         None => {
             if let Err(err) = outcome {
                 err.write_unraisable(py, None);
@@ -67,8 +72,15 @@ struct Job {
     seq: u64,
     callable: Py<PyAny>,
     waiter: Option<Arc<Waiter>>,
-    /// An asyncio future for the outcome and its loop's queue (a `trigger_async` caller).
-    future: Option<(Py<PyAny>, Arc<LoopQueueInner>)>,
+    future: Option<Awaited>,
+}
+
+/// The asyncio future a `trigger_async` caller awaits for a job's outcome, its loop's queue, and
+/// the timer that settles it when the call times out first.
+struct Awaited {
+    future: Py<PyAny>,
+    queue: Arc<LoopQueueInner>,
+    timer: Option<tokio::task::AbortHandle>,
 }
 
 struct State {
@@ -369,18 +381,39 @@ impl HandlerThreads {
 
     /// Runs `job()` on a thread of the pool; nobody waits for it there. With `future` (an
     /// asyncio future) and `queue` (its loop's), the outcome resolves the future on its loop,
-    /// batched with the loop's other completions; without, the job's exceptions are its own
-    /// business (they go to `sys.unraisablehook`).
-    #[pyo3(signature = (job, future=None, queue=None))]
+    /// batched with the loop's other completions, or, after `timeout_s`, `timed_out` does (the
+    /// job goes on); without, the job's exceptions are its own business (they go to
+    /// `sys.unraisablehook`).
+    ///
+    /// NOTE(perf): the timeout is a runtime timer rather than `asyncio.wait(timeout=)`, whose
+    /// waiter future, callbacks and timer handle doubled the caller's cost per call (benches/
+    /// RESULTS.md, "A sync local handler on a thread of its own").
+    #[pyo3(signature = (job, future=None, queue=None, timeout_s=None, timed_out=None))]
     fn submit(
         slf: &Bound<'_, Self>,
         job: Py<PyAny>,
         future: Option<Py<PyAny>>,
         queue: Option<&Bound<'_, LoopQueue>>,
+        timeout_s: Option<f64>,
+        timed_out: Option<Py<PyAny>>,
     ) {
+        let py = slf.py();
         let shared = &slf.get().shared;
         let mut job = shared.job(job, None);
-        job.future = future.zip(queue.map(|q| q.get().inner.clone()));
+        if let (Some(future), Some(queue)) = (future, queue) {
+            let queue = queue.get().inner.clone();
+            let timer = timeout_s.zip(timed_out).map(|(seconds, value)| {
+                let (future, queue) = (future.clone_ref(py), queue.clone());
+                let after = Duration::from_secs_f64(seconds.clamp(0.0, 1e7));
+                super::runtime::handle()
+                    .spawn(async move {
+                        tokio::time::sleep(after).await;
+                        queue.push(Item::Settle(future, Ok(value)));
+                    })
+                    .abort_handle()
+            });
+            job.future = Some(Awaited { future, queue, timer });
+        }
         let seq = job.seq;
         if shared.push(job) {
             Self::start(slf, seq);
