@@ -237,11 +237,9 @@ impl FunctionState {
     /// The active observers' views, in the order the engine announced them.
     pub fn observers(&self) -> Vec<ObserverView> {
         let inner = self.inner.lock();
-        inner
-            .ids_in_order()
-            .iter()
-            .filter_map(|id| inner.observers.get(id).filter(|h| h.active).map(|h| h.view.clone()))
-            .collect()
+        let mut active: Vec<&Held> = inner.observers.values().filter(|h| h.active).collect();
+        active.sort_unstable_by_key(|h| h.token);
+        active.into_iter().map(|h| h.view.clone()).collect()
     }
 
     /// How often the function was released: an addition hook asked for under another
