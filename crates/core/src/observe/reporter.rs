@@ -154,8 +154,7 @@ impl Reporter {
         });
         if let Some((at, grown, text)) = joined {
             let bytes = inner.bytes - inner.items[at].text.len() + text.len();
-            if text.len() > FRAME_BYTES || bytes > MAX_BYTES {
-                let reason = if text.len() > FRAME_BYTES { "TOO_LARGE" } else { "BUFFER_FULL" };
+            if let Some(reason) = refusal(text.len(), bytes) {
                 inner.drop_count(&whole.function_id, reason, 1);
                 return;
             }
@@ -172,12 +171,9 @@ impl Reporter {
     }
 
     fn enqueue(&self, inner: &mut Inner, pending: Pending, function_id: &str) {
-        if pending.text.len() > FRAME_BYTES {
-            inner.drop_count(function_id, "TOO_LARGE", 1);
-            return;
-        }
-        if inner.items.len() >= MAX_ITEMS || inner.bytes + pending.text.len() > MAX_BYTES {
-            inner.drop_count(function_id, "BUFFER_FULL", 1);
+        let full = (inner.items.len() >= MAX_ITEMS).then_some("BUFFER_FULL");
+        if let Some(reason) = refusal(pending.text.len(), inner.bytes + pending.text.len()).or(full) {
+            inner.drop_count(function_id, reason, 1);
             return;
         }
         inner.bytes += pending.text.len();
@@ -319,6 +315,17 @@ impl Reporter {
             }
         }
         reporter.clear_items("INACTIVE");
+    }
+}
+
+/// Why an item of `len` bytes cannot wait with the buffer at `bytes` once it is in, if it can't.
+fn refusal(len: usize, bytes: usize) -> Option<&'static str> {
+    if len > FRAME_BYTES {
+        Some("TOO_LARGE")
+    } else if bytes > MAX_BYTES {
+        Some("BUFFER_FULL")
+    } else {
+        None
     }
 }
 
