@@ -606,3 +606,30 @@ def test_channel_refs_in_a_local_payload_are_resolved(obs_engine: Engine, obs_wo
     assert asyncio.run(run()) == blob
     assert got == ["ChannelWriter"]  # a writer, not the reference's dict
     assert kinds(obs_engine, "invokefunction") == calls + 1  # engine::channels::create only
+
+
+def test_reports_made_while_the_engine_is_gone_wait_for_the_next_confirmation(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers()
+    fid = unique("held")
+    worker.register_function(fid, lambda data: data["n"] * 2)
+    wait_registered(worker, fid)
+    confirm(obs_engine, worker, fid, observers=[view("all")])
+    wait_until(lambda: worker._locals[fid].state.observed())
+    obs_engine.stop()
+    wait_until(lambda: worker.get_connection_state() != "connected")
+    # Still local with the engine gone; the reports wait, nothing is lost.
+    assert [worker.trigger({"function_id": fid, "payload": {"n": n}}) for n in range(3)] == [0, 2, 4]
+    items, size = worker._connection.observe_reports_waiting()
+    assert items == 3 and size > 0
+    obs_engine.restart()
+    wait_until(lambda: worker.get_connection_state() == "connected")
+    confirm(obs_engine, worker, fid, revision=2, observers=[view("all")])
+    wait_until(lambda: worker._connection.observe_reports_waiting() == (0, 0))
+    wait_until(
+        lambda: (
+            sorted(i["input"]["n"] for i in obs_engine.observed_items() if i["function_id"] == fid)
+            == [0, 1, 2]
+        )
+    )

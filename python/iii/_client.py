@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from . import _deprecations, _iii, _listings, _namespaces, telemetry
+from ._app_tracing import outgoing_headers as app_outgoing_headers
 from ._channels import Channel, ChannelReader, ChannelWriter
 from ._dispatch import Dispatcher, Handler, awaited, new_loop
 from ._engine import SDK_FEATURES, resolve_engine_url
@@ -531,9 +532,11 @@ class III:
 
     def _trace(self, function_id: str) -> tuple[str | None, str | None, _iii.InvocationSpan | None]:
         """``traceparent`` and ``baggage`` for a call made now, and the CLIENT span that starts
-        a trace for it when it is made outside any span (all None while OpenTelemetry is off)."""
+        a trace for it when it is made outside any span. While OpenTelemetry is off: the
+        application's current span, if it installed a tracer provider of its own."""
         if self._telemetry is None:
-            return None, None, None
+            traceparent, baggage = app_outgoing_headers()
+            return traceparent, baggage, None
         return self._call_span(self._telemetry, function_id)
 
     def _call_failed(
@@ -1174,7 +1177,8 @@ class III:
         self, requests: Iterable[dict[str, Any] | TriggerRequest], max_in_flight: int
     ) -> tuple[Iterable[Any], bool, Callable[[int, Any], _iii._BatchItem], list[int]]:
         """What the core reads a batch from: the requests (or, with OpenTelemetry on, their
-        tuples with a span each), whether they are tuples already, the function that turns one
+        tuples with a span each; with the application's own tracer, with its current span's
+        headers), whether they are tuples already, the function that turns one
         request into its tuple (checked as :meth:`trigger` checks it; the core reads plain
         dicts itself), and the list that collects the indexes of enqueues."""
         if not isinstance(max_in_flight, int) or isinstance(max_in_flight, bool) or max_in_flight < 1:
@@ -1198,7 +1202,12 @@ class III:
             return (function_id, payload, timeout_ms, queue, void, namespace, None, None, metadata, None)
 
         if self._telemetry is None:
-            return requests, False, normalize, enqueued
+            traceparent, baggage = app_outgoing_headers()
+            if traceparent is None and baggage is None:
+                return requests, False, normalize, enqueued
+            items = [normalize(index, request) for index, request in enumerate(requests)]
+            items = [(*item[:6], traceparent, baggage, item[8], None) for item in items]
+            return items, True, normalize, enqueued
         items = [normalize(index, request) for index, request in enumerate(requests)]
         # Spans only once every request is known good: none is left open by a bad one.
         for index, item in enumerate(items):

@@ -20,9 +20,11 @@ import threading
 import traceback
 import types
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from . import _iii
+from ._app_tracing import AppSpan
+from ._app_tracing import start as start_app_span
 from ._channels import resolve_refs
 from ._format import handler_input_model
 from ._observe import CURRENT as _CURRENT
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
     from ._owner import OwnedFunction
 
 log = logging.getLogger("iii")
+
+#: A handler's ``execute`` span: the core's (the SDK's telemetry on), one made with the
+#: application's own tracer (``_app_tracing``), or none.
+HandlerSpan: TypeAlias = "_iii.InvocationSpan | AppSpan | None"
 
 # The observe events of the core (docs/protocol.md C.10); absent from a core built without them.
 _OBSERVER_EVENT: Any = getattr(_iii, "ObserverEvent", None)
@@ -274,14 +280,17 @@ class Dispatcher:
             del self.observer_handles[event.id]
         handle._update(event.state, event.reason, event.warnings)
 
-    def _context(self, inv: _iii.Invocation) -> tuple[contextvars.Context, _iii.InvocationSpan | None]:
+    def _context(self, inv: _iii.Invocation) -> tuple[contextvars.Context, HandlerSpan]:
         """A fresh context for one invocation (nothing a handler sets leaks into the next), in
         which ``inv`` is the current invocation (``iii.current_invocation()``, the caller of the
         calls its handler makes) and, with OpenTelemetry on, its SERVER span is current."""
         ctx = contextvars.Context()
         ctx.run(_CURRENT.set, inv)
         if self._telemetry is None:
-            return ctx, None
+            app = start_app_span(inv.function_id, inv.data, inv.traceparent, inv.baggage)
+            if app is not None:
+                ctx.run(app.enter)
+            return ctx, app
         span = self._telemetry.start_for(inv)
         assert self._enter_invocation is not None
         ctx.run(self._enter_invocation, span)
@@ -318,9 +327,7 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _finish(
-        self, handler_run: Awaitable[Any], inv: _iii.Invocation, span: _iii.InvocationSpan | None
-    ) -> None:
+    async def _finish(self, handler_run: Awaitable[Any], inv: _iii.Invocation, span: HandlerSpan) -> None:
         try:
             result = await handler_run
         except BaseException as exc:  # noqa: BLE001 - a handler's SystemExit must not end the SDK loop
@@ -328,20 +335,24 @@ class Dispatcher:
             return
         self._reply(inv, result, True, span)
 
-    def _reply(
-        self, inv: _iii.Invocation, value: Any, on_loop: bool, span: _iii.InvocationSpan | None
-    ) -> None:
+    def _reply(self, inv: _iii.Invocation, value: Any, on_loop: bool, span: HandlerSpan) -> None:
         """Answers ``inv`` and ends its span. On the SDK loop the frame is held back until the
         end of the loop's iteration, so a burst of answers goes out in one write."""
+        if isinstance(span, AppSpan):
+            span.ok(value)
+            span = None
         if self._connection.answer(inv, value, on_loop, span):
             self.flush_soon()
 
     def _reply_exception(
-        self, inv: _iii.Invocation, exc: BaseException, on_loop: bool, span: _iii.InvocationSpan | None
+        self, inv: _iii.Invocation, exc: BaseException, on_loop: bool, span: HandlerSpan
     ) -> None:
         log.debug("function %r raised", inv.function_id, exc_info=exc)
         body = error_body(exc)
-        if span is not None:
+        if isinstance(span, AppSpan):
+            span.failed(exc)
+            span = None
+        elif span is not None:
             span.end_error(type(exc).__name__, body["message"], body["stacktrace"])
         error = (body["code"], body["message"], body["stacktrace"])
         if self._connection.answer(inv, None, on_loop, span, error):

@@ -3,7 +3,8 @@ in-process, once the engine confirmed it (``functionregistered{local_dispatch:tr
 the core in the function's ``FunctionState``). The result, the errors and the timeout are the
 remote path's; the payload and the result are copied, so caller and handler never share a
 mutable container; the handler gets a fresh invocation context (:class:`LocalInvocation`) and,
-with OpenTelemetry on, its ``execute <function>`` span.
+its ``execute <function>`` span (the core's with OpenTelemetry on, else the application's tracer's,
+if it installed one).
 
 Where each kind of handler runs:
 
@@ -44,6 +45,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _iii
+from ._app_tracing import AppSpan
+from ._app_tracing import start as start_app_span
 from ._channels import resolve_refs
 from ._dispatch import Handler, _resume, error_body
 from ._observe import CURRENT, LocalInvocation
@@ -201,7 +204,7 @@ class _Run:
     """One local call on its way: the function, its context and copies, and what a report
     needs (taken at the start, only when an observer is active)."""
 
-    __slots__ = ("fn", "inv", "data", "metadata", "span", "t0", "report", "timeout_ms")
+    __slots__ = ("fn", "inv", "data", "metadata", "span", "app_span", "t0", "report", "timeout_ms")
 
     def __init__(
         self, fn: LocalFunction, inv: LocalInvocation, data: Any, metadata: Any, timeout_ms: int
@@ -212,6 +215,7 @@ class _Run:
         self.metadata = metadata
         self.timeout_ms = timeout_ms
         self.span: _iii.InvocationSpan | None = None
+        self.app_span: AppSpan | None = None
         self.report: tuple[Any, Any, int] | None = None
         self.t0 = 0.0
 
@@ -273,6 +277,9 @@ class LocalDispatch:
         if self._telemetry is not None:
             run.span = span = self._telemetry.start_invocation(fn.function_id, traceparent, baggage, payload)
             inv.traceparent, inv.baggage = span.traceparent, span.baggage
+        else:
+            # A child of the caller's current context, as 0.25.0 makes it.
+            run.app_span = start_app_span(fn.function_id, data, None, None)
         if fn.state.observed():
             # What observers see is what the caller passed, as it was at the start: the handler
             # works on a copy and the caller waits for the end, so the caller's own objects are
@@ -289,6 +296,8 @@ class LocalDispatch:
         CURRENT.set(run.inv)
         if run.span is not None and self._enter is not None:
             self._enter(run.span)
+        elif run.app_span is not None:
+            run.app_span.enter()
 
     def _finish(self, run: _Run, ok: bool, result: Any, exc: BaseException | None) -> None:
         """Ends the span and tells the core how the call went. Never raises."""
@@ -301,6 +310,11 @@ class LocalDispatch:
                     span.end_with_output(result)
                 else:
                     span.end_error(type(exc).__name__, body["message"], body.get("stacktrace"))
+            elif run.app_span is not None:
+                if exc is None:
+                    run.app_span.ok(result)
+                else:
+                    run.app_span.failed(exc)
             report = run.report
             if report is None:
                 run.fn.state.finished(ok, duration_ms)

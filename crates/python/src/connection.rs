@@ -570,6 +570,11 @@ impl Connection {
         self.core.held_observe_frames()
     }
 
+    /// Reports of local calls waiting to be sent: (items, bytes).
+    fn observe_reports_waiting(&self) -> (usize, usize) {
+        self.core.observe_reports_waiting()
+    }
+
     /// The SDK loop's own queue, for outcomes that resolve futures on that loop.
     #[getter]
     fn loop_queue(&self) -> LoopQueue {

@@ -112,6 +112,12 @@ impl Connection {
         self.shared.observe.inner.lock().held.iter().cloned().collect()
     }
 
+    /// Reports of local calls and emits waiting to be sent (items, bytes): those made while the
+    /// link is down or before the engine confirmed their function on it (a diagnostic).
+    pub fn observe_reports_waiting(&self) -> (usize, usize) {
+        self.shared.reporter.backlog()
+    }
+
     /// Creates an observer (docs/protocol.md C.10.1): recorded for replay under its id, sent
     /// once the engine is known to observe. A filter `iii-filter` refuses is refused here
     /// with `INVALID_FILTER`, and one made once an engine without `observe.v1` registered this

@@ -114,6 +114,12 @@ impl Inner {
 }
 
 impl Reporter {
+    /// Items waiting to be sent and their size in bytes.
+    pub(crate) fn backlog(&self) -> (usize, usize) {
+        let inner = self.inner.lock();
+        (inner.items.len(), inner.bytes)
+    }
+
     pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }

@@ -372,10 +372,36 @@ fn reports_wait_for_the_confirmation_on_the_current_link() {
     // Reported on a new link that has not confirmed the function yet: parked until it does.
     engine.wait_for("invokefunction", 2);
     f.report(&conn, outcome(&json!({"n": 1}), true));
+    assert_eq!(conn.observe_reports_waiting().0, 1);
     engine.to_worker.send(registered("p::charge", 2, json!([{"id":"all","target":"t::x"}]))).unwrap();
     let reports = engine.wait_for("invocationsobserved", 1);
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0]["items"][0]["input"], json!({"n": 1}));
+    assert_eq!(conn.observe_reports_waiting(), (0, 0));
+    conn.shutdown();
+}
+
+#[test]
+fn reports_held_for_a_function_in_conflict_are_dropped_as_inactive_and_counted() {
+    let rt = runtime();
+    let engine = rt.block_on(scripted(vec!["observe.v1"]));
+    let conn = start(&rt, &engine.url, Arc::default());
+    let f = FunctionState::new("p::held".into(), true, false, false);
+    conn.own_function(f.clone());
+    engine.to_worker.send(registered("p::held", 1, json!([{"id":"all","target":"t::x"}]))).unwrap();
+    engine.wait_for("observerack", 1);
+    engine.cut.send(()).unwrap();
+    engine.wait_for("invokefunction", 2);
+    f.report(&conn, outcome(&json!({"n": 1}), true));
+    assert_eq!(conn.observe_reports_waiting().0, 1, "held until the new link confirms the function");
+    let conflict = json!({"type":"registrationrejected","code":"FUNCTION_NAMESPACE_CONFLICT",
+        "namespace":"default","function_id":"p::held","owner_worker_id":"other"});
+    engine.to_worker.send(conflict.to_string()).unwrap();
+    wait_until("the held report released", || conn.observe_reports_waiting().0 == 0);
+    assert!(conn.flush_observe_reports());
+    let stats = engine.wait_for("localinvocationstats", 1);
+    assert_eq!(stats[0]["dropped_reports"], json!([{"function_id":"p::held","reason":"INACTIVE","count":1}]));
+    assert!(engine.sent("invocationsobserved").is_empty());
     conn.shutdown();
 }
 
