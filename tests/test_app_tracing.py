@@ -213,3 +213,18 @@ def test_a_failing_application_tracer_does_not_fail_the_invocation(
     wait_registered(worker, fid)
     assert worker.trigger({"function_id": fid, "payload": {}}) == "still answered"
     assert any("failed to start the span" in r.getMessage() for r in caplog.records)
+
+
+def test_a_batch_made_inside_the_applications_span_continues_it(
+    obs_workers: Workers, spans: InMemorySpanExporter
+) -> None:
+    worker = obs_workers()
+    fid = unique("app")
+    worker.register_function(fid, lambda data: data["n"], local_dispatch=False)
+    wait_registered(worker, fid)
+    with trace.get_tracer("test").start_as_current_span("caller") as caller:
+        outcomes = worker.trigger_many([{"function_id": fid, "payload": {"n": n}} for n in range(3)])
+    assert [o.value() for o in outcomes] == [0, 1, 2]
+    wait_until(lambda: len([s for s in spans.get_finished_spans() if s.name == f"execute {fid}"]) == 3)
+    executes = [s for s in spans.get_finished_spans() if s.name == f"execute {fid}"]
+    assert {s.context.trace_id for s in executes} == {caller.get_span_context().trace_id}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import threading
+import time
 
 import pytest
 from pydantic import BaseModel
@@ -610,3 +612,47 @@ def test_numbers_in_raw_frames_read_as_the_strict_decoder_reads_them(engine, mak
     assert engine.send_raw(server.worker_id, frame)
     wait_until(lambda: len(seen) == 1)
     assert seen == [repr(_strict_loads(text))]
+
+
+def test_a_backlog_of_answers_is_resolved_a_few_dozen_at_a_time(make_worker):
+    """Answers that piled up while a loop was busy resolve over several iterations: the tasks
+    of one batch all run in the next one, and each release of an asyncio.Semaphore among them
+    scans the waiters woken before it (quadratic in the batch on CPython 3.11)."""
+    server, client = make_worker(), make_worker()
+    fid = unique()
+
+    async def echo(d):
+        return d
+
+    server.register_function(fid, echo)
+    wait_registered(client, fid)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        queue = client._queue_for(loop)
+        iteration = 0
+
+        def tick():
+            nonlocal iteration
+            iteration += 1
+            loop.call_soon(tick)
+
+        loop.call_soon(tick)
+        resolved_in = []
+        calls = [
+            asyncio.ensure_future(client.trigger_async({"function_id": fid, "payload": i}))
+            for i in range(200)
+        ]
+        for call in calls:
+            call.add_done_callback(lambda _: resolved_in.append(iteration))
+        await asyncio.sleep(0)  # every call has been sent
+        deadline = time.monotonic() + 10
+        while queue.pending() < 200:  # this loop stays busy until every answer waits for it
+            assert time.monotonic() < deadline, f"{queue.pending()} answers arrived"
+            time.sleep(0.001)
+        results = await asyncio.gather(*calls)
+        return results, collections.Counter(resolved_in)
+
+    results, per_iteration = asyncio.run(main())
+    assert results == list(range(200))
+    assert max(per_iteration.values()) <= 32 and len(per_iteration) >= 7

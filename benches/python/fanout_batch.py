@@ -3,6 +3,7 @@ raw protocol client and the official Rust SDKs, on one real engine, in one run.
 
     python benches/python/fanout_batch.py --engine BIN [--raw BIN] [--rust BIN] [--rust25 BIN]
                                           [--calls 20000] [--window 1000] [--rounds 3]
+                                          [--work-us 0]
 
 Starts a private engine from BIN (engine v0.11.0 with the race patch, see
 ../shared/peers/compare.py; loopback, port 49180, observability off) and ONE serving process,
@@ -14,7 +15,8 @@ driving side differs. Then, rounds interleaved, each driver in a fresh process:
   ours_many        III.trigger_many (sync, from the main thread), max_in_flight=--window
   ours_many_async  await III.trigger_many_async from an async handler on the SDK loop
   ours_gather      asyncio.gather of trigger_async bounded by a Semaphore(--window), from an
-                   async handler (what sdk_bench.py measures)
+                   async handler (what sdk_bench.py measures); each task spends --work-us of
+                   CPU on its result inside the semaphore, as an application does
 
 Prints one JSON line per driver (median calls/s over the rounds, and each round's) and the
 ratios of each of ours to the others. Absolute figures vary between machines; compare the
@@ -77,7 +79,7 @@ def start_engine(binary: str) -> tuple[subprocess.Popen[bytes], pathlib.Path]:
     sys.exit(f"engine did not start; see {d / 'engine.log'}")
 
 
-def drive_ours(mode: str, calls: int, window: int) -> None:
+def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
     """One driver process of ours: prints {"per_s": ..., "errors": ...}."""
     import asyncio
 
@@ -95,6 +97,7 @@ def drive_ours(mode: str, calls: int, window: int) -> None:
     async def gather(n: int) -> int:
         sem = asyncio.Semaphore(window)
         errors = 0
+        work = work_us / 1e6
 
         async def one() -> None:
             nonlocal errors
@@ -103,6 +106,10 @@ def drive_ours(mode: str, calls: int, window: int) -> None:
                     await iii.trigger_async(request)
                 except Exception:
                     errors += 1
+                if work:
+                    end = time.perf_counter() + work
+                    while time.perf_counter() < end:
+                        pass
 
         await asyncio.gather(*(one() for _ in range(n)))
         return errors
@@ -172,14 +179,16 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=20000)
     ap.add_argument("--window", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--work-us", type=float, default=0.0, help="CPU each gather task spends on its result")
     ap.add_argument("--drive", choices=["many", "many_async", "gather"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.drive:
-        drive_ours(args.drive, args.calls, args.window)
+        drive_ours(args.drive, args.calls, args.window, args.work_us)
         return
     if not args.engine or not args.raw:
         sys.exit("--engine and --raw are needed: its serving process answers every driver")
-    me = [sys.executable, os.path.abspath(__file__), "--calls", str(args.calls), "--window", str(args.window)]
+    me = [sys.executable, os.path.abspath(__file__), "--calls", str(args.calls), "--window", str(args.window),
+          "--work-us", str(args.work_us)]  # fmt: skip
     drivers: dict[str, tuple[list[str], str]] = {
         "ours_many": ([*me, "--drive", "many"], "per_s"),
         "ours_many_async": ([*me, "--drive", "many_async"], "per_s"),

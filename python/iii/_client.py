@@ -1201,17 +1201,17 @@ class III:
                 enqueued.append(index)
             return (function_id, payload, timeout_ms, queue, void, namespace, None, None, metadata, None)
 
-        if self._telemetry is None:
+        telemetry = self._telemetry
+        span = None
+        if telemetry is None:
             traceparent, baggage = app_outgoing_headers()
             if traceparent is None and baggage is None:
                 return requests, False, normalize, enqueued
-            items = [normalize(index, request) for index, request in enumerate(requests)]
-            items = [(*item[:6], traceparent, baggage, item[8], None) for item in items]
-            return items, True, normalize, enqueued
         items = [normalize(index, request) for index, request in enumerate(requests)]
         # Spans only once every request is known good: none is left open by a bad one.
         for index, item in enumerate(items):
-            traceparent, baggage, span = self._call_span(self._telemetry, item[0])
+            if telemetry is not None:
+                traceparent, baggage, span = self._call_span(telemetry, item[0])
             items[index] = (*item[:6], traceparent, baggage, item[8], span)
         return items, True, normalize, enqueued
 

@@ -283,7 +283,8 @@ class Dispatcher:
     def _context(self, inv: _iii.Invocation) -> tuple[contextvars.Context, HandlerSpan]:
         """A fresh context for one invocation (nothing a handler sets leaks into the next), in
         which ``inv`` is the current invocation (``iii.current_invocation()``, the caller of the
-        calls its handler makes) and, with OpenTelemetry on, its SERVER span is current."""
+        calls its handler makes) and its ``execute`` span is current: the core's with
+        OpenTelemetry on, else one made with the application's own tracer, if it has one."""
         ctx = contextvars.Context()
         ctx.run(_CURRENT.set, inv)
         if self._telemetry is None:
