@@ -1,5 +1,5 @@
 """The ``execute <function>`` span through the application's own OpenTelemetry tracer, while
-the SDK's telemetry is off (docs/protocol.md C.16).
+the SDK's telemetry is off (docs/protocol.md C.20).
 
 iii-sdk 0.25.0 makes that span through the Python API around every handler, remote or local, so
 an application that installed a tracer provider of its own (``trace.set_tracer_provider``, or an

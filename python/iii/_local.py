@@ -2,9 +2,9 @@
 in-process, once the engine confirmed it (``functionregistered{local_dispatch:true}``, kept by
 the core in the function's ``FunctionState``). The result, the errors and the timeout are the
 remote path's; the payload and the result are copied, so caller and handler never share a
-mutable container; the handler gets a fresh invocation context (:class:`LocalInvocation`) and,
-its ``execute <function>`` span (the core's with OpenTelemetry on, else the application's tracer's,
-if it installed one).
+mutable container; the handler gets a fresh invocation context (:class:`LocalInvocation`) and
+its ``execute <function>`` span (the core's with OpenTelemetry on, else the application's
+tracer's, if it installed one).
 
 Where each kind of handler runs:
 

@@ -1,6 +1,8 @@
 """The bridge between Python's ``opentelemetry`` and the Rust exporter (``iii._iii.Telemetry``).
 
-Imported only when OpenTelemetry is on, so ``import iii`` never imports ``opentelemetry``.
+Imported only when OpenTelemetry is on, or (for :func:`outgoing_headers`) once the application
+installed a tracer provider of its own (``_app_tracing``), so ``import iii`` never imports
+``opentelemetry``.
 
 - :class:`EngineSpanProcessor` hands every span the application's ``opentelemetry-sdk``
   finishes to Rust as one compact tuple; Rust batches, encodes and sends it.

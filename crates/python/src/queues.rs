@@ -4,7 +4,8 @@
 //! per call than the whole call should (benches/RESULTS.md, "Results reach an event loop in
 //! batches"). Instead each event loop owns a `LoopQueue`: runtime threads append to it
 //! and write one byte to a socketpair only when it goes from empty to non-empty; the loop's
-//! reader callback takes the whole batch in one call. Sync handlers pull jobs from a
+//! reader callback takes the batch in one call (at most `SETTLE_PER_TAKE` answers of it, the
+//! rest on the next iteration). Sync handlers pull jobs from a
 //! `JobQueue` on threads the SDK owns, waiting with the GIL released.
 
 use std::collections::VecDeque;
