@@ -381,3 +381,35 @@ def test_an_auto_function_without_hooks_lists_its_observers(obs_engine: Engine, 
     assert (obs.capture, obs.on) == (["input"], "complete")
     ref.unregister()
     assert fid not in worker._locals  # its owner record stays for the removal hooks
+
+
+def test_an_http_invoked_function_has_observers_hooks_and_owner_delivery(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers()
+    fid = unique("webhook")
+    calls: list[tuple[str, Observer]] = []
+    ref = worker.register_function(
+        fid,
+        iii.HttpInvocationConfig(url="http://127.0.0.1:9/hook"),
+        observe=ObserveHooks(
+            delivery="owner",
+            on_observer_added=lambda obs: calls.append(("added", obs)),
+            on_observer_removed=lambda obs: calls.append(("removed", obs)),
+        ),
+    )
+    acks = kinds(obs_engine, "observerack")
+    confirm(obs_engine, worker, fid, local_dispatch=False, observers=[view("o-1")])
+    wait_until(lambda: kinds(obs_engine, "observerack") == acks + 1)
+    ((what, obs),) = calls
+    assert what == "added" and obs.function_id == fid
+    wait_until(ref.is_observed)
+    assert ref.observers() == [obs]
+    assert fid not in worker._locals  # nothing to run here: calls to it go through the engine
+    reports = kinds(obs_engine, "invocationsobserved")
+    assert obs.emit({"event": "delivered"}) is True
+    wait_until(lambda: kinds(obs_engine, "invocationsobserved") == reports + 1)
+    send(obs_engine, worker, type="observerremoved", function_id=fid, revision=2, id="o-1")
+    wait_until(lambda: len(calls) == 2)
+    assert calls[1] == ("removed", obs)
+    wait_until(lambda: not ref.is_observed())

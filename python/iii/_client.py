@@ -828,10 +828,6 @@ class III:
             handler = Handler(handler_or_invocation)
         function_id = spec.id
         has_hooks = hooks is not None and bool(hooks.on_observer_added or hooks.on_observer_removed)
-        if has_hooks and handler is None:
-            # The core keeps no state for an HTTP-invoked function: its hooks cannot run here.
-            log.warning("observe hooks of the HTTP-invoked function %r are not run by this SDK", function_id)
-            has_hooks = False
         state = self._connection.register_function(
             function_id,
             handler,
@@ -847,14 +843,12 @@ class III:
         )
         if handler is not None and not handler.is_async and self._dispatch.sync_threads == 0:
             self._dispatch.start_sync_thread()
-        owned: OwnedFunction | None = None
-        if state is not None:
-            owned = OwnedFunction(function_id, state, hooks if has_hooks else None, self)
-            self._dispatch.owned[function_id] = owned
-            if handler is not None:
-                self._locals[function_id] = LocalFunction(function_id, handler, state)
+        # An HTTP-invoked function (no handler) has observers and hooks, never local calls.
+        owned = OwnedFunction(function_id, state, hooks if has_hooks else None, self)
+        self._dispatch.owned[function_id] = owned
+        if handler is not None:
+            self._locals[function_id] = LocalFunction(function_id, handler, state)
         else:
-            self._dispatch.owned.pop(function_id, None)
             self._locals.pop(function_id, None)
 
         def unregister() -> None:
@@ -865,8 +859,6 @@ class III:
                 del self._locals[function_id]
             self._connection.unregister_function(function_id)
 
-        if owned is None:
-            return FunctionRef(id=function_id, unregister=unregister)
         return FunctionRef(
             id=function_id, unregister=unregister, _is_observed=owned.is_observed, _observers=owned.observers
         )

@@ -235,7 +235,7 @@ class Connection:
         observe: Any = None,
         hooks: bool = False,
         local_dispatch: bool = True,
-    ) -> FunctionState | None: ...
+    ) -> FunctionState: ...
     def observe(
         self,
         id: str,

@@ -491,7 +491,7 @@ impl Connection {
         observe: Option<&Bound<'_, PyAny>>,
         hooks: bool,
         local_dispatch: bool,
-    ) -> PyResult<Option<FunctionState>> {
+    ) -> PyResult<FunctionState> {
         if id.trim().is_empty() {
             return Err(PyValueError::new_err("a function needs a non-empty id"));
         }
@@ -508,9 +508,13 @@ impl Connection {
             Some(o) => to_value(o)?.get("delivery").and_then(|d| d.as_str()) == Some("owner"),
             None => false,
         };
-        let state = handler.is_some().then(|| {
-            iii_core::observe::FunctionState::new(id.clone(), local_dispatch, hooks, owner_delivery)
-        });
+        // An HTTP-invoked function has observers and hooks too; it never runs here.
+        let state = iii_core::observe::FunctionState::new(
+            id.clone(),
+            local_dispatch && handler.is_some(),
+            hooks,
+            owner_delivery,
+        );
         let entry = match handler {
             Some(handler) => Entry::Local { handler: Arc::new(handler), is_async },
             None => Entry::Http,
@@ -525,14 +529,12 @@ impl Connection {
             }
             functions.insert(id.clone(), entry);
         }
-        if let Some(state) = &state {
-            self.core.own_function(state.clone());
-        }
+        self.core.own_function(state.clone());
         self.record(py, RegistrationKind::Function, &id, &message).inspect_err(|_| {
             self.router.functions.write().remove(&id);
             self.core.disown_function(&id);
         })?;
-        Ok(state.map(|core| FunctionState { core, conn: self.core.clone() }))
+        Ok(FunctionState { core: state, conn: self.core.clone() })
     }
 
     /// Creates an observer (docs/protocol.md C.10.1): None once recorded (sent when the engine
