@@ -124,6 +124,7 @@ def test_a_local_call_gets_the_execute_span_under_the_callers_span(
     confirm(obs_engine, worker, fid)
     with trace.get_tracer("test").start_as_current_span("caller") as caller:
         assert worker.trigger({"function_id": fid, "payload": {"n": 1}}) == {"ok": True}
+        assert trace.get_current_span() is caller  # the handler's span stayed in its context
     execute = _execute(spans, fid)
     assert execute.parent is not None and execute.parent.span_id == caller.get_span_context().span_id
     assert seen[0][0].span_id == execute.context.span_id
@@ -228,3 +229,23 @@ def test_a_batch_made_inside_the_applications_span_continues_it(
     wait_until(lambda: len([s for s in spans.get_finished_spans() if s.name == f"execute {fid}"]) == 3)
     executes = [s for s in spans.get_finished_spans() if s.name == f"execute {fid}"]
     assert {s.context.trace_id for s in executes} == {caller.get_span_context().trace_id}
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_local_trigger_async_keeps_the_handlers_span_out_of_the_callers_context(
+    obs_engine: Engine, obs_workers: Workers, spans: InMemorySpanExporter, kind: str
+) -> None:
+    worker = obs_workers()
+    seen: list[Any] = []
+    fid = unique("app")
+    worker.register_function(fid, _handler(kind, seen))
+    confirm(obs_engine, worker, fid)
+
+    async def caller() -> None:
+        with trace.get_tracer("test").start_as_current_span("caller") as span:
+            assert await worker.trigger_async({"function_id": fid, "payload": {}}) == {"ok": True}
+            assert trace.get_current_span() is span
+            assert seen[0][0].span_id != span.get_span_context().span_id  # it ran in its own span
+
+    asyncio.run(caller())
+    assert _execute(spans, fid).name == f"execute {fid}"
