@@ -848,8 +848,6 @@ class III:
         self._dispatch.owned[function_id] = owned
         if handler is not None:
             self._locals[function_id] = LocalFunction(function_id, handler, state)
-        else:
-            self._locals.pop(function_id, None)
 
         def unregister() -> None:
             # `owned` stays in Dispatcher.owned (until the id is registered again): the core

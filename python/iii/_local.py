@@ -264,7 +264,7 @@ class LocalDispatch:
             data = copy_value(payload, refs)
             if refs:
                 data = resolve_refs(self._address, data)
-        meta = metadata if type(metadata) in _SCALARS else copy_value(metadata)
+        meta = copy_value(metadata)
         headers = self._headers
         if headers is not None:
             traceparent, baggage = headers()
@@ -435,7 +435,7 @@ class LocalDispatch:
             functools.partial(ctx.run, self._run_sync, run), timeout_ms / 1000.0
         )
         if outcome == _DONE:
-            return value if type(value) in _SCALARS else copy_value(value)
+            return copy_value(value)
         if outcome == _RAISED:
             raise self._failure(run, value) from _original(value)
         raise self._timeout(run)
