@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
-use super::queues::{Item, LoopQueue, LoopQueueInner};
+use super::queues::{Item, LoopQueue, LoopQueueInner, STALL};
 
 /// How long a thread that finished a job looks for the next one before it parks, and how long
 /// a caller looks for its result before it parks.
@@ -26,8 +26,6 @@ const SPIN: Duration = Duration::from_micros(20);
 const IDLE_EXIT: Duration = Duration::from_secs(30);
 /// A waiting caller checks for signals (Ctrl-C) this often.
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
-/// How long queued jobs nobody waits for may sit behind busy threads before another one runs.
-const STALL: Duration = Duration::from_millis(2);
 
 /// Polls `ready` until it says so or `SPIN` has passed.
 fn spin(mut ready: impl FnMut() -> bool) {
@@ -470,8 +468,7 @@ impl HandlerThreads {
 }
 
 impl HandlerThreads {
-    /// Starts the thread `push` counted; without one (the interpreter is exiting) the queued
-    /// job runs here, unless a thread took it meanwhile.
+    /// Starts one pool thread (running `work`).
     fn start_thread(slf: &Bound<'_, Self>) -> PyResult<()> {
         let shared = &slf.get().shared;
         if shared.pool.get().is_none() {
@@ -482,6 +479,8 @@ impl HandlerThreads {
         Ok(())
     }
 
+    /// Starts the thread `push` counted; without one (the interpreter is exiting) the queued
+    /// job `seq` runs here, unless a thread took it meanwhile.
     fn start(slf: &Bound<'_, Self>, seq: u64) {
         let py = slf.py();
         let this = slf.get();

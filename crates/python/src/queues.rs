@@ -265,8 +265,9 @@ pub(crate) struct JobQueue {
     loop_queue: Arc<LoopQueueInner>,
 }
 
-/// How long queued jobs may wait behind busy threads before a waiting thread is woken.
-const STALL: Duration = Duration::from_millis(2);
+/// How long queued jobs may wait behind busy threads before another thread runs (here and in
+/// `handoff`'s pool).
+pub(crate) const STALL: Duration = Duration::from_millis(2);
 
 /// An invocation and the handler object that runs it.
 pub(crate) type Job = (InvokeFunction, Arc<Py<PyAny>>);
