@@ -11,7 +11,7 @@ from typing import Any
 from iii import III
 from iii.testing import Engine
 
-from conftest import wait_registered, wait_until
+from conftest import unique, wait_registered, wait_until
 
 
 def send(engine: Engine, worker: III, **frame: Any) -> None:
@@ -52,3 +52,11 @@ def confirm(
     if local_dispatch:
         state = worker._locals[function_id].state
         wait_until(lambda: state.local(namespace))
+
+
+def local_function(engine: Engine, worker: III, handler: Any, **register: Any) -> str:
+    """A new function of ``worker`` running ``handler``, confirmed for local dispatch."""
+    function_id = unique("loc")
+    worker.register_function(function_id, handler, **register)
+    confirm(engine, worker, function_id)
+    return function_id

@@ -16,10 +16,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import iii
-from iii import _app_tracing
+from iii import III, _app_tracing
 from iii._observe import CURRENT, LocalInvocation
 from iii.testing import Engine
-from observe_support import confirm
+from observe_support import local_function
 
 from conftest import WorkerFactory as Workers
 from conftest import unique, wait_registered, wait_until
@@ -41,6 +41,14 @@ def _execute(spans: InMemorySpanExporter, fid: str) -> ReadableSpan:
     wait_until(lambda: any(s.name == f"execute {fid}" for s in spans.get_finished_spans()))
     (span,) = [s for s in spans.get_finished_spans() if s.name == f"execute {fid}"]
     return span
+
+
+def _routed(worker: III, handler: Any) -> str:
+    """A new function of ``worker`` that its own calls reach through the engine."""
+    function_id = unique("app")
+    worker.register_function(function_id, handler, local_dispatch=False)
+    wait_registered(worker, function_id)
+    return function_id
 
 
 def _events(span: ReadableSpan) -> dict[str, dict[str, Any]]:
@@ -75,9 +83,7 @@ def test_a_remote_invocation_runs_in_an_execute_span_child_of_the_callers_span(
 ) -> None:
     worker = obs_workers()
     seen: list[Any] = []
-    fid = unique("app")
-    worker.register_function(fid, _handler(kind, seen), local_dispatch=False)
-    wait_registered(worker, fid)
+    fid = _routed(worker, _handler(kind, seen))
     with trace.get_tracer("test").start_as_current_span("caller") as caller:
         result = worker.trigger({"function_id": fid, "payload": {"order": 7, "password": "hunter2"}})
     assert result == {"ok": True}
@@ -100,9 +106,7 @@ def test_a_handler_that_raises_ends_its_span_in_error(
     obs_workers: Workers, spans: InMemorySpanExporter, kind: str
 ) -> None:
     worker = obs_workers()
-    fid = unique("app")
-    worker.register_function(fid, _handler(kind, [], fail=True), local_dispatch=False)
-    wait_registered(worker, fid)
+    fid = _routed(worker, _handler(kind, [], fail=True))
     with pytest.raises(iii.InvocationError, match="no such order"):
         worker.trigger({"function_id": fid, "payload": {}})
     execute = _execute(spans, fid)
@@ -113,18 +117,28 @@ def test_a_handler_that_raises_ends_its_span_in_error(
     assert "no such order" in events["iii.invocation.output"]["iii.payload.json"]
 
 
+@pytest.mark.parametrize("call", ["trigger", "trigger_async"])
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_a_local_call_gets_the_execute_span_under_the_callers_span(
-    obs_engine: Engine, obs_workers: Workers, spans: InMemorySpanExporter, kind: str
+    obs_engine: Engine, obs_workers: Workers, spans: InMemorySpanExporter, kind: str, call: str
 ) -> None:
     worker = obs_workers()
     seen: list[Any] = []
-    fid = unique("app")
-    worker.register_function(fid, _handler(kind, seen))
-    confirm(obs_engine, worker, fid)
-    with trace.get_tracer("test").start_as_current_span("caller") as caller:
-        assert worker.trigger({"function_id": fid, "payload": {"n": 1}}) == {"ok": True}
-        assert trace.get_current_span() is caller  # the handler's span stayed in its context
+    fid = local_function(obs_engine, worker, _handler(kind, seen))
+    request = {"function_id": fid, "payload": {"n": 1}}
+
+    async def from_a_loop() -> Any:
+        with trace.get_tracer("test").start_as_current_span("caller") as caller:
+            assert await worker.trigger_async(request) == {"ok": True}
+            assert trace.get_current_span() is caller  # the handler's span stayed in its context
+        return caller
+
+    if call == "trigger":
+        with trace.get_tracer("test").start_as_current_span("caller") as caller:
+            assert worker.trigger(request) == {"ok": True}
+            assert trace.get_current_span() is caller
+    else:
+        caller = asyncio.run(from_a_loop())
     execute = _execute(spans, fid)
     assert execute.parent is not None and execute.parent.span_id == caller.get_span_context().span_id
     assert seen[0][0].span_id == execute.context.span_id
@@ -153,9 +167,7 @@ def test_payload_events_follow_III_DISABLE_TRACE_PAYLOADS(
 ) -> None:
     monkeypatch.setenv("III_DISABLE_TRACE_PAYLOADS", "true")
     worker = obs_workers()
-    fid = unique("app")
-    worker.register_function(fid, lambda data: 2, local_dispatch=False)
-    wait_registered(worker, fid)
+    fid = _routed(worker, lambda data: 2)
     assert worker.trigger({"function_id": fid, "payload": {"n": 1}}) == 2
     assert _events(_execute(spans, fid)) == {}
 
@@ -165,9 +177,7 @@ def test_no_application_provider_means_no_span(obs_workers: Workers, monkeypatch
     assert _app_tracing.app_tracer() is None
     seen: list[Any] = []
     worker = obs_workers()
-    fid = unique("app")
-    worker.register_function(fid, _handler("sync", seen), local_dispatch=False)
-    wait_registered(worker, fid)
+    fid = _routed(worker, _handler("sync", seen))
     worker.trigger({"function_id": fid, "payload": {}})
     assert not seen[0][0].is_valid
     # Nor while opentelemetry is not imported at all (``import iii`` does not import it).
@@ -185,9 +195,7 @@ def test_a_provider_installed_later_is_picked_up(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
     worker = obs_workers()
-    fid = unique("app")
-    worker.register_function(fid, lambda data: 1, local_dispatch=False)
-    wait_registered(worker, fid)
+    fid = _routed(worker, lambda data: 1)
     assert worker.trigger({"function_id": fid, "payload": {}}) == 1
     assert _execute(exporter, fid).name == f"execute {fid}"
     provider.shutdown()
@@ -209,9 +217,7 @@ def test_a_failing_application_tracer_does_not_fail_the_invocation(
     provider = Broken()
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
     worker = obs_workers()
-    fid = unique("app")
-    worker.register_function(fid, lambda data: "still answered", local_dispatch=False)
-    wait_registered(worker, fid)
+    fid = _routed(worker, lambda data: "still answered")
     assert worker.trigger({"function_id": fid, "payload": {}}) == "still answered"
     assert any("failed to start the span" in r.getMessage() for r in caplog.records)
 
@@ -220,32 +226,10 @@ def test_a_batch_made_inside_the_applications_span_continues_it(
     obs_workers: Workers, spans: InMemorySpanExporter
 ) -> None:
     worker = obs_workers()
-    fid = unique("app")
-    worker.register_function(fid, lambda data: data["n"], local_dispatch=False)
-    wait_registered(worker, fid)
+    fid = _routed(worker, lambda data: data["n"])
     with trace.get_tracer("test").start_as_current_span("caller") as caller:
         outcomes = worker.trigger_many([{"function_id": fid, "payload": {"n": n}} for n in range(3)])
     assert [o.value() for o in outcomes] == [0, 1, 2]
     wait_until(lambda: len([s for s in spans.get_finished_spans() if s.name == f"execute {fid}"]) == 3)
     executes = [s for s in spans.get_finished_spans() if s.name == f"execute {fid}"]
     assert {s.context.trace_id for s in executes} == {caller.get_span_context().trace_id}
-
-
-@pytest.mark.parametrize("kind", ["sync", "async"])
-def test_a_local_trigger_async_keeps_the_handlers_span_out_of_the_callers_context(
-    obs_engine: Engine, obs_workers: Workers, spans: InMemorySpanExporter, kind: str
-) -> None:
-    worker = obs_workers()
-    seen: list[Any] = []
-    fid = unique("app")
-    worker.register_function(fid, _handler(kind, seen))
-    confirm(obs_engine, worker, fid)
-
-    async def caller() -> None:
-        with trace.get_tracer("test").start_as_current_span("caller") as span:
-            assert await worker.trigger_async({"function_id": fid, "payload": {}}) == {"ok": True}
-            assert trace.get_current_span() is span
-            assert seen[0][0].span_id != span.get_span_context().span_id  # it ran in its own span
-
-    asyncio.run(caller())
-    assert _execute(spans, fid).name == f"execute {fid}"

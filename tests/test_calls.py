@@ -371,7 +371,8 @@ def test_an_unknown_event_loop_choice_is_a_clear_error(engine_url, monkeypatch):
         III(engine_url, InitOptions(worker_name=unique()))
 
 
-def test_trigger_async_from_foreign_loops(make_worker):
+def _echo_pair(make_worker):
+    """A client, and the id of an async echo another worker serves."""
     server, client = make_worker(), make_worker()
     fid = unique()
 
@@ -380,6 +381,11 @@ def test_trigger_async_from_foreign_loops(make_worker):
 
     server.register_function(fid, echo)
     wait_registered(client, fid)
+    return client, fid
+
+
+def test_trigger_async_from_foreign_loops(make_worker):
+    client, fid = _echo_pair(make_worker)
 
     async def burst(tag):
         return await asyncio.gather(
@@ -618,14 +624,7 @@ def test_a_backlog_of_answers_is_resolved_a_few_dozen_at_a_time(make_worker):
     """Answers that piled up while a loop was busy resolve over several iterations: the tasks
     of one batch all run in the next one, and each release of an asyncio.Semaphore among them
     scans the waiters woken before it (quadratic in the batch on CPython 3.11)."""
-    server, client = make_worker(), make_worker()
-    fid = unique()
-
-    async def echo(d):
-        return d
-
-    server.register_function(fid, echo)
-    wait_registered(client, fid)
+    client, fid = _echo_pair(make_worker)
 
     async def main():
         loop = asyncio.get_running_loop()

@@ -25,20 +25,12 @@ import iii
 from iii import III, InitOptions, InvocationError, InvocationTimeoutError, TriggerAction, register_worker
 from iii._observe import CURRENT, LocalInvocation
 from iii.testing import Engine
-from observe_support import confirm, kinds, send, view
+from observe_support import confirm, kinds, local_function, send, view
 
 from conftest import WorkerFactory as Workers
 from conftest import unique, wait_registered, wait_until
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-def _local(engine: Engine, worker: III, handler: Any, **register: Any) -> str:
-    fid = unique("loc")
-    worker.register_function(fid, handler, **register)
-    wait_registered(worker, fid)
-    confirm(engine, worker, fid)
-    return fid
 
 
 async def until(predicate: Any, timeout: float = 5.0) -> None:
@@ -72,7 +64,7 @@ def test_a_sync_trigger_runs_a_sync_handler_on_a_local_thread_in_the_callers_con
         seen.append({**_where(), "var": _CALLER_VAR.get()})
         return {"n": data["n"] + 1}
 
-    fid = _local(obs_engine, worker, handler)
+    fid = local_function(obs_engine, worker, handler)
     calls = kinds(obs_engine, "invokefunction")
     token = _CALLER_VAR.set("from the caller")
     try:
@@ -99,7 +91,7 @@ def test_payload_and_result_are_copies(obs_engine: Engine, obs_workers: Workers)
         kept.append(data)
         return data
 
-    fid = _local(obs_engine, worker, handler)
+    fid = local_function(obs_engine, worker, handler)
     payload = {"items": ["caller"], "nested": {"k": (1, 2)}}
     result = worker.trigger({"function_id": fid, "payload": payload})
     assert payload == {"items": ["caller"], "nested": {"k": (1, 2)}}  # untouched
@@ -118,7 +110,7 @@ def test_payload_and_result_are_copies(obs_engine: Engine, obs_workers: Workers)
 def test_values_deepcopy_refuses_go_over_in_their_json_form(obs_engine: Engine, obs_workers: Workers) -> None:
     worker = obs_workers()
     seen: list[Any] = []
-    fid = _local(obs_engine, worker, lambda data: seen.append(data) or data)
+    fid = local_function(obs_engine, worker, lambda data: seen.append(data) or data)
 
     class Label(BaseModel):
         text: str
@@ -147,7 +139,7 @@ def test_a_sync_trigger_runs_an_async_handler_on_the_sdk_loop(
         seen.append(_where())
         return data["n"] * 2
 
-    fid = _local(obs_engine, worker, handler)
+    fid = local_function(obs_engine, worker, handler)
     calls = kinds(obs_engine, "invokefunction")
     assert worker.trigger({"function_id": fid, "payload": {"n": 21}}) == 42
     (where,) = seen
@@ -167,7 +159,7 @@ def test_trigger_async_runs_an_async_handler_on_the_calling_loop(
         seen.append(_where())
         return data["suspend"]
 
-    fid = _local(obs_engine, worker, handler)
+    fid = local_function(obs_engine, worker, handler)
 
     async def main() -> asyncio.AbstractEventLoop:
         assert await worker.trigger_async({"function_id": fid, "payload": {"suspend": False}}) is False
@@ -185,7 +177,7 @@ def test_trigger_async_runs_a_sync_handler_on_a_local_thread(
 ) -> None:
     worker = obs_workers()
     seen: list[dict[str, Any]] = []
-    fid = _local(obs_engine, worker, lambda data: seen.append(_where()) or "done")
+    fid = local_function(obs_engine, worker, lambda data: seen.append(_where()) or "done")
     assert asyncio.run(worker.trigger_async({"function_id": fid, "payload": {}})) == "done"
     (where,) = seen
     assert where["thread"].name.startswith("iii-local") and where["local"]
@@ -194,14 +186,16 @@ def test_trigger_async_runs_a_sync_handler_on_a_local_thread(
 def test_nested_local_calls_carry_their_caller(obs_engine: Engine, obs_workers: Workers) -> None:
     worker = obs_workers(worker_name="nester")
     contexts: dict[str, Any] = {}
-    inner = _local(obs_engine, worker, lambda data: contexts.setdefault("inner", iii.current_invocation()))
+    inner = local_function(
+        obs_engine, worker, lambda data: contexts.setdefault("inner", iii.current_invocation())
+    )
 
     async def outer_handler(data: Any) -> Any:
         contexts["outer"] = iii.current_invocation()
         await worker.trigger_async({"function_id": inner, "payload": {}})
         return worker.trigger({"function_id": inner, "payload": {}}) is not None
 
-    outer = _local(obs_engine, worker, outer_handler)
+    outer = local_function(obs_engine, worker, outer_handler)
     assert worker.trigger({"function_id": outer, "payload": {}}) is True
     me = {"worker_id": worker.worker_id, "worker_name": "nester"}
     assert contexts["outer"].caller == me
@@ -227,7 +221,7 @@ def test_errors_are_the_remote_paths(obs_engine: Engine, obs_workers: Workers) -
         (coded, "CARD_DECLINED: declined"),
         (plain_async, "'nope'"),
     ]:
-        fid = _local(obs_engine, worker, handler)
+        fid = local_function(obs_engine, worker, handler)
         for dispatch in ("remote", "auto"):  # the same error either way
             with pytest.raises(InvocationError) as err:
                 worker.trigger({"function_id": fid, "payload": {}, "dispatch": dispatch})
@@ -259,7 +253,10 @@ def test_a_handler_raising_system_exit_fails_the_call_and_the_worker_goes_on(
     async def interrupted(data: Any) -> Any:
         raise KeyboardInterrupt("void interrupted")
 
-    sync_fid, async_fid = _local(obs_engine, worker, exits), _local(obs_engine, worker, exits_async)
+    sync_fid, async_fid = (
+        local_function(obs_engine, worker, exits),
+        local_function(obs_engine, worker, exits_async),
+    )
     for fid in (sync_fid, async_fid):
         with pytest.raises(InvocationError) as err:
             worker.trigger({"function_id": fid, "payload": {}})
@@ -269,7 +266,7 @@ def test_a_handler_raising_system_exit_fails_the_call_and_the_worker_goes_on(
             asyncio.run(worker.trigger_async({"function_id": fid, "payload": {}}))
         assert isinstance(err.value.__cause__, SystemExit)
     # Fire and forget: logged, and the SDK loop that ran it goes on.
-    void_fid = _local(obs_engine, worker, interrupted)
+    void_fid = local_function(obs_engine, worker, interrupted)
     with caplog.at_level(logging.ERROR, logger="iii"):
         worker.trigger({"function_id": void_fid, "payload": {}, "action": TriggerAction.Void()})
         wait_until(lambda: any("void interrupted" in r.getMessage() for r in caplog.records))
@@ -278,11 +275,13 @@ def test_a_handler_raising_system_exit_fails_the_call_and_the_worker_goes_on(
         await asyncio.sleep(0)
         return "alive"
 
-    assert worker.trigger({"function_id": _local(obs_engine, worker, alive), "payload": {}}) == "alive"
+    assert (
+        worker.trigger({"function_id": local_function(obs_engine, worker, alive), "payload": {}}) == "alive"
+    )
 
 
 def _stack(worker: III, engine: Engine, handler: Any) -> str:
-    fid = _local(engine, worker, handler)
+    fid = local_function(engine, worker, handler)
     with pytest.raises(InvocationError) as err:
         worker.trigger({"function_id": fid, "payload": {}})
     return err.value.stacktrace or ""
@@ -304,7 +303,10 @@ def test_timeouts_leave_the_handler_running(obs_engine: Engine, obs_workers: Wor
         finished.append("async")
         return "late"
 
-    sync_fid, async_fid = _local(obs_engine, worker, slow_sync), _local(obs_engine, worker, slow_async)
+    sync_fid, async_fid = (
+        local_function(obs_engine, worker, slow_sync),
+        local_function(obs_engine, worker, slow_async),
+    )
     # Sync trigger, sync handler: it runs on a thread of its own, so the caller stops waiting.
     with pytest.raises(InvocationTimeoutError) as err:
         worker.trigger({"function_id": sync_fid, "payload": {}, "timeout_ms": 100})
@@ -346,7 +348,7 @@ def test_ctrl_c_reaches_a_caller_waiting_for_a_sync_handler(obs_engine: Engine, 
         finished.append("handler")
         return "done"
 
-    fid = _local(obs_engine, worker, interrupts)
+    fid = local_function(obs_engine, worker, interrupts)
     with pytest.raises(KeyboardInterrupt):
         worker.trigger({"function_id": fid, "payload": {}})
     assert finished == []  # the caller stopped waiting; the handler goes on
@@ -356,8 +358,8 @@ def test_ctrl_c_reaches_a_caller_waiting_for_a_sync_handler(obs_engine: Engine, 
 
 def test_sync_local_calls_from_many_threads_and_nested(obs_engine: Engine, obs_workers: Workers) -> None:
     worker = obs_workers()
-    inner = _local(obs_engine, worker, lambda data: data["n"] * 2)
-    outer = _local(
+    inner = local_function(obs_engine, worker, lambda data: data["n"] * 2)
+    outer = local_function(
         obs_engine, worker, lambda data: worker.trigger({"function_id": inner, "payload": data}) + 1
     )
     results: dict[int, list[int]] = {}
@@ -426,7 +428,7 @@ def test_a_worker_whose_handlers_ran_on_local_threads_exits_cleanly(obs_engine: 
 
 def test_local_counts_are_sent_on_demand_and_at_shutdown(obs_engine: Engine, obs_workers: Workers) -> None:
     worker = obs_workers()
-    fid = _local(obs_engine, worker, lambda data: data)
+    fid = local_function(obs_engine, worker, lambda data: data)
     sent = kinds(obs_engine, "localinvocationstats")
     assert worker._connection.flush_observe_reports() is False  # nothing counted yet
     worker.trigger({"function_id": fid, "payload": 1})
@@ -452,7 +454,7 @@ def test_a_slow_sync_handler_does_not_hold_up_the_calls_queued_behind_it(
         done.append(data)
         return data
 
-    fid = _local(obs_engine, worker, handler)
+    fid = local_function(obs_engine, worker, handler)
     worker.trigger({"function_id": fid, "payload": "slow", "action": TriggerAction.Void()})
     assert started.wait(10)
     # Queued behind a busy thread; another thread takes them once the queue stalls.
@@ -470,8 +472,8 @@ def test_void_calls_run_locally_in_the_background(obs_engine: Engine, obs_worker
     async def async_handler(data: Any) -> None:
         ran.append("async")
 
-    sync_fid = _local(obs_engine, worker, lambda data: ran.append("sync"))
-    async_fid = _local(obs_engine, worker, async_handler)
+    sync_fid = local_function(obs_engine, worker, lambda data: ran.append("sync"))
+    async_fid = local_function(obs_engine, worker, async_handler)
     calls = kinds(obs_engine, "invokefunction")
     void = TriggerAction.Void()
     assert worker.trigger({"function_id": sync_fid, "payload": {}, "action": void}) is None
@@ -498,7 +500,7 @@ def test_what_goes_through_the_engine(obs_engine: Engine, obs_workers: Workers) 
     # The engine allows it, but the registration said no (the frame is handled before the next).
     send(obs_engine, worker, type="functionregistered", id=off, namespace="default", revision=1,
          local_dispatch=True, observers=[])  # fmt: skip
-    fid = _local(obs_engine, worker, lambda data: threads.append(threading.current_thread().name))
+    fid = local_function(obs_engine, worker, lambda data: threads.append(threading.current_thread().name))
     assert not worker._locals[off].state.local(None)
     assert worker._locals[off].state.confirmed()  # confirmed all the same
     calls = kinds(obs_engine, "invokefunction")
@@ -523,7 +525,7 @@ def test_deep_local_nesting_goes_through_the_engine(obs_engine: Engine, obs_work
             return 0
         return 1 + worker.trigger({"function_id": fid, "payload": {"n": data["n"] - 1}})
 
-    fid = _local(obs_engine, worker, recurse)
+    fid = local_function(obs_engine, worker, recurse)
     calls = kinds(obs_engine, "invokefunction")
     assert worker.trigger({"function_id": fid, "payload": {"n": 70}}) == 70
     # 64 local levels, then one hop through the engine, after which local calls start again.
@@ -552,7 +554,7 @@ def test_local_calls_have_an_execute_span(obs_engine: Engine) -> None:
     worker = register_worker(obs_engine.url, InitOptions(worker_name=unique("spans")))
     try:
         ids: list[str | None] = []
-        fid = _local(
+        fid = local_function(
             obs_engine, worker, lambda data: ids.append(iii.telemetry.current_trace_id()) or "traced"
         )
         assert worker.trigger({"function_id": fid, "payload": {"secret": "x"}}) == "traced"
@@ -591,7 +593,7 @@ def test_channel_refs_in_a_local_payload_are_resolved(obs_engine: Engine, obs_wo
         await data["out"].write(blob)
         await data["out"].close_async()
 
-    fid = _local(obs_engine, worker, produce)
+    fid = local_function(obs_engine, worker, produce)
     calls = kinds(obs_engine, "invokefunction")
     channel = worker.create_channel()
 

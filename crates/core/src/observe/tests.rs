@@ -359,20 +359,26 @@ fn revisions_stale_messages_and_replays_follow_the_engine() {
     conn.shutdown();
 }
 
+/// `function_id`, observed by "all", reports a call on a new link that has not confirmed the
+/// function yet: the report waits (parked until the engine confirms it there).
+fn held_report(rt: &tokio::runtime::Runtime, function_id: &str) -> (Scripted, Connection) {
+    let engine = rt.block_on(scripted(vec!["observe.v1"]));
+    let conn = start(rt, &engine.url, Arc::default());
+    let f = FunctionState::new(function_id.into(), true, false, false);
+    conn.own_function(f.clone());
+    engine.to_worker.send(registered(function_id, 1, json!([{"id":"all","target":"t::x"}]))).unwrap();
+    engine.wait_for("observerack", 1);
+    engine.cut.send(()).unwrap();
+    engine.wait_for("invokefunction", 2);
+    f.report(&conn, outcome(&json!({"n": 1}), true));
+    assert_eq!(conn.observe_reports_waiting().0, 1, "held until the new link confirms the function");
+    (engine, conn)
+}
+
 #[test]
 fn reports_wait_for_the_confirmation_on_the_current_link() {
     let rt = runtime();
-    let engine = rt.block_on(scripted(vec!["observe.v1"]));
-    let conn = start(&rt, &engine.url, Arc::default());
-    let f = FunctionState::new("p::charge".into(), true, false, false);
-    conn.own_function(f.clone());
-    engine.to_worker.send(registered("p::charge", 1, json!([{"id":"all","target":"t::x"}]))).unwrap();
-    engine.wait_for("observerack", 1);
-    engine.cut.send(()).unwrap();
-    // Reported on a new link that has not confirmed the function yet: parked until it does.
-    engine.wait_for("invokefunction", 2);
-    f.report(&conn, outcome(&json!({"n": 1}), true));
-    assert_eq!(conn.observe_reports_waiting().0, 1);
+    let (engine, conn) = held_report(&rt, "p::charge");
     engine.to_worker.send(registered("p::charge", 2, json!([{"id":"all","target":"t::x"}]))).unwrap();
     let reports = engine.wait_for("invocationsobserved", 1);
     assert_eq!(reports.len(), 1);
@@ -384,16 +390,7 @@ fn reports_wait_for_the_confirmation_on_the_current_link() {
 #[test]
 fn reports_held_for_a_function_in_conflict_are_dropped_as_inactive_and_counted() {
     let rt = runtime();
-    let engine = rt.block_on(scripted(vec!["observe.v1"]));
-    let conn = start(&rt, &engine.url, Arc::default());
-    let f = FunctionState::new("p::held".into(), true, false, false);
-    conn.own_function(f.clone());
-    engine.to_worker.send(registered("p::held", 1, json!([{"id":"all","target":"t::x"}]))).unwrap();
-    engine.wait_for("observerack", 1);
-    engine.cut.send(()).unwrap();
-    engine.wait_for("invokefunction", 2);
-    f.report(&conn, outcome(&json!({"n": 1}), true));
-    assert_eq!(conn.observe_reports_waiting().0, 1, "held until the new link confirms the function");
+    let (engine, conn) = held_report(&rt, "p::held");
     let conflict = json!({"type":"registrationrejected","code":"FUNCTION_NAMESPACE_CONFLICT",
         "namespace":"default","function_id":"p::held","owner_worker_id":"other"});
     engine.to_worker.send(conflict.to_string()).unwrap();
