@@ -17,6 +17,12 @@ driving side differs. Then, rounds interleaved, each driver in a fresh process:
   ours_gather      asyncio.gather of trigger_async bounded by a Semaphore(--window), from an
                    async handler (what sdk_bench.py measures); each task spends --work-us of
                    CPU on its result inside the semaphore, as an application does
+  ours_floor       the same gather in the same kind of process, but each task awaits a future
+                   that is resolved 32 per loop iteration instead of calling: what that way of
+                   fanning out costs the driving process with an SDK that costs nothing
+
+For ours, `cpu_us` is the driving process's CPU per call (all threads) and `gc_us` the time
+the cyclic garbage collector took per call during the fan-out.
 
 Prints one JSON line per driver (median calls/s over the rounds, and each round's) and the
 ratios of each of ours to the others. Absolute figures vary between machines; compare the
@@ -26,6 +32,8 @@ ratios of one run.
 from __future__ import annotations
 
 import argparse
+import collections
+import gc
 import json
 import os
 import pathlib
@@ -94,16 +102,29 @@ def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
     payload = {"blob": "x" * (64 - 12)}
     request = {"function_id": "bench::echo", "payload": payload}
 
-    async def gather(n: int) -> int:
+    async def gather(n: int, floor: bool) -> int:
         sem = asyncio.Semaphore(window)
         errors = 0
         work = work_us / 1e6
+        loop = asyncio.get_running_loop()
+        waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+        def deliver() -> None:  # the floor's answers: 32 per iteration, as the SDK's queue
+            for _ in range(min(32, len(waiting))):
+                waiting.popleft().set_result(None)
+            if not everything.done():
+                loop.call_soon(deliver)
 
         async def one() -> None:
             nonlocal errors
             async with sem:
                 try:
-                    await iii.trigger_async(request)
+                    if floor:
+                        answer = loop.create_future()
+                        waiting.append(answer)
+                        await answer
+                    else:
+                        await iii.trigger_async(request)
                 except Exception:
                     errors += 1
                 if work:
@@ -111,7 +132,10 @@ def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
                     while time.perf_counter() < end:
                         pass
 
-        await asyncio.gather(*(one() for _ in range(n)))
+        everything = asyncio.gather(*(one() for _ in range(n)))
+        if floor:
+            loop.call_soon(deliver)
+        await everything
         return errors
 
     async def many_async(n: int) -> int:
@@ -119,10 +143,26 @@ def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
         return sum(not o.ok for o in outcomes)
 
     async def on_sdk_loop(data: dict[str, int]) -> dict[str, float]:
-        run = gather if data["gather"] else many_async
+        gc_time = 0.0
+        started = 0.0
+
+        def gc_timer(phase: str, _info: dict[str, int]) -> None:
+            nonlocal gc_time, started
+            if phase == "start":
+                started = time.perf_counter()
+            else:
+                gc_time += time.perf_counter() - started
+
+        gc.callbacks.append(gc_timer)
         t0 = time.perf_counter()
-        errors = await run(data["n"])
-        return {"elapsed": time.perf_counter() - t0, "errors": errors}
+        try:
+            if data["gather"]:
+                errors = await gather(data["n"], bool(data.get("floor")))
+            else:
+                errors = await many_async(data["n"])
+        finally:
+            gc.callbacks.remove(gc_timer)
+        return {"elapsed": time.perf_counter() - t0, "errors": errors, "gc": gc_time}
 
     iii.register_function("fanout::drive", on_sdk_loop)
     deadline = time.time() + 30
@@ -138,6 +178,7 @@ def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
                 raise
             time.sleep(0.2)
     cpu0 = time.process_time()
+    gc_s = None
     if mode == "many":
         t0 = time.perf_counter()
         outcomes = iii.trigger_many([request] * calls, max_in_flight=window)
@@ -146,16 +187,16 @@ def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
         r = iii.trigger(
             {
                 "function_id": "fanout::drive",
-                "payload": {"n": calls, "gather": int(mode == "gather")},
+                "payload": {"n": calls, "gather": int(mode != "many_async"), "floor": int(mode == "floor")},
                 "timeout_ms": 600_000,
             }
         )
-        elapsed, errors = r["elapsed"], r["errors"]
+        elapsed, errors, gc_s = r["elapsed"], r["errors"], r["gc"]
     cpu_us = (time.process_time() - cpu0) / calls * 1e6  # the driving process, all threads
-    print(
-        json.dumps({"per_s": round(calls / elapsed), "errors": errors, "cpu_us": round(cpu_us, 1)}),
-        flush=True,
-    )
+    out = {"per_s": round(calls / elapsed), "errors": errors, "cpu_us": round(cpu_us, 1)}
+    if gc_s is not None:
+        out["gc_us"] = round(gc_s / calls * 1e6, 2)
+    print(json.dumps(out), flush=True)
     iii.shutdown()
 
 
@@ -167,7 +208,8 @@ def run_driver(cmd: list[str], key: str) -> dict[str, float] | None:
     except ValueError:
         print(f"driver {cmd[0]} failed: {(d.stdout + d.stderr)[-400:]}", file=sys.stderr)
         return None
-    return {"per_s": out[key], "errors": out[key[: -len("per_s")] + "errors"], "cpu_us": out.get("cpu_us")}
+    errors = out[key[: -len("per_s")] + "errors"]
+    return {"per_s": out[key], "errors": errors, "cpu_us": out.get("cpu_us"), "gc_us": out.get("gc_us")}
 
 
 def main() -> None:
@@ -180,7 +222,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work-us", type=float, default=0.0, help="CPU each gather task spends on its result")
-    ap.add_argument("--drive", choices=["many", "many_async", "gather"], help=argparse.SUPPRESS)
+    ap.add_argument("--drive", choices=["many", "many_async", "gather", "floor"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.drive:
         drive_ours(args.drive, args.calls, args.window, args.work_us)
@@ -193,6 +235,7 @@ def main() -> None:
         "ours_many": ([*me, "--drive", "many"], "per_s"),
         "ours_many_async": ([*me, "--drive", "many_async"], "per_s"),
         "ours_gather": ([*me, "--drive", "gather"], "per_s"),
+        "ours_floor": ([*me, "--drive", "floor"], "per_s"),
         "raw_limit": ([args.raw, "drive", URL], "fanout_async_small_per_s"),
     }
     if args.rust:
@@ -203,6 +246,7 @@ def main() -> None:
     serve = None
     per_round: dict[str, list[float]] = {name: [] for name in drivers}
     cpu: dict[str, list[float]] = {name: [] for name in drivers}
+    gc_us: dict[str, list[float]] = {name: [] for name in drivers}
     errors: dict[str, float] = dict.fromkeys(drivers, 0)
     try:
         serve = subprocess.Popen(
@@ -216,6 +260,8 @@ def main() -> None:
                     per_round[name].append(r["per_s"])
                     if r["cpu_us"] is not None:
                         cpu[name].append(r["cpu_us"])
+                    if r["gc_us"] is not None:
+                        gc_us[name].append(r["gc_us"])
                     errors[name] += r["errors"]
     finally:
         if serve is not None:
@@ -229,6 +275,8 @@ def main() -> None:
         line = {"driver": name, "per_s": med.get(name), "rounds": v, "errors": errors[name]}
         if cpu[name]:  # CPU microseconds per call of the driving process (ours only)
             line["cpu_us"] = statistics.median(cpu[name])
+        if gc_us[name]:
+            line["gc_us"] = statistics.median(gc_us[name])
         print(json.dumps(line))
     for ours in ("ours_many", "ours_many_async", "ours_gather"):
         if ours in med:
