@@ -37,6 +37,13 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     provider.shutdown()
 
 
+@pytest.fixture
+def no_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No global tracer provider, whatever tests before this one installed (a worker with the
+    SDK's telemetry on installs one when the application has none)."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+
+
 def _execute(spans: InMemorySpanExporter, fid: str) -> ReadableSpan:
     wait_until(lambda: any(s.name == f"execute {fid}" for s in spans.get_finished_spans()))
     (span,) = [s for s in spans.get_finished_spans() if s.name == f"execute {fid}"]
@@ -172,6 +179,7 @@ def test_payload_events_follow_III_DISABLE_TRACE_PAYLOADS(
     assert _events(_execute(spans, fid)) == {}
 
 
+@pytest.mark.usefixtures("no_provider")
 def test_no_application_provider_means_no_span(obs_workers: Workers, monkeypatch: pytest.MonkeyPatch) -> None:
     # The API's placeholder provider: its tracer records nothing, so none is made.
     assert _app_tracing.app_tracer() is None
@@ -186,6 +194,7 @@ def test_no_application_provider_means_no_span(obs_workers: Workers, monkeypatch
     assert _app_tracing.outgoing_headers() == (None, None)
 
 
+@pytest.mark.usefixtures("no_provider")
 def test_a_provider_installed_later_is_picked_up(
     obs_workers: Workers, monkeypatch: pytest.MonkeyPatch
 ) -> None:

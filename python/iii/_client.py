@@ -85,6 +85,7 @@ REGISTER_TIMEOUT_S = 30.0
 SYNC_HANDLER_THREADS = int(os.environ.get("III_SYNC_HANDLER_THREADS", "64"))
 SDK_VERSION = _iii.__version__
 _VOID = object()
+_MISSING = object()  # a request without the key
 
 
 def _wire(parent: Any) -> _iii.Invocation | None:
@@ -404,51 +405,58 @@ class III:
 
     def _parse_request(
         self, request: dict[str, Any] | TriggerRequest
-    ) -> tuple[str, Any, Any, int, Any, str | None]:
+    ) -> tuple[str, Any, Any, int, Any, str | None, str | None]:
+        """A call's fields, checked: ``(function_id, payload, action, timeout_ms, metadata,
+        dispatch, namespace)``, ``namespace`` being the one the call resolves in."""
         if isinstance(request, dict):
-            try:
-                function_id = request["function_id"]
-            except KeyError:
-                raise ValueError("trigger request needs a 'function_id'") from None
-            payload = request.get("payload")
-            action = request.get("action")
-            timeout_ms = request.get("timeout_ms")
+            get = request.get
+            function_id = get("function_id", _MISSING)
+            if function_id is _MISSING:
+                raise ValueError("trigger request needs a 'function_id'")
+            payload, action, timeout_ms = get("payload"), get("action"), get("timeout_ms")
+            metadata, dispatch, named = get("metadata"), get("dispatch"), get("namespace")
         elif isinstance(request, TriggerRequest):
             function_id, payload = request.function_id, request.payload
             action, timeout_ms = request.action, request.timeout_ms
+            # Dumped, as 0.25.0 dumps the request: a model in ``metadata`` goes out as its dict.
+            extra = request.model_dump(include={"metadata", "dispatch"})
+            metadata, dispatch, named = extra.get("metadata"), extra.get("dispatch"), request.namespace
         else:
             raise TypeError(f"trigger request must be a dict or TriggerRequest, not {type(request).__name__}")
         if not isinstance(function_id, str) or not function_id:
             raise ValueError(f"function_id must be a non-empty string, not {function_id!r}")
         # --- iii-sdk 0.25.0 per-call fields (see TriggerRequest) ---
-        extra = request if isinstance(request, dict) else request.model_dump(include={"metadata", "dispatch"})
-        if extra.get("dispatch") not in (None, "auto", "remote"):
-            raise ValueError(f"dispatch must be 'auto' or 'remote', got {extra['dispatch']!r}")
+        if dispatch not in (None, "auto", "remote"):
+            raise ValueError(f"dispatch must be 'auto' or 'remote', got {dispatch!r}")
         if action is not None:
             action = _parse_action(action)
         if timeout_ms is None:
             timeout_ms = self._timeout_ms
         elif not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
             raise ValueError(f"timeout_ms must be a positive integer, not {timeout_ms!r}")
-        return function_id, payload, action, timeout_ms, extra.get("metadata"), extra.get("dispatch")
+        namespace = _namespaces.for_call(named, function_id, self._namespace)
+        return function_id, payload, action, timeout_ms, metadata, dispatch, namespace
 
-    def _local_target(
-        self, function_id: str, namespace: str | None, action: Any, dispatch: Any, parent: Any
-    ) -> LocalFunction | None:
-        """The function a call runs in-process (docs/protocol.md C.16), or None: not an
-        enqueue, not ``dispatch="remote"``, a handler here that the engine confirmed in that
-        namespace, and fewer than ``MAX_LOCAL_DEPTH`` local calls nested."""
-        if dispatch == "remote" or not (action is None or action is _VOID):
-            return None
+    def _route(
+        self, request: dict[str, Any] | TriggerRequest
+    ) -> tuple[str, Any, Any, int, Any, str | None, Any, LocalFunction | None]:
+        """A call's checked fields (as :meth:`_parse_request`, less ``dispatch``), the
+        invocation it is made from (a handler's; its caller goes with the call) and the function
+        it runs in-process, if any (docs/protocol.md C.16): not an enqueue, not
+        ``dispatch="remote"``, a handler here that the engine confirmed in that namespace, and
+        fewer than ``MAX_LOCAL_DEPTH`` local calls nested."""
+        function_id, payload, action, timeout_ms, metadata, dispatch, namespace = self._parse_request(request)
+        parent = _CURRENT_INVOCATION.get()
         fn = self._locals.get(function_id)
-        if (
-            fn is not None
-            and fn.state.local(namespace)
-            and (type(parent) is not LocalInvocation or parent.local_depth < MAX_LOCAL_DEPTH)
-            and not self._closed
+        if fn is not None and (
+            dispatch == "remote"
+            or not (action is None or action is _VOID)
+            or not fn.state.local(namespace)
+            or (type(parent) is LocalInvocation and parent.local_depth >= MAX_LOCAL_DEPTH)
+            or self._closed
         ):
-            return fn
-        return None
+            fn = None
+        return function_id, payload, action, timeout_ms, metadata, namespace, parent, fn
 
     def trigger(self, request: dict[str, Any] | TriggerRequest) -> Any:
         """Calls a function and returns its result (see :meth:`trigger_async` for actions).
@@ -457,10 +465,7 @@ class III:
         A function of this worker that the engine confirmed for local dispatch runs in-process
         (see ``_local.py``), unless the request says ``dispatch="remote"``.
         """
-        function_id, payload, action, timeout_ms, metadata, dispatch = self._parse_request(request)
-        namespace = self._call_namespace(request, function_id)
-        parent = _CURRENT_INVOCATION.get()  # made from a handler: its caller goes with the call
-        fn = self._local_target(function_id, namespace, action, dispatch, parent)
+        function_id, payload, action, timeout_ms, metadata, namespace, parent, fn = self._route(request)
         if fn is not None:
             result = self._local.call(fn, payload, metadata, timeout_ms, parent, action is _VOID)
             if result is not REMOTE:
@@ -495,10 +500,7 @@ class III:
         A function of this worker that the engine confirmed for local dispatch runs in-process
         (see ``_local.py``), unless the request says ``dispatch="remote"``.
         """
-        function_id, payload, action, timeout_ms, metadata, dispatch = self._parse_request(request)
-        namespace = self._call_namespace(request, function_id)
-        parent = _CURRENT_INVOCATION.get()  # made from a handler: its caller goes with the call
-        fn = self._local_target(function_id, namespace, action, dispatch, parent)
+        function_id, payload, action, timeout_ms, metadata, namespace, parent, fn = self._route(request)
         if fn is not None:
             return await self._local.call_async(fn, payload, metadata, timeout_ms, parent, action is _VOID)
         parent = _wire(parent)
@@ -750,10 +752,6 @@ class III:
         return result
 
     # --- end of iii-sdk 0.25.0 observers ---
-
-    def _call_namespace(self, request: dict[str, Any] | TriggerRequest, function_id: str) -> str | None:
-        named = request.get("namespace") if isinstance(request, dict) else request.namespace
-        return _namespaces.for_call(named, function_id, self._namespace)
 
     def _queue_for(self, loop: asyncio.AbstractEventLoop) -> _iii.LoopQueue | None:
         """The batch queue for results on ``loop`` (None: the SDK loop's own)."""
@@ -1179,9 +1177,9 @@ class III:
 
         def normalize(index: int, request: Any) -> _iii._BatchItem:
             try:
-                function_id, payload, action, timeout_ms, metadata, _dispatch = self._parse_request(request)
-                named = request.get("namespace") if isinstance(request, dict) else request.namespace
-                namespace = _namespaces.for_call(named, function_id, self._namespace)
+                function_id, payload, action, timeout_ms, metadata, _, namespace = self._parse_request(
+                    request
+                )
             except (TypeError, ValueError) as exc:
                 kind = TypeError if isinstance(exc, TypeError) else ValueError
                 raise kind(f"trigger_many request {index}: {exc}") from None

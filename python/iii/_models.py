@@ -282,11 +282,10 @@ class TriggerRequest(BaseModel):
     timeout_ms: int | None = None
     #: Newer engines: the namespace ``function_id`` resolves in (default: this worker's).
     namespace: str | None = None
-    #: iii-sdk 0.25.0: a per-call metadata sidecar. Not sent by this SDK yet: ``trigger()``
-    #: raises NotImplementedError when it is set.
+    #: iii-sdk 0.25.0: a per-call metadata sidecar, sent with the call (docs/protocol.md B, C.8.4).
     metadata: Any = None
-    #: iii-sdk 0.25.0: ``"auto"`` (run in-process when the engine allows) or ``"remote"``.
-    #: This SDK has no in-process dispatch, so both mean: through the engine.
+    #: iii-sdk 0.25.0: ``"auto"`` (run in-process when the engine allows, docs/protocol.md
+    #: C.16) or ``"remote"`` (always through the engine).
     dispatch: Literal["auto", "remote"] | None = None
 
 

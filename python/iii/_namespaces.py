@@ -41,9 +41,6 @@ def explicit(namespace: object, source: str) -> str | None:
 
 def for_call(namespace: object, function_id: str, worker: str | None) -> str | None:
     """The namespace a call resolves in (``None``: leave it to the engine, i.e. ``default``)."""
-    named = explicit(namespace, "the trigger request's namespace")
-    if named is not None:
-        return named
-    if function_id.startswith(ENGINE_PREFIXES):
-        return None
-    return worker
+    if namespace is not None:
+        return explicit(namespace, "the trigger request's namespace")
+    return None if function_id.startswith(ENGINE_PREFIXES) else worker
