@@ -7,9 +7,10 @@ import threading
 
 import pytest
 
+import iii._client
 from iii import InvocationError, PayloadTooLargeError, TriggerAction
 
-from conftest import unique, wait_registered
+from conftest import unique, wait_registered, wait_until
 
 MIB = 1024 * 1024
 
@@ -155,6 +156,46 @@ def test_a_slow_sync_handler_does_not_hold_up_the_others(make_worker):
     release.set()
     caller.join(10)
     assert slow_result == ["slow done"]
+
+
+def test_an_answer_held_behind_queued_jobs_goes_out_while_a_slow_one_runs(make_worker, monkeypatch):
+    # One handler thread: `first` answers while `slow` and `after` wait for it, so its answer
+    # is held back to go out with theirs; then `slow` runs with `after` still queued. The answer
+    # must not wait for `slow`: `slow` returns whether first's caller got it meanwhile. (Within
+    # 2 s: the queue writes it within milliseconds; any other frame, such as the keepalive
+    # every 10 s, would also carry it out.)
+    monkeypatch.setattr(iii._client, "SYNC_HANDLER_THREADS", 1)
+    server = make_worker()
+    monkeypatch.undo()
+    client = make_worker()
+    first, slow, after = unique("first"), unique("slow"), unique("after")
+    first_started, let_first_answer, first_answered = threading.Event(), threading.Event(), threading.Event()
+
+    def first_handler(_data):
+        first_started.set()
+        assert let_first_answer.wait(10)
+        return "first"
+
+    server.register_function(first, first_handler)
+    server.register_function(slow, lambda _data: first_answered.wait(2))
+    server.register_function(after, lambda _data: "after")
+    wait_registered(client, after)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        call_first = asyncio.ensure_future(client.trigger_async({"function_id": first, "payload": 0}))
+        assert await loop.run_in_executor(None, first_started.wait, 10)
+        rest = [
+            asyncio.ensure_future(client.trigger_async({"function_id": f, "payload": 0}))
+            for f in (slow, after)
+        ]
+        await loop.run_in_executor(None, wait_until, lambda: server._connection.jobs_waiting() == 2)
+        let_first_answer.set()
+        answer = await call_first
+        first_answered.set()
+        return [answer, *(await asyncio.gather(*rest))]
+
+    assert asyncio.run(run()) == ["first", True, "after"]
 
 
 def test_blocking_sync_handlers_run_concurrently(make_worker):

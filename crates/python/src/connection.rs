@@ -59,7 +59,7 @@ impl EventSink for Router {
                 return;
             }
             Some(Entry::Local { handler, is_async: false }) => {
-                self.jobs.push(call, handler.clone());
+                self.jobs.push(call, handler.clone(), conn);
                 return;
             }
             Some(Entry::Http) => ErrorBody::new(
@@ -381,13 +381,19 @@ impl Connection {
             let job = match self.router.jobs.try_next() {
                 Some(job) => Some(job),
                 None => {
+                    // The answers held back while jobs were queued go out before it waits.
+                    self.core.flush_deferred();
                     let jobs = self.router.jobs.clone();
                     py.detach(move || jobs.next())
                 }
             };
-            let Some((call, handler)) = job else {
+            let Some(((call, handler), last)) = job else {
                 return Ok(None);
             };
+            if last {
+                // ... and before the last queued job, which may be slow.
+                self.core.flush_deferred();
+            }
             if let Some(invocation) = self.handler_invocation(py, call, &handler) {
                 return Ok(Some(invocation));
             } // else answered with an error: take the next one
@@ -575,6 +581,11 @@ impl Connection {
     /// Reports of local calls waiting to be sent: (items, bytes).
     fn observe_reports_waiting(&self) -> (usize, usize) {
         self.core.observe_reports_waiting()
+    }
+
+    /// Invocations of sync handlers waiting for a thread (a diagnostic).
+    fn jobs_waiting(&self) -> usize {
+        self.router.jobs.waiting()
     }
 
     /// The SDK loop's own queue, for outcomes that resolve futures on that loop.
@@ -859,15 +870,16 @@ impl Connection {
 
     /// Answers `invocation` with `value`, or with `error` (code, message, stacktrace) when
     /// given. `span` is ended first (one already ended with its error stays as it is) and the
-    /// answer carries its trace headers. With `defer` (the SDK loop only) the frame may be held
-    /// back: True means call `flush` soon. A value that cannot be encoded is answered with an
-    /// `invocation_failed` error instead, and logged.
-    #[pyo3(signature = (invocation, value, defer=false, span=None, error=None))]
+    /// answer carries its trace headers. On the SDK loop (`on_loop`) the frame may be held back:
+    /// True means call `flush` soon. On a sync-handler thread it is held back while more jobs
+    /// are queued, and written by the job queue (see `JobQueue`). A value that cannot be encoded
+    /// is answered with an `invocation_failed` error instead, and logged.
+    #[pyo3(signature = (invocation, value, on_loop=false, span=None, error=None))]
     fn answer(
         &self,
         invocation: &Bound<'_, Invocation>,
         value: &Bound<'_, PyAny>,
-        defer: bool,
+        on_loop: bool,
         span: Option<&Bound<'_, InvocationSpan>>,
         error: Option<(String, String, Option<String>)>,
     ) -> bool {
@@ -893,7 +905,7 @@ impl Connection {
         let function_id = &inv.function_id;
         let body = error.map(|(code, message, stacktrace)| ErrorBody { code, message, stacktrace });
         let encoded = if body.is_some() { Ok(None) } else { to_json_opt(value) };
-        let flush = self.sending(defer, || {
+        let send = || {
             match (&body, &encoded) {
                 (Some(body), _) => self.core.answer(id, function_id, Err(body), envelope),
                 (None, Ok(text)) => self.core.answer(id, function_id, Ok(text.as_deref()), envelope),
@@ -904,7 +916,13 @@ impl Connection {
                 }
             }
             Ok(())
-        });
+        };
+        let flush = if !on_loop && self.router.jobs.waiting() > 0 {
+            // Not `sending`: the loop's flush request stays the loop's to take.
+            iii_core::connection::deferring(send).map(|()| false)
+        } else {
+            self.sending(on_loop, send)
+        };
         if let (None, Err(err)) = (&body, &encoded) {
             let text = format!("function {function_id:?} returned a value that cannot be sent: {err}");
             self.router.loop_queue.push(Item::Log(LogLevel::Error, text));

@@ -23,7 +23,7 @@ use super::batch::Batch;
 use super::errors;
 use super::events::Binding;
 use super::json::from_json_opt;
-use iii_core::connection::{ConnectionState, LogLevel};
+use iii_core::connection::{Connection as CoreConnection, ConnectionState, LogLevel};
 use iii_core::invocations::{Completion, Outcome};
 use iii_protocol::InvokeFunction;
 use uuid::Uuid;
@@ -257,6 +257,12 @@ struct JobState {
 /// woken only when no thread is busy or the busy ones have not taken a job for `STALL` (a slow
 /// handler), and the SDK loop is asked for one more thread only when that happens with none
 /// waiting (benches/RESULTS.md, "Sync-handler threads keep the GIL between jobs").
+///
+/// Answers a thread gives while more jobs are queued are held back (`Writer::defer`), so a
+/// burst goes out in a few writes: they go out when a thread takes the last queued job or runs
+/// out of jobs, and the watchdog writes them every `STALL` while jobs wait, so a slow handler
+/// taken next delays them by at most that (benches/RESULTS.md, "Sync handlers' answers go out
+/// together").
 pub(crate) struct JobQueue {
     state: Mutex<JobState>,
     ready: Condvar,
@@ -290,7 +296,12 @@ impl JobQueue {
         })
     }
 
-    pub(crate) fn push(self: &Arc<Self>, call: InvokeFunction, handler: Arc<Py<PyAny>>) {
+    pub(crate) fn push(
+        self: &Arc<Self>,
+        call: InvokeFunction,
+        handler: Arc<Py<PyAny>>,
+        conn: &CoreConnection,
+    ) {
         let mut s = self.state.lock();
         s.jobs.push_back((call, handler));
         let busy = s.threads - s.idle;
@@ -299,16 +310,22 @@ impl JobQueue {
             self.ready.notify_one();
         } else if !s.watchdog_armed {
             s.watchdog_armed = true;
-            let queue = self.clone();
-            super::runtime::handle().spawn(async move { queue.watch().await });
+            let (queue, conn) = (self.clone(), conn.clone());
+            super::runtime::handle().spawn(async move { queue.watch(conn).await });
         }
     }
 
+    /// Jobs queued (a thread answering while there are some takes one next).
+    pub(crate) fn waiting(&self) -> usize {
+        self.state.lock().jobs.len()
+    }
+
     /// Whenever the queue stalls, wakes a waiting thread or asks for a new one, until the
-    /// queue is empty.
-    async fn watch(&self) {
+    /// queue is empty; writes the answers held back meanwhile (see the type's note).
+    async fn watch(&self, conn: CoreConnection) {
         loop {
             tokio::time::sleep(STALL).await;
+            conn.flush_deferred();
             let mut s = self.state.lock();
             if s.jobs.is_empty() || s.closed {
                 s.watchdog_armed = false;
@@ -338,14 +355,15 @@ impl JobQueue {
         true
     }
 
-    fn take(&self, s: &mut JobState) -> Option<Job> {
+    /// The next job, and whether it was the last one queued.
+    fn take(&self, s: &mut JobState) -> Option<(Job, bool)> {
         let job = s.jobs.pop_front()?;
         s.last_take = Instant::now();
-        Some(job)
+        Some((job, s.jobs.is_empty()))
     }
 
-    /// The next job if one is queued, without waiting.
-    pub(crate) fn try_next(&self) -> Option<Job> {
+    /// The next job if one is queued, without waiting, and whether it was the last one.
+    pub(crate) fn try_next(&self) -> Option<(Job, bool)> {
         let mut s = self.state.lock();
         if s.closed {
             return None;
@@ -353,8 +371,9 @@ impl JobQueue {
         self.take(&mut s)
     }
 
-    /// Waits for the next job; `None` once the queue is closed (the thread then ends).
-    pub(crate) fn next(&self) -> Option<Job> {
+    /// Waits for the next job (and whether it was the last one queued); `None` once the queue
+    /// is closed (the thread then ends).
+    pub(crate) fn next(&self) -> Option<(Job, bool)> {
         let mut s = self.state.lock();
         loop {
             if s.closed {
