@@ -92,11 +92,16 @@ impl LoopQueueInner {
             was_empty
         };
         if was_empty && !self.owner_pumping.load(Ordering::Acquire) {
-            // A full socket buffer means a wake-up is already pending. The flag is set after the
-            // byte is written: a take that misses it leaves the byte for the next wake-up.
-            let _ = (&self.wake_tx).write(&[1]);
-            self.woken.store(true, Ordering::Release);
+            self.wake();
         }
+    }
+
+    /// Makes the loop's reader callback run. A full socket buffer means a wake-up is already
+    /// pending. The flag is set after the byte is written: a take that misses it leaves the
+    /// byte for the next wake-up.
+    fn wake(&self) {
+        let _ = (&self.wake_tx).write(&[1]);
+        self.woken.store(true, Ordering::Release);
     }
 
     pub(crate) fn fd(&self) -> i32 {
@@ -144,8 +149,7 @@ impl LoopQueueInner {
             rest.append(&mut items);
             *items = rest;
         }
-        let _ = (&self.wake_tx).write(&[1]);
-        self.woken.store(true, Ordering::Release);
+        self.wake();
     }
 }
 
