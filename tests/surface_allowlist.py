@@ -124,14 +124,27 @@ ALLOWED: dict[str, str] = {key: reason for reason, keys in _GROUPS for key in ke
 # Deliberate differences from the official iii-sdk 0.25.0 (+ iii-helpers 0.25.0) surface, same rules.
 _GROUPS_025: list[tuple[str, list[str]]] = [
     (
-        "The official observe runtime's modules invocation_context, observe_wire and reporter are not provided: the Rust core encodes the frames, keeps the invocation context and the reports (importing one fails with ModuleNotFoundError).",
+        "The official observe runtime's modules observe_wire and reporter are not provided: the Rust core encodes the frames and keeps the reports (importing one fails with ModuleNotFoundError).",
         [
-            "iii.invocation_context",
             "iii.observe_wire",
             "iii.reporter",
-            "iii:invocation_context",
             "iii:observe_wire",
             "iii:reporter",
+        ],
+    ),
+    (
+        "iii.invocation_context re-exports the public names only (InvocationContext, current_invocation): the official runtime's helpers there (the context variable's setters, the thread and exit guards) have no counterpart, the core and iii._observe keep the context.",
+        [
+            "iii.invocation_context:ActiveInvocation",
+            "iii.invocation_context:HandlerExit",
+            "iii.invocation_context:T",
+            "iii.invocation_context:current_context",
+            "iii.invocation_context:guard_exit",
+            "iii.invocation_context:original_error",
+            "iii.invocation_context:public_context",
+            "iii.invocation_context:reset_context",
+            "iii.invocation_context:run_in_thread",
+            "iii.invocation_context:set_context",
         ],
     ),
     (

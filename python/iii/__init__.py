@@ -11,8 +11,8 @@ private ``iii._*`` modules, named for their job, which may change freely.
 # The official package's module layout (iii.iii, iii.iii_types, ...): re-export shims, loaded
 # here so that, as with the official package, they are attributes of ``iii`` after import
 # (0.11.0: channels, format_utils, iii, iii_constants, iii_types, logger, stream,
-# telemetry_types, triggers, types, utils; 0.25.0 adds errors, observable, observe_types,
-# observer_handle, process_marker).
+# telemetry_types, triggers, types, utils; 0.25.0 adds errors, invocation_context, observable,
+# observe_types, observer_handle, process_marker).
 from . import (  # noqa: F401
     channels,
     errors,
@@ -21,6 +21,7 @@ from . import (  # noqa: F401
     iii,
     iii_constants,
     iii_types,
+    invocation_context,
     logger,
     observable,
     observe_types,

@@ -86,7 +86,8 @@ pub fn with_json_field(mut frame: String, key: &str, json: &str) -> String {
     frame
 }
 
-/// `invocationresult`. `Ok(None)` omits `result` (a null result).
+/// `invocationresult`. `Ok(None)` is a null result, written `"result":null` as the 0.25 SDKs
+/// write it (engines before 0.25 read it as an absent `result`, docs/protocol.md C.7).
 pub fn invocation_result(
     invocation_id: &str,
     function_id: &str,
@@ -98,7 +99,7 @@ pub fn invocation_result(
     out.push_str(r#","function_id":"#);
     push_str(&mut out, function_id);
     match outcome {
-        Ok(None) => {}
+        Ok(None) => out.push_str(r#","result":null"#),
         Ok(Some(result)) => {
             out.reserve(result.len() + 12);
             out.push_str(r#","result":"#);
@@ -160,7 +161,7 @@ mod tests {
             message: "b\"oom".into(),
             stacktrace: Some("tb".into()),
         };
-        for outcome in [Ok(None), Ok(Some("[1,{\"x\":null}]")), Err(&err)] {
+        for outcome in [Ok(Some("[1,{\"x\":null}]")), Err(&err)] {
             let fast = invocation_result("i", "f", outcome);
             let generic = Message::InvocationResult(InvocationResult {
                 invocation_id: "i".into(),
@@ -175,5 +176,9 @@ mod tests {
             let b: serde_json::Value = serde_json::from_str(&generic).unwrap();
             assert_eq!(a, b);
         }
+        assert_eq!(
+            invocation_result("i", "f", Ok(None)),
+            r#"{"type":"invocationresult","invocation_id":"i","function_id":"f","result":null}"#
+        );
     }
 }
