@@ -322,3 +322,57 @@ def test_registration_conflicts_on_head(generation: str, url: str, make_worker: 
             second.trigger({"function_id": fid, "payload": 1})
     finally:
         second.shutdown()
+
+
+def test_updates_follow_the_engines_rules(worker: III) -> None:
+    """``state::update`` / ``stream::update``: after v0.11.0, ``append`` and ops reported one by
+    one in ``errors`` (docs/protocol.md B.4); v0.11.0 refuses the whole call."""
+    scope, stream = unique("scope"), unique("stream")
+    start = {"log": [], "text": "a", "n": "x"}
+    ops = [
+        {"type": "append", "path": "log", "value": {"k": 1}},
+        {"type": "append", "path": "text", "value": "b"},
+        {"type": "increment", "path": "n", "by": 1},
+        {"type": "append", "path": ["deep", "er"], "value": "c"},
+    ]
+    state = {"scope": scope, "key": "k"}
+    item = {"stream_name": stream, "group_id": "g", "item_id": "i"}
+    worker.trigger({"function_id": "state::set", "payload": {**state, "value": start}})
+    worker.trigger({"function_id": "stream::set", "payload": {**item, "data": start}})
+    for fid, where in [("state::update", state), ("stream::update", item)]:
+        request = {"function_id": fid, "payload": {**where, "ops": ops}}
+        if worker.engine_generation == "v0.11":
+            with pytest.raises(InvocationError) as refused:
+                worker.trigger(request)
+            assert refused.value.code == "deserialization_error"
+            continue
+        out = worker.trigger(request)
+        assert out["old_value"] == start
+        assert out["new_value"] == {"log": [{"k": 1}], "text": "ab", "n": "x", "deep": {"er": ["c"]}}
+        assert [(e["op_index"], e["code"]) for e in out["errors"]] == [(2, "increment.not_number")]
+    after = worker.trigger({"function_id": "state::get", "payload": state})
+    assert after == (start if worker.engine_generation == "v0.11" else out["new_value"])
+
+
+def test_publish_calls_the_subscribers_of_its_topic(worker: III) -> None:
+    got: list[object] = []
+    fid, topic = unique("sub"), unique("topic")
+    worker.register_function(fid, lambda data: got.append(data["n"]))
+    for config in [{"topic": topic}, {"topic": f"{topic}-other"}, {}]:
+        worker.register_trigger({"type": "subscribe", "function_id": fid, "config": config})
+    wait_registered(worker, fid)
+    try:
+        worker.trigger({"function_id": "publish", "payload": {"topic": topic, "data": {"n": 1}}})
+    except InvocationError as e:
+        if REAL_ENGINE_URL and e.code == "function_not_found":
+            pytest.skip("the engine has no publish (its pubsub worker is not running)")
+        raise
+    worker.trigger({"function_id": "publish", "payload": {"topic": f"{topic}-other", "data": {"n": 2}}})
+    wait_until(lambda: sorted(got) == [1, 2])
+    # The binding without a topic fired for neither.
+    worker.trigger({"function_id": "publish", "payload": {"topic": topic, "data": {"n": 3}}})
+    wait_until(lambda: 3 in got)
+    assert sorted(got) == [1, 2, 3]
+    with pytest.raises(InvocationError) as refused:
+        worker.trigger({"function_id": "publish", "payload": {"topic": "", "data": 1}})
+    assert refused.value.code == "topic_not_set"

@@ -11,7 +11,7 @@ use super::registry::WORKERS_REGISTER;
 use super::reply::{bad_input, input, not_found, now_ms, object1, result_frame, Answer, Internal, Outcome};
 use super::state::{Engine, WorkerMeta};
 use super::triggers::{self, fire_worker_event};
-use super::{head, head_listings, observability, observe, state_fns, streams, v025};
+use super::{head, head_listings, observability, observe, pubsub, state_fns, streams, v025};
 use iii_protocol::{ErrorBody, Json, Message, RegistrationRejected};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -50,6 +50,9 @@ pub(crate) async fn dispatch(
     }
     if observability::is_observability_function(function_id) {
         return Some(Answer::Now(observability::call(engine, function_id, text)));
+    }
+    if function_id == pubsub::PUBLISH {
+        return Some(Answer::Now(pubsub::publish(engine, text)));
     }
     if function_id == observe::OBSERVERS_GET && engine.config.v025() {
         return Some(Answer::Now(observe::observers_get(engine, text)));
@@ -217,8 +220,9 @@ pub(crate) fn function_entries(engine: &Engine, include_internal: bool) -> Json 
             metadata: f.metadata.as_deref(),
         })
         .collect();
-    // `stream::*` and `state::*` are always listed, like the real engine's modules' functions.
-    let modules = streams::FUNCTIONS.iter().chain(state_fns::FUNCTIONS.iter());
+    // `stream::*`, `state::*` and `publish` are always listed, like the real engine's modules'
+    // functions.
+    let modules = streams::FUNCTIONS.iter().chain(state_fns::FUNCTIONS.iter()).chain([&pubsub::PUBLISH]);
     entries.extend(modules.filter(|id| !state.functions.contains_key(**id)).map(|id| FunctionInfo {
         function_id: id,
         description: None,

@@ -4,8 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use iii_protocol::ErrorBody;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+
+use super::kv_head;
+use super::reply::input as parse;
 
 /// name -> group -> item -> value. `state::*` uses one name and scope/key as group/item.
 #[derive(Default)]
@@ -53,21 +57,40 @@ impl Store {
         self.data.iter().map(|(n, g)| (n.clone(), g.keys().cloned().collect())).collect()
     }
 
-    /// Applies `ops` to the item (a missing item starts as `{}`); returns (old, new).
-    pub fn update(
-        &mut self,
-        name: &str,
-        group: &str,
-        item: &str,
-        ops: &[UpdateOp],
-    ) -> (Option<Value>, Value) {
+    /// Applies `ops` to the item (a missing item starts as `{}`); returns the old value and the
+    /// result, `{old_value, new_value}` plus HEAD's `errors` when an op was skipped.
+    pub fn update(&mut self, name: &str, group: &str, item: &str, ops: &Ops) -> (Option<Value>, Value) {
         let old = self.get(name, group, item);
-        let mut value = old.clone().unwrap_or_else(|| Value::Object(Map::new()));
-        for op in ops {
-            op.apply(&mut value);
-        }
+        let (value, errors) = match ops {
+            Ops::V011(ops) => {
+                let mut value = old.clone().unwrap_or_else(|| Value::Object(Map::new()));
+                for op in ops {
+                    op.apply(&mut value);
+                }
+                (value, Vec::new())
+            }
+            Ops::Head(ops) => kv_head::apply(old.clone(), ops),
+        };
         self.set(name, group, item, value.clone());
-        (old, value)
+        let mut result = json!({"old_value": old, "new_value": value});
+        if !errors.is_empty() {
+            result["errors"] = Value::Array(errors);
+        }
+        (old, result)
+    }
+}
+
+/// The `ops` of one update, read by the rules of the engine's generation.
+pub(crate) enum Ops {
+    V011(Vec<UpdateOp>),
+    Head(Vec<kv_head::Op>),
+}
+
+impl Ops {
+    /// `ops` (JSON text) as `function_id`'s input: a malformed op fails the whole call with
+    /// `deserialization_error` (an unknown op type too; before HEAD, `append` is one).
+    pub fn parse(function_id: &str, ops: &str, head_rules: bool) -> Result<Ops, ErrorBody> {
+        Ok(if head_rules { Ops::Head(parse(function_id, ops)?) } else { Ops::V011(parse(function_id, ops)?) })
     }
 }
 
@@ -158,8 +181,8 @@ mod tests {
 
     use super::*;
 
-    fn ops(v: Value) -> Vec<UpdateOp> {
-        serde_json::from_value(v).unwrap()
+    fn ops(v: Value) -> Ops {
+        Ops::V011(serde_json::from_value(v).unwrap())
     }
 
     #[test]
@@ -179,12 +202,32 @@ mod tests {
             ])),
         );
         assert_eq!(old, None);
-        assert_eq!(new, json!({"a": -2, "b": 2, "n": 5}));
+        assert_eq!(new, json!({"old_value": null, "new_value": {"a": -2, "b": 2, "n": 5}}));
         let (old, new) =
             store.update("s", "g", "i", &ops(json!([{"type": "set", "path": "", "value": [1]}])));
         assert_eq!(old, Some(json!({"a": -2, "b": 2, "n": 5})));
-        assert_eq!(new, json!([1]));
+        assert_eq!(new["new_value"], json!([1]));
         assert_eq!(store.get("s", "g", "i"), Some(json!([1])));
+    }
+
+    #[test]
+    fn head_rules_report_skipped_ops_and_know_append() {
+        let mut store = Store::default();
+        assert!(Ops::parse("state::update", r#"[{"type":"append","value":1}]"#, false).is_err());
+        let ops = Ops::parse(
+            "state::update",
+            r#"[{"type":"append","path":"l","value":1},{"type":"increment","path":"l","by":1}]"#,
+            true,
+        )
+        .unwrap();
+        let (_, result) = store.update("s", "g", "i", &ops);
+        assert_eq!(result["new_value"], json!({"l": [1]}));
+        assert_eq!(result["errors"][0]["op_index"], 1);
+        assert_eq!(result["errors"][0]["code"], "increment.not_number");
+        let (_, result) = store.update("s", "g", "i", &ops);
+        assert_eq!(result["new_value"], json!({"l": [1, 1]}));
+        let (_, result) = store.update("s", "g", "j", &Ops::parse("f", "[]", true).unwrap());
+        assert!(result.get("errors").is_none(), "no errors key when every op applied");
     }
 
     #[test]

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::kv::UpdateOp;
-use super::reply::Outcome;
+use super::kv::Ops;
+use super::reply::{input as parse, Outcome};
 use super::state::Engine;
-use super::streams::{parse, to_outcome};
+use super::streams::to_outcome;
 use super::triggers::fire_matching;
 
 pub(crate) const FUNCTIONS: [&str; 6] =
@@ -39,7 +40,7 @@ struct SetInput {
 struct UpdateInput {
     scope: String,
     key: String,
-    ops: Vec<UpdateOp>,
+    ops: Box<RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -70,9 +71,10 @@ pub(crate) fn call(engine: &Arc<Engine>, function_id: &str, text: &str) -> Outco
         }
         "update" => {
             let input: UpdateInput = parse(function_id, text)?;
-            let (old, new) = engine.states.lock().update(NAME, &input.scope, &input.key, &input.ops);
-            fire(engine, &input.scope, &input.key, old.clone(), Some(new.clone()));
-            to_outcome(Some(json!({"old_value": old, "new_value": new})))
+            let ops = Ops::parse(function_id, input.ops.get(), engine.config.head_rules())?;
+            let (old, result) = engine.states.lock().update(NAME, &input.scope, &input.key, &ops);
+            fire(engine, &input.scope, &input.key, old, Some(result["new_value"].clone()));
+            to_outcome(Some(result))
         }
         "list" => {
             let input: Scope = parse(function_id, text)?;

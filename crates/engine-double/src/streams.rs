@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::delivery::call_from_engine;
-use super::kv::UpdateOp;
-use super::reply::{now_ms, Answer, Outcome, Reply};
+use super::kv::Ops;
+use super::reply::{input as parse, now_ms, Answer, Outcome, Reply};
 use super::state::Engine;
 use super::triggers::fire_matching;
 use iii_protocol::ErrorBody;
@@ -60,7 +61,7 @@ struct UpdateInput {
     stream_name: String,
     group_id: String,
     item_id: String,
-    ops: Vec<UpdateOp>,
+    ops: Box<RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -73,12 +74,6 @@ struct SendInput {
     kind: String,
     #[serde(default)]
     data: Value,
-}
-
-pub(crate) fn parse<T: for<'de> Deserialize<'de>>(function_id: &str, text: &str) -> Result<T, ErrorBody> {
-    serde_json::from_str(text).map_err(|e| {
-        ErrorBody::new("deserialization_error", format!("Failed to deserialize input for {function_id}: {e}"))
-    })
 }
 
 pub(crate) fn to_outcome(value: Option<Value>) -> Outcome {
@@ -163,20 +158,21 @@ fn call_inner(engine: &Arc<Engine>, function_id: &str, text: &str) -> Result<Ans
         }
         "update" => {
             let input: UpdateInput = parse(function_id, text)?;
+            let ops = Ops::parse(function_id, input.ops.get(), engine.config.head_rules())?;
             if let Some(answer) = redirect(engine, op, &input.stream_name, &input) {
                 return Ok(answer);
             }
-            let (old, new) =
-                engine.streams.lock().update(&input.stream_name, &input.group_id, &input.item_id, &input.ops);
+            let (old, result) =
+                engine.streams.lock().update(&input.stream_name, &input.group_id, &input.item_id, &ops);
             let kind = if old.is_some() { "update" } else { "create" };
             fire(
                 engine,
                 &input.stream_name,
                 &input.group_id,
                 Some(&input.item_id),
-                json!({"type": kind, "data": new}),
+                json!({"type": kind, "data": result["new_value"]}),
             );
-            now(Some(json!({"old_value": old, "new_value": new})))
+            now(Some(result))
         }
         "send" => {
             let input: SendInput = parse(function_id, text)?;

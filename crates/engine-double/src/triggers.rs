@@ -155,9 +155,21 @@ pub(crate) async fn unregister(engine: &Engine, id: &str) {
 }
 
 pub(crate) fn bound_functions(engine: &Engine, trigger_type: &str) -> Vec<String> {
+    bound_where(engine, trigger_type, |_| true)
+}
+
+/// The functions bound to `trigger_type` whose config `keeps`, in binding id order.
+pub(crate) fn bound_where(
+    engine: &Engine,
+    trigger_type: &str,
+    keeps: impl Fn(Option<&serde_json::value::RawValue>) -> bool,
+) -> Vec<String> {
     let state = engine.state.lock();
-    let mut bound: Vec<(&String, &Binding)> =
-        state.triggers.iter().filter(|(_, b)| b.trigger_type == trigger_type).collect();
+    let mut bound: Vec<(&String, &Binding)> = state
+        .triggers
+        .iter()
+        .filter(|(_, b)| b.trigger_type == trigger_type && keeps(b.config.as_deref()))
+        .collect();
     bound.sort_by_key(|(id, _)| *id);
     bound.into_iter().map(|(_, b)| b.function_id.clone()).collect()
 }
@@ -179,16 +191,12 @@ pub(crate) fn fire_matching(
     filter: &[(&str, &str)],
     payload: String,
 ) {
-    let functions: Vec<String> = {
-        let state = engine.state.lock();
-        let mut bound: Vec<(&String, &Binding)> = state
-            .triggers
-            .iter()
-            .filter(|(_, b)| b.trigger_type == trigger_type && config_matches(b.config.as_deref(), filter))
-            .collect();
-        bound.sort_by_key(|(id, _)| *id);
-        bound.into_iter().map(|(_, b)| b.function_id.clone()).collect()
-    };
+    let functions = bound_where(engine, trigger_type, |config| config_matches(config, filter));
+    notify_in_background(engine, functions, payload);
+}
+
+/// Calls `functions` with `payload` in the background (see `notify`).
+pub(crate) fn notify_in_background(engine: &Arc<Engine>, functions: Vec<String>, payload: String) {
     if functions.is_empty() {
         return;
     }

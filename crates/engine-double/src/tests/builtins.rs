@@ -117,15 +117,17 @@ async fn function_listing_hides_engine_functions_by_default() {
     let res = client.call("engine::functions::list", json!({})).await;
     let mut listed = res["result"].clone();
     let functions = listed["functions"].as_array_mut().unwrap();
-    // The stream and state modules' functions are always listed, with no metadata.
+    // The stream, state and pub/sub modules' functions are always listed, with no metadata.
+    let of_modules = |id: &str| id.starts_with("st") || id == "publish";
     let modules: Vec<_> = functions
         .iter()
-        .filter(|f| f["function_id"].as_str().unwrap().starts_with("st"))
         .map(|f| f["function_id"].as_str().unwrap().to_owned())
+        .filter(|id| of_modules(id))
         .collect();
-    assert_eq!(modules.len(), 14, "{modules:?}");
+    assert_eq!(modules.len(), 15, "{modules:?}");
     assert!(modules.contains(&"stream::list_all".to_owned()) && modules.contains(&"state::set".to_owned()));
-    functions.retain(|f| !f["function_id"].as_str().unwrap().starts_with("st"));
+    assert!(modules.contains(&"publish".to_owned()));
+    functions.retain(|f| !of_modules(f["function_id"].as_str().unwrap()));
     assert_eq!(
         listed,
         json!({"functions": [
