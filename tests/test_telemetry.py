@@ -445,3 +445,59 @@ def test_logger_records_reach_the_applications_own_log_provider() -> None:
         """
     )
     assert out == "1 hello WARN fn1 ['[fn1] before the provider']"
+
+
+def test_the_official_exporter_classes_send_through_a_connection_of_their_own(
+    make_worker: WorkerFactory, engine_url: str
+) -> None:
+    """``iii.telemetry_exporters`` as the official SDK's users wire it: OpenTelemetry SDK
+    providers of their own, exporting through ``SharedEngineConnection``; and a frame the caller
+    built (``send_threadsafe``)."""
+    import asyncio
+    import json
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from iii.telemetry_exporters import EngineMetricsExporter, EngineSpanExporter, SharedEngineConnection
+
+    worker = make_worker()
+    name = unique("exporters").replace("::", ".")  # an instrument name may not hold ':'
+    connection = SharedEngineConnection(f"{engine_url}/otel")
+    try:
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(EngineSpanExporter(connection)))
+        with tracer_provider.get_tracer("mine").start_as_current_span(f"{name}.span") as span:
+            trace_id = f"{span.get_span_context().trace_id:032x}"
+        reader = PeriodicExportingMetricReader(
+            EngineMetricsExporter(connection), export_interval_millis=3_600_000
+        )
+        meter_provider = MeterProvider(metric_readers=[reader])
+        meter_provider.get_meter("mine").create_counter(f"{name}.count").add(3)
+        assert meter_provider.force_flush()
+        record = {
+            "timeUnixNano": str(time.time_ns()),
+            "severityNumber": 9,
+            "body": {"stringValue": f"{name} raw"},
+        }
+        body = {
+            "resourceLogs": [
+                {
+                    "resource": {"attributes": []},
+                    "scopeLogs": [{"scope": {"name": "mine"}, "logRecords": [record]}],
+                }
+            ]
+        }
+        connection.send_threadsafe(b"LOGS", json.dumps(body).encode())
+        assert connection.telemetry.flush(5000)
+    finally:
+        asyncio.run(connection.shutdown())
+    assert [root["name"] for root in tree(worker, trace_id, 1)] == [f"{name}.span"]
+    metrics = eventually(
+        lambda: list(call(worker, "engine::metrics::list", {"metric_name": f"{name}.count"})["sdk_metrics"]),
+        lambda found: len(found) > 0,
+    )
+    assert metrics[0]["data_points"][0]["value"] == 3
+    assert [log["body"] for log in logs_of(worker, f"{name} raw", 1)] == [f"{name} raw"]

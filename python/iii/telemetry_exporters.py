@@ -2,9 +2,9 @@
 
 In this SDK telemetry is sent by ``iii._iii.Telemetry`` on the worker's own connection; these
 classes exist so code written against the official module keeps working:
-``SharedEngineConnection(url, headers)`` opens a telemetry connection of its own to ``url``, and the
-three exporters hand OpenTelemetry SDK data to it. Imported only on use (it needs
-``opentelemetry-sdk``).
+``SharedEngineConnection(url, headers)`` opens a telemetry connection of its own to ``url``, the
+three exporters hand OpenTelemetry SDK data to it, and ``send_threadsafe`` sends frames built by
+the caller. Imported only on use (it needs ``opentelemetry-sdk``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from ._iii import Telemetry
-from ._otel_bridge import EngineSpanProcessor
+from ._otel_bridge import EngineMetricExporter, EngineSpanProcessor
 
 __all__ = [
     "PREFIX_METRICS",
@@ -47,16 +47,22 @@ class SharedEngineConnection:
         self._url = url
         self._headers = headers
         self.telemetry = Telemetry()
-        # The URL as given: the official caller appends /otel itself.
-        self.telemetry.connect(url, headers, telemetry_path=False)
+        # The official 0.25 caller passes `<engine>/otel`: dial that, and the engine's URL on
+        # engines without the /otel socket (v0.11.0 answers 404). Any other URL as given.
+        if url.endswith("/otel"):
+            self.telemetry.connect(url[: -len("/otel")], headers, telemetry_path=True)
+        else:
+            self.telemetry.connect(url, headers, telemetry_path=False)
         self._started = True
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Kept for compatibility: the connection runs in the Rust core from the start."""
 
     def send_threadsafe(self, prefix: bytes, payload: bytes) -> None:
-        """Raw frames are not supported: records go through the exporters, which batch them."""
-        raise NotImplementedError("send records through EngineSpanExporter / EngineLogExporter")
+        """Queues one frame from any thread: ``prefix`` (``OTLP``, ``LOGS`` or ``MTRC``), then
+        ``payload``, its OTLP/JSON. Frames go out whole and in order; while the connection is
+        down at most ``MAX_QUEUE`` wait, the oldest dropped first."""
+        self.telemetry.send_frame(bytes(prefix), bytes(payload))
 
     async def shutdown(self) -> None:
         """Flushes (at most 5 s) and closes the connection."""
@@ -115,17 +121,22 @@ class EngineLogExporter:
 
 
 class EngineMetricsExporter:
-    """Not supported yet: the worker gauges are measured and sent by the Rust core; metrics
-    from the application's own instruments are not exported to the engine."""
+    """An OpenTelemetry push metric exporter (for a ``PeriodicExportingMetricReader``) that sends
+    each collection as ``MTRC`` frames."""
 
     def __init__(self, connection: SharedEngineConnection) -> None:
         self._connection = connection
+        # What PeriodicExportingMetricReader reads from its exporter: empty keeps the defaults.
+        self._preferred_temporality: dict[Any, Any] = {}
+        self._preferred_aggregation: dict[Any, Any] = {}
+        self._exporter = EngineMetricExporter()
+        self._exporter.telemetry = connection.telemetry
 
     def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        raise NotImplementedError("exporting application metrics to the engine is not implemented")
+        return self._exporter.export(metrics_data, timeout_millis, **kwargs)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        return None
+        self._connection.telemetry.flush(int(timeout_millis))
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
+        return self._connection.telemetry.flush(int(timeout_millis))

@@ -325,6 +325,12 @@ impl Telemetry {
         Ok(())
     }
 
+    /// Queues a frame built by the caller: `prefix` (`OTLP`, `LOGS` or `MTRC`) then `payload`
+    /// (its OTLP/JSON), sent whole and in order (the official `send_threadsafe`).
+    fn send_frame(&self, prefix: &[u8], payload: &[u8]) {
+        self.exporter.push_frame([prefix, payload].concat());
+    }
+
     /// Queues a log record. `severity` is an OTel severity number (DEBUG 5, INFO 9, WARN 13,
     /// ERROR 17); `data` any JSON-able value (pydantic models are dumped), kept as structure
     /// in `log.data`; `trace_id` / `span_id` correlate it with a span.
@@ -447,6 +453,7 @@ impl Telemetry {
             ("logs_dropped", c.logs_dropped.load(Ordering::Relaxed)),
             ("metrics_dropped", c.metrics_dropped.load(Ordering::Relaxed)),
             ("oversize_dropped", c.oversize_dropped.load(Ordering::Relaxed)),
+            ("frames_dropped", c.frames_dropped.load(Ordering::Relaxed)),
             ("spans_buffered", spans as u64),
             ("logs_buffered", logs as u64),
             ("metrics_buffered", metrics as u64),

@@ -51,6 +51,7 @@ pub struct ExporterConfig {
     pub(crate) max_spans: usize,
     pub(crate) max_logs: usize,
     pub(crate) max_metric_samples: usize,
+    pub(crate) max_raw_frames: usize,
     pub(crate) max_frame_bytes: usize,
     /// Spans are flushed this often (and early once `span_batch` wait).
     pub(crate) span_interval: Duration,
@@ -67,6 +68,7 @@ impl ExporterConfig {
             max_spans: 8192,
             max_logs: 8192,
             max_metric_samples: 64,
+            max_raw_frames: 1000,
             // NOTE: 1 MiB frames: well under the engine's 16 MiB frame limit and the 8 MiB
             // fragment size, and one frame holds about 2,000 invocation spans (about 500 B each),
             // so the writer lock a frame holds stays short next to calls on the same link.
@@ -86,6 +88,8 @@ pub struct Counters {
     pub spans_dropped: AtomicU64,
     pub logs_dropped: AtomicU64,
     pub metrics_dropped: AtomicU64,
+    /// Frames given whole (`push_frame`) dropped because too many waited.
+    pub frames_dropped: AtomicU64,
     /// Records larger than a whole frame.
     pub oversize_dropped: AtomicU64,
     pub frames_sent: AtomicU64,
@@ -97,6 +101,8 @@ struct Buffers {
     spans: VecDeque<SpanRecord>,
     logs: VecDeque<LogRecord>,
     metrics: VecDeque<MetricItem>,
+    /// Frames given whole, sent as they are.
+    frames: VecDeque<Vec<u8>>,
     /// Flush requests made / served, so `flush` waits for its own.
     flush_requested: u64,
     flush_done: u64,
@@ -237,13 +243,25 @@ impl Exporter {
         }
     }
 
+    /// Queues a frame built by the caller (a 4-byte prefix such as `OTLP`, then its JSON), sent
+    /// as it is, in order, at once; at most `max_raw_frames` wait (the oldest are dropped).
+    pub fn push_frame(&self, frame: Vec<u8>) {
+        let inner = &self.inner;
+        let mut b = inner.buffers.lock();
+        if b.stopped {
+            return;
+        }
+        push_bounded(&mut b.frames, frame, inner.config.max_raw_frames, &inner.counters.frames_dropped);
+        inner.wake.notify_one();
+    }
+
     /// Sends everything buffered now, waiting at most `timeout`. True when all of it went out.
     pub fn flush(&self, timeout: Duration) -> bool {
         let inner = &self.inner;
         let deadline = Instant::now() + timeout;
         let mut b = inner.buffers.lock();
         if b.stopped {
-            return b.spans.is_empty() && b.logs.is_empty() && b.metrics.is_empty();
+            return b.spans.is_empty() && b.logs.is_empty() && b.metrics.is_empty() && b.frames.is_empty();
         }
         b.flush_requested += 1;
         b.retry_until = b.retry_until.max(Some(deadline));
@@ -305,6 +323,7 @@ impl Inner {
                 && b.flush_requested == b.flush_done
                 && b.spans.len() < self.config.span_batch
                 && b.logs.len() < self.config.log_batch
+                && b.frames.is_empty()
             {
                 // NOTE(perf): an empty buffer arms no timer (a push into it wakes this thread),
                 // so an idle worker's exporter sleeps between gauge samples.
@@ -334,6 +353,7 @@ impl Inner {
             let take_logs = forced || now >= next_logs || b.logs.len() >= self.config.log_batch;
             let spans = if take_spans { std::mem::take(&mut b.spans) } else { VecDeque::new() };
             let logs = if take_logs { std::mem::take(&mut b.logs) } else { VecDeque::new() };
+            let frames = std::mem::take(&mut b.frames);
             drop(b);
 
             let final_sample = shutdown && next_metrics.is_some() && !final_sample_taken;
@@ -351,17 +371,26 @@ impl Inner {
             }
 
             let sink = self.sink.read().clone();
+            let frames_left = self.send_frames(sink.as_deref(), frames);
             let spans_left = self.send_spans(sink.as_deref(), spans);
             let logs_left = self.send_logs(sink.as_deref(), logs);
             let metrics_left = self.send_metrics(sink.as_deref(), metrics);
-            let all_sent = spans_left.is_empty() && logs_left.is_empty() && metrics_left.is_empty();
+            let all_sent = frames_left.is_empty()
+                && spans_left.is_empty()
+                && logs_left.is_empty()
+                && metrics_left.is_empty();
 
             let mut b = self.buffers.lock();
             let c = &self.counters;
             put_back(&mut b.spans, spans_left, self.config.max_spans, &c.spans_dropped);
             put_back(&mut b.logs, logs_left, self.config.max_logs, &c.logs_dropped);
             put_back(&mut b.metrics, metrics_left, self.config.max_metric_samples, &c.metrics_dropped);
-            let nothing_left = all_sent && b.spans.is_empty() && b.logs.is_empty() && b.metrics.is_empty();
+            put_back(&mut b.frames, frames_left, self.config.max_raw_frames, &c.frames_dropped);
+            let nothing_left = all_sent
+                && b.spans.is_empty()
+                && b.logs.is_empty()
+                && b.metrics.is_empty()
+                && b.frames.is_empty();
             if forced && !nothing_left && !b.stopped && b.retry_until.is_some_and(|d| Instant::now() < d) {
                 // The link is down while someone waits: try again shortly, within their wait.
                 self.wake.wait_for(&mut b, RETRY_PAUSE);
@@ -437,6 +466,20 @@ impl Inner {
             }
         }
         VecDeque::new()
+    }
+
+    /// Sends whole frames in order; returns those not sent (from the first that failed).
+    fn send_frames(&self, sink: Option<&dyn FrameSink>, mut frames: VecDeque<Vec<u8>>) -> VecDeque<Vec<u8>> {
+        let Some(sink) = sink else { return frames };
+        while let Some(frame) = frames.front() {
+            if !sink.send_frame(frame) {
+                self.counters.send_failures.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            self.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+            frames.pop_front();
+        }
+        frames
     }
 
     fn send_spans(&self, sink: Option<&dyn FrameSink>, spans: VecDeque<SpanRecord>) -> VecDeque<SpanRecord> {

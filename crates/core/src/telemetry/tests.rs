@@ -60,6 +60,7 @@ fn quiet_config() -> ExporterConfig {
         max_spans: 100,
         max_logs: 100,
         max_metric_samples: 4,
+        max_raw_frames: 3,
         max_frame_bytes: 1 << 20,
         span_interval: Duration::from_secs(3600),
         span_batch: 10_000,
@@ -110,6 +111,25 @@ fn flush_sends_spans_and_logs_batched_with_the_resource() {
     assert_eq!(sink.bodies(b"LOGS").len(), 1, "never one frame per log record");
     assert_eq!(sink.log_bodies(), (0..50).map(|i| format!("l{i}")).collect::<Vec<_>>());
     assert_eq!(exporter.buffered(), (0, 0, 0));
+}
+
+#[test]
+fn whole_frames_go_out_at_once_in_order_and_the_oldest_are_dropped_while_the_link_is_down() {
+    let (exporter, sink) = start(quiet_config());
+    sink.down.store(true, Ordering::SeqCst);
+    for n in 0..5 {
+        exporter.push_frame(format!("LOGS{{\"n\":{n}}}").into_bytes());
+    }
+    assert!(!exporter.flush(SHORT), "the link is down");
+    assert_eq!(exporter.counters().frames_dropped.load(Ordering::Relaxed), 2, "at most 3 wait");
+    sink.down.store(false, Ordering::SeqCst);
+    // No flush: a whole frame wakes the exporter (the quiet config's timers are an hour away).
+    exporter.push_frame(b"OTLP{\"n\":5}".to_vec());
+    assert!(eventually(|| sink.frames.lock().len() == 3));
+    let sent: Vec<String> =
+        sink.frames.lock().iter().map(|f| String::from_utf8(f.clone()).unwrap()).collect();
+    assert_eq!(sent, [r#"LOGS{"n":3}"#, r#"LOGS{"n":4}"#, r#"OTLP{"n":5}"#]);
+    assert_eq!(exporter.counters().frames_dropped.load(Ordering::Relaxed), 3);
 }
 
 #[test]
