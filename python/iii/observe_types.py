@@ -1,6 +1,6 @@
 """Official import path ``iii.observe_types`` (iii-sdk 0.25.0): the public types of observe.
-Re-export shim (see :mod:`iii._observe`). These are plain types; observing itself
-(``iii.observe``, observe hooks taking effect) is not implemented by this SDK yet.
+Re-export shim (see :mod:`iii._observe`); observing itself is ``III.observe`` and
+``register_function(..., observe=ObserveHooks(...))``.
 """
 
 from ._observe import (

@@ -56,8 +56,14 @@ class Engine:
     ``features`` (``observe.v1``, ``local-dispatch.v1``); the features a worker declared there are
     recorded (:meth:`worker_features`); forwarded calls carry the ``caller`` stamped with the
     calling worker's id and name, its ``observe_depth`` (when above 0) and its ``metadata``; the
-    upgrade response has ``x-iii-capabilities: tcp-nodelay``; and ``/otel`` takes telemetry-only
-    sockets. Observers are not implemented.
+    upgrade response has ``x-iii-capabilities: tcp-nodelay``; ``/otel`` takes telemetry-only
+    sockets; and observers are routed as the real engine routes them (docs/protocol.md C.9-C.25):
+    filters through ``iii-filter``, the ``Observed`` envelope, owner delivery, local dispatch
+    confirmed in ``functionregistered``, and the reports of locally dispatched calls.
+
+    ``generation="head"`` and later also apply ``stream::update`` / ``state::update`` by the
+    newer engines' rules (``append``, nested paths, ops that cannot apply reported in
+    ``errors``). Every generation has ``publish`` to ``subscribe`` triggers.
 
     ``token`` (any generation): every WebSocket upgrade must carry ``Authorization: Bearer
     <token>``, else it is refused with HTTP 401. A blank token is no token.

@@ -171,37 +171,30 @@ fn label(segments: &[&str]) -> String {
     }
 }
 
-/// `value + by`, keeping integers integers; None when not a number or out of range.
-fn add(value: &Value, by: i64) -> Option<Value> {
+/// `value + by` (`up`) or `value - by`, integers staying integers; None when `value` is not a
+/// number or the result is out of range.
+fn step(value: &Value, by: i64, up: bool) -> Option<Value> {
     if let Some(n) = value.as_i64() {
-        if let Some(sum) = n.checked_add(by) {
-            return Some(Value::from(sum));
+        if let Some(next) = if up { n.checked_add(by) } else { n.checked_sub(by) } {
+            return Some(Value::from(next));
         }
     }
     if let Some(n) = value.as_u64() {
-        let sum = if by >= 0 { n.checked_add(by.unsigned_abs()) } else { n.checked_sub(by.unsigned_abs()) };
-        return sum.map(Value::from);
+        let grows = (by >= 0) == up;
+        let next = if grows { n.checked_add(by.unsigned_abs()) } else { n.checked_sub(by.unsigned_abs()) };
+        return next.map(Value::from);
     }
-    value.as_f64().filter(|_| value.is_f64()).and_then(|f| Number::from_f64(f + by as f64)).map(Value::Number)
+    let f = value.as_f64().filter(|_| value.is_f64())?;
+    Number::from_f64(if up { f + by as f64 } else { f - by as f64 }).map(Value::Number)
 }
 
-/// `value - by`, with the same rules as `add`.
-fn subtract(value: &Value, by: i64) -> Option<Value> {
-    if let Some(n) = value.as_i64() {
-        if let Some(diff) = n.checked_sub(by) {
-            return Some(Value::from(diff));
-        }
+/// What a missing number becomes: `by` (`up`) or `-by` (`-i64::MIN` as a u64).
+fn fresh(by: i64, up: bool) -> Value {
+    match (up, by.checked_neg()) {
+        (true, _) => Value::from(by),
+        (false, Some(negated)) => Value::from(negated),
+        (false, None) => Value::from(by.unsigned_abs()),
     }
-    if let Some(n) = value.as_u64() {
-        let diff = if by >= 0 { n.checked_sub(by.unsigned_abs()) } else { n.checked_add(by.unsigned_abs()) };
-        return diff.map(Value::from);
-    }
-    value.as_f64().filter(|_| value.is_f64()).and_then(|f| Number::from_f64(f - by as f64)).map(Value::Number)
-}
-
-/// What a missing field becomes when decremented: `-by` (`i64::MIN` stays positive as a u64).
-fn negated(by: i64) -> Value {
-    by.checked_neg().map_or_else(|| Value::from(by.unsigned_abs()), Value::from)
 }
 
 /// What appending to nothing makes: a string stays a string, anything else a one-item array.
@@ -289,14 +282,9 @@ impl Item {
             (Op::Increment { by, .. } | Op::Decrement { by, .. }, []) => {
                 let up = matches!(op, Op::Increment { .. });
                 *current = if self.missing {
-                    if up {
-                        Value::from(*by)
-                    } else {
-                        negated(*by)
-                    }
+                    fresh(*by, up)
                 } else {
-                    let next = if up { add(current, *by) } else { subtract(current, *by) };
-                    match next {
+                    match step(current, *by, up) {
                         Some(next) => next,
                         None => return not_a_number(op.name(), "root", current),
                     }
@@ -307,9 +295,9 @@ impl Item {
                 let Value::Object(map) = current else { return not_object(op.name(), &segments, current) };
                 match map.get_mut(path) {
                     None => {
-                        map.insert(path.clone(), if up { Value::from(*by) } else { negated(*by) });
+                        map.insert(path.clone(), fresh(*by, up));
                     }
-                    Some(field) => match if up { add(field, *by) } else { subtract(field, *by) } {
+                    Some(field) => match step(field, *by, up) {
                         Some(next) => *field = next,
                         None => return not_a_number(op.name(), path, field),
                     },
@@ -324,22 +312,16 @@ impl Item {
             (Op::Append { .. }, _) if !current.is_object() => {
                 return not_object("append", &segments, current)
             }
-            (Op::Append { value, .. }, [key]) => {
-                let map = object_at(current, &[]);
-                match map.get_mut(*key) {
-                    Some(field) => append_to(field, value, key)?,
-                    None => {
-                        map.insert((*key).to_owned(), first_append(value));
-                    }
-                }
-            }
             (Op::Append { value, .. }, [parents @ .., key]) => {
                 let map = object_at(current, parents);
                 match map.get_mut(*key) {
                     Some(field) => append_to(field, value, key)?,
                     // A missing nested field always becomes an array, strings included.
-                    None => {
+                    None if !parents.is_empty() => {
                         map.insert((*key).to_owned(), Value::Array(vec![value.clone()]));
+                    }
+                    None => {
+                        map.insert((*key).to_owned(), first_append(value));
                     }
                 }
             }
