@@ -172,6 +172,41 @@ def test_trigger_async_runs_an_async_handler_on_the_calling_loop(
     assert seen[0]["ctx"].invocation_id != seen[1]["ctx"].invocation_id
 
 
+async def _in_a_task_of_its_own(data: Any) -> Any:
+    """What asyncio offers only inside a handler's own Task: current_task(), and from 3.11 a
+    timeout that cancels the handler (not its caller) and a TaskGroup."""
+    me = asyncio.current_task()
+    assert me is not None
+    if sys.version_info < (3, 11):
+        return {"n": data["n"], "timed_out": True}
+    try:
+        async with asyncio.timeout(0.01):
+            await asyncio.sleep(10)
+        timed_out = False
+    except TimeoutError:
+        timed_out = asyncio.current_task() is me
+    async with asyncio.TaskGroup() as group:
+        child = group.create_task(asyncio.sleep(0, result=data["n"]))
+    return {"n": child.result(), "timed_out": timed_out}
+
+
+def test_an_async_handler_runs_in_a_task_of_its_own(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    fid = local_function(obs_engine, worker, _in_a_task_of_its_own)
+
+    async def main() -> Any:
+        caller = asyncio.current_task()
+        out = await worker.trigger_async({"function_id": fid, "payload": {"n": 1}})
+        assert asyncio.current_task() is caller
+        assert not getattr(caller, "cancelling", lambda: 0)(), "the caller's task was not cancelled"
+        return out
+
+    assert asyncio.run(main()) == {"n": 1, "timed_out": True}
+    assert worker.trigger({"function_id": fid, "payload": {"n": 2}}) == {"n": 2, "timed_out": True}
+    remote = {"function_id": fid, "payload": {"n": 3}, "dispatch": "remote"}
+    assert worker.trigger(remote) == {"n": 3, "timed_out": True}
+
+
 def test_trigger_async_runs_a_sync_handler_on_a_local_thread(
     obs_engine: Engine, obs_workers: Workers
 ) -> None:

@@ -18,9 +18,8 @@ import os
 import sys
 import threading
 import traceback
-import types
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 from . import _iii
 from ._app_tracing import AppSpan
@@ -47,23 +46,21 @@ _OWNER_HOOK: Any = getattr(_iii, "OwnerHook", None)
 
 _CALLER_KEY = "_caller_worker_id"
 
+T = TypeVar("T")
 
-@types.coroutine
-def _resume(coro: Any, yielded: Any) -> Any:
-    """Drives a coroutine that already ran to its first suspension, inside a Task."""
-    while True:
-        try:
-            yield yielded
-        except BaseException as exc:  # noqa: BLE001 - forwarded into the coroutine
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                yielded = coro.send(None)
-            except StopIteration as stop:
-                return stop.value
+
+def start_task(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], ctx: contextvars.Context
+) -> asyncio.Task[T]:
+    """``coro`` as a Task of its own running in ``ctx``. From CPython 3.12 its first step runs
+    at once (``eager_start``): a handler that does not suspend is done on return, without a
+    loop iteration. Either way the handler runs inside its own Task, as asyncio.timeout,
+    TaskGroup and current_task() require."""
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(coro, loop=loop, context=ctx, eager_start=True)
+    if sys.version_info >= (3, 11):
+        return loop.create_task(coro, context=ctx)
+    return ctx.run(loop.create_task, coro)
 
 
 async def _whole(handler: Handler, data: Any, metadata: Any) -> Any:
@@ -300,26 +297,11 @@ class Dispatcher:
     def _dispatch_async(self, inv: _iii.Invocation) -> None:
         ctx, span = self._context(inv)
         data = resolve_refs(self._address, inv.data) if inv.has_channel_refs else inv.data
-        if sys.version_info < (3, 11):
-            # No create_task(context=) before 3.11: the whole handler runs in its Task, whose
-            # context is a copy of ctx, so tokens a handler sets and resets stay in one context.
-            self._hold(
-                ctx.run(
-                    self._loop.create_task, self._finish(_whole(inv.handler, data, inv.metadata), inv, span)
-                )
-            )
-            return
-        try:
-            coro = ctx.run(inv.handler.call, data, inv.metadata)
-            yielded = ctx.run(coro.send, None)
-        except StopIteration as stop:
-            self._reply(inv, stop.value, True, span)
-            return
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
-            self._reply_exception(inv, exc, True, span)
-            return
-        # The handler really suspended: only now does it become a Task (in the same context).
-        self._hold(self._loop.create_task(self._finish(_resume(coro, yielded), inv, span), context=ctx))
+        # Before 3.11 the Task runs in a copy of ctx, so tokens a handler sets and resets stay in
+        # one context all the same.
+        task = start_task(self._loop, self._finish(_whole(inv.handler, data, inv.metadata), inv, span), ctx)
+        if not task.done():
+            self._hold(task)
 
     def _hold(self, task: asyncio.Task[None]) -> None:
         """Keeps a handler's Task alive until it ends: the loop holds Tasks weakly, so a handler

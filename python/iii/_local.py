@@ -36,7 +36,6 @@ import enum
 import functools
 import logging
 import pathlib
-import sys
 import threading
 import time
 import uuid
@@ -48,7 +47,7 @@ from . import _iii
 from ._app_tracing import AppSpan
 from ._app_tracing import start as start_app_span
 from ._channels import resolve_refs
-from ._dispatch import Handler, _resume, error_body
+from ._dispatch import Handler, error_body, start_task
 from ._observe import CURRENT, LocalInvocation
 from .errors import InvocationError, InvocationTimeoutError
 
@@ -468,22 +467,13 @@ class LocalDispatch:
             task = ctx.run(loop.create_task, self._run_async(run))
             self._keep(task, fn.function_id)
             return None
-        if sys.version_info >= (3, 11):
-            # Run at once: a handler that does not suspend needs no Task (as the dispatcher).
-            coro = self._run_async(run)
-            try:
-                yielded = ctx.run(coro.send, None)
-            except StopIteration as stop:
-                return copy_value(stop.value)
-            except _HANDLER_FAILURES as exc:
-                raise self._failure(run, exc) from _original(exc)
-            task: Any = loop.create_task(_resume(coro, yielded), context=ctx)
-        else:
-            task = ctx.run(loop.create_task, self._run_async(run))
-        done, _ = await asyncio.wait({task}, timeout=timeout_ms / 1000.0)
-        if not done:
-            self._keep(task, fn.function_id)  # raced, not cancelled: it runs to its end
-            raise self._timeout(run)
+        # The handler's own Task (its first step at once from 3.12), not the caller's.
+        task = start_task(loop, self._run_async(run), ctx)
+        if not task.done():
+            done, _ = await asyncio.wait({task}, timeout=timeout_ms / 1000.0)
+            if not done:
+                self._keep(task, fn.function_id)  # raced, not cancelled: it runs to its end
+                raise self._timeout(run)
         if task.cancelled():
             cancelled = asyncio.CancelledError()
             raise self._failure(run, cancelled) from cancelled
