@@ -116,3 +116,27 @@ def test_a_channel_that_cannot_be_opened_raises_channel_error(make_worker):
     )
     with pytest.raises(ChannelError):
         bogus.read_all_sync()
+
+
+def test_channel_io_fails_clearly_when_no_thread_can_start(monkeypatch):
+    """CPython 3.12.0-3.12.x refuse new threads once the main thread has returned: the channel
+    operation that needed one fails at once instead of waiting for a thread that never comes."""
+    from iii._channels import _Threads
+
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if self.name.startswith("iii-channel-"):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refusing)
+    threads = _Threads()
+
+    async def run() -> None:
+        with pytest.raises(RuntimeError, match="no thread can do channel I/O"):
+            await threads.run(lambda: "never")
+        monkeypatch.undo()
+        assert await threads.run(lambda: "later") == "later"  # a thread that can start takes the next
+
+    asyncio.run(run())

@@ -212,3 +212,69 @@ def test_blocking_sync_handlers_run_concurrently(make_worker):
 
     # Each handler blocks until all eight run at once: they need eight threads.
     assert asyncio.run(run()) == [True] * parties
+
+
+def _refuse_new_threads(monkeypatch, prefix: str, keep: int) -> None:
+    """Threads named ``prefix``-N past the first ``keep`` fail to start, as CPython 3.12.0-3.12.x
+    fail every new thread once the main thread has returned."""
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if self.name.startswith(prefix) and int(self.name.rsplit("-", 1)[1]) > keep:
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refusing)
+
+
+def test_a_pool_that_cannot_grow_serves_with_the_threads_it_has(make_worker, monkeypatch, caplog):
+    _refuse_new_threads(monkeypatch, "iii-sync-", keep=1)
+    server, client = make_worker(), make_worker()
+    slow, fast, lone = unique("slow"), unique("fast"), unique("lone")
+    started, release = threading.Event(), threading.Event()
+
+    def slow_handler(_data):
+        started.set()
+        return release.wait(10)
+
+    async def lone_handler(data):
+        return data
+
+    server.register_function(slow, slow_handler)
+    server.register_function(fast, lambda n: n)
+    server.register_function(lone, lone_handler)
+    wait_registered(client, lone)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(client.trigger_async({"function_id": slow, "payload": 0}))
+        assert await loop.run_in_executor(None, started.wait, 10)
+        queued = [
+            asyncio.ensure_future(client.trigger_async({"function_id": fast, "payload": n})) for n in range(3)
+        ]
+        # The queue stalls behind `slow`; the pool asks for a thread that cannot start.
+        await loop.run_in_executor(None, wait_until, lambda: "no more sync-handler threads" in caplog.text)
+        # The SDK loop goes on meanwhile: an async handler answers while the queue waits.
+        assert await client.trigger_async({"function_id": lone, "payload": "on"}) == "on"
+        release.set()
+        return [await first, *(await asyncio.gather(*queued))]
+
+    with caplog.at_level("WARNING", logger="iii"):
+        assert asyncio.run(run()) == [True, 0, 1, 2]
+    assert caplog.text.count("no more sync-handler threads") == 1
+
+
+def test_a_sync_function_no_thread_can_run_is_refused_at_registration(make_worker, monkeypatch):
+    _refuse_new_threads(monkeypatch, "iii-sync-", keep=0)
+    worker = make_worker()
+    refused, served = unique("sync"), unique("async")
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="no thread can run sync handlers"):
+            worker.register_function(refused, lambda d: d)
+    worker.register_function(served, _echo)
+    wait_registered(make_worker(), served)
+    assert refused not in {f.function_id for f in worker.list_functions()}
+
+
+async def _echo(data):
+    return data

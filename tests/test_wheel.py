@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,31 @@ def test_quickstart_runs_on_the_installed_wheel(venv):
     assert "Hello, World!" in out
     assert "out of stock" in out
     assert "['fired', 'queued']" in out
+
+
+def test_async_handlers_run_in_a_task_of_their_own_on_this_python(venv):
+    """How a handler's Task starts depends on the CPython version (eagerly from 3.12)."""
+    script = textwrap.dedent(
+        """
+        import asyncio, iii, iii.testing
+
+        async def handler(data):
+            me = asyncio.current_task()
+            if data["suspend"]:
+                await asyncio.sleep(0)
+            return me is not None and asyncio.current_task() is me
+
+        with iii.testing.Engine(generation="0.25") as engine:
+            w = iii.register_worker(engine.url, iii.InitOptions(worker_name="tasks"))
+            w.register_function("tasks::own", handler)
+            calls = [{"function_id": "tasks::own", "payload": {"suspend": s}} for s in (False, True)]
+            remote = [w.trigger({**c, "dispatch": "remote"}) for c in calls]
+
+            async def main():
+                return [await w.trigger_async(c) for c in calls]
+
+            print(remote + asyncio.run(main()))
+            w.shutdown()
+        """
+    )
+    assert run(venv, "-c", script).strip() == "[True, True, True, True]"

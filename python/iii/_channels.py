@@ -91,7 +91,16 @@ class _Threads:
                 self._ready.notify()
             elif self._count < self._limit:
                 self._count += 1
-                threading.Thread(target=self._work, name=f"iii-channel-{self._count}", daemon=False).start()
+                try:
+                    threading.Thread(
+                        target=self._work, name=f"iii-channel-{self._count}", daemon=False
+                    ).start()
+                except RuntimeError as exc:
+                    # CPython 3.12.0-3.12.x refuse new threads once the main thread has returned.
+                    # Waiting for a busy thread instead could deadlock (see above): fail the job.
+                    self._count -= 1
+                    self._jobs.pop()
+                    future.set_exception(RuntimeError(f"no thread can do channel I/O: {exc}"))
         return future
 
     def _work(self) -> None:

@@ -826,6 +826,9 @@ class III:
             handler = Handler(handler_or_invocation)
         function_id = spec.id
         has_hooks = hooks is not None and bool(hooks.on_observer_added or hooks.on_observer_removed)
+        if handler is not None and not handler.is_async and self._dispatch.sync_threads == 0:
+            # Before the engine hears of it: a sync function nothing could run is not registered.
+            self._dispatch.start_sync_thread()
         state = self._connection.register_function(
             function_id,
             handler,
@@ -839,8 +842,6 @@ class III:
             hooks=has_hooks,
             local_dispatch=bool(local_dispatch),
         )
-        if handler is not None and not handler.is_async and self._dispatch.sync_threads == 0:
-            self._dispatch.start_sync_thread()
         # An HTTP-invoked function (no handler) has observers and hooks, never local calls.
         owned = OwnedFunction(function_id, state, hooks if has_hooks else None, self)
         self._dispatch.owned[function_id] = owned

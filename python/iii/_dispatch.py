@@ -198,6 +198,8 @@ class Dispatcher:
         #: This client's functions that the core keeps observe state for, by id.
         self.owned: dict[str, OwnedFunction] = {}
         self.sync_threads = 0
+        #: Why a sync-handler thread could not start, once one could not.
+        self.thread_refused: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._link_fd: int | None = None
         self._polling = False
@@ -342,16 +344,35 @@ class Dispatcher:
             self.flush_soon()
 
     def start_sync_thread(self, reserved: bool = False) -> None:
+        """One more thread for sync handlers. The core asks for it (``reserved``) when its queue
+        stalls behind busy threads. Raises RuntimeError when there is none and none can start."""
         if not reserved and not self._connection.reserve_handler_thread():
+            if self.sync_threads == 0 and self.thread_refused is not None:
+                raise RuntimeError(f"no thread can run sync handlers: {self.thread_refused}")
             return
-        self.sync_threads += 1
-        name = f"iii-sync-{self.sync_threads}"
+        name = f"iii-sync-{self.sync_threads + 1}"
         # Threads owned by the SDK (not concurrent.futures, which refuses work once the
         # interpreter starts exiting): handlers keep running after the main thread returns.
         # Not daemons: they wait inside Rust with the GIL released, and a daemon thread that
         # is still there when the interpreter finalises is killed in a way that aborts the
         # process. shutdown() (or a failed connection) ends them, so they never block exit.
-        threading.Thread(target=self._sync_worker, name=name, daemon=False).start()
+        try:
+            threading.Thread(target=self._sync_worker, name=name, daemon=False).start()
+        except RuntimeError as exc:
+            # CPython 3.12.0-3.12.x refuse new threads once the main thread has returned.
+            self._connection.handler_thread_not_started()
+            if self.thread_refused is None:
+                log.warning(
+                    "no more sync-handler threads can start (%s): the %d running serve every sync "
+                    "handler from now on; keep the main thread alive to let the pool grow",
+                    exc,
+                    self.sync_threads,
+                )
+            self.thread_refused = str(exc)
+            if self.sync_threads == 0:
+                raise RuntimeError(f"no thread can run sync handlers: {exc}") from exc
+            return
+        self.sync_threads += 1
 
     def _sync_worker(self) -> None:
         connection = self._connection

@@ -405,6 +405,11 @@ impl Connection {
         self.router.jobs.reserve_thread()
     }
 
+    /// A reserved sync-handler thread could not start: frees its slot, and the pool grows no more.
+    fn handler_thread_not_started(&self) {
+        self.router.jobs.thread_not_started();
+    }
+
     /// Ends the sync-handler threads once they finish their current job.
     fn close_jobs(&self) {
         self.router.jobs.close();

@@ -245,6 +245,8 @@ struct JobState {
     /// on one of them twice (the later jobs would wait, with no watchdog, behind a slow handler).
     waking: usize,
     threads: usize,
+    /// At most this many threads: `max_threads`, lowered when a thread could not start.
+    cap: usize,
     closed: bool,
     /// When a thread last took a job: a queue that has not moved for `STALL` has its
     /// threads stuck in slow handlers.
@@ -270,7 +272,6 @@ struct JobState {
 pub(crate) struct JobQueue {
     state: Mutex<JobState>,
     ready: Condvar,
-    max_threads: usize,
     /// Where requests for more threads go (the SDK loop starts them).
     loop_queue: Arc<LoopQueueInner>,
 }
@@ -290,12 +291,12 @@ impl JobQueue {
                 idle: 0,
                 waking: 0,
                 threads: 0,
+                cap: max_threads.max(1),
                 closed: false,
                 last_take: Instant::now(),
                 watchdog_armed: false,
             }),
             ready: Condvar::new(),
-            max_threads: max_threads.max(1),
             loop_queue,
         })
     }
@@ -341,7 +342,7 @@ impl JobQueue {
             if s.idle > s.waking {
                 s.waking += 1;
                 self.ready.notify_one();
-            } else if s.threads < self.max_threads {
+            } else if s.threads < s.cap {
                 s.threads += 1;
                 drop(s);
                 self.loop_queue.push(Item::ThreadWanted);
@@ -352,11 +353,19 @@ impl JobQueue {
     /// Claims a slot for a new handler thread; false when the pool is full or closed.
     pub(crate) fn reserve_thread(&self) -> bool {
         let mut s = self.state.lock();
-        if s.closed || s.threads >= self.max_threads {
+        if s.closed || s.threads >= s.cap {
             return false;
         }
         s.threads += 1;
         true
+    }
+
+    /// Gives back a reserved slot whose thread could not start; the pool stops growing there
+    /// (an interpreter that refused one thread refuses the next).
+    pub(crate) fn thread_not_started(&self) {
+        let mut s = self.state.lock();
+        s.threads -= 1;
+        s.cap = s.threads;
     }
 
     /// The next job, and whether it was the last one queued.
