@@ -207,6 +207,25 @@ def test_an_async_handler_runs_in_a_task_of_its_own(obs_engine: Engine, obs_work
     assert worker.trigger(remote) == {"n": 3, "timed_out": True}
 
 
+async def _cancels_itself(_data: Any) -> str:
+    asyncio.current_task().cancel()  # type: ignore[union-attr]
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        return "cancelled at its first await"
+    return "not cancelled"
+
+
+def test_an_async_handler_cancelling_its_own_task_at_once_sees_it(
+    obs_engine: Engine, obs_workers: Workers
+) -> None:
+    worker = obs_workers()
+    fid = local_function(obs_engine, worker, _cancels_itself)
+    expected = "cancelled at its first await"
+    assert asyncio.run(worker.trigger_async({"function_id": fid, "payload": None})) == expected
+    assert worker.trigger({"function_id": fid, "payload": None, "dispatch": "remote"}) == expected
+
+
 def test_trigger_async_runs_a_sync_handler_on_a_local_thread(
     obs_engine: Engine, obs_workers: Workers
 ) -> None:

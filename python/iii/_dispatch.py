@@ -11,6 +11,7 @@ fed by the job queue of the ``_iii`` extension (``crates/python/src/queues.rs``)
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
 import inspect
 import logging
@@ -49,18 +50,88 @@ _CALLER_KEY = "_caller_worker_id"
 T = TypeVar("T")
 
 
-def start_task(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], ctx: contextvars.Context
-) -> asyncio.Task[T]:
-    """``coro`` as a Task of its own running in ``ctx``. From CPython 3.12 its first step runs
-    at once (``eager_start``): a handler that does not suspend is done on return, without a
-    loop iteration. Either way the handler runs inside its own Task, as asyncio.timeout,
-    TaskGroup and current_task() require."""
-    if sys.version_info >= (3, 12):
+if sys.version_info >= (3, 12):
+
+    def start_task(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], ctx: contextvars.Context
+    ) -> asyncio.Future[T]:
+        """``coro`` as a Task of its own in ``ctx``, its first step run at once: a handler that
+        does not suspend is done on return. It runs inside its Task from its first line, as
+        asyncio.timeout, TaskGroup and current_task() require."""
         return asyncio.Task(coro, loop=loop, context=ctx, eager_start=True)
-    if sys.version_info >= (3, 11):
-        return loop.create_task(coro, context=ctx)
-    return ctx.run(loop.create_task, coro)
+
+elif sys.version_info >= (3, 11):
+    from asyncio.tasks import _enter_task, _leave_task
+
+    class _Rest(collections.abc.Coroutine):  # type: ignore[type-arg]
+        """The rest of a coroutine whose first step ran already: the Task ``start_task`` makes
+        re-yields what that step yielded, then forwards to it (a cancel before its first step
+        included)."""
+
+        __slots__ = ("coro", "yielded", "done", "resumed")
+
+        def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+            self.coro, self.yielded, self.done, self.resumed = coro, None, False, False
+
+        def send(self, value: Any) -> Any:
+            if self.done:
+                raise StopIteration
+            if not self.resumed:
+                self.resumed = True
+                return self.yielded
+            return self.coro.send(value)
+
+        def throw(self, exc: Any, *rest: Any) -> Any:
+            if self.done:
+                raise exc
+            self.resumed = True
+            return self.coro.throw(exc, *rest)
+
+        def close(self) -> None:
+            if not self.done:
+                self.coro.close()
+
+        def __await__(self) -> Any:
+            return self
+
+    def start_task(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], ctx: contextvars.Context
+    ) -> asyncio.Future[T]:
+        """3.12's eager start, by hand: the Task for the rest of ``coro`` is made first and is
+        the current task while the first step runs here, so asyncio.timeout, TaskGroup and
+        current_task() see the handler's own Task from its first line. A coroutine that ends in
+        that step returns a finished future (its Task then ends at once, with nothing to do).
+        NOTE(perf): a local call to an async handler that does not suspend costs no loop
+        iteration (benches/RESULTS.md, "An async handler runs in a Task of its own")."""
+        rest = _Rest(coro)
+        task = loop.create_task(rest, context=ctx)
+        caller = asyncio.current_task(loop)
+        if caller is not None:
+            _leave_task(loop, caller)
+        _enter_task(loop, task)
+        try:
+            rest.yielded = ctx.run(coro.send, None)
+            return task
+        except BaseException as exc:  # noqa: BLE001 - the step's outcome, whatever it is
+            rest.done = True
+            outcome: asyncio.Future[T] = loop.create_future()
+            if isinstance(exc, StopIteration):
+                outcome.set_result(exc.value)
+            else:
+                outcome.set_exception(exc)
+            return outcome
+        finally:
+            _leave_task(loop, task)
+            if caller is not None:
+                _enter_task(loop, caller)
+
+else:
+
+    def start_task(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], ctx: contextvars.Context
+    ) -> asyncio.Future[T]:
+        """``coro`` as a Task of its own, in a copy of ``ctx``."""
+        return ctx.run(loop.create_task, coro)
 
 
 async def _whole(handler: Handler, data: Any, metadata: Any) -> Any:
@@ -200,7 +271,7 @@ class Dispatcher:
         self.sync_threads = 0
         #: Why a sync-handler thread could not start, once one could not.
         self.thread_refused: str | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
         self._link_fd: int | None = None
         self._polling = False
         self._flush_due = False
@@ -305,7 +376,7 @@ class Dispatcher:
         if not task.done():
             self._hold(task)
 
-    def _hold(self, task: asyncio.Task[None]) -> None:
+    def _hold(self, task: asyncio.Future[None]) -> None:
         """Keeps a handler's Task alive until it ends: the loop holds Tasks weakly, so a handler
         waiting on something only it references would be collected, and answered with the
         ``GeneratorExit`` of its collection."""

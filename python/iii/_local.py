@@ -467,17 +467,17 @@ class LocalDispatch:
             task = ctx.run(loop.create_task, self._run_async(run))
             self._keep(task, fn.function_id)
             return None
-        # The handler's own Task (its first step at once from 3.12), not the caller's.
-        task = start_task(loop, self._run_async(run), ctx)
-        if not task.done():
-            done, _ = await asyncio.wait({task}, timeout=timeout_ms / 1000.0)
+        # The handler's own Task (its first step at once), not the caller's.
+        outcome = start_task(loop, self._run_async(run), ctx)
+        if not outcome.done():
+            done, _ = await asyncio.wait({outcome}, timeout=timeout_ms / 1000.0)
             if not done:
-                self._keep(task, fn.function_id)  # raced, not cancelled: it runs to its end
+                self._keep(outcome, fn.function_id)  # raced, not cancelled: it runs to its end
                 raise self._timeout(run)
-        if task.cancelled():
+        if outcome.cancelled():
             cancelled = asyncio.CancelledError()
             raise self._failure(run, cancelled) from cancelled
-        exc = task.exception()
+        exc = outcome.exception()
         if exc is not None:
             raise self._failure(run, exc) from _original(exc)
-        return copy_value(task.result())
+        return copy_value(outcome.result())
