@@ -12,8 +12,9 @@ Where each kind of handler runs:
   caller waits with the timeout; a handler that overruns it is not interrupted and runs to its
   end (docs C.16).
 * ``trigger()`` and an async handler: on the SDK loop; the caller waits with the timeout.
-* ``trigger_async()`` and an async handler: on the caller's loop (at once, and as a Task only if
-  it suspends), raced against the timeout and, like a remote handler, never cancelled.
+* ``trigger_async()`` and an async handler: on the caller's loop, in a Task of its own whose
+  first step runs at once (``start_task``), raced against the timeout and, like a remote
+  handler, never cancelled.
 * ``trigger_async()`` and a sync handler: on a thread of that pool, awaited.
 * ``void``: fire and forget on the SDK loop (async handlers) or a thread of that pool (sync).
 
