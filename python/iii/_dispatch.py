@@ -130,7 +130,9 @@ else:
     def start_task(
         loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], ctx: contextvars.Context
     ) -> asyncio.Future[T]:
-        """``coro`` as a Task of its own, in a copy of ``ctx``."""
+        """``coro`` as a Task of its own, in a copy of ``ctx`` (no ``create_task(context=)``
+        before 3.11): the whole coroutine runs in that copy, so tokens a handler sets and resets
+        stay in one context all the same."""
         return ctx.run(loop.create_task, coro)
 
 
@@ -370,8 +372,6 @@ class Dispatcher:
     def _dispatch_async(self, inv: _iii.Invocation) -> None:
         ctx, span = self._context(inv)
         data = resolve_refs(self._address, inv.data) if inv.has_channel_refs else inv.data
-        # Before 3.11 the Task runs in a copy of ctx, so tokens a handler sets and resets stay in
-        # one context all the same.
         task = start_task(self._loop, self._finish(_whole(inv.handler, data, inv.metadata), inv, span), ctx)
         if not task.done():
             self._hold(task)
