@@ -390,6 +390,40 @@ def test_timeouts_leave_the_handler_running(obs_engine: Engine, obs_workers: Wor
         worker.trigger({"function_id": async_fid, "payload": {}, "timeout_ms": 100})
     wait_until(lambda: finished == ["sync", "sync", "async", "async"])
 
+    # Every run that ended is counted, but for the sync one started with trigger_async() from a
+    # loop that asyncio.run closed before it ended: as in 0.25.0, that run went with its loop.
+    def counted(fid: str) -> tuple[int, int] | None:
+        worker._connection.flush_observe_reports()
+        return obs_engine.local_stats().get(fid)
+
+    wait_until(lambda: counted(async_fid) == (2, 0))  # the last to end, by 0.3 s
+    assert counted(sync_fid) == (1, 0)
+
+
+def test_a_handler_cancelled_with_its_loop_is_not_counted(obs_engine: Engine, obs_workers: Workers) -> None:
+    worker = obs_workers()
+    started: list[str] = []
+
+    async def forever(data: Any) -> None:
+        started.append(data)
+        if data != "quick":
+            await asyncio.Event().wait()
+
+    fid = local_function(obs_engine, worker, forever)
+
+    async def leave_it_running() -> None:
+        await worker.trigger_async({"function_id": fid, "payload": "left", "action": TriggerAction.Void()})
+        await until(lambda: started == ["left"])
+
+    asyncio.run(leave_it_running())  # cancels the handler's Task on its way out
+    with pytest.raises(InvocationTimeoutError):
+        worker.trigger({"function_id": fid, "payload": "waited", "timeout_ms": 50})
+    worker.trigger({"function_id": fid, "payload": "quick"})
+    worker.shutdown()  # cancels the one left on the SDK loop, then sends the counts
+    # As in 0.25.0, a run that never ended is neither a call nor a failure of the function.
+    wait_until(lambda: fid in obs_engine.local_stats())
+    assert obs_engine.local_stats()[fid] == (1, 0) and started == ["left", "waited", "quick"]
+
 
 def test_ctrl_c_reaches_a_caller_waiting_for_a_sync_handler(obs_engine: Engine, obs_workers: Workers) -> None:
     worker = obs_workers()

@@ -204,7 +204,7 @@ class _Run:
     """One local call on its way: the function, its context and copies, and what a report
     needs (taken at the start, only when an observer is active)."""
 
-    __slots__ = ("fn", "inv", "data", "metadata", "span", "app_span", "t0", "report", "timeout_ms")
+    __slots__ = ("fn", "inv", "data", "metadata", "span", "app_span", "t0", "report", "timeout_ms", "loop")
 
     def __init__(
         self, fn: LocalFunction, inv: LocalInvocation, data: Any, metadata: Any, timeout_ms: int
@@ -218,6 +218,8 @@ class _Run:
         self.app_span: AppSpan | None = None
         self.report: tuple[Any, Any, int] | None = None
         self.t0 = 0.0
+        #: The caller's loop, for a sync handler called with ``trigger_async()``.
+        self.loop: asyncio.AbstractEventLoop | None = None
 
 
 class LocalDispatch:
@@ -315,6 +317,11 @@ class LocalDispatch:
                     run.app_span.ok(result)
                 else:
                     run.app_span.failed(exc)
+            if isinstance(exc, asyncio.CancelledError) or (run.loop is not None and run.loop.is_closed()):
+                # Abandoned with its caller's loop (an async handler cancelled, a sync one that
+                # ended after the loop closed): not counted nor reported, as in 0.25.0, whose
+                # bookkeeping for such a run is a callback on that loop (docs C.16).
+                return
             report = run.report
             if report is None:
                 run.fn.state.finished(ok, duration_ms)
@@ -448,6 +455,7 @@ class LocalDispatch:
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         if not fn.handler.is_async:
+            run.loop = loop
             if void:
                 self._threads.submit(functools.partial(ctx.run, self._run_void_sync, run))
                 return None

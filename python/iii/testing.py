@@ -169,6 +169,11 @@ class Engine:
         and owners' emits), oldest first (the last 1000)."""
         return [json.loads(item) for item in self._engine.reported_items()]
 
+    def local_stats(self) -> dict[str, tuple[int, int]]:
+        """What workers reported in ``localinvocationstats``, summed per function:
+        ``{function_id: (calls, failed calls)}``."""
+        return {fid: (calls, errors) for fid, calls, errors in self._engine.local_stats()}
+
     def logs(self) -> list[str]:
         return self._engine.logs()
 

@@ -228,6 +228,15 @@ impl EngineHandle {
         self.engine().map_or_else(Vec::new, |e| e.reported.lock().iter().cloned().collect())
     }
 
+    /// What owners reported in `localinvocationstats`, summed per function:
+    /// `(function_id, calls, failed calls)`.
+    pub fn local_stats(&self) -> Vec<(String, u64, u64)> {
+        self.engine().map_or_else(Vec::new, |e| {
+            let book = e.observers.lock();
+            book.local_stats.iter().map(|(f, s)| (f.clone(), s.count, s.errors)).collect()
+        })
+    }
+
     /// The upgrade requests of connections so far, oldest first (the last 1000).
     pub fn upgrade_requests(&self) -> Vec<UpgradeRequest> {
         self.engine().map_or_else(Vec::new, |e| e.upgrades.lock().iter().cloned().collect())

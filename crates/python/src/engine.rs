@@ -167,6 +167,10 @@ impl TestEngine {
         self.handle.reported_items()
     }
 
+    fn local_stats(&self) -> Vec<(String, u64, u64)> {
+        self.handle.local_stats()
+    }
+
     fn logs(&self) -> Vec<String> {
         self.handle.logs()
     }
