@@ -1122,7 +1122,8 @@ class III:
         call does not fail the batch: its outcome has ``ok`` False and ``error``, the exception
         :meth:`trigger` would have raised for it (``InvocationError`` with ``function_id`` and
         ``invocation_id``, ``InvocationTimeoutError``, ``ConnectionLostError``...). A void call's
-        outcome is ``None`` once sent; an enqueue's is its :class:`EnqueueResult`.
+        outcome is ``None`` once sent; an enqueue's is its :class:`EnqueueResult`. Every call
+        goes through the engine, also one to a function this worker runs locally.
 
         A malformed request (not a dict or ``TriggerRequest``, no ``function_id``, a bad
         ``timeout_ms``, a payload with no JSON form) raises ``TypeError`` / ``ValueError`` /
