@@ -128,7 +128,7 @@ def drive_ours(url: str) -> float:
     """The same calls through the SDK, ``trigger()`` from the main thread (sdk_bench.py's)."""
     from iii import InitOptions, register_worker
 
-    worker = register_worker(url, InitOptions(otel={"enabled": False}))
+    worker = register_worker(url, InitOptions(otel={"enabled": False}, enable_metrics_reporting=False))
     request = {"function_id": "bench::echo", "payload": {"i": 1}}
     deadline = time.monotonic() + 30
     while True:
