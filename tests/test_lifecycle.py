@@ -18,6 +18,7 @@ from iii import (
     InitOptions,
     NotConnectedError,
     ReconnectionConfig,
+    TriggerAction,
     register_worker,
 )
 
@@ -149,13 +150,21 @@ CHILD = textwrap.dedent(
     from iii import register_worker, InitOptions
 
     iii = register_worker(sys.argv[1], InitOptions(worker_name="child"))
+    stopping = threading.Event()
+
+    def stopper():
+        stopping.wait()
+        iii.shutdown()
+
+    # Started now: some CPython 3.12 releases start no thread once the main thread returned.
+    # A daemon, so that only the SDK keeps the process alive.
+    threading.Thread(target=stopper, daemon=True).start()
 
     def work(d):
         return {"main_alive": threading.main_thread().is_alive(), "n": d["n"]}
 
     def stop(d):
-        threading.Timer(0.1, iii.shutdown).start()
-        return "stopping"
+        stopping.set()
 
     iii.register_function(sys.argv[2], work)
     iii.register_function(sys.argv[2] + "::stop", stop)
@@ -180,7 +189,7 @@ def test_process_stays_alive_after_main_returns_and_exits_after_shutdown(engine_
         # The main thread has returned; the process and its sync handlers keep working.
         assert client.trigger({"function_id": fid, "payload": {"n": 7}}) == {"main_alive": False, "n": 7}
         assert child.poll() is None
-        assert client.trigger({"function_id": fid + "::stop", "payload": {}}) == "stopping"
+        client.trigger({"function_id": fid + "::stop", "payload": {}, "action": TriggerAction.Void()})
         assert child.wait(10) == 0
     finally:
         if child.poll() is None:
