@@ -24,6 +24,7 @@ from iii.testing import Engine
 SMALL = {"order_id": 1234, "sku": "A-1", "qty": 2, "password": "x"}
 RESULT = {"ok": True, "total": 12.5}
 LARGE = {"items": [{"sku": f"S-{i}", "qty": i, "price": i * 1.25, "note": "é" * 8} for i in range(60)]}
+BLOB = {"blob": "x" * (16384 - 12)}  # compare.py's 16 KiB payload
 
 
 def per_call(calls: int, body: Any) -> float:
@@ -42,7 +43,12 @@ def main() -> None:
         live = telemetry.current()
         assert live is not None
         parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-        for label, payload in (("small payload", SMALL), (f"{len(str(LARGE))} B payload", LARGE)):
+        payloads = (
+            ("small payload", SMALL),
+            (f"{len(str(LARGE))} B payload", LARGE),
+            ("16 KiB string", BLOB),
+        )
+        for label, payload in payloads:
 
             def rust(payload: Any = payload) -> None:
                 live.start_invocation("bench::echo", parent, None, payload).end_with_output(RESULT)

@@ -58,6 +58,13 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// [`write_json_str`] onto a `String`.
+pub fn push_json_str(out: &mut String, s: &str) {
+    // SAFETY: `write_json_str` copies `s` in runs cut only before ASCII bytes (char
+    // boundaries) and adds ASCII escapes, so the buffer stays valid UTF-8.
+    write_json_str(unsafe { out.as_mut_vec() }, s);
+}
+
 /// Non-zero when any of the eight bytes of `w` is `"`, `\` or below 0x20. May be non-zero
 /// for a word that needs nothing (the caller then looks byte by byte); never zero wrongly.
 fn escape_bits(w: u64) -> u64 {

@@ -7,7 +7,7 @@ mod json_str;
 mod message;
 mod observe;
 
-pub use json_str::write_json_str;
+pub use json_str::{push_json_str, write_json_str};
 pub use message::{
     raw_json, Activation, Caller, DecodeError, ErrorBody, InvocationResult, InvokeFunction, Json, Message,
     ParentCaller, RegisterFunction, RegisterService, RegisterTrigger, RegisterTriggerType,

@@ -76,32 +76,10 @@ pub fn capture_from_env() -> Option<Option<usize>> {
 
 /// Writes `s` as a JSON string literal the way Python's `json.dumps(..., ensure_ascii=False)`
 /// does: `"`, `\` and control characters escaped (`\n`, `\r`, `\t`, `\b`, `\f`, else
-/// `\u00xx`), everything else as is.
+/// `\u00xx`), everything else as is; the same escapes as the frame codec's, whose fast path
+/// it shares (a 16 KiB payload is copied in runs, not byte by byte).
 pub fn write_py_str(out: &mut String, s: &str) {
-    out.push('"');
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        if escape.is_empty() {
-            out.push_str(&format!("\\u{b:04x}"));
-        } else {
-            out.push_str(escape);
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
+    iii_protocol::push_json_str(out, s);
 }
 
 /// Writes a finite float as Python's `repr` does: the shortest text that reads back the same,
@@ -236,6 +214,14 @@ mod tests {
         let mut out = String::new();
         write_py_str(&mut out, "a\"b\\c\nd\u{1}é\u{7f}");
         assert_eq!(out, "\"a\\\"b\\\\c\\nd\\u0001é\u{7f}\"");
+        // Every control character, as json.dumps writes it, inside a run long enough for the
+        // codec's word-at-a-time path.
+        let controls: String = (0u8..0x20).map(char::from).collect();
+        let long = format!("{}{controls}{}", "x".repeat(40), "y".repeat(40));
+        out.clear();
+        write_py_str(&mut out, &long);
+        let escaped = "\\u0000\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000b\\f\\r\\u000e\\u000f\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\\u0019\\u001a\\u001b\\u001c\\u001d\\u001e\\u001f";
+        assert_eq!(out, format!("\"{}{escaped}{}\"", "x".repeat(40), "y".repeat(40)));
     }
 
     #[test]
