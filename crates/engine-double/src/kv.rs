@@ -121,7 +121,8 @@ pub(crate) enum UpdateOp {
     },
 }
 
-fn object(value: &mut Value) -> &mut Map<String, Value> {
+/// `value` made an object (whatever it was replaced when it was not) and its map.
+pub(crate) fn object(value: &mut Value) -> &mut Map<String, Value> {
     if !value.is_object() {
         *value = Value::Object(Map::new());
     }

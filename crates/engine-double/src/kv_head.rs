@@ -6,6 +6,8 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Number, Value};
 
+use super::kv::object;
+
 const MAX_PATH_SEGMENTS: usize = 32;
 const MAX_SEGMENT_BYTES: usize = 256;
 const MAX_MERGE_DEPTH: usize = 16;
@@ -59,7 +61,7 @@ pub(crate) struct OpError {
     pub message: String,
 }
 
-fn fail(code: impl Into<String>, message: impl Into<String>) -> Result<(), OpError> {
+fn fail<T>(code: impl Into<String>, message: impl Into<String>) -> Result<T, OpError> {
     Err(OpError { code: code.into(), message: message.into() })
 }
 
@@ -128,23 +130,22 @@ fn depth(value: &Value) -> usize {
 }
 
 fn check_merge_value(value: &Value) -> Result<&Map<String, Value>, OpError> {
-    let refuse = |code: &str, message: String| Err(OpError { code: code.into(), message });
     let Value::Object(map) = value else {
-        return refuse("merge.value.not_an_object", "a merge value must be a JSON object".into());
+        return fail("merge.value.not_an_object", "a merge value must be a JSON object");
     };
     if map.len() > MAX_MERGE_KEYS {
         let n = map.len();
-        return refuse(
+        return fail(
             "merge.value.too_many_keys",
             format!("merge value has {n} keys, at most {MAX_MERGE_KEYS}"),
         );
     }
     if let Some(key) = map.keys().find(|k| RESERVED_KEYS.contains(&k.as_str())) {
-        return refuse("merge.value.proto_polluted", format!("merge value key {key:?} is not allowed"));
+        return fail("merge.value.proto_polluted", format!("merge value key {key:?} is not allowed"));
     }
     let d = depth(value);
     if d > MAX_MERGE_DEPTH {
-        return refuse(
+        return fail(
             "merge.value.too_deep",
             format!("merge value nests {d} deep, at most {MAX_MERGE_DEPTH}"),
         );
@@ -231,17 +232,9 @@ fn append_to(target: &mut Value, value: &Value, at: &str) -> Result<(), OpError>
 fn object_at<'a>(root: &'a mut Value, segments: &[&str]) -> &'a mut Map<String, Value> {
     let mut node = root;
     for seg in segments {
-        if !node.is_object() {
-            *node = Value::Object(Map::new());
-        }
-        let Value::Object(map) = node else { unreachable!("just made an object") };
-        node = map.entry(*seg).or_insert(Value::Null);
+        node = object(node).entry(*seg).or_insert(Value::Null);
     }
-    if !node.is_object() {
-        *node = Value::Object(Map::new());
-    }
-    let Value::Object(map) = node else { unreachable!("just made an object") };
-    map
+    object(node)
 }
 
 fn not_object(op: &str, segments: &[&str], current: &Value) -> Result<(), OpError> {
