@@ -3,7 +3,8 @@ processes together), per call, for each client. On a 2-core machine the fan-out 
 client is about 2 cores / (engine CPU per call + client CPU per call), so this shows what
 limits each client and how far the engine alone would allow it to go.
 
-  cpu_split.py COMPARE_PY --engine BIN [the client options of compare.py] [--rounds N] [--quick]
+  cpu_split.py COMPARE_PY --engine BIN [the client options of compare.py] [--rounds N]
+               [--quick | --marginal]
 
 COMPARE_PY is ../shared/peers/compare.py; it is loaded unchanged and only wrapped: its engine is
 started as usual, and around every serve/drive pair this samples the engine's CPU time
@@ -11,6 +12,13 @@ started as usual, and around every serve/drive pair this samples the engine's CP
 makes a fixed number of calls (2,000 sequential round trips, then 20,000 + 20,000 + 5,000 +
 20,000 in the fan-outs; a quarter of that with --quick), so the figures are averages over every
 scenario of the run. Prints one JSON line per client (medians over rounds).
+
+These figures include what a client spends once per process: starting the interpreter,
+importing the SDK, connecting, registering, warming up. With --marginal each pair is preceded
+by a --quick pair of the same client (not counted in compare.py's results), and the difference
+between the two, divided by the difference in calls, is the CPU of one more call:
+`*_marginal_us_per_call`, and the ceiling it implies. That is the figure to set against a
+per-call budget; a Python client's startup is tens of microseconds per call of a full run.
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ def _children_cpu() -> float:
 
 
 def main() -> None:
+    marginal = "--marginal" in sys.argv
+    if marginal:
+        sys.argv.remove("--marginal")
+        if "--quick" in sys.argv:
+            sys.exit("--marginal compares full runs with --quick ones; leave --quick out")
     spec = importlib.util.spec_from_file_location("compare", sys.argv.pop(1))
     compare = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
@@ -51,18 +64,25 @@ def main() -> None:
         engine["pid"] = p.pid
         return p, d
 
-    def measured(serve_cmd, drive_cmd, quick, otel):
+    def cpu_of(serve_cmd, drive_cmd, quick, otel):
         e0, c0 = _proc_cpu(engine["pid"]), _children_cpu()
         result = run_pair(serve_cmd, drive_cmd, quick, otel)
-        e1, c1 = _proc_cpu(engine["pid"]), _children_cpu()
+        return result, _proc_cpu(engine["pid"]) - e0, _children_cpu() - c0
+
+    def measured(serve_cmd, drive_cmd, quick, otel):
+        row = {}
+        if marginal:
+            _, e_small, c_small = cpu_of(serve_cmd, drive_cmd, True, otel)
+        result, e, c = cpu_of(serve_cmd, drive_cmd, quick, otel)
         calls = CALLS_QUICK if quick else CALLS
+        row["engine_cpu_us_per_call"] = e / calls * 1e6
+        row["client_cpu_us_per_call"] = c / calls * 1e6
+        if marginal:
+            extra = calls - CALLS_QUICK
+            row["engine_marginal_us_per_call"] = (e - e_small) / extra * 1e6
+            row["client_marginal_us_per_call"] = (c - c_small) / extra * 1e6
         label = serve_cmd[0]  # the client's binary, or the python of an SDK's virtualenv
-        samples.setdefault(label, []).append(
-            {
-                "engine_cpu_us_per_call": (e1 - e0) / calls * 1e6,
-                "client_cpu_us_per_call": (c1 - c0) / calls * 1e6,
-            }
-        )
+        samples.setdefault(label, []).append(row)
         return result
 
     compare.start_engine, compare.run_pair = started, measured
@@ -71,6 +91,9 @@ def main() -> None:
         med = {k: round(statistics.median(r[k] for r in rows), 1) for k in rows[0]}
         total = med["engine_cpu_us_per_call"] + med["client_cpu_us_per_call"]
         med["two_core_ceiling_per_s"] = round(2e6 / total) if total else None
+        if marginal:
+            total = med["engine_marginal_us_per_call"] + med["client_marginal_us_per_call"]
+            med["marginal_two_core_ceiling_per_s"] = round(2e6 / total) if total > 0 else None
         print(json.dumps({"cpu_split": label, **med}), flush=True)
 
 

@@ -21,8 +21,9 @@ driving side differs. Then, rounds interleaved, each driver in a fresh process:
                    that is resolved 32 per loop iteration instead of calling: what that way of
                    fanning out costs the driving process with an SDK that costs nothing
 
-For ours, `cpu_us` is the driving process's CPU per call (all threads) and `gc_us` the time
-the cyclic garbage collector took per call during the fan-out.
+For ours, `cpu_us` is the driving process's CPU per call (all threads), `gc_us` the time the
+cyclic garbage collector took per call during the fan-out, and `gc_runs` its collections of
+each generation.
 
 Prints one JSON line per driver (median calls/s over the rounds, and each round's) and the
 ratios of each of ours to the others. Absolute figures vary between machines; compare the
@@ -177,6 +178,7 @@ def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
             if time.time() > deadline:
                 raise
             time.sleep(0.2)
+    gc_before = gc.get_stats()
     cpu0 = time.process_time()
     gc_s = None
     if mode == "many":
@@ -196,6 +198,11 @@ def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
     out = {"per_s": round(calls / elapsed), "errors": errors, "cpu_us": round(cpu_us, 1)}
     if gc_s is not None:
         out["gc_us"] = round(gc_s / calls * 1e6, 2)
+    # Collections per generation: the same for ours_gather and ours_floor shows that the
+    # collector's work comes with the way of fanning out, not with the SDK's allocations.
+    out["gc_runs"] = [
+        b["collections"] - a["collections"] for a, b in zip(gc_before, gc.get_stats(), strict=True)
+    ]
     print(json.dumps(out), flush=True)
     iii.shutdown()
 
@@ -209,7 +216,13 @@ def run_driver(cmd: list[str], key: str) -> dict[str, float] | None:
         print(f"driver {cmd[0]} failed: {(d.stdout + d.stderr)[-400:]}", file=sys.stderr)
         return None
     errors = out[key[: -len("per_s")] + "errors"]
-    return {"per_s": out[key], "errors": errors, "cpu_us": out.get("cpu_us"), "gc_us": out.get("gc_us")}
+    return {
+        "per_s": out[key],
+        "errors": errors,
+        "cpu_us": out.get("cpu_us"),
+        "gc_us": out.get("gc_us"),
+        "gc_runs": out.get("gc_runs"),
+    }
 
 
 def main() -> None:
@@ -247,6 +260,7 @@ def main() -> None:
     per_round: dict[str, list[float]] = {name: [] for name in drivers}
     cpu: dict[str, list[float]] = {name: [] for name in drivers}
     gc_us: dict[str, list[float]] = {name: [] for name in drivers}
+    gc_runs: dict[str, list[int]] = {}
     errors: dict[str, float] = dict.fromkeys(drivers, 0)
     try:
         serve = subprocess.Popen(
@@ -262,6 +276,8 @@ def main() -> None:
                         cpu[name].append(r["cpu_us"])
                     if r["gc_us"] is not None:
                         gc_us[name].append(r["gc_us"])
+                    if r["gc_runs"] is not None:
+                        gc_runs[name] = r["gc_runs"]  # the same every round
                     errors[name] += r["errors"]
     finally:
         if serve is not None:
@@ -277,6 +293,8 @@ def main() -> None:
             line["cpu_us"] = statistics.median(cpu[name])
         if gc_us[name]:
             line["gc_us"] = statistics.median(gc_us[name])
+        if name in gc_runs:
+            line["gc_runs"] = gc_runs[name]
         print(json.dumps(line))
     for ours in ("ours_many", "ours_many_async", "ours_gather"):
         if ours in med:
