@@ -4,8 +4,11 @@ the baggage span processor, traced httpx requests)."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import importlib
+import subprocess
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -46,6 +49,25 @@ def test_every_official_module_imports():
         "iii_helpers.observability.telemetry_exporters",
     ):
         importlib.import_module(name)
+
+
+def test_the_observability_submodules_are_attributes_once_the_package_is_imported():
+    # A fresh interpreter: in this one, importing a submodule anywhere sets the attribute.
+    code = (
+        "import iii_helpers.observability as o, types; "
+        "print(sorted(n for n, v in vars(o).items() if isinstance(v, types.ModuleType)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert ast.literal_eval(out) == [
+        "baggage_span_processor",
+        "http_instrumentation",
+        "logger",
+        "payload",
+        "reconnection",
+        "span_ops",
+        "telemetry",
+        "telemetry_types",
+    ]
 
 
 def test_reexports_are_the_iii_objects():
