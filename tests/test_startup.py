@@ -234,6 +234,17 @@ def test_to_dict_gives_the_message_as_a_dict(make_worker):
     assert worker._to_dict({"type": "x"}) == {"type": "x"}
 
 
+def test_to_dict_keeps_a_null_result_that_was_given(make_worker):
+    # As on the wire: a handler's None is answered as "result": null (docs/protocol.md C.7).
+    from iii.iii_types import InvocationResultMessage
+
+    worker = make_worker()
+    answer = worker._to_dict(InvocationResultMessage(invocation_id="i", function_id="f", result=None))
+    assert answer == {"type": "invocationresult", "invocation_id": "i", "function_id": "f", "result": None}
+    failed = worker._to_dict(InvocationResultMessage(invocation_id="i", function_id="f", error={"code": "x"}))
+    assert "result" not in failed and failed["error"] == {"code": "x"}
+
+
 def test_an_option_given_a_bool_is_refused_as_a_type_error():
     # Python's bool is an int: True must not pass as a one-millisecond timeout.
     with pytest.raises(TypeError, match="connect_timeout_ms"):

@@ -27,6 +27,7 @@ from ._dispatch import Dispatcher, Handler, awaited, new_loop
 from ._engine import SDK_FEATURES, resolve_engine_url
 from ._format import extract_request_format, extract_response_format, python_type_to_format
 from ._local import MAX_LOCAL_DEPTH, REMOTE, LocalDispatch, LocalFunction
+from ._messages import InvocationResultMessage
 from ._models import (
     EnqueueResult,
     FunctionInfo,
@@ -389,6 +390,10 @@ class III:
             kind = data.get("type")
             if kind is not None and hasattr(kind, "value"):
                 data["type"] = kind.value
+            if isinstance(msg, InvocationResultMessage) and "result" in msg.model_fields_set:
+                # A handler's None is answered as "result": null on the wire (docs/protocol.md
+                # C.7), and iii-sdk 0.25.0's _to_dict shows it so.
+                data.setdefault("result", None)
             return data
         return {"data": msg}
 
