@@ -228,6 +228,12 @@ def test_channel_url_encodes_the_id_and_key():
     assert url == "ws://host:1/ws/channels/a%2Fb%3Fc?key=k%26dir%3Dwrite&dir=read"
 
 
+def test_channel_url_puts_the_engine_urls_query_first():
+    # iii-sdk 0.25.0's order: the base's own parameters, then the channel's.
+    url = build_channel_url("wss://host/mount/?auth=t1&region=eu", "ch", "k", "write")
+    assert url == "wss://host/mount/ws/channels/ch?auth=t1&region=eu&key=k&dir=write"
+
+
 def test_safe_stringify_never_raises():
     loop: list[object] = []
     loop.append(loop)

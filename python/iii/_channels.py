@@ -53,8 +53,9 @@ def build_channel_url(engine_ws_base: str, channel_id: str, access_key: str, dir
     """The engine URL of one end of a channel: ``<base>/ws/channels/<id>?key=...&dir=read|write``.
 
     Built by the core from the engine URL by the same rules as the worker link (scheme,
-    credentials, host and port kept, the base's path as a prefix and its query after the
-    channel's; the id and key are percent-encoded, so odd characters cannot change the path).
+    credentials, host and port kept, the base's path as a prefix and its query before the
+    channel's, in iii-sdk 0.25.0's order; the id and key are percent-encoded, so odd
+    characters cannot change the path).
     """
     return _iii.channel_url(engine_ws_base, channel_id, access_key, direction)
 

@@ -154,21 +154,21 @@ impl Endpoint {
 
     /// The URL of one channel end on the engine this endpoint names: same scheme, user info,
     /// host and port; the channel path under this URL's path (a reverse proxy may mount the
-    /// engine under a prefix); this URL's query kept after the channel's own parameters.
+    /// engine under a prefix); this URL's query kept, before the channel's own parameters (in
+    /// iii-sdk 0.25.0's order).
     pub(crate) fn channel_url(&self, channel_id: &str, access_key: &str, direction: &str) -> String {
         let prefix = self.path.trim_end_matches('/');
         let mut url = format!(
-            "{}://{}{prefix}/ws/channels/{}?key={}&dir={}",
+            "{}://{}{prefix}/ws/channels/{}?",
             self.scheme(),
             self.authority,
-            encode_component(channel_id),
-            encode_component(access_key),
-            encode_component(direction),
+            encode_component(channel_id)
         );
         if let Some(query) = self.query.as_deref().filter(|q| !q.is_empty()) {
-            url.push('&');
             url.push_str(query);
+            url.push('&');
         }
+        url.push_str(&format!("key={}&dir={}", encode_component(access_key), encode_component(direction)));
         url
     }
 }
@@ -297,7 +297,7 @@ mod tests {
         let e = parse("WSS://u:p@[::1]/iii/?token=t");
         assert_eq!(
             e.channel_url("c", "k", "write"),
-            "wss://u:p@[::1]/iii/ws/channels/c?key=k&dir=write&token=t"
+            "wss://u:p@[::1]/iii/ws/channels/c?token=t&key=k&dir=write"
         );
         let derived = parse(&e.channel_url("c", "k", "write"));
         assert_eq!(derived.authorization(), e.authorization());
