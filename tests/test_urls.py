@@ -65,13 +65,15 @@ def test_ipv6_literal_credentials_query_and_scheme_case():
 
 def test_channels_follow_the_engine_url(engine):
     """A channel end opened from a worker whose URL carries credentials and a query keeps
-    them: same Basic auth, the query after the channel's own parameters."""
+    them: same Basic auth, the query before the channel's own parameters (0.25.0's order)."""
     url = engine.url.replace("ws://", "ws://u:p@") + "/?team=blue"
     producer, consumer = register_worker(url, _options()), register_worker(url, _options())
     try:
         assert stream_through_a_channel(producer, consumer, b"hello") == b"hello"
         ends = [u for u in engine.upgrade_requests() if u[0].startswith("/ws/channels/")]
-        assert {u[0].split("dir=")[1] for u in ends} == {"read&team=blue", "write&team=blue"}
+        queries = {u[0].split("?", 1)[1] for u in ends}
+        assert {q.split("&")[0] for q in queries} == {"team=blue"}
+        assert {q.rsplit("&", 1)[1] for q in queries} == {"dir=read", "dir=write"}
         for _, headers in ends:
             assert headers["authorization"] == "Basic " + base64.b64encode(b"u:p").decode()
             assert headers["host"] == f"127.0.0.1:{engine.port}"
