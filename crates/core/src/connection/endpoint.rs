@@ -158,18 +158,16 @@ impl Endpoint {
     /// iii-sdk 0.25.0's order).
     pub(crate) fn channel_url(&self, channel_id: &str, access_key: &str, direction: &str) -> String {
         let prefix = self.path.trim_end_matches('/');
-        let mut url = format!(
-            "{}://{}{prefix}/ws/channels/{}?",
+        let own = self.query.as_deref().filter(|q| !q.is_empty()).map(|q| format!("{q}&"));
+        format!(
+            "{}://{}{prefix}/ws/channels/{}?{}key={}&dir={}",
             self.scheme(),
             self.authority,
-            encode_component(channel_id)
-        );
-        if let Some(query) = self.query.as_deref().filter(|q| !q.is_empty()) {
-            url.push_str(query);
-            url.push('&');
-        }
-        url.push_str(&format!("key={}&dir={}", encode_component(access_key), encode_component(direction)));
-        url
+            encode_component(channel_id),
+            own.unwrap_or_default(),
+            encode_component(access_key),
+            encode_component(direction),
+        )
     }
 }
 
