@@ -11,14 +11,16 @@ started as usual, and around every serve/drive pair this samples the engine's CP
 (/proc/<pid>/stat) and the CPU of the finished client processes (RUSAGE_CHILDREN). A drive run
 makes a fixed number of calls (2,000 sequential round trips, then 20,000 + 20,000 + 5,000 +
 20,000 in the fan-outs; a quarter of that with --quick), so the figures are averages over every
-scenario of the run. Prints one JSON line per client (medians over rounds).
+scenario of the run. Prints one JSON line per client (medians over rounds). A pair that ended
+in an error (compare.py leaves it out of its medians too) is left out here.
 
 These figures include what a client spends once per process: starting the interpreter,
 importing the SDK, connecting, registering, warming up. With --marginal each pair is preceded
 by a --quick pair of the same client (not counted in compare.py's results), and the difference
-between the two, divided by the difference in calls, is the CPU of one more call:
-`*_marginal_us_per_call`, and the ceiling it implies. That is the figure to set against a
-per-call budget; a Python client's startup is tens of microseconds per call of a full run.
+between the two (when both ran to the end), divided by the difference in calls, is the CPU of
+one more call: `*_marginal_us_per_call`, and the ceiling it implies. That is the figure to set
+against a per-call budget; a Python client's startup is several microseconds per call of a full
+run.
 """
 
 from __future__ import annotations
@@ -70,17 +72,16 @@ def main() -> None:
         return result, _proc_cpu(engine["pid"]) - e0, _children_cpu() - c0
 
     def measured(serve_cmd, drive_cmd, quick, otel):
-        row = {}
-        if marginal:
-            _, e_small, c_small = cpu_of(serve_cmd, drive_cmd, True, otel)
+        small = cpu_of(serve_cmd, drive_cmd, True, otel) if marginal else None
         result, e, c = cpu_of(serve_cmd, drive_cmd, quick, otel)
+        if "error" in result:  # a run cut short made fewer calls: its CPU says nothing per call
+            return result
         calls = CALLS_QUICK if quick else CALLS
-        row["engine_cpu_us_per_call"] = e / calls * 1e6
-        row["client_cpu_us_per_call"] = c / calls * 1e6
-        if marginal:
+        row = {"engine_cpu_us_per_call": e / calls * 1e6, "client_cpu_us_per_call": c / calls * 1e6}
+        if small is not None and "error" not in small[0]:
             extra = calls - CALLS_QUICK
-            row["engine_marginal_us_per_call"] = (e - e_small) / extra * 1e6
-            row["client_marginal_us_per_call"] = (c - c_small) / extra * 1e6
+            row["engine_marginal_us_per_call"] = (e - small[1]) / extra * 1e6
+            row["client_marginal_us_per_call"] = (c - small[2]) / extra * 1e6
         label = serve_cmd[0]  # the client's binary, or the python of an SDK's virtualenv
         samples.setdefault(label, []).append(row)
         return result
@@ -88,10 +89,11 @@ def main() -> None:
     compare.start_engine, compare.run_pair = started, measured
     compare.main()
     for label, rows in samples.items():
-        med = {k: round(statistics.median(r[k] for r in rows), 1) for k in rows[0]}
+        keys = dict.fromkeys(k for r in rows for k in r)  # the marginal ones may miss in some rows
+        med = {k: round(statistics.median(r[k] for r in rows if k in r), 1) for k in keys}
         total = med["engine_cpu_us_per_call"] + med["client_cpu_us_per_call"]
         med["two_core_ceiling_per_s"] = round(2e6 / total) if total else None
-        if marginal:
+        if "client_marginal_us_per_call" in med:
             total = med["engine_marginal_us_per_call"] + med["client_marginal_us_per_call"]
             med["marginal_two_core_ceiling_per_s"] = round(2e6 / total) if total > 0 else None
         print(json.dumps({"cpu_split": label, **med}), flush=True)
