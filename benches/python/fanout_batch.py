@@ -23,7 +23,10 @@ driving side differs. Then, rounds interleaved, each driver in a fresh process:
 
 For ours, `cpu_us` is the driving process's CPU per call (all threads), `gc_us` the time the
 cyclic garbage collector took per call during the fan-out, and `gc_runs` its collections of
-each generation.
+each generation. For the gathers, `ramp_ms` is the time from the start of the fan-out to the
+end of the loop iteration that first steps its tasks (making 20,000 Tasks, then 1,000 calls
+and 19,000 waits on the semaphore, before any answer is read) and `ramp_gc_ms` the collector's
+share of it.
 
 Prints one JSON line per driver (median calls/s over the rounds, and each round's) and the
 ratios of each of ours to the others. Absolute figures vary between machines; compare the
@@ -46,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 PORT = 49180
 URL = f"ws://127.0.0.1:{PORT}"
@@ -102,8 +106,16 @@ def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
     )
     payload = {"blob": "x" * (64 - 12)}
     request = {"function_id": "bench::echo", "payload": payload}
+    gc_spent = [0.0, 0.0]  # seconds in the collector so far during a fan-out; its last start
 
-    async def gather(n: int, floor: bool) -> int:
+    def gc_timer(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_spent[1] = time.perf_counter()
+        else:
+            gc_spent[0] += time.perf_counter() - gc_spent[1]
+
+    async def gather(n: int, floor: bool) -> tuple[int, float, float]:
+        """Errors, then the ramp and the collector's time in it (s)."""
         sem = asyncio.Semaphore(window)
         errors = 0
         work = work_us / 1e6
@@ -133,37 +145,37 @@ def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
                     while time.perf_counter() < end:
                         pass
 
+        ramp = [0.0, 0.0]
+
+        def first_iteration_ends() -> None:  # after the n task steps scheduled before it
+            ramp[:] = time.perf_counter() - t0, gc_spent[0] - gc0
+
+        t0, gc0 = time.perf_counter(), gc_spent[0]
         everything = asyncio.gather(*(one() for _ in range(n)))
+        loop.call_soon(first_iteration_ends)
         if floor:
             loop.call_soon(deliver)
         await everything
-        return errors
+        return errors, ramp[0], ramp[1]
 
     async def many_async(n: int) -> int:
         outcomes = await iii.trigger_many_async([request] * n, max_in_flight=window)
         return sum(not o.ok for o in outcomes)
 
     async def on_sdk_loop(data: dict[str, int]) -> dict[str, float]:
-        gc_time = 0.0
-        started = 0.0
-
-        def gc_timer(phase: str, _info: dict[str, int]) -> None:
-            nonlocal gc_time, started
-            if phase == "start":
-                started = time.perf_counter()
-            else:
-                gc_time += time.perf_counter() - started
-
+        gc_spent[0] = 0.0
         gc.callbacks.append(gc_timer)
         t0 = time.perf_counter()
+        out: dict[str, float] = {}
         try:
             if data["gather"]:
-                errors = await gather(data["n"], bool(data.get("floor")))
+                errors, ramp, ramp_gc = await gather(data["n"], bool(data.get("floor")))
+                out = {"ramp_ms": round(ramp * 1e3, 1), "ramp_gc_ms": round(ramp_gc * 1e3, 1)}
             else:
                 errors = await many_async(data["n"])
         finally:
             gc.callbacks.remove(gc_timer)
-        return {"elapsed": time.perf_counter() - t0, "errors": errors, "gc": gc_time}
+        return {"elapsed": time.perf_counter() - t0, "errors": errors, "gc": gc_spent[0], **out}
 
     iii.register_function("fanout::drive", on_sdk_loop)
     deadline = time.time() + 30
@@ -198,6 +210,7 @@ def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
     out = {"per_s": round(calls / elapsed), "errors": errors, "cpu_us": round(cpu_us, 1)}
     if gc_s is not None:
         out["gc_us"] = round(gc_s / calls * 1e6, 2)
+        out.update({k: r[k] for k in ("ramp_ms", "ramp_gc_ms") if k in r})
     # Collections per generation: the same for ours_gather and ours_floor shows that the
     # collector's work comes with the way of fanning out, not with the SDK's allocations.
     out["gc_runs"] = [
@@ -207,7 +220,11 @@ def drive_ours(mode: str, calls: int, window: int, work_us: float) -> None:
     iii.shutdown()
 
 
-def run_driver(cmd: list[str], key: str) -> dict[str, float] | None:
+# Figures only ours' drivers report; medians over rounds.
+EXTRAS = ("cpu_us", "gc_us", "ramp_ms", "ramp_gc_ms")
+
+
+def run_driver(cmd: list[str], key: str) -> dict[str, Any] | None:
     d = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     last = (d.stdout.strip().splitlines() or [""])[-1]
     try:
@@ -216,12 +233,8 @@ def run_driver(cmd: list[str], key: str) -> dict[str, float] | None:
         print(f"driver {cmd[0]} failed: {(d.stdout + d.stderr)[-400:]}", file=sys.stderr)
         return None
     errors = out[key[: -len("per_s")] + "errors"]
-    return {
-        "per_s": out[key],
-        "errors": errors,
-        "cpu_us": out.get("cpu_us"),
-        "gc_us": out.get("gc_us"),
-        "gc_runs": out.get("gc_runs"),
+    return {"per_s": out[key], "errors": errors, "gc_runs": out.get("gc_runs")} | {
+        k: out[k] for k in EXTRAS if k in out
     }
 
 
@@ -258,8 +271,7 @@ def main() -> None:
     engine, folder = start_engine(args.engine)
     serve = None
     per_round: dict[str, list[float]] = {name: [] for name in drivers}
-    cpu: dict[str, list[float]] = {name: [] for name in drivers}
-    gc_us: dict[str, list[float]] = {name: [] for name in drivers}
+    extras: dict[str, dict[str, list[float]]] = {name: {} for name in drivers}
     gc_runs: dict[str, list[int]] = {}
     errors: dict[str, float] = dict.fromkeys(drivers, 0)
     try:
@@ -272,10 +284,9 @@ def main() -> None:
                 r = run_driver(cmd, key)
                 if r is not None:
                     per_round[name].append(r["per_s"])
-                    if r["cpu_us"] is not None:
-                        cpu[name].append(r["cpu_us"])
-                    if r["gc_us"] is not None:
-                        gc_us[name].append(r["gc_us"])
+                    for k in EXTRAS:
+                        if k in r:
+                            extras[name].setdefault(k, []).append(r[k])
                     if r["gc_runs"] is not None:
                         gc_runs[name] = r["gc_runs"]  # the same every round
                     errors[name] += r["errors"]
@@ -289,10 +300,7 @@ def main() -> None:
     med = {name: statistics.median(v) for name, v in per_round.items() if v}
     for name, v in per_round.items():
         line = {"driver": name, "per_s": med.get(name), "rounds": v, "errors": errors[name]}
-        if cpu[name]:  # CPU microseconds per call of the driving process (ours only)
-            line["cpu_us"] = statistics.median(cpu[name])
-        if gc_us[name]:
-            line["gc_us"] = statistics.median(gc_us[name])
+        line.update({k: statistics.median(x) for k, x in extras[name].items()})
         if name in gc_runs:
             line["gc_runs"] = gc_runs[name]
         print(json.dumps(line))
