@@ -11,10 +11,10 @@ nanoseconds). From the samples, per client (medians over rounds):
   alone_ms           time the driving process ran (at least half a core) while the engine and
                      the serving process were idle (under 5 % of a core), after the driver's
                      first call reached the engine: work no other process could overlap
-  alone_stretches    how many stretches of at least 3 intervals that time came in (the runs
-                     of one driver through the scenarios: a fan-out's start shows as one)
+  alone_stretches    how many separate stretches (of at least 3 intervals) that time came in;
+                     the start of each fan-out shows as one
   steady_ms          time the engine ran at least 0.75 of a core: the fan-outs once under way
-                     (sequential round trips keep it well under that)
+                     (sequential round trips keep it under that)
   steady_cores       cores busy on average during it (engine + serving + driving, of 2)
   steady_engine / steady_serve / steady_drive   each process's share of that, in cores
 
@@ -23,8 +23,9 @@ seconds, then the cores used by the engine, the serving and the driving process)
 
 On 2 cores a fan-out runs at the CPU ceiling (cpu_split.py) only if the three processes keep
 both cores busy from its first call to its last: alone time, and steady cores under 2, are
-what it loses. The sampling thread costs this process a few percent of a core, the same for every
-client.
+what it loses. The sampling thread costs this process a few percent of a core, the same for
+every client, but it moves compare.py's own figures (the round trip most): quote those from a
+run without it.
 """
 
 from __future__ import annotations
