@@ -25,12 +25,13 @@ run.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import resource
-import statistics
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from around_compare import load_compare, medians  # noqa: E402
 
 CALLS = 2000 + 20000 + 20000 + 5000 + 20000
 CALLS_QUICK = 300 + 2000 + 2000 + 500 + 2000
@@ -53,18 +54,9 @@ def main() -> None:
         sys.argv.remove("--marginal")
         if "--quick" in sys.argv:
             sys.exit("--marginal compares full runs with --quick ones; leave --quick out")
-    spec = importlib.util.spec_from_file_location("compare", sys.argv.pop(1))
-    compare = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(compare)
-    engine = {}
-    start_engine, run_pair = compare.start_engine, compare.run_pair
+    compare, engine = load_compare(sys.argv.pop(1))
+    run_pair = compare.run_pair
     samples: dict[str, list[dict[str, float]]] = {}
-
-    def started(binary, otel):
-        p, d = start_engine(binary, otel)
-        engine["pid"] = p.pid
-        return p, d
 
     def cpu_of(serve_cmd, drive_cmd, quick, otel):
         e0, c0 = _proc_cpu(engine["pid"]), _children_cpu()
@@ -86,11 +78,10 @@ def main() -> None:
         samples.setdefault(label, []).append(row)
         return result
 
-    compare.start_engine, compare.run_pair = started, measured
+    compare.run_pair = measured
     compare.main()
     for label, rows in samples.items():
-        keys = dict.fromkeys(k for r in rows for k in r)  # the marginal ones may miss in some rows
-        med = {k: round(statistics.median(r[k] for r in rows if k in r), 1) for k in keys}
+        med = medians(rows, 1)  # the marginal figures may miss in some rows
         total = med["engine_cpu_us_per_call"] + med["client_cpu_us_per_call"]
         med["two_core_ceiling_per_s"] = round(2e6 / total) if total else None
         if "client_marginal_us_per_call" in med:

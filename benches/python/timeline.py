@@ -30,13 +30,14 @@ run without it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import statistics
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from around_compare import load_compare, medians  # noqa: E402
 
 
 def _oncpu_ns(pid: int) -> dict[str, int]:
@@ -165,18 +166,9 @@ def main() -> None:
         i = sys.argv.index("--dump")
         dump = sys.argv[i + 1]
         del sys.argv[i : i + 2]
-    spec = importlib.util.spec_from_file_location("compare", sys.argv.pop(1))
-    compare = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(compare)
-    start_engine, run_pair = compare.start_engine, compare.run_pair
-    engine: dict[str, int] = {}
+    compare, engine = load_compare(sys.argv.pop(1))
+    run_pair = compare.run_pair
     samples: dict[str, list[dict[str, float]]] = {}
-
-    def started(binary, otel):
-        p, d = start_engine(binary, otel)
-        engine["pid"] = p.pid
-        return p, d
 
     def sampled(serve_cmd, drive_cmd, quick, otel):
         sampler = Sampler(engine["pid"], interval)
@@ -194,12 +186,10 @@ def main() -> None:
             samples.setdefault(serve_cmd[0], []).append(row)
         return result
 
-    compare.start_engine, compare.run_pair = started, sampled
+    compare.run_pair = sampled
     compare.main()
     for label, rows in samples.items():
-        keys = dict.fromkeys(k for r in rows for k in r)
-        med = {k: round(statistics.median(r[k] for r in rows if k in r), 2) for k in keys}
-        print(json.dumps({"timeline": label, **med}), flush=True)
+        print(json.dumps({"timeline": label, **medians(rows, 2)}), flush=True)
 
 
 if __name__ == "__main__":
