@@ -97,31 +97,27 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         roles: dict[int, str | None] = {}
-        last: tuple[float, dict[str, int], int, dict[str, int], int, dict[str, int]] | None = None
+        last_t, last = 0.0, {}  # per process: (pid, each thread's on-CPU ns)
         while not self.stop.wait(self.interval):
-            found = {"serve": 0, "drive": 0}
+            pids = {"engine": self.engine_pid, "serve": 0, "drive": 0}
             for pid in _children():
-                if pid == self.engine_pid:
-                    continue
                 if pid not in roles:
-                    roles[pid] = _role(pid)
-                role = roles[pid]
-                if role is not None:
-                    found[role] = pid
-            now = (
-                time.perf_counter(),
-                _oncpu_ns(self.engine_pid),
-                found["serve"],
-                _oncpu_ns(found["serve"]) if found["serve"] else {},
-                found["drive"],
-                _oncpu_ns(found["drive"]) if found["drive"] else {},
-            )
-            if last is not None:
-                ns = (now[0] - last[0]) * 1e9
-                serve = _delta(last[3], now[3]) / ns if now[2] and now[2] == last[2] else None
-                drive = _delta(last[5], now[5]) / ns if now[4] and now[4] == last[4] else None
-                self.rows.append((now[0] - last[0], _delta(last[1], now[1]) / ns, serve, drive))
-            last = now
+                    roles[pid] = _role(pid) if pid != self.engine_pid else None
+                if roles[pid] is not None:
+                    pids[roles[pid]] = pid
+            t = time.perf_counter()
+            now = {role: (pid, _oncpu_ns(pid) if pid else {}) for role, pid in pids.items()}
+            if last:
+                ns = (t - last_t) * 1e9
+                # None: the process was not there at both ends of the interval
+                cores = [
+                    _delta(last[role][1], now[role][1]) / ns
+                    if now[role][0] and now[role][0] == last[role][0]
+                    else None
+                    for role in ("engine", "serve", "drive")
+                ]
+                self.rows.append((t - last_t, cores[0] or 0.0, cores[1], cores[2]))
+            last_t, last = t, now
 
 
 def analyse(rows: list[tuple[float, float, float | None, float | None]]) -> dict[str, float] | None:
